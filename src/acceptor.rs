@@ -1,0 +1,336 @@
+//! The server side: one fixed front `SslAcceptor` whose servername callback switches
+//! every new handshake to the context published last.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssl::error::ErrorStack;
+use openssl::ssl::{
+    SniError, Ssl, SslAcceptor, SslAcceptorBuilder, SslContext, SslContextBuilder, SslMethod,
+    SslVerifyMode,
+};
+use openssl::stack::Stack;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio_openssl::SslStream;
+
+use crate::material::{IdentityFiles, Material, Sources};
+use crate::reload::{Build, Engine};
+use crate::watch::Poller;
+use crate::{CertificateInfo, CertificateStatus, Error, Passphrase, Reload, ValidityPolicy};
+
+/// The default poll interval: one second.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The session id context set on every context before the policy runs.
+///
+/// TLS 1.3 tickets and session ids are bound to it; OpenSSL refuses to resume a
+/// session of a client that sent a certificate when it is empty. It is the same on
+/// the front and every reloaded context, so `SSL_set_SSL_CTX` keeps it.
+const SESSION_ID_CONTEXT: &[u8] = b"openssl-reload";
+
+/// The replayable customisation applied to every context the crate builds.
+pub(crate) type Policy = Arc<dyn Fn(&mut SslContextBuilder) -> Result<(), ErrorStack> + Send + Sync>;
+
+/// Whether and how the server asks clients for a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// A client must present a certificate that chains to the CA bundle.
+    Required,
+    /// A client may present a certificate; if it does, it must chain to the CA bundle.
+    Optional,
+}
+
+impl ClientAuth {
+    fn verify_mode(self) -> SslVerifyMode {
+        match self {
+            Self::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            Self::Optional => SslVerifyMode::PEER,
+        }
+    }
+}
+
+/// A TLS server acceptor whose certificate, key, chain and client CA bundle follow
+/// the files on disk.
+///
+/// Built by [`ReloadingAcceptor::builder`]. Cheap to clone; the poller thread stops
+/// when the last clone is dropped. See the [crate docs](crate) for how it works.
+#[derive(Clone)]
+pub struct ReloadingAcceptor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    acceptor: SslAcceptor,
+    engine: Arc<Engine<SslContext>>,
+    _poller: Poller,
+}
+
+impl ReloadingAcceptor {
+    /// Starts a builder for a server with the certificate chain in `cert` (PEM, leaf
+    /// first, or DER) and the private key in `key` (PEM or DER: PKCS#1, SEC1,
+    /// PKCS#8, encrypted PKCS#8). Both may be the same file.
+    pub fn builder(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> ReloadingAcceptorBuilder {
+        ReloadingAcceptorBuilder::new(IdentityFiles::Pair {
+            cert: cert.into(),
+            key: key.into(),
+        })
+    }
+
+    /// Starts a builder for a server whose certificate, key and chain come from one
+    /// PKCS#12 bundle; its password is the [`passphrase`](ReloadingAcceptorBuilder::passphrase)
+    /// (none means the empty password).
+    pub fn builder_pkcs12(path: impl Into<PathBuf>) -> ReloadingAcceptorBuilder {
+        ReloadingAcceptorBuilder::new(IdentityFiles::Pkcs12(path.into()))
+    }
+
+    /// The fixed front acceptor. Use it for every connection, as
+    /// `acceptor.accept(tcp)` or `Ssl::new(acceptor.context())`; its servername
+    /// callback installs the current certificate in each new handshake.
+    pub fn acceptor(&self) -> &SslAcceptor {
+        &self.inner.acceptor
+    }
+
+    /// The context in service right now: the one the next handshake switches to.
+    pub fn current_context(&self) -> Arc<SslContext> {
+        self.inner.engine.current().load_full()
+    }
+
+    /// A snapshot of what is in service and how reloading went.
+    pub fn status(&self) -> CertificateStatus {
+        self.inner.engine.status()
+    }
+
+    /// A receiver that sees every change of [`status`](Self::status): each publish
+    /// and each failed attempt.
+    pub fn subscribe(&self) -> watch::Receiver<CertificateStatus> {
+        self.inner.engine.subscribe()
+    }
+
+    /// Reads and, if the content changed, publishes the files right now, on the
+    /// caller's thread, whatever the poller last saw. For SIGHUP handlers and tests.
+    ///
+    /// # Errors
+    ///
+    /// The reason the files were not published; the previous material stays in
+    /// service, and the error is also recorded in [`status`](Self::status).
+    pub fn reload_now(&self) -> Result<Reload, Error> {
+        self.inner.engine.reload_now()
+    }
+
+    /// Performs a server handshake on `stream` with tokio-openssl.
+    ///
+    /// # Errors
+    ///
+    /// The handshake's error (`SSL_accept`).
+    pub async fn accept<S>(&self, stream: S) -> Result<SslStream<S>, openssl::ssl::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ssl = Ssl::new(self.acceptor().context()).map_err(openssl::ssl::Error::from)?;
+        let mut stream = SslStream::new(ssl, stream).map_err(openssl::ssl::Error::from)?;
+        std::pin::Pin::new(&mut stream).accept().await?;
+        Ok(stream)
+    }
+}
+
+impl fmt::Debug for ReloadingAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadingAcceptor")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`ReloadingAcceptor`].
+#[must_use]
+pub struct ReloadingAcceptorBuilder {
+    sources: Sources,
+    client_auth: Option<ClientAuth>,
+    poll_interval: Duration,
+    policy: Policy,
+}
+
+impl ReloadingAcceptorBuilder {
+    fn new(identity: IdentityFiles) -> Self {
+        let mut sources = Sources::new();
+        sources.identity = Some(identity);
+        Self {
+            sources,
+            client_auth: None,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            policy: Arc::new(|_| Ok(())),
+        }
+    }
+
+    /// Where the passphrase of an encrypted key or PKCS#12 bundle comes from.
+    pub fn passphrase(mut self, passphrase: Passphrase) -> Self {
+        self.sources.passphrase = passphrase;
+        self
+    }
+
+    /// Verifies client certificates against the CA bundle in `ca` (PEM, one or more
+    /// certificates), which is watched and reloaded like the certificate.
+    ///
+    /// While a CA is configured the server's own chain must chain to it too; turn
+    /// that off with [`check_chain_against_ca`](Self::check_chain_against_ca) when
+    /// the server certificate comes from another (e.g. public) CA.
+    pub fn client_ca(mut self, ca: impl Into<PathBuf>, auth: ClientAuth) -> Self {
+        self.sources.ca = Some(ca.into());
+        self.client_auth = Some(auth);
+        self
+    }
+
+    /// Whether a new certificate must chain to the configured CA bundle before it is
+    /// published (default `true`).
+    pub fn check_chain_against_ca(mut self, check: bool) -> Self {
+        self.sources.chain_to_ca = check;
+        self
+    }
+
+    /// How often the files are checked (default 1 s). Each check is one `stat(2)`
+    /// per file; files are read only when their fingerprint changes.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// What to do with a certificate outside its validity period (default: refuse it).
+    pub fn validity(mut self, policy: ValidityPolicy) -> Self {
+        self.sources.validity = policy;
+        self
+    }
+
+    /// The largest file the crate will read (default [`DEFAULT_MAX_FILE_SIZE`](crate::DEFAULT_MAX_FILE_SIZE)).
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.sources.max_file_size = bytes;
+        self
+    }
+
+    /// The TLS policy: protocol floor, ciphers, ALPN, verify depth, session settings.
+    ///
+    /// It runs on the front context and again on every reloaded context, on top of
+    /// Mozilla's intermediate profile (`SslAcceptor::mozilla_intermediate_v5`), so it
+    /// must be replayable. Settings that `SSL_set_SSL_CTX` does not switch (verify
+    /// mode, options, protocol versions) come from the front context; setting them
+    /// here keeps both in agreement. Do not install a servername callback: the
+    /// crate's own is installed on the front context after the policy runs.
+    pub fn policy<F>(mut self, policy: F) -> Self
+    where
+        F: Fn(&mut SslContextBuilder) -> Result<(), ErrorStack> + Send + Sync + 'static,
+    {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Loads and validates the files once, as [`build`](Self::build) would, and builds
+    /// a context from them with the policy; starts nothing. For offline checks
+    /// (`openssl-reload check`) and for configuration tests.
+    ///
+    /// # Errors
+    ///
+    /// The reason the material would be refused at start-up.
+    pub fn check(&self) -> Result<CertificateInfo, Error> {
+        let material = self.sources.parse(self.sources.read(&mut Default::default())?)?;
+        server_builder(&self.policy, self.client_auth, &material)?;
+        material
+            .identity
+            .map(|identity| identity.info)
+            .ok_or_else(|| ErrorStack::get().into())
+    }
+
+    /// Loads and validates the files, builds the front acceptor and starts the poller.
+    ///
+    /// # Errors
+    ///
+    /// Any problem with the initial material (unreadable, unparsable, mismatched,
+    /// expired, untrusted), an error from the policy, or a failure to spawn the
+    /// poller thread ([`Error::Io`] with an empty path).
+    pub fn build(self) -> Result<ReloadingAcceptor, Error> {
+        let policy = self.policy;
+        let auth = self.client_auth;
+        let build_policy = Arc::clone(&policy);
+        let build: Build<SslContext> = Box::new(move |material: &Material| {
+            Ok(server_builder(&build_policy, auth, material)?.build().into_context())
+        });
+        let engine = Arc::new(Engine::start(
+            "acceptor",
+            self.sources,
+            self.poll_interval,
+            build,
+        )?);
+
+        let mut front = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+        apply_defaults(&mut front, auth)?;
+        policy(&mut front)?;
+        let current = Arc::clone(engine.current());
+        front.set_servername_callback(move |ssl, _alert| {
+            // The whole handshake-path cost of reloading: an atomic load and
+            // SSL_set_SSL_CTX (reference counts, no I/O, no lock).
+            ssl.set_ssl_context(&current.load())
+                .map_err(|_| SniError::ALERT_FATAL)
+        });
+        let acceptor = front.build();
+
+        let poll_engine = Arc::clone(&engine);
+        let poller = Poller::spawn(self.poll_interval, move || poll_engine.poll())
+            .map_err(|source| Error::Thread { source })?;
+        Ok(ReloadingAcceptor {
+            inner: Arc::new(Inner {
+                acceptor,
+                engine,
+                _poller: poller,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for ReloadingAcceptorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadingAcceptorBuilder")
+            .field("sources", &self.sources)
+            .field("client_auth", &self.client_auth)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings every server context gets before the user's policy.
+fn apply_defaults(builder: &mut SslContextBuilder, auth: Option<ClientAuth>) -> Result<(), ErrorStack> {
+    builder.set_session_id_context(SESSION_ID_CONTEXT)?;
+    if let Some(auth) = auth {
+        builder.set_verify(auth.verify_mode());
+    }
+    Ok(())
+}
+
+/// A server context holding `material`, built the same way as the front context.
+pub(crate) fn server_builder(
+    policy: &Policy,
+    auth: Option<ClientAuth>,
+    material: &Material,
+) -> Result<SslAcceptorBuilder, ErrorStack> {
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    apply_defaults(&mut builder, auth)?;
+    policy(&mut builder)?;
+    if let Some(identity) = &material.identity {
+        builder.set_certificate(&identity.cert)?;
+        builder.set_private_key(&identity.key)?;
+        for cert in &identity.chain {
+            builder.add_extra_chain_cert(cert.clone())?;
+        }
+        builder.check_private_key()?;
+    }
+    if let (Some(certs), Some(store)) = (&material.ca, material.ca_store()?) {
+        builder.set_cert_store(store);
+        let mut names = Stack::new()?;
+        for cert in certs {
+            names.push(cert.subject_name().to_owned()?)?;
+        }
+        builder.set_client_ca_list(names);
+    }
+    Ok(builder)
+}

@@ -1,0 +1,228 @@
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use openssl::error::ErrorStack;
+
+/// Why certificate material could not be loaded, validated or installed.
+///
+/// Every variant that comes from a file names that file. None of them carries
+/// passphrase or key bytes, so an `Error` is safe to log as it is.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be opened or read (missing, permission denied, a directory, ...).
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// A file is larger than the configured size cap; nothing past the cap was read.
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The cap, in bytes.
+        limit: u64,
+    },
+    /// OpenSSL could not parse a file (certificate, key, PKCS#12 bundle or CA bundle).
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was expected in it, e.g. "certificate chain".
+        what: &'static str,
+        /// OpenSSL's errors.
+        source: ErrorStack,
+    },
+    /// A certificate or CA file holds no certificate at all (e.g. an empty file).
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A PKCS#12 bundle holds no certificate or no private key.
+    IncompletePkcs12 {
+        /// The file.
+        path: PathBuf,
+        /// The part that is missing: "certificate" or "private key".
+        missing: &'static str,
+    },
+    /// The private key is encrypted but no passphrase was configured.
+    ///
+    /// The crate never falls back to OpenSSL's terminal prompt.
+    PassphraseRequired {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The private key (or PKCS#12 bundle) could not be decrypted with the configured
+    /// passphrase: the passphrase is wrong, or the file uses an algorithm that the
+    /// loaded OpenSSL providers do not offer (e.g. RC2 without the legacy provider, or
+    /// anything non-approved in FIPS mode).
+    Decrypt {
+        /// The key or PKCS#12 file.
+        path: PathBuf,
+        /// OpenSSL's errors.
+        source: ErrorStack,
+    },
+    /// The passphrase itself could not be obtained (unset variable, failing callback).
+    Passphrase {
+        /// Where it was to come from, e.g. "environment variable MY_PASS".
+        origin: String,
+        /// Why it could not be had.
+        reason: String,
+    },
+    /// The private key does not belong to the certificate.
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// The certificate's notAfter is in the past.
+    Expired {
+        /// The certificate file.
+        path: PathBuf,
+        /// The notAfter time, as OpenSSL prints it.
+        not_after: String,
+    },
+    /// The certificate's notBefore is in the future.
+    NotYetValid {
+        /// The certificate file.
+        path: PathBuf,
+        /// The notBefore time, as OpenSSL prints it.
+        not_before: String,
+    },
+    /// The certificate does not chain to the configured CA bundle.
+    Untrusted {
+        /// The certificate file.
+        path: PathBuf,
+        /// The CA bundle.
+        ca: PathBuf,
+        /// OpenSSL's verification result, e.g. "unable to get local issuer certificate".
+        reason: String,
+    },
+    /// The poller thread could not be spawned.
+    Thread {
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// OpenSSL refused to build a context from valid-looking material, or the
+    /// user's policy closure failed.
+    Context {
+        /// OpenSSL's errors.
+        source: ErrorStack,
+    },
+}
+
+impl Error {
+    /// The file this error is about, if it is about one.
+    ///
+    /// For a [`KeyMismatch`](Error::KeyMismatch) this is the key file.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Io { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::Parse { path, .. }
+            | Self::NoCertificate { path }
+            | Self::IncompletePkcs12 { path, .. }
+            | Self::PassphraseRequired { path }
+            | Self::Decrypt { path, .. }
+            | Self::Expired { path, .. }
+            | Self::NotYetValid { path, .. }
+            | Self::Untrusted { path, .. } => Some(path),
+            Self::KeyMismatch { key, .. } => Some(key),
+            Self::Passphrase { .. } | Self::Thread { .. } | Self::Context { .. } => None,
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn parse(path: &Path, what: &'static str, source: ErrorStack) -> Self {
+        Self::Parse {
+            path: path.to_owned(),
+            what,
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Self::TooLarge { path, limit } => write!(
+                f,
+                "{} is larger than the {limit}-byte limit for certificate material",
+                path.display()
+            ),
+            Self::Parse { path, what, source } => {
+                write!(f, "cannot parse {what} in {}: {source}", path.display())
+            }
+            Self::NoCertificate { path } => {
+                write!(f, "no certificate found in {}", path.display())
+            }
+            Self::IncompletePkcs12 { path, missing } => {
+                write!(f, "PKCS#12 bundle {} holds no {missing}", path.display())
+            }
+            Self::PassphraseRequired { path } => write!(
+                f,
+                "private key {} is encrypted and no passphrase is configured",
+                path.display()
+            ),
+            Self::Decrypt { path, source } => write!(
+                f,
+                "cannot decrypt {}: wrong passphrase or an algorithm the loaded OpenSSL providers do not offer: {source}",
+                path.display()
+            ),
+            Self::Passphrase { origin, reason } => {
+                write!(f, "cannot get the passphrase from {origin}: {reason}")
+            }
+            Self::KeyMismatch { cert, key } => write!(
+                f,
+                "private key {} does not match certificate {}",
+                key.display(),
+                cert.display()
+            ),
+            Self::Expired { path, not_after } => write!(
+                f,
+                "certificate {} expired (notAfter {not_after})",
+                path.display()
+            ),
+            Self::NotYetValid { path, not_before } => write!(
+                f,
+                "certificate {} is not yet valid (notBefore {not_before})",
+                path.display()
+            ),
+            Self::Untrusted { path, ca, reason } => write!(
+                f,
+                "certificate {} does not chain to CA bundle {}: {reason}",
+                path.display(),
+                ca.display()
+            ),
+            Self::Thread { source } => write!(f, "cannot spawn the poller thread: {source}"),
+            Self::Context { source } => write!(f, "cannot build the TLS context: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } | Self::Thread { source } => Some(source),
+            Self::Parse { source, .. } | Self::Decrypt { source, .. } | Self::Context { source } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<ErrorStack> for Error {
+    fn from(source: ErrorStack) -> Self {
+        Self::Context { source }
+    }
+}

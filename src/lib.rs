@@ -1,0 +1,95 @@
+//! Hot-reload TLS certificates, keys and CA bundles for OpenSSL servers and clients.
+//!
+//! Certificates rotated by cert-manager, Let's Encrypt, Vault or a cloud CA are
+//! picked up without a restart, without dropping a connection, and without ever
+//! serving a broken pair: new files are loaded and validated off the handshake
+//! path, and a bad file leaves the last good material in service.
+//!
+//! # Example
+//!
+//! A tokio server whose certificate follows `cert.pem` and `key.pem`:
+//!
+//! ```no_run
+//! use openssl_reload::{Passphrase, ReloadingAcceptor};
+//! use tokio::io::AsyncWriteExt;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let tls = ReloadingAcceptor::builder("/etc/tls/cert.pem", "/etc/tls/key.pem")
+//!     .passphrase(Passphrase::from_env("TLS_KEY_PASSPHRASE"))
+//!     .policy(|ctx| {
+//!         ctx.set_min_proto_version(Some(openssl_reload::openssl::ssl::SslVersion::TLS1_2))
+//!     })
+//!     .build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+//! loop {
+//!     let (tcp, _) = listener.accept().await?;
+//!     let tls = tls.clone();
+//!     tokio::spawn(async move {
+//!         if let Ok(mut stream) = tls.accept(tcp).await {
+//!             let _ = stream.write_all(b"hello\n").await;
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! Blocking servers use the same front acceptor: `tls.acceptor().accept(tcp)`.
+//!
+//! # How reloading works
+//!
+//! ```text
+//! poller thread (every interval)           handshake (any thread, many at once)
+//! stat each file -> fingerprint            servername callback:
+//! changed? read, hash, parse, validate       ctx = ArcSwap::load()
+//! build SslContext, ArcSwap::store           SSL_set_SSL_CTX(ssl, ctx)
+//! ```
+//!
+//! - A **fingerprint** is device, inode, size, mtime and ctime (nanoseconds) of the
+//!   file a path resolves to, symlinks followed, compared with `!=`. It sees atomic
+//!   renames, in-place rewrites, restores with an older mtime, and Kubernetes'
+//!   `..data` symlink swaps. While nothing changes, a tick costs one `stat(2)` per
+//!   file and reads nothing.
+//! - A changed file is read whole (size-capped) and hashed; identical content is not
+//!   republished. New material must parse, the key must match the certificate, the
+//!   certificate must be within its validity period ([`ValidityPolicy`]) and, where
+//!   a CA bundle is configured, chain to it.
+//! - The fixed front `SslAcceptor`'s **servername callback** runs for every
+//!   handshake (with or without SNI) and switches it to the current context with
+//!   `SSL_set_SSL_CTX`: certificate, key, chain, trust store and client CA list.
+//!   Verify mode, options and protocol versions are not switched; they come from
+//!   the front context, which is why one **policy** closure configures the front
+//!   and every reloaded context alike.
+//! - Session tickets live on the front context, so clients resume across reloads.
+//!   Connections already open keep the certificate they started with.
+//! - A failure keeps the current material, is recorded in [`CertificateStatus`],
+//!   logged once (warn) until it changes, and retried when a file changes again.
+//!
+//! # Crate features
+//!
+//! - `cli` (default): the `openssl-reload` demo server binary. Library users can
+//!   turn it off (`default-features = false`) and compile no clap or hyper.
+//! - `vendored`: build and statically link OpenSSL from source (see `build.md`).
+//! - `fips`: [`fips::enable`] switches the process to OpenSSL 3's FIPS provider.
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod acceptor;
+mod connector;
+mod error;
+mod material;
+mod reload;
+mod watch;
+
+pub use openssl;
+
+pub use crate::acceptor::{
+    ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder, DEFAULT_POLL_INTERVAL,
+};
+pub use crate::connector::{ReloadingConnector, ReloadingConnectorBuilder};
+pub use crate::error::Error;
+pub use crate::material::{CertificateInfo, Passphrase, ValidityPolicy, DEFAULT_MAX_FILE_SIZE};
+pub use crate::reload::{CertificateStatus, Reload, ReloadError};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

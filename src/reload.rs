@@ -1,0 +1,259 @@
+//! The reload engine shared by the acceptor and the connector: compare fingerprints,
+//! read, skip identical content, parse and validate, build, publish, keep status.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::material::{Material, Sources};
+use crate::watch::Fingerprint;
+use crate::{CertificateInfo, Error};
+
+/// The longest wait between retries of a failed load whose files did not change.
+///
+/// A changed file is retried on the next tick. Unchanged files are retried with a
+/// doubling back-off, because what failed may depend on something other than the
+/// files: a not-yet-valid certificate becomes valid, a passphrase variable appears.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// A point-in-time view of a reloader, cheap to clone.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CertificateStatus {
+    /// The certificate in service (`None` for a connector without a client certificate).
+    pub certificate: Option<CertificateInfo>,
+    /// How many CA certificates the trust bundle in service holds (0 when none is configured).
+    pub ca_certificates: usize,
+    /// Bumped on every publish; the material loaded at start-up is generation 1.
+    pub generation: u64,
+    /// Successful reloads since start-up (the initial load not counted).
+    pub reloads: u64,
+    /// Failed reload attempts since start-up.
+    pub failures: u64,
+    /// Failed attempts since the last success; 0 when the files on disk are in service.
+    pub consecutive_failures: u64,
+    /// The most recent failure, kept after recovery for the record.
+    pub last_error: Option<ReloadError>,
+    /// When the material in service was published.
+    pub last_reload: SystemTime,
+    /// How often the files are checked.
+    pub poll_interval: Duration,
+}
+
+/// A failed reload, as kept in [`CertificateStatus`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReloadError {
+    /// The error's message; it names the file and the reason.
+    pub message: String,
+    /// The file the error is about, if any.
+    pub path: Option<PathBuf>,
+    /// When it happened.
+    pub at: SystemTime,
+}
+
+/// What a reload attempt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reload {
+    /// No file had changed, or the bytes were those already in service.
+    Unchanged,
+    /// New material was published with this generation.
+    Published(u64),
+}
+
+pub(crate) type Build<T> = Box<dyn Fn(&Material) -> Result<T, Error> + Send + Sync>;
+
+struct State {
+    fingerprints: Vec<Fingerprint>,
+    served_digest: [u8; 32],
+    /// The message of the last failure logged, so a failure repeats in the log only
+    /// when it changes.
+    last_logged: Option<String>,
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    warned: HashSet<PathBuf>,
+}
+
+pub(crate) struct Engine<T> {
+    what: &'static str,
+    sources: Sources,
+    paths: Vec<PathBuf>,
+    build: Build<T>,
+    current: Arc<ArcSwap<T>>,
+    state: Mutex<State>,
+    status: watch::Sender<CertificateStatus>,
+}
+
+impl<T> Engine<T> {
+    /// Loads, validates and builds the initial material; any failure is returned.
+    pub(crate) fn start(
+        what: &'static str,
+        sources: Sources,
+        poll_interval: Duration,
+        build: Build<T>,
+    ) -> Result<Self, Error> {
+        let paths = sources.paths();
+        let fingerprints = paths.iter().map(|p| Fingerprint::of(p)).collect();
+        let mut warned = HashSet::new();
+        let material = sources.parse(sources.read(&mut warned)?)?;
+        let built = build(&material)?;
+        let status = CertificateStatus {
+            certificate: material.identity.as_ref().map(|i| i.info.clone()),
+            ca_certificates: material.ca.as_ref().map_or(0, Vec::len),
+            generation: 1,
+            reloads: 0,
+            failures: 0,
+            consecutive_failures: 0,
+            last_error: None,
+            last_reload: SystemTime::now(),
+            poll_interval,
+        };
+        log_published(what, &status);
+        Ok(Self {
+            what,
+            sources,
+            paths,
+            build,
+            current: Arc::new(ArcSwap::from_pointee(built)),
+            state: Mutex::new(State {
+                fingerprints,
+                served_digest: material.digest,
+                last_logged: None,
+                retry_at: None,
+                retry_delay: poll_interval,
+                warned,
+            }),
+            status: watch::channel(status).0,
+        })
+    }
+
+    /// The published value, shared with handshake callbacks.
+    pub(crate) fn current(&self) -> &Arc<ArcSwap<T>> {
+        &self.current
+    }
+
+    pub(crate) fn status(&self) -> CertificateStatus {
+        self.status.borrow().clone()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<CertificateStatus> {
+        self.status.subscribe()
+    }
+
+    /// One poller tick: reload if a fingerprint changed or a retry is due.
+    pub(crate) fn poll(&self) {
+        let _ = self.check(false);
+    }
+
+    /// Reads the files now, whatever their fingerprints say.
+    pub(crate) fn reload_now(&self) -> Result<Reload, Error> {
+        self.check(true)
+    }
+
+    fn check(&self, force: bool) -> Result<Reload, Error> {
+        // The lock serialises the poller with `reload_now` callers; handshakes never
+        // take it, they only load `current`.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let fingerprints: Vec<_> = self.paths.iter().map(|p| Fingerprint::of(p)).collect();
+        let changed = fingerprints != state.fingerprints;
+        let retry_due = state.retry_at.is_some_and(|at| Instant::now() >= at);
+        if !(changed || force || retry_due) {
+            return Ok(Reload::Unchanged);
+        }
+        // Fingerprints are taken before the read: a write that lands during the read
+        // changes them again and is picked up on the next tick.
+        state.fingerprints = fingerprints;
+        match self.attempt(&mut state) {
+            Ok(outcome) => {
+                state.retry_at = None;
+                state.retry_delay = self.status.borrow().poll_interval;
+                if state.last_logged.take().is_some() {
+                    tracing::info!(what = self.what, "files on disk are valid again");
+                }
+                Ok(outcome)
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let at = SystemTime::now();
+                self.status.send_modify(|s| {
+                    s.failures += 1;
+                    s.consecutive_failures += 1;
+                    s.last_error = Some(ReloadError {
+                        message: message.clone(),
+                        path: error.path().map(Into::into),
+                        at,
+                    });
+                });
+                if state.last_logged.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(
+                        what = self.what,
+                        path = error.path().map(|p| p.display().to_string()),
+                        error = %message,
+                        "reload failed; keeping previous certificate"
+                    );
+                    state.last_logged = Some(message);
+                } else {
+                    tracing::debug!(what = self.what, error = %message, "reload still failing");
+                }
+                state.retry_at = Some(Instant::now() + state.retry_delay);
+                state.retry_delay = (state.retry_delay * 2).min(MAX_RETRY_DELAY);
+                Err(error)
+            }
+        }
+    }
+
+    fn attempt(&self, state: &mut State) -> Result<Reload, Error> {
+        let raw = self.sources.read(&mut state.warned)?;
+        if raw.digest == state.served_digest {
+            tracing::debug!(what = self.what, "files changed on disk but their content did not; nothing to publish");
+            self.status.send_if_modified(|s| {
+                let was_failing = s.consecutive_failures != 0;
+                s.consecutive_failures = 0;
+                was_failing
+            });
+            return Ok(Reload::Unchanged);
+        }
+        let material = self.sources.parse(raw)?;
+        let built = (self.build)(&material)?;
+        self.current.store(Arc::new(built));
+        state.served_digest = material.digest;
+        let mut generation = 0;
+        self.status.send_modify(|s| {
+            s.generation += 1;
+            s.reloads += 1;
+            s.consecutive_failures = 0;
+            s.certificate = material.identity.as_ref().map(|i| i.info.clone());
+            s.ca_certificates = material.ca.as_ref().map_or(0, Vec::len);
+            s.last_reload = SystemTime::now();
+            generation = s.generation;
+        });
+        log_published(self.what, &self.status.borrow());
+        Ok(Reload::Published(generation))
+    }
+}
+
+fn log_published(what: &'static str, status: &CertificateStatus) {
+    match &status.certificate {
+        Some(cert) => tracing::info!(
+            what,
+            generation = status.generation,
+            subject = %cert.subject,
+            serial = %cert.serial,
+            not_after = %cert.not_after,
+            sha256 = %cert.sha256,
+            ca_certificates = status.ca_certificates,
+            "certificate loaded"
+        ),
+        None => tracing::info!(
+            what,
+            generation = status.generation,
+            ca_certificates = status.ca_certificates,
+            "trust bundle loaded"
+        ),
+    }
+}
