@@ -390,7 +390,6 @@ pub fn client(ca_pem: &[u8]) -> SslConnector {
 }
 
 /// What one exchange over TLS saw.
-#[derive(Debug)]
 pub struct Seen {
     pub serial: String,
     pub reply: String,
@@ -434,6 +433,9 @@ pub async fn exchange(
         .map(|c| c.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string())
         .unwrap_or_default();
     // TLS 1.3 tickets arrive after the handshake; the read above received them.
+    // A clean close_notify keeps the session resumable: OpenSSL marks the session
+    // of a connection dropped without one as not resumable.
+    let _ = std::pin::Pin::new(&mut stream).shutdown().await;
     let session = stream.ssl().session().map(|s| s.to_owned());
     Ok(Seen {
         serial,
