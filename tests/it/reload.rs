@@ -26,7 +26,11 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new(first: &Leaf, configure: impl FnOnce(ReloadingAcceptorBuilder) -> ReloadingAcceptorBuilder, ca: Ca) -> Self {
+    async fn new(
+        first: &Leaf,
+        configure: impl FnOnce(ReloadingAcceptorBuilder) -> ReloadingAcceptorBuilder,
+        ca: Ca,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = first.write(dir.path());
         let tls = configure(ReloadingAcceptor::builder(&cert, &key).poll_interval(INTERVAL))
@@ -63,7 +67,10 @@ impl Fixture {
     async fn served(&self, old: &str, serial: &str) {
         eventually(&format!("serial {serial} to be served"), || async {
             let seen = self.serial().await;
-            assert!(seen == old || seen == serial, "served unknown serial {seen}");
+            assert!(
+                seen == old || seen == serial,
+                "served unknown serial {seen}"
+            );
             (seen == serial).then_some(())
         })
         .await;
@@ -77,7 +84,12 @@ impl Fixture {
         })
         .await;
         let error = status.last_error.expect("last_error is set");
-        assert_eq!(error.path.as_deref(), Some(path), "error: {}", error.message);
+        assert_eq!(
+            error.path.as_deref(),
+            Some(path),
+            "error: {}",
+            error.message
+        );
         assert!(
             error.message.contains(&*path.to_string_lossy()),
             "message names the file: {}",
@@ -118,7 +130,10 @@ async fn kubernetes_data_symlink_swap_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let mut volume = util::K8sVolume::new(
         dir.path(),
-        &[("tls.crt", &first.cert_pem()), ("tls.key", &first.key_pem())],
+        &[
+            ("tls.crt", &first.cert_pem()),
+            ("tls.key", &first.key_pem()),
+        ],
     );
     let tls = ReloadingAcceptor::builder(volume.path("tls.crt"), volume.path("tls.key"))
         .poll_interval(INTERVAL)
@@ -126,10 +141,16 @@ async fn kubernetes_data_symlink_swap_is_served() {
         .unwrap();
     let server = util::serve(tls.clone()).await;
     let client = util::client(&ca.pem());
-    assert_eq!(exchange(&client, server.addr, None).await.unwrap().serial, first.serial);
+    assert_eq!(
+        exchange(&client, server.addr, None).await.unwrap().serial,
+        first.serial
+    );
 
     let second = ca.leaf("second");
-    volume.update(&[("tls.crt", &second.cert_pem()), ("tls.key", &second.key_pem())]);
+    volume.update(&[
+        ("tls.crt", &second.cert_pem()),
+        ("tls.key", &second.key_pem()),
+    ]);
     eventually("the swapped secret to be served", || async {
         let seen = exchange(&client, server.addr, None).await.unwrap().serial;
         (seen == second.serial).then_some(())
@@ -198,7 +219,10 @@ async fn open_connection_survives_reload() {
     let mut buf = [0; 256];
     let n = stream.read(&mut buf).await.unwrap();
     let reply = String::from_utf8_lossy(&buf[..n]);
-    assert!(reply.starts_with(&format!("serial={}", first.serial)), "{reply}");
+    assert!(
+        reply.starts_with(&format!("serial={}", first.serial)),
+        "{reply}"
+    );
     assert!(reply.ends_with("still there\n"), "{reply}");
 }
 
@@ -210,7 +234,11 @@ async fn bad_replacements_keep_the_old_certificate_and_recover() {
     let truncated = good_pem[..good_pem.len() / 2].to_vec();
     let cases: Vec<(&str, &Path, Option<Vec<u8>>)> = vec![
         ("mismatched key", &f.key, Some(other.key_pem())),
-        ("garbage certificate", &f.cert, Some(b"\x00\x01garbage\xff".repeat(50))),
+        (
+            "garbage certificate",
+            &f.cert,
+            Some(b"\x00\x01garbage\xff".repeat(50)),
+        ),
         ("truncated PEM", &f.cert, Some(truncated)),
         ("empty certificate", &f.cert, Some(Vec::new())),
         ("missing key", &f.key, None),
@@ -223,7 +251,11 @@ async fn bad_replacements_keep_the_old_certificate_and_recover() {
             None => fs::remove_file(path).unwrap(),
         }
         f.keeps_serving(&first.serial, path, failures).await;
-        assert_eq!(f.tls.status().generation, generation, "{name}: nothing published");
+        assert_eq!(
+            f.tls.status().generation,
+            generation,
+            "{name}: nothing published"
+        );
         assert!(f.tls.status().consecutive_failures > 0, "{name}");
 
         // Fix it with a new pair: service follows again.
@@ -255,7 +287,11 @@ async fn certificate_first_key_later_fails_no_handshake() {
     })
     .await;
     let error = f.tls.status().last_error.unwrap();
-    assert!(error.message.contains("does not match"), "{}", error.message);
+    assert!(
+        error.message.contains("does not match"),
+        "{}",
+        error.message
+    );
     util::write_atomic(&f.key, &second.key_pem());
     f.served(&first.serial, &second.serial).await;
 }
@@ -275,7 +311,10 @@ async fn touch_with_same_content_does_not_republish() {
     assert_eq!(status.generation, 1, "no republish");
     assert_eq!(status.reloads, 0);
     assert_eq!(status.failures, 0);
-    assert!(!events.has_changed().unwrap(), "no status change for identical bytes");
+    assert!(
+        !events.has_changed().unwrap(),
+        "no status change for identical bytes"
+    );
 }
 
 #[tokio::test]
@@ -294,7 +333,10 @@ async fn reload_now_publishes_at_once() {
     assert_eq!(tls.reload_now().unwrap(), Reload::Published(2));
     let server = util::serve(tls.clone()).await;
     let client = util::client(&ca.pem());
-    assert_eq!(exchange(&client, server.addr, None).await.unwrap().serial, second.serial);
+    assert_eq!(
+        exchange(&client, server.addr, None).await.unwrap().serial,
+        second.serial
+    );
 }
 
 fn alpn_policy(ctx: &mut SslContextBuilder) -> Result<(), openssl::error::ErrorStack> {
@@ -312,14 +354,18 @@ async fn session_ticket_resumes_and_alpn_holds_across_reload() {
     let mut client = SslConnector::builder(SslMethod::tls_client()).unwrap();
     client.set_cert_store(openssl_reload_store(&f.ca));
     client.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
-    client.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+    client
+        .set_min_proto_version(Some(SslVersion::TLS1_3))
+        .unwrap();
     let client = client.build();
 
     let before = exchange(&client, f.server.addr, None).await.unwrap();
     assert_eq!(before.alpn.as_deref(), Some(&b"h2"[..]));
     assert!(!before.resumed);
     let session = before.session.expect("a TLS 1.3 ticket");
-    let again = exchange(&client, f.server.addr, Some(&session)).await.unwrap();
+    let again = exchange(&client, f.server.addr, Some(&session))
+        .await
+        .unwrap();
     assert!(again.resumed, "the ticket resumes before any reload");
 
     let second = f.ca.leaf("second");
@@ -330,8 +376,13 @@ async fn session_ticket_resumes_and_alpn_holds_across_reload() {
     })
     .await;
 
-    let after = exchange(&client, f.server.addr, Some(&session)).await.unwrap();
-    assert!(after.resumed, "a ticket issued before the reload resumes after it");
+    let after = exchange(&client, f.server.addr, Some(&session))
+        .await
+        .unwrap();
+    assert!(
+        after.resumed,
+        "a ticket issued before the reload resumes after it"
+    );
     assert_eq!(after.alpn.as_deref(), Some(&b"h2"[..]), "ALPN after reload");
     let fresh = exchange(&client, f.server.addr, None).await.unwrap();
     assert_eq!(fresh.alpn.as_deref(), Some(&b"h2"[..]));
@@ -423,7 +474,9 @@ async fn bad_initial_material_fails_start_up_with_the_path() {
     let leaf = ca.leaf("leaf");
     let (cert, key) = leaf.write(dir.path());
     let missing = dir.path().join("missing.pem");
-    let err = ReloadingAcceptor::builder(&missing, &key).build().unwrap_err();
+    let err = ReloadingAcceptor::builder(&missing, &key)
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("missing.pem"), "{err}");
     assert_eq!(err.path(), Some(missing.as_path()));
     fs::write(&key, ca.leaf("other").key_pem()).unwrap();

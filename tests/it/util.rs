@@ -15,7 +15,7 @@ use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, PKeyRef, Private};
+use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::ssl::{SslConnector, SslMethod, SslSessionRef, SslVerifyMode};
 use openssl::x509::extension::{
@@ -57,14 +57,6 @@ pub fn key(alg: Alg) -> PKey<Private> {
     }
 }
 
-fn digest_for(key: &PKeyRef<Private>) -> MessageDigest {
-    if key.id() == openssl::pkey::Id::ED25519 {
-        MessageDigest::null()
-    } else {
-        MessageDigest::sha256()
-    }
-}
-
 /// A certificate authority that signs leaves.
 pub struct Ca {
     pub cert: X509,
@@ -83,8 +75,10 @@ impl Ca {
         b.set_issuer_name(&n).unwrap();
         b.set_pubkey(&key).unwrap();
         b.set_serial_number(&serial()).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(365).unwrap()).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(365).unwrap())
+            .unwrap();
         b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
             .unwrap();
         b.append_extension(
@@ -174,7 +168,8 @@ fn time_now() -> i64 {
 fn serial() -> Asn1Integer {
     // Distinct across the run and large enough that a serial never looks like a
     // neighbour's, whatever order tests run in.
-    let n = SERIAL.fetch_add(1, Ordering::SeqCst) as u64 * 7919 + (time_now() as u64 % 1_000_000) * 1_000_000;
+    let n = SERIAL.fetch_add(1, Ordering::SeqCst) as u64 * 7919
+        + (time_now() as u64 % 1_000_000) * 1_000_000;
     BigNum::from_dec_str(&n.to_string())
         .unwrap()
         .to_asn1_integer()
@@ -346,12 +341,26 @@ pub async fn serve(tls: openssl_reload::ReloadingAcceptor) -> Server {
                 let serial = stream
                     .ssl()
                     .certificate()
-                    .map(|c| c.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string())
+                    .map(|c| {
+                        c.serial_number()
+                            .to_bn()
+                            .unwrap()
+                            .to_hex_str()
+                            .unwrap()
+                            .to_string()
+                    })
                     .unwrap_or_default();
                 let peer = stream
                     .ssl()
                     .peer_certificate()
-                    .map(|c| c.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string())
+                    .map(|c| {
+                        c.serial_number()
+                            .to_bn()
+                            .unwrap()
+                            .to_hex_str()
+                            .unwrap()
+                            .to_string()
+                    })
                     .unwrap_or_else(|| "-".to_owned());
                 let mut buf = [0u8; 1024];
                 loop {
@@ -423,14 +432,24 @@ pub async fn exchange(
         .connect()
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    stream.write_all(b"ping\n").await.map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"ping\n")
+        .await
+        .map_err(|e| e.to_string())?;
     let mut buf = vec![0; 1024];
     let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
     let reply = String::from_utf8_lossy(&buf[..n]).to_string();
     let serial = stream
         .ssl()
         .peer_certificate()
-        .map(|c| c.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string())
+        .map(|c| {
+            c.serial_number()
+                .to_bn()
+                .unwrap()
+                .to_hex_str()
+                .unwrap()
+                .to_string()
+        })
         .unwrap_or_default();
     // TLS 1.3 tickets arrive after the handshake; the read above received them.
     // A clean close_notify keeps the session resumable: OpenSSL marks the session
@@ -444,4 +463,39 @@ pub async fn exchange(
         resumed: stream.ssl().session_reused(),
         session,
     })
+}
+
+impl Ca {
+    /// An intermediate CA signed by this one.
+    pub fn intermediate(&self, name: &str) -> Ca {
+        let key = key(Alg::P256);
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        let mut n = X509Name::builder().unwrap();
+        n.append_entry_by_text("CN", name).unwrap();
+        b.set_subject_name(&n.build()).unwrap();
+        b.set_issuer_name(self.cert.subject_name()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_serial_number(&serial()).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(365).unwrap())
+            .unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        b.sign(&self.key, MessageDigest::sha256()).unwrap();
+        Ca {
+            cert: b.build(),
+            key,
+        }
+    }
 }
