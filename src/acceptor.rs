@@ -32,7 +32,8 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 const SESSION_ID_CONTEXT: &[u8] = b"openssl-reload";
 
 /// The replayable customisation applied to every context the crate builds.
-pub(crate) type Policy = Arc<dyn Fn(&mut SslContextBuilder) -> Result<(), ErrorStack> + Send + Sync>;
+pub(crate) type Policy =
+    Arc<dyn Fn(&mut SslContextBuilder) -> Result<(), ErrorStack> + Send + Sync>;
 
 /// Whether and how the server asks clients for a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,7 +235,9 @@ impl ReloadingAcceptorBuilder {
     ///
     /// The reason the material would be refused at start-up.
     pub fn check(&self) -> Result<CertificateInfo, Error> {
-        let material = self.sources.parse(self.sources.read(&mut Default::default())?)?;
+        let material = self
+            .sources
+            .parse(self.sources.read(&mut Default::default())?)?;
         server_builder(&self.policy, self.client_auth, &material)?;
         material
             .identity
@@ -254,7 +257,9 @@ impl ReloadingAcceptorBuilder {
         let auth = self.client_auth;
         let build_policy = Arc::clone(&policy);
         let build: Build<SslContext> = Box::new(move |material: &Material| {
-            Ok(server_builder(&build_policy, auth, material)?.build().into_context())
+            Ok(server_builder(&build_policy, auth, material)?
+                .build()
+                .into_context())
         });
         let engine = Arc::new(Engine::start(
             "acceptor",
@@ -299,7 +304,10 @@ impl fmt::Debug for ReloadingAcceptorBuilder {
 }
 
 /// Settings every server context gets before the user's policy.
-fn apply_defaults(builder: &mut SslContextBuilder, auth: Option<ClientAuth>) -> Result<(), ErrorStack> {
+fn apply_defaults(
+    builder: &mut SslContextBuilder,
+    auth: Option<ClientAuth>,
+) -> Result<(), ErrorStack> {
     builder.set_session_id_context(SESSION_ID_CONTEXT)?;
     if let Some(auth) = auth {
         builder.set_verify(auth.verify_mode());

@@ -73,7 +73,11 @@ impl ReloadingConnector {
     /// # Errors
     ///
     /// The handshake's error (`SSL_connect`), including a verification failure.
-    pub async fn connect<S>(&self, domain: &str, stream: S) -> Result<SslStream<S>, openssl::ssl::Error>
+    pub async fn connect<S>(
+        &self,
+        domain: &str,
+        stream: S,
+    ) -> Result<SslStream<S>, openssl::ssl::Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {

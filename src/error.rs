@@ -213,9 +213,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io { source, .. } | Self::Thread { source } => Some(source),
-            Self::Parse { source, .. } | Self::Decrypt { source, .. } | Self::Context { source } => {
-                Some(source)
-            }
+            Self::Parse { source, .. }
+            | Self::Decrypt { source, .. }
+            | Self::Context { source } => Some(source),
             _ => None,
         }
     }

@@ -120,12 +120,15 @@ impl Passphrase {
                     reason: "it is not set".to_owned(),
                 }),
             },
-            Source::Callback(callback) => callback().map(Zeroizing::new).map(Some).map_err(
-                |reason| Error::Passphrase {
-                    origin: "the passphrase callback".to_owned(),
-                    reason,
-                },
-            ),
+            Source::Callback(callback) => {
+                callback()
+                    .map(Zeroizing::new)
+                    .map(Some)
+                    .map_err(|reason| Error::Passphrase {
+                        origin: "the passphrase callback".to_owned(),
+                        reason,
+                    })
+            }
         }
     }
 }
@@ -468,10 +471,7 @@ fn name_to_string(name: &X509NameRef) -> String {
     name.entries()
         .map(|entry| {
             let key = entry.object().nid().short_name().unwrap_or("?");
-            let value = entry
-                .data()
-                .to_string()
-                .unwrap_or_else(|_| "?".to_owned());
+            let value = entry.data().to_string().unwrap_or_else(|_| "?".to_owned());
             format!("{key}={value}")
         })
         .collect::<Vec<_>>()
@@ -507,7 +507,11 @@ fn read_open(path: &Path, file: File, limit: u64) -> Result<Vec<u8>, Error> {
     if meta.is_file() && meta.len() > limit {
         return Err(too_large());
     }
-    let mut bytes = Vec::with_capacity(if meta.is_file() { meta.len() as usize } else { 0 });
+    let mut bytes = Vec::with_capacity(if meta.is_file() {
+        meta.len() as usize
+    } else {
+        0
+    });
     file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
@@ -519,11 +523,7 @@ fn read_open(path: &Path, file: File, limit: u64) -> Result<Vec<u8>, Error> {
 
 /// Reads a private key or PKCS#12 file, warning once per path when its mode lets
 /// the group or others read it.
-fn read_key_file(
-    path: &Path,
-    limit: u64,
-    warned: &mut HashSet<PathBuf>,
-) -> Result<Vec<u8>, Error> {
+fn read_key_file(path: &Path, limit: u64, warned: &mut HashSet<PathBuf>) -> Result<Vec<u8>, Error> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -646,7 +646,10 @@ fn parse_pkcs12(path: &Path, bytes: &[u8], passphrase: Option<&[u8]>) -> Result<
     };
     let cert = parsed.cert.ok_or_else(|| missing("certificate"))?;
     let key = parsed.pkey.ok_or_else(|| missing("private key"))?;
-    let chain = parsed.ca.map(|s| s.into_iter().collect()).unwrap_or_default();
+    let chain = parsed
+        .ca
+        .map(|s| s.into_iter().collect())
+        .unwrap_or_default();
     Ok(Identity::new(cert, chain, key)?)
 }
 
@@ -660,7 +663,11 @@ pub(crate) fn store_of(certs: &[X509]) -> Result<X509Store, ErrorStack> {
 
 /// Verifies `leaf` + `chain` against `ca`, ignoring validity dates (those are the
 /// [`ValidityPolicy`]'s business). The inner `Err` is OpenSSL's reason.
-fn verify_chain(ca: &[X509], leaf: &X509, chain: &[X509]) -> Result<Result<(), String>, ErrorStack> {
+fn verify_chain(
+    ca: &[X509],
+    leaf: &X509,
+    chain: &[X509],
+) -> Result<Result<(), String>, ErrorStack> {
     let mut builder = X509StoreBuilder::new()?;
     for cert in ca {
         builder.add_cert(cert.clone())?;

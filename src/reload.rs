@@ -210,7 +210,10 @@ impl<T> Engine<T> {
     fn attempt(&self, state: &mut State) -> Result<Reload, Error> {
         let raw = self.sources.read(&mut state.warned)?;
         if raw.digest == state.served_digest {
-            tracing::debug!(what = self.what, "files changed on disk but their content did not; nothing to publish");
+            tracing::debug!(
+                what = self.what,
+                "files changed on disk but their content did not; nothing to publish"
+            );
             self.status.send_if_modified(|s| {
                 let was_failing = s.consecutive_failures != 0;
                 s.consecutive_failures = 0;
