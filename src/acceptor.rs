@@ -152,6 +152,7 @@ pub struct ReloadingAcceptorBuilder {
     sources: Sources,
     client_auth: Option<ClientAuth>,
     poll_interval: Duration,
+    allow_missing_at_start: bool,
     policy: Policy,
 }
 
@@ -163,6 +164,7 @@ impl ReloadingAcceptorBuilder {
             sources,
             client_auth: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            allow_missing_at_start: false,
             policy: Arc::new(|_| Ok(())),
         }
     }
@@ -189,6 +191,15 @@ impl ReloadingAcceptorBuilder {
     /// published (default `true`).
     pub fn check_chain_against_ca(mut self, check: bool) -> Self {
         self.sources.chain_to_ca = check;
+        self
+    }
+
+    /// Start even when the initial files are missing or invalid (default `false`:
+    /// [`build`](Self::build) returns the error). Until valid files appear, handshakes fail
+    /// and [`status`](ReloadingAcceptor::status) shows the error; the files are adopted
+    /// as soon as they are valid, as with any reload.
+    pub fn allow_missing_at_start(mut self, allow: bool) -> Self {
+        self.allow_missing_at_start = allow;
         self
     }
 
@@ -266,6 +277,7 @@ impl ReloadingAcceptorBuilder {
             self.sources,
             self.poll_interval,
             build,
+            self.allow_missing_at_start,
         )?);
 
         let mut front = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use openssl::error::ErrorStack;
 use openssl::ssl::{ConnectConfiguration, SslConnector, SslContextBuilder, SslMethod};
+use openssl::x509::store::X509StoreBuilder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_openssl::SslStream;
@@ -44,6 +45,7 @@ impl ReloadingConnector {
         ReloadingConnectorBuilder {
             sources: Sources::new(),
             poll_interval: DEFAULT_POLL_INTERVAL,
+            allow_missing_at_start: false,
             policy: Arc::new(|_| Ok(())),
         }
     }
@@ -123,6 +125,7 @@ impl fmt::Debug for ReloadingConnector {
 pub struct ReloadingConnectorBuilder {
     sources: Sources,
     poll_interval: Duration,
+    allow_missing_at_start: bool,
     policy: Policy,
 }
 
@@ -162,6 +165,15 @@ impl ReloadingConnectorBuilder {
         self
     }
 
+    /// Start even when the initial files are missing or invalid (default `false`:
+    /// [`build`](Self::build) returns the error). Until valid files appear, connections fail
+    /// and [`status`](ReloadingConnector::status) shows the error; the files are adopted
+    /// as soon as they are valid, as with any reload.
+    pub fn allow_missing_at_start(mut self, allow: bool) -> Self {
+        self.allow_missing_at_start = allow;
+        self
+    }
+
     /// How often the files are checked (default 1 s).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
@@ -198,13 +210,15 @@ impl ReloadingConnectorBuilder {
     /// to spawn the poller thread.
     pub fn build(self) -> Result<ReloadingConnector, Error> {
         let policy = self.policy;
+        let pinned = self.sources.ca.is_some();
         let build: Build<SslConnector> =
-            Box::new(move |material: &Material| Ok(client_connector(&policy, material)?));
+            Box::new(move |material: &Material| Ok(client_connector(&policy, pinned, material)?));
         let engine = Arc::new(Engine::start(
             "connector",
             self.sources,
             self.poll_interval,
             build,
+            self.allow_missing_at_start,
         )?);
         let poll_engine = Arc::clone(&engine);
         let poller = Poller::spawn(self.poll_interval, move || poll_engine.poll())
@@ -227,7 +241,13 @@ impl fmt::Debug for ReloadingConnectorBuilder {
     }
 }
 
-fn client_connector(policy: &Policy, material: &Material) -> Result<SslConnector, ErrorStack> {
+/// `pinned`: a CA bundle is configured, so the system's CAs must never be trusted,
+/// not even while the bundle is missing at start-up.
+fn client_connector(
+    policy: &Policy,
+    pinned: bool,
+    material: &Material,
+) -> Result<SslConnector, ErrorStack> {
     let mut builder = SslConnector::builder(SslMethod::tls_client())?;
     policy(&mut builder)?;
     if let Some(identity) = &material.identity {
@@ -238,8 +258,10 @@ fn client_connector(policy: &Policy, material: &Material) -> Result<SslConnector
         }
         builder.check_private_key()?;
     }
-    if let Some(store) = material.ca_store()? {
-        builder.set_cert_store(store);
+    match material.ca_store()? {
+        Some(store) => builder.set_cert_store(store),
+        None if pinned => builder.set_cert_store(X509StoreBuilder::new()?.build()),
+        None => {}
     }
     Ok(builder.build())
 }

@@ -362,6 +362,16 @@ pub(crate) struct Material {
 }
 
 impl Material {
+    /// No identity and no CA: what a reloader serves while it waits for files.
+    pub(crate) fn empty() -> Self {
+        Self {
+            identity: None,
+            ca: None,
+            // No SHA-256 of real files is all zeroes, so the first good read publishes.
+            digest: [0; 32],
+        }
+    }
+
     /// A trust store holding the CA bundle.
     pub(crate) fn ca_store(&self) -> Result<Option<X509Store>, ErrorStack> {
         self.ca.as_deref().map(store_of).transpose()

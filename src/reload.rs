@@ -90,30 +90,62 @@ pub(crate) struct Engine<T> {
 }
 
 impl<T> Engine<T> {
-    /// Loads, validates and builds the initial material; any failure is returned.
+    /// Loads, validates and builds the initial material. A failure is returned,
+    /// unless `allow_missing` says to start on empty material (no certificate, no
+    /// CA) and adopt the files once they are valid.
     pub(crate) fn start(
         what: &'static str,
         sources: Sources,
         poll_interval: Duration,
         build: Build<T>,
+        allow_missing: bool,
     ) -> Result<Self, Error> {
         let paths = sources.paths();
         let fingerprints = paths.iter().map(|p| Fingerprint::of(p)).collect();
         let mut warned = HashSet::new();
-        let material = sources.parse(sources.read(&mut warned)?)?;
-        let built = build(&material)?;
+        let loaded = sources
+            .read(&mut warned)
+            .and_then(|raw| sources.parse(raw))
+            .and_then(|material| Ok((build(&material)?, material)));
+        let (built, material, error) = match loaded {
+            Ok((built, material)) => (built, material, None),
+            Err(error) if allow_missing => {
+                let empty = Material::empty();
+                (build(&empty)?, empty, Some(error))
+            }
+            Err(error) => return Err(error),
+        };
+        let now = SystemTime::now();
         let status = CertificateStatus {
             certificate: material.identity.as_ref().map(|i| i.info.clone()),
             ca_certificates: material.ca.as_ref().map_or(0, Vec::len),
-            generation: 1,
+            generation: u64::from(error.is_none()),
             reloads: 0,
-            failures: 0,
-            consecutive_failures: 0,
-            last_error: None,
-            last_reload: SystemTime::now(),
+            failures: u64::from(error.is_some()),
+            consecutive_failures: u64::from(error.is_some()),
+            last_error: error.as_ref().map(|e| ReloadError {
+                message: e.to_string(),
+                path: e.path().map(Into::into),
+                at: now,
+            }),
+            last_reload: now,
             poll_interval,
         };
-        log_published(what, &status);
+        let last_logged = match &error {
+            None => {
+                log_published(what, &status);
+                None
+            }
+            Some(error) => {
+                tracing::warn!(
+                    what,
+                    path = error.path().map(|p| p.display().to_string()),
+                    error = %error,
+                    "starting without a certificate, as allowed; handshakes fail until the files are valid"
+                );
+                Some(error.to_string())
+            }
+        };
         Ok(Self {
             what,
             sources,
@@ -123,8 +155,8 @@ impl<T> Engine<T> {
             state: Mutex::new(State {
                 fingerprints,
                 served_digest: material.digest,
-                last_logged: None,
-                retry_at: None,
+                retry_at: last_logged.as_ref().map(|_| Instant::now() + poll_interval),
+                last_logged,
                 retry_delay: poll_interval,
                 warned,
             }),

@@ -486,3 +486,39 @@ async fn bad_initial_material_fails_start_up_with_the_path() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn missing_at_start_is_adopted_when_allowed() {
+    let ca = Ca::new("late CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    assert!(
+        ReloadingAcceptor::builder(&cert, &key).build().is_err(),
+        "refused by default"
+    );
+    let tls = ReloadingAcceptor::builder(&cert, &key)
+        .poll_interval(INTERVAL)
+        .allow_missing_at_start(true)
+        .build()
+        .unwrap();
+    let status = tls.status();
+    assert_eq!(status.generation, 0);
+    assert!(status.certificate.is_none());
+    assert!(status.last_error.unwrap().message.contains("cert.pem"));
+    let server = util::serve(tls.clone()).await;
+    let client = util::client(&ca.pem());
+    assert!(
+        exchange(&client, server.addr, None).await.is_err(),
+        "no certificate yet"
+    );
+    let leaf = ca.leaf("late");
+    leaf.write(dir.path());
+    eventually("the late certificate", || async {
+        exchange(&client, server.addr, None)
+            .await
+            .ok()
+            .filter(|s| s.serial == leaf.serial)
+    })
+    .await;
+    assert_eq!(tls.status().generation, 1);
+}
