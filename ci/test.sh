@@ -17,7 +17,7 @@ ci/apt.sh libssl-dev pkg-config openssl curl util-linux ca-certificates
 
 # Every feature but `vendored`, which would build OpenSSL 3.x from source and link
 # it instead of the system library that the tests are about (build.md).
-FEATURES=cli
+FEATURES=cli,fips
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -105,6 +105,13 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// FIPS mode could not be enabled (see `fips::enable`, feature `fips`).
+    Fips {
+        /// What failed, e.g. "load the fips provider".
+        step: &'static str,
+        /// OpenSSL's errors.
+        source: ErrorStack,
+    },
     /// OpenSSL refused to build a context from valid-looking material, or the
     /// user's policy closure failed.
     Context {
@@ -130,7 +137,10 @@ impl Error {
             | Self::NotYetValid { path, .. }
             | Self::Untrusted { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
-            Self::Passphrase { .. } | Self::Thread { .. } | Self::Context { .. } => None,
+            Self::Passphrase { .. }
+            | Self::Thread { .. }
+            | Self::Fips { .. }
+            | Self::Context { .. } => None,
         }
     }
 
@@ -204,6 +214,10 @@ impl fmt::Display for Error {
                 ca.display()
             ),
             Self::Thread { source } => write!(f, "cannot spawn the poller thread: {source}"),
+            Self::Fips { step, source } => write!(
+                f,
+                "FIPS mode: cannot {step}: {source} (check OPENSSL_CONF, OPENSSL_MODULES and the fipsmodule.cnf written by `openssl fipsinstall`)"
+            ),
             Self::Context { source } => write!(f, "cannot build the TLS context: {source}"),
         }
     }

@@ -69,13 +69,16 @@
 //! - `cli` (default): the `openssl-reload` demo server binary. Library users can
 //!   turn it off (`default-features = false`) and compile no clap or hyper.
 //! - `vendored`: build and statically link OpenSSL from source (see `build.md`).
-//! - `fips`: [`fips::enable`] switches the process to OpenSSL 3's FIPS provider.
+//! - `fips`: `fips::enable()` switches the process to OpenSSL 3's FIPS provider
+//!   (the demo binary's `--fips`).
 
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod acceptor;
 mod connector;
 mod error;
+#[cfg(feature = "fips")]
+pub mod fips;
 mod material;
 mod reload;
 mod watch;

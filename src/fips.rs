@@ -1,0 +1,76 @@
+//! FIPS mode on OpenSSL 3: the `fips` provider, the `base` provider for encoders and
+//! decoders, and `fips=yes` as the default property query, so that every algorithm
+//! fetched afterwards (digests, ciphers, key decoders, TLS) is the FIPS provider's.
+//!
+//! `openssl::fips` is OpenSSL 1.x's `FIPS_mode_set` and does nothing useful on 3.x;
+//! this module is what replaces it.
+//!
+//! ```no_run
+//! // At start-up, before any certificate is loaded:
+//! openssl_reload::fips::enable()?;
+//! assert!(openssl_reload::fips::is_enabled());
+//! # Ok::<(), openssl_reload::Error>(())
+//! ```
+
+use std::ptr;
+use std::sync::OnceLock;
+
+use openssl::error::ErrorStack;
+use openssl::hash::{hash, MessageDigest};
+use openssl::provider::Provider;
+
+use crate::Error;
+
+/// The providers, loaded once and kept for the life of the process: unloading the
+/// FIPS provider while contexts built on it are alive would leave them dangling.
+static PROVIDERS: OnceLock<(Provider, Provider)> = OnceLock::new();
+
+/// Switches the process to FIPS mode, or fails closed.
+///
+/// Loads the `fips` provider (which runs its self-tests on load) and the `base`
+/// provider into the default library context, enables `fips=yes` default
+/// properties (`EVP_default_properties_enable_fips`), and checks the result by
+/// reading it back and fetching SHA-256. Calling it again is cheap and checks again.
+///
+/// The FIPS provider is found through OpenSSL's configuration: `OPENSSL_CONF`
+/// naming a file that includes the `fipsmodule.cnf` written by `openssl
+/// fipsinstall`, and `OPENSSL_MODULES` (or a `module =` line) locating `fips.so`.
+///
+/// # Errors
+///
+/// [`Error::Fips`], naming the step that failed and OpenSSL's reason; the process
+/// must then not serve (fail closed).
+pub fn enable() -> Result<(), Error> {
+    let step = |step: &'static str| move |source: ErrorStack| Error::Fips { step, source };
+    if PROVIDERS.get().is_none() {
+        let fips = Provider::load(None, "fips").map_err(step("load the fips provider"))?;
+        let base = Provider::load(None, "base").map_err(step("load the base provider"))?;
+        // A racing caller may have stored its pair first; both are loaded, so
+        // dropping ours only decrements OpenSSL's reference counts.
+        let _ = PROVIDERS.set((fips, base));
+    }
+    // SAFETY: a null library context means the default one; the call only sets
+    // its default property query.
+    #[allow(unsafe_code)]
+    let ok = unsafe { openssl_sys::EVP_default_properties_enable_fips(ptr::null_mut(), 1) };
+    if ok != 1 {
+        return Err(step("enable fips=yes default properties")(ErrorStack::get()));
+    }
+    if !is_enabled() {
+        return Err(step("confirm fips=yes default properties")(
+            ErrorStack::get(),
+        ));
+    }
+    hash(MessageDigest::sha256(), b"").map_err(step("fetch SHA-256 from the fips provider"))?;
+    Ok(())
+}
+
+/// Whether the default library context fetches with `fips=yes`
+/// (`EVP_default_properties_is_fips_enabled`), whoever enabled it: [`enable`] or an
+/// OpenSSL configuration file with `default_properties = fips=yes`.
+pub fn is_enabled() -> bool {
+    // SAFETY: a null library context means the default one; the call only reads.
+    #[allow(unsafe_code)]
+    let enabled = unsafe { openssl_sys::EVP_default_properties_is_fips_enabled(ptr::null_mut()) };
+    enabled == 1
+}

@@ -1,0 +1,1 @@
+//! FIPS suite: see ci/fips.sh.
