@@ -1,0 +1,260 @@
+//! Connection counters, and the Prometheus text exposition of them and of the
+//! reloader's status (format 0.0.4, written by hand: a few families need no crate).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use openssl_reload::CertificateStatus;
+
+use crate::timefmt::unix_seconds_f64;
+
+/// Counters the server keeps besides the reloader's status.
+#[derive(Debug)]
+pub(crate) struct Stats {
+    pub(crate) started: SystemTime,
+    pub(crate) handshakes: AtomicU64,
+    pub(crate) handshake_errors: AtomicU64,
+    pub(crate) handshake_timeouts: AtomicU64,
+    pub(crate) connections_open: AtomicU64,
+    pub(crate) requests: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        Self {
+            started: SystemTime::now(),
+            handshakes: AtomicU64::new(0),
+            handshake_errors: AtomicU64::new(0),
+            handshake_timeouts: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Builds a Prometheus text exposition, one metric family at a time.
+#[derive(Debug, Default)]
+pub(crate) struct Exposition {
+    out: String,
+}
+
+/// The kinds of metric family this server exposes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Exposition {
+    /// Starts a family with its `# HELP` and `# TYPE` lines.
+    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) -> &mut Self {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let help = help.replace('\\', r"\\").replace('\n', r"\n");
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        self
+    }
+
+    /// Adds a sample of the family started last.
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (label, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let value = value
+                    .replace('\\', r"\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', r"\n");
+                let _ = write!(self.out, "{label}=\"{value}\"");
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        self.out.push_str(&format_value(value));
+        self.out.push('\n');
+        self
+    }
+
+    /// A family with a single unlabelled sample.
+    pub(crate) fn single(&mut self, name: &str, kind: Kind, help: &str, value: f64) -> &mut Self {
+        self.family(name, kind, help).sample(name, &[], value)
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.out
+    }
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        // Rust prints integral floats without a fraction and never in exponent form.
+        format!("{value}")
+    }
+}
+
+/// The `/metrics` document.
+pub(crate) fn render(status: &CertificateStatus, stats: &Stats) -> String {
+    use Kind::{Counter, Gauge};
+    let mut m = Exposition::default();
+    m.family(
+        "openssl_reload_reloads_total",
+        Counter,
+        "Reloads of the certificate files since start-up, by result (the initial load not counted).",
+    )
+    .sample("openssl_reload_reloads_total", &[("result", "success")], status.reloads as f64)
+    .sample("openssl_reload_reloads_total", &[("result", "failure")], status.failures as f64);
+    m.single(
+        "openssl_reload_consecutive_failures",
+        Gauge,
+        "Failed reload attempts since the last success; 0 when the files on disk are in service.",
+        status.consecutive_failures as f64,
+    );
+    m.single(
+        "openssl_reload_generation",
+        Gauge,
+        "Generation of the certificate in service; 1 for the one loaded at start-up.",
+        status.generation as f64,
+    );
+    m.single(
+        "openssl_reload_last_reload_timestamp_seconds",
+        Gauge,
+        "When the certificate in service was loaded, in seconds since the Unix epoch.",
+        unix_seconds_f64(status.last_reload),
+    );
+    if let Some(error) = &status.last_error {
+        m.single(
+            "openssl_reload_last_failure_timestamp_seconds",
+            Gauge,
+            "When the most recent reload failed, in seconds since the Unix epoch.",
+            unix_seconds_f64(error.at),
+        );
+    }
+    if let Some(cert) = &status.certificate {
+        m.single(
+            "openssl_reload_certificate_not_after_seconds",
+            Gauge,
+            "notAfter of the certificate in service, in seconds since the Unix epoch.",
+            cert.not_after_unix as f64,
+        );
+        m.single(
+            "openssl_reload_certificate_not_before_seconds",
+            Gauge,
+            "notBefore of the certificate in service, in seconds since the Unix epoch.",
+            cert.not_before_unix as f64,
+        );
+    }
+    m.single(
+        "openssl_reload_ca_certificates",
+        Gauge,
+        "Certificates in the client CA bundle in service (0 without --ca).",
+        status.ca_certificates as f64,
+    );
+    m.single(
+        "openssl_reload_poll_interval_seconds",
+        Gauge,
+        "How often the certificate files are checked for changes.",
+        status.poll_interval.as_secs_f64(),
+    );
+    m.single(
+        "openssl_reload_handshakes_total",
+        Counter,
+        "TLS handshakes completed.",
+        Stats::get(&stats.handshakes) as f64,
+    );
+    m.family(
+        "openssl_reload_handshake_failures_total",
+        Counter,
+        "TLS handshakes that failed (error) or did not finish within --handshake-timeout (timeout).",
+    )
+    .sample(
+        "openssl_reload_handshake_failures_total",
+        &[("reason", "error")],
+        Stats::get(&stats.handshake_errors) as f64,
+    )
+    .sample(
+        "openssl_reload_handshake_failures_total",
+        &[("reason", "timeout")],
+        Stats::get(&stats.handshake_timeouts) as f64,
+    );
+    m.single(
+        "openssl_reload_connections_open",
+        Gauge,
+        "Client connections open now, in handshake or serving HTTP.",
+        Stats::get(&stats.connections_open) as f64,
+    );
+    m.single(
+        "openssl_reload_http_requests_total",
+        Counter,
+        "HTTP requests received.",
+        Stats::get(&stats.requests) as f64,
+    );
+    m.single(
+        "openssl_reload_fips_enabled",
+        Gauge,
+        "1 when OpenSSL fetches only FIPS-approved algorithms (fips=yes default properties, --fips), else 0.",
+        f64::from(u8::from(crate::fips_enabled())),
+    );
+    m.single(
+        "openssl_reload_start_time_seconds",
+        Gauge,
+        "When the server started, in seconds since the Unix epoch.",
+        unix_seconds_f64(stats.started),
+    );
+    m.family(
+        "openssl_reload_build_info",
+        Gauge,
+        "Always 1; the labels name the version of openssl-reload and of OpenSSL.",
+    )
+    .sample(
+        "openssl_reload_build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("openssl", openssl::version::version()),
+        ],
+        1.0,
+    );
+    m.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_families_samples_and_escapes() {
+        let mut m = Exposition::default();
+        m.family("a_total", Kind::Counter, "Help with \\ and\nnewline.")
+            .sample("a_total", &[("x", "q\"b\\n\n"), ("y", "z")], 3.0)
+            .sample("a_total", &[], 0.25);
+        m.single("b", Kind::Gauge, "B.", f64::INFINITY);
+        m.single("c", Kind::Gauge, "C.", 1.7e9);
+        assert_eq!(
+            m.finish(),
+            "# HELP a_total Help with \\\\ and\\nnewline.\n\
+             # TYPE a_total counter\n\
+             a_total{x=\"q\\\"b\\\\n\\n\",y=\"z\"} 3\n\
+             a_total 0.25\n\
+             # HELP b B.\n# TYPE b gauge\nb +Inf\n\
+             # HELP c C.\n# TYPE c gauge\nc 1700000000\n"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! The HTTP endpoints: `/`, `/status`, `/metrics` and the diagnostic `/slow`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+use hyper::body::Body as _;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode, Version};
+use openssl_reload::{CertificateInfo, CertificateStatus, ReloadingAcceptor};
+use serde_json::{json, Value};
+
+use crate::cli::MAX_SLOW_MS;
+use crate::metrics::{self, Stats};
+use crate::timefmt::{human_duration, rfc3339, rfc3339_millis};
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) tls: ReloadingAcceptor,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// What a connection negotiated, for `/` and the request log.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) peer: SocketAddr,
+    /// Subject and serial of the certificate this connection was served with.
+    pub(crate) certificate: Option<(String, String)>,
+    pub(crate) tls_version: &'static str,
+    /// Subject of the client's certificate, with mutual TLS.
+    pub(crate) client: Option<String>,
+}
+
+type Body = Full<Bytes>;
+
+/// Routes one request.
+pub(crate) async fn handle(
+    request: Request<Incoming>,
+    app: Arc<App>,
+    connection: Arc<Connection>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    Stats::bump(&app.stats.requests);
+    let method = request.method().clone();
+    let version = request.version();
+    let path = request.uri().path().to_owned();
+    let mut response = if method == Method::GET || method == Method::HEAD {
+        match path.as_str() {
+            "/" => text(StatusCode::OK, index(&connection, version)),
+            "/status" => {
+                let body = status_json(&app.tls.status(), &app.stats);
+                let mut body = serde_json::to_string_pretty(&body).unwrap_or_default();
+                body.push('\n');
+                no_store(respond(StatusCode::OK, "application/json", body))
+            }
+            "/metrics" => no_store(respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics::render(&app.tls.status(), &app.stats),
+            )),
+            "/slow" => slow(request.uri().query(), &connection).await,
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /, /status or /metrics\n".to_owned(),
+            ),
+        }
+    } else {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are supported\n".to_owned(),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        response
+    };
+    if method == Method::HEAD {
+        // hyper strips the body of a HEAD response on HTTP/1.1 but not on HTTP/2,
+        // where sending one is a protocol error; the length still describes GET's.
+        let length = response.body().size_hint().exact().unwrap_or(0);
+        response
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(length));
+        *response.body_mut() = Full::new(Bytes::new());
+    }
+    tracing::debug!(
+        peer = %connection.peer,
+        method = %method,
+        path,
+        version = ?version,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    Ok(response)
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn no_store(mut response: Response<Body>) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn index(connection: &Connection, version: Version) -> String {
+    let mut body = String::from("Hello from openssl-reload.\n\n");
+    match &connection.certificate {
+        Some((subject, serial)) => {
+            body.push_str("This connection was served the certificate\n");
+            body.push_str(&format!("  subject: {subject}\n  serial:  {serial}\n"));
+        }
+        None => body.push_str("This connection was served no certificate.\n"),
+    }
+    let http = match version {
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    body.push_str(&format!("over {} and {http}.\n", connection.tls_version));
+    if let Some(client) = &connection.client {
+        body.push_str(&format!("Your client certificate: {client}\n"));
+    }
+    body.push_str("\nMore: /status (JSON) and /metrics (Prometheus).\n");
+    body
+}
+
+/// `GET /slow?ms=N`: answers after N milliseconds (default 1000, at most
+/// [`MAX_SLOW_MS`]), to watch graceful shutdown finish a request in flight.
+async fn slow(query: Option<&str>, connection: &Connection) -> Response<Body> {
+    let requested = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .map_or(Ok(1000), str::parse::<u64>);
+    let Ok(requested) = requested else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "ms must be a whole number of milliseconds, e.g. /slow?ms=500\n".to_owned(),
+        );
+    };
+    let ms = requested.min(MAX_SLOW_MS);
+    tracing::debug!(peer = %connection.peer, ms, "slow request: waiting before answering");
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    text(StatusCode::OK, format!("slept {ms} ms\n"))
+}
+
+fn certificate_json(cert: &CertificateInfo) -> Value {
+    json!({
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "serial": cert.serial,
+        "subject_alt_names": cert.subject_alt_names,
+        "not_before": rfc3339(cert.not_before_unix),
+        "not_after": rfc3339(cert.not_after_unix),
+        "sha256": cert.sha256,
+    })
+}
+
+/// The `/status` document. Times are RFC 3339 UTC strings; durations are seconds
+/// (with a human form alongside). Add a field here to publish it.
+pub(crate) fn status_json(status: &CertificateStatus, stats: &Stats) -> Value {
+    json!({
+        "certificate": status.certificate.as_ref().map(certificate_json),
+        "generation": status.generation,
+        "reloads": status.reloads,
+        "failures": status.failures,
+        "consecutive_failures": status.consecutive_failures,
+        "last_error": status.last_error.as_ref().map(|error| json!({
+            "message": error.message,
+            "path": error.path.as_ref().map(|p| p.display().to_string()),
+            "at": rfc3339_millis(error.at),
+        })),
+        "last_reload": rfc3339_millis(status.last_reload),
+        "poll_interval": human_duration(status.poll_interval),
+        "poll_interval_seconds": status.poll_interval.as_secs_f64(),
+        "ca_certificates": status.ca_certificates,
+        "handshakes": {
+            "completed": Stats::get(&stats.handshakes),
+            "failed": Stats::get(&stats.handshake_errors),
+            "timed_out": Stats::get(&stats.handshake_timeouts),
+        },
+        "connections_open": Stats::get(&stats.connections_open),
+        "fips_enabled": crate::fips_enabled(),
+        "started": rfc3339_millis(stats.started),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
