@@ -201,7 +201,7 @@ plain openssl ec -in "$f/second.plain.pem" -aes128 -passout "file:$f/pass.txt" \
 grep -q 'Proc-Type: 4,ENCRYPTED' "$f/second.md5.pem" || fail "no traditional encrypted PEM"
 cp "$f/second.md5.pem" "$f/key.new" && mv "$f/key.new" "$f/key.pem"
 cp "$f/second.crt" "$f/cert.new" && mv "$f/cert.new" "$f/cert.pem"
-wait_for /status '"message": *"cannot decrypt [^"]*MD5' "the MD5-keyed renewal"
+wait_for /status '"message": *"cannot load [^"]*it needs MD5' "the MD5-keyed renewal"
 status=$(get /status)
 grep -Eq '"serial": *"0F1251"' <<<"$status" || fail "the old certificate is no longer served: $status"
 echo "ok: refused: $(grep -Eo '"message": *"[^"]{0,150}' <<<"$status")..."

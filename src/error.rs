@@ -63,6 +63,17 @@ pub enum Error {
         /// OpenSSL's errors.
         source: ErrorStack,
     },
+    /// The file needs an algorithm that the loaded OpenSSL providers do not offer:
+    /// in FIPS mode, MD5-based PEM encryption, 3DES/RC2 PKCS#8 or PKCS#12
+    /// (PKCS12KDF); elsewhere, RC2 PKCS#12 without the legacy provider.
+    Unsupported {
+        /// The key or PKCS#12 file.
+        path: PathBuf,
+        /// The algorithm OpenSSL could not fetch, e.g. "MD5", when it says which.
+        algorithm: Option<String>,
+        /// OpenSSL's errors.
+        source: ErrorStack,
+    },
     /// The passphrase itself could not be obtained (unset variable, failing callback).
     Passphrase {
         /// Where it was to come from, e.g. "environment variable MY_PASS".
@@ -109,6 +120,8 @@ pub enum Error {
     Fips {
         /// What failed, e.g. "load the fips provider".
         step: &'static str,
+        /// Where OpenSSL looked, e.g. `OPENSSL_CONF=/etc/ssl/fips.cnf (exists)`.
+        config: String,
         /// OpenSSL's errors.
         source: ErrorStack,
     },
@@ -133,6 +146,7 @@ impl Error {
             | Self::IncompletePkcs12 { path, .. }
             | Self::PassphraseRequired { path }
             | Self::Decrypt { path, .. }
+            | Self::Unsupported { path, .. }
             | Self::Expired { path, .. }
             | Self::NotYetValid { path, .. }
             | Self::Untrusted { path, .. } => Some(path),
@@ -148,6 +162,22 @@ impl Error {
         Self::Io {
             path: path.to_owned(),
             source,
+        }
+    }
+
+    /// An `Unsupported` error if OpenSSL could not fetch an algorithm, else `other`.
+    pub(crate) fn unsupported_or(
+        path: &Path,
+        source: ErrorStack,
+        other: impl FnOnce(ErrorStack) -> Self,
+    ) -> Self {
+        match unsupported_algorithm(&source) {
+            Some(algorithm) => Self::Unsupported {
+                path: path.to_owned(),
+                algorithm,
+                source,
+            },
+            None => other(source),
         }
     }
 
@@ -188,6 +218,14 @@ impl fmt::Display for Error {
                 "cannot decrypt {}: wrong passphrase or an algorithm the loaded OpenSSL providers do not offer: {source}",
                 path.display()
             ),
+            Self::Unsupported {
+                path, algorithm, ..
+            } => write!(
+                f,
+                "cannot load {}: it needs {}, which the loaded OpenSSL providers do not offer (in FIPS mode re-encrypt the key with PBKDF2 and AES, e.g. `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256`)",
+                path.display(),
+                algorithm.as_deref().unwrap_or("an algorithm"),
+            ),
             Self::Passphrase { origin, reason } => {
                 write!(f, "cannot get the passphrase from {origin}: {reason}")
             }
@@ -214,9 +252,13 @@ impl fmt::Display for Error {
                 ca.display()
             ),
             Self::Thread { source } => write!(f, "cannot spawn the poller thread: {source}"),
-            Self::Fips { step, source } => write!(
+            Self::Fips {
+                step,
+                config,
+                source,
+            } => write!(
                 f,
-                "FIPS mode: cannot {step}: {source} (check OPENSSL_CONF, OPENSSL_MODULES and the fipsmodule.cnf written by `openssl fipsinstall`)"
+                "FIPS mode: cannot {step}: {source} ({config}; check that OPENSSL_CONF includes the fipsmodule.cnf written by `openssl fipsinstall` and that OPENSSL_MODULES or its `module =` line locates fips.so)"
             ),
             Self::Context { source } => write!(f, "cannot build the TLS context: {source}"),
         }
@@ -239,4 +281,19 @@ impl From<ErrorStack> for Error {
     fn from(source: ErrorStack) -> Self {
         Self::Context { source }
     }
+}
+
+/// `Some(algorithm)` if OpenSSL failed to fetch an algorithm (`unsupported`); its
+/// error data reads e.g. "Global default library context, Algorithm (MD5 : 100),
+/// Properties ()".
+fn unsupported_algorithm(stack: &ErrorStack) -> Option<Option<String>> {
+    let error = stack
+        .errors()
+        .iter()
+        .find(|e| e.reason() == Some("unsupported"))?;
+    Some(error.data().and_then(|data| {
+        let rest = &data[data.find("Algorithm (")? + "Algorithm (".len()..];
+        let name = rest[..rest.find(" :").or_else(|| rest.find(')'))?].trim();
+        (!name.is_empty()).then(|| name.to_owned())
+    }))
 }

@@ -5,25 +5,30 @@
 //! `openssl::fips` is OpenSSL 1.x's `FIPS_mode_set` and does nothing useful on 3.x;
 //! this module is what replaces it.
 //!
+//! `enable` needs the `fips` cargo feature; [`is_enabled`] is always there.
+//!
 //! ```no_run
+//! # #[cfg(feature = "fips")] {
 //! // At start-up, before any certificate is loaded:
 //! openssl_reload::fips::enable()?;
 //! assert!(openssl_reload::fips::is_enabled());
+//! # }
 //! # Ok::<(), openssl_reload::Error>(())
 //! ```
 
 use std::ptr;
-use std::sync::OnceLock;
 
-use openssl::error::ErrorStack;
-use openssl::hash::{hash, MessageDigest};
-use openssl::provider::Provider;
-
-use crate::Error;
+#[cfg(feature = "fips")]
+use openssl::{
+    error::ErrorStack,
+    hash::{hash, MessageDigest},
+    provider::Provider,
+};
 
 /// The providers, loaded once and kept for the life of the process: unloading the
 /// FIPS provider while contexts built on it are alive would leave them dangling.
-static PROVIDERS: OnceLock<(Provider, Provider)> = OnceLock::new();
+#[cfg(feature = "fips")]
+static PROVIDERS: std::sync::OnceLock<(Provider, Provider)> = std::sync::OnceLock::new();
 
 /// Switches the process to FIPS mode, or fails closed.
 ///
@@ -38,10 +43,17 @@ static PROVIDERS: OnceLock<(Provider, Provider)> = OnceLock::new();
 ///
 /// # Errors
 ///
-/// [`Error::Fips`], naming the step that failed and OpenSSL's reason; the process
+/// [`Error::Fips`](crate::Error::Fips), naming the step that failed and OpenSSL's reason; the process
 /// must then not serve (fail closed).
-pub fn enable() -> Result<(), Error> {
-    let step = |step: &'static str| move |source: ErrorStack| Error::Fips { step, source };
+#[cfg(feature = "fips")]
+pub fn enable() -> Result<(), crate::Error> {
+    let step = |step: &'static str| {
+        move |source: ErrorStack| crate::Error::Fips {
+            step,
+            config: describe_config(),
+            source,
+        }
+    };
     if PROVIDERS.get().is_none() {
         let fips = Provider::load(None, "fips").map_err(step("load the fips provider"))?;
         let base = Provider::load(None, "base").map_err(step("load the base provider"))?;
@@ -66,11 +78,32 @@ pub fn enable() -> Result<(), Error> {
 }
 
 /// Whether the default library context fetches with `fips=yes`
-/// (`EVP_default_properties_is_fips_enabled`), whoever enabled it: [`enable`] or an
+/// (`EVP_default_properties_is_fips_enabled`), whoever enabled it: `enable` or an
 /// OpenSSL configuration file with `default_properties = fips=yes`.
 pub fn is_enabled() -> bool {
     // SAFETY: a null library context means the default one; the call only reads.
     #[allow(unsafe_code)]
     let enabled = unsafe { openssl_sys::EVP_default_properties_is_fips_enabled(ptr::null_mut()) };
     enabled == 1
+}
+
+#[cfg(feature = "fips")]
+/// Where OpenSSL takes its configuration from, for error messages: a missing
+/// `OPENSSL_CONF` file is silently ignored by OpenSSL, so say whether it exists.
+fn describe_config() -> String {
+    let conf = match std::env::var_os("OPENSSL_CONF") {
+        None => "OPENSSL_CONF is unset (OpenSSL's default openssl.cnf applies)".to_owned(),
+        Some(path) => {
+            let exists = if std::path::Path::new(&path).is_file() {
+                "exists"
+            } else {
+                "DOES NOT EXIST"
+            };
+            format!("OPENSSL_CONF={} ({exists})", path.to_string_lossy())
+        }
+    };
+    match std::env::var_os("OPENSSL_MODULES") {
+        Some(dir) => format!("{conf}, OPENSSL_MODULES={}", dir.to_string_lossy()),
+        None => conf,
+    }
 }

@@ -77,7 +77,6 @@
 mod acceptor;
 mod connector;
 mod error;
-#[cfg(feature = "fips")]
 pub mod fips;
 mod material;
 mod reload;

@@ -618,11 +618,13 @@ pub(crate) fn parse_key(
         (true, None) => Error::PassphraseRequired {
             path: path.to_owned(),
         },
-        (true, Some(_)) => Error::Decrypt {
+        (true, Some(_)) => Error::unsupported_or(path, source, |source| Error::Decrypt {
             path: path.to_owned(),
             source,
-        },
-        (false, _) => Error::parse(path, "private key", source),
+        }),
+        (false, _) => Error::unsupported_or(path, source, |source| {
+            Error::parse(path, "private key", source)
+        }),
     })
 }
 
@@ -641,14 +643,25 @@ fn parse_pkcs12(path: &Path, bytes: &[u8], passphrase: Option<&[u8]>) -> Result<
             }
         },
     };
-    let parsed = pkcs12.parse2(pass).map_err(|source| match passphrase {
-        None => Error::PassphraseRequired {
-            path: path.to_owned(),
-        },
-        Some(_) => Error::Decrypt {
-            path: path.to_owned(),
-            source,
-        },
+    let parsed = pkcs12.parse2(pass).map_err(|source| {
+        Error::unsupported_or(path, source, |source| {
+            // Without a passphrase the empty one was tried: a MAC that does not
+            // verify means the bundle has a real password.
+            let mac_failed = source
+                .errors()
+                .iter()
+                .any(|e| e.reason() == Some("mac verify failure"));
+            match passphrase {
+                None if mac_failed => Error::PassphraseRequired {
+                    path: path.to_owned(),
+                },
+                None => Error::parse(path, "PKCS#12 bundle", source),
+                Some(_) => Error::Decrypt {
+                    path: path.to_owned(),
+                    source,
+                },
+            }
+        })
     })?;
     let missing = |missing| Error::IncompletePkcs12 {
         path: path.to_owned(),

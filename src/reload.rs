@@ -42,6 +42,9 @@ pub struct CertificateStatus {
     pub last_reload: SystemTime,
     /// How often the files are checked.
     pub poll_interval: Duration,
+    /// Whether the process fetches algorithms with `fips=yes` ([`crate::fips::is_enabled`]),
+    /// as of this snapshot.
+    pub fips_enabled: bool,
 }
 
 /// A failed reload, as kept in [`CertificateStatus`].
@@ -130,6 +133,7 @@ impl<T> Engine<T> {
             }),
             last_reload: now,
             poll_interval,
+            fips_enabled: crate::fips::is_enabled(),
         };
         let last_logged = match &error {
             None => {
@@ -170,7 +174,9 @@ impl<T> Engine<T> {
     }
 
     pub(crate) fn status(&self) -> CertificateStatus {
-        self.status.borrow().clone()
+        let mut status = self.status.borrow().clone();
+        status.fips_enabled = crate::fips::is_enabled();
+        status
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<CertificateStatus> {

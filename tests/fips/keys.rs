@@ -107,17 +107,17 @@ fn check_pair(cert: &Path, key: &Path) -> Result<String, Error> {
         .map(|info| info.serial)
 }
 
-/// Asserts that `result` is a [`Error::Decrypt`] about `path` whose message names
-/// `reason` (what OpenSSL says is missing), and returns the message.
-fn assert_decrypt_error(result: Result<String, Error>, path: &Path, reason: &str) -> String {
+/// Asserts that `result` is an [`Error::Unsupported`] about `path` naming
+/// `reason` (the algorithm OpenSSL could not fetch), and returns the message.
+fn assert_unsupported_error(result: Result<String, Error>, path: &Path, reason: &str) -> String {
     let error = match result {
         Ok(serial) => panic!("{} loaded in FIPS mode (serial {serial})", path.display()),
         Err(error) => error,
     };
     let message = error.to_string();
     assert!(
-        matches!(&error, Error::Decrypt { path: p, .. } if p == path),
-        "{}: expected Error::Decrypt, got {error:?}",
+        matches!(&error, Error::Unsupported { path: p, algorithm: Some(a), .. } if p == path && a == reason),
+        "{}: expected Error::Unsupported naming {reason}, got {error:?}",
         path.display()
     );
     assert!(
@@ -200,7 +200,7 @@ async fn encrypted_pkcs8_with_pbkdf2_sha256_and_aes256_loads() {
 }
 
 /// Keys whose decryption needs a non-approved algorithm fail with
-/// [`Error::Decrypt`], naming the file and the missing algorithm.
+/// [`Error::Unsupported`], naming the file and the missing algorithm.
 #[test]
 fn non_approved_key_encryption_fails_cleanly() {
     require_fips!("non_approved_key_encryption_fails_cleanly");
@@ -215,7 +215,7 @@ fn non_approved_key_encryption_fails_cleanly() {
     for cipher in ["-aes128", "-aes256", "-des3"] {
         let key = d.join(format!("traditional{cipher}.pem"));
         md5_keyed_pem(&plain, &key, cipher);
-        let message = assert_decrypt_error(check_pair(&cert, &key), &key, "MD5");
+        let message = assert_unsupported_error(check_pair(&cert, &key), &key, "MD5");
         eprintln!("traditional PEM ({cipher}): {message}");
     }
 
@@ -238,7 +238,7 @@ fn non_approved_key_encryption_fails_cleanly() {
             &pass,
         ],
     );
-    let message = assert_decrypt_error(check_pair(&cert, &pbes1), &pbes1, "PKCS12KDF");
+    let message = assert_unsupported_error(check_pair(&cert, &pbes1), &pbes1, "PKCS12KDF");
     eprintln!("PKCS#8 with PBE-SHA1-3DES: {message}");
 
     // PKCS#12: legacy RC2-40 certificates with a 3DES key (`-legacy`), and 3DES
@@ -266,7 +266,7 @@ fn non_approved_key_encryption_fails_cleanly() {
             .passphrase(Passphrase::from_bytes(PASS))
             .check()
             .map(|info| info.serial);
-        let message = assert_decrypt_error(result, p12, "PKCS12KDF");
+        let message = assert_unsupported_error(result, p12, "PKCS12KDF");
         eprintln!("PKCS#12 {}: {message}", p12.display());
     }
 }
@@ -308,7 +308,7 @@ async fn md5_keyed_pem_swapped_in_keeps_the_old_certificate() {
         let refused = status
             .last_error
             .as_ref()
-            .is_some_and(|e| e.message.contains("cannot decrypt") && e.message.contains("MD5"));
+            .is_some_and(|e| e.message.contains("cannot load") && e.message.contains("MD5"));
         refused.then_some(status)
     })
     .await;
@@ -320,9 +320,9 @@ async fn md5_keyed_pem_swapped_in_keeps_the_old_certificate() {
         status.certificate.as_ref().map(|c| c.serial.as_str()),
         Some(first.serial.as_str())
     );
-    // The explicit reload (SIGHUP) says the same, as an Error::Decrypt.
+    // The explicit reload (SIGHUP) says the same, as an Error::Unsupported.
     let result = tls.reload_now().map(|_| String::new());
-    assert_decrypt_error(result, &key, "MD5");
+    assert_unsupported_error(result, &key, "MD5");
     // Handshakes still get the first certificate, several poll intervals later.
     for _ in 0..5 {
         let seen = client.handshake(&server).await.unwrap();
@@ -378,7 +378,7 @@ async fn legacy_pkcs12_swapped_in_keeps_the_old_certificate() {
         status
             .last_error
             .as_ref()
-            .is_some_and(|e| e.message.contains("cannot decrypt"))
+            .is_some_and(|e| e.message.contains("cannot load"))
             .then_some(status)
     })
     .await;
@@ -387,7 +387,7 @@ async fn legacy_pkcs12_swapped_in_keeps_the_old_certificate() {
     assert_eq!(error.path.as_deref(), Some(bundle.as_path()), "{error:?}");
     assert_eq!(status.generation, 1, "{status:?}");
     let result = tls.reload_now().map(|_| String::new());
-    assert_decrypt_error(result, &bundle, "PKCS12KDF");
+    assert_unsupported_error(result, &bundle, "PKCS12KDF");
     for _ in 0..5 {
         assert_eq!(
             client.handshake(&server).await.unwrap().serial,
