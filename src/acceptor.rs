@@ -249,7 +249,8 @@ impl ReloadingAcceptorBuilder {
         let material = self
             .sources
             .parse(self.sources.read(&mut Default::default())?)?;
-        server_builder(&self.policy, self.client_auth, &material)?;
+        server_builder(&self.policy, self.client_auth, &material)
+            .map_err(|e| self.sources.rejected(e.into()))?;
         material
             .identity
             .map(|identity| identity.info)

@@ -111,6 +111,14 @@ pub enum Error {
         /// OpenSSL's verification result, e.g. "unable to get local issuer certificate".
         reason: String,
     },
+    /// OpenSSL refused to use parsed material in a TLS context, e.g. a certificate
+    /// signed with a digest below the security level ("ca md too weak").
+    Rejected {
+        /// The certificate (or, for a trust-only connector, CA bundle) file.
+        path: PathBuf,
+        /// OpenSSL's errors.
+        source: ErrorStack,
+    },
     /// The poller thread could not be spawned.
     Thread {
         /// The operating system's reason.
@@ -147,6 +155,7 @@ impl Error {
             | Self::PassphraseRequired { path }
             | Self::Decrypt { path, .. }
             | Self::Unsupported { path, .. }
+            | Self::Rejected { path, .. }
             | Self::Expired { path, .. }
             | Self::NotYetValid { path, .. }
             | Self::Untrusted { path, .. } => Some(path),
@@ -250,6 +259,11 @@ impl fmt::Display for Error {
                 "certificate {} does not chain to CA bundle {}: {reason}",
                 path.display(),
                 ca.display()
+            ),
+            Self::Rejected { path, source } => write!(
+                f,
+                "OpenSSL refuses the material in {} for TLS: {source}",
+                path.display()
             ),
             Self::Thread { source } => write!(f, "cannot spawn the poller thread: {source}"),
             Self::Fips {

@@ -186,6 +186,24 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
+    /// An error from building a context out of parsed material is about the
+    /// certificate (a key OpenSSL refuses, a signature digest below the security
+    /// level): say which file.
+    pub(crate) fn rejected(&self, error: Error) -> Error {
+        let path = match (&self.identity, &self.ca) {
+            (Some(files), _) => files.cert_path(),
+            (None, Some(ca)) => ca,
+            (None, None) => return error,
+        };
+        match error {
+            Error::Context { source } => Error::Rejected {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn new() -> Self {
         Self {
             identity: None,
@@ -271,7 +289,9 @@ impl Sources {
                     (IdentityFiles::Pair { cert, key }, RawIdentity::Pair { cert: c, key: k }) => {
                         let mut certs = parse_certificates(cert, &c, "certificate chain")?;
                         let leaf = certs.remove(0);
-                        Identity::new(leaf, certs, parse_key(key, &k, pass)?)?
+                        let pkey = parse_key(key, &k, pass)?;
+                        Identity::new(leaf, certs, pkey)
+                            .map_err(|e| Error::parse(cert, "certificate", e))?
                     }
                     (IdentityFiles::Pkcs12(path), RawIdentity::Pkcs12(bytes)) => {
                         parse_pkcs12(path, &bytes, pass)?
@@ -298,7 +318,11 @@ impl Sources {
         ca: Option<&[X509]>,
     ) -> Result<(), Error> {
         let cert_path = files.cert_path();
-        if !identity.cert.public_key()?.public_eq(&identity.key) {
+        let public_key = identity
+            .cert
+            .public_key()
+            .map_err(|e| Error::parse(cert_path, "certificate public key", e))?;
+        if !public_key.public_eq(&identity.key) {
             let (cert, key) = match files {
                 IdentityFiles::Pair { cert, key } => (cert.clone(), key.clone()),
                 IdentityFiles::Pkcs12(path) => (path.clone(), path.clone()),
@@ -545,7 +569,7 @@ fn read_key_file(path: &Path, limit: u64, warned: &mut HashSet<PathBuf>) -> Resu
             tracing::warn!(
                 path = %path.display(),
                 mode = format_args!("{:o}", mode & 0o7777),
-                "private key file is readable by group or others; consider chmod 600 or 640 with a dedicated group"
+                "private key file is readable by group or others; consider chmod 600, owned by the user the server runs as"
             );
         }
     }
@@ -673,7 +697,7 @@ fn parse_pkcs12(path: &Path, bytes: &[u8], passphrase: Option<&[u8]>) -> Result<
         .ca
         .map(|s| s.into_iter().collect())
         .unwrap_or_default();
-    Ok(Identity::new(cert, chain, key)?)
+    Identity::new(cert, chain, key).map_err(|e| Error::parse(path, "certificate", e))
 }
 
 pub(crate) fn store_of(certs: &[X509]) -> Result<X509Store, ErrorStack> {

@@ -109,7 +109,10 @@ impl<T> Engine<T> {
         let loaded = sources
             .read(&mut warned)
             .and_then(|raw| sources.parse(raw))
-            .and_then(|material| Ok((build(&material)?, material)));
+            .and_then(|material| {
+                let built = build(&material).map_err(|e| sources.rejected(e))?;
+                Ok((built, material))
+            });
         let (built, material, error) = match loaded {
             Ok((built, material)) => (built, material, None),
             Err(error) if allow_missing => {
@@ -260,7 +263,7 @@ impl<T> Engine<T> {
             return Ok(Reload::Unchanged);
         }
         let material = self.sources.parse(raw)?;
-        let built = (self.build)(&material)?;
+        let built = (self.build)(&material).map_err(|e| self.sources.rejected(e))?;
         self.current.store(Arc::new(built));
         state.served_digest = material.digest;
         let mut generation = 0;
