@@ -11,6 +11,8 @@ mod faults;
 mod formats;
 /// Mutual TLS both ways: reloaded CA bundles and the reloading connector.
 mod mtls;
+/// Mutated PEM, DER and PKCS#12 inputs: no panic, a typed error naming the file.
+mod props;
 /// Rotation by every kind of writer, keep-last-good, status, resumption, ALPN, policy.
 mod reload;
 /// Secrets never reach logs or Debug output.

@@ -1,1 +1,435 @@
-//! See main.rs.
+//! Secrets never reach logs or Debug output.
+//!
+//! Both tests install a process-wide tracing subscriber (at TRACE) that writes
+//! into a buffer, so that the poller threads' events are captured as well as the
+//! test thread's. A global subscriber can be set once per process and would
+//! swallow the other tests' events, so each test runs in a child process of its
+//! own (see [`util::isolated`]).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openssl::pkcs12::Pkcs12;
+use openssl::symm::Cipher;
+use openssl_reload::{
+    CertificateStatus, ClientAuth, Passphrase, Reload, ReloadingAcceptor, ReloadingConnector,
+    ValidityPolicy,
+};
+
+use crate::util::{self, Ca, Leaf, DEADLINE, INTERVAL};
+
+/// The passphrase the keys are encrypted under.
+const SECRET: &str = "Sekr1t-pass-7f3c9e";
+/// A wrong guess: a secret too, as it may be a near-miss of the real one.
+const WRONG: &str = "wr0ng-Guess-51a2d8";
+/// The passphrase of a rotated key.
+const NEXT: &str = "N3xt-pass-c0ffee42";
+
+/// Everything the tracing subscriber writes, from every thread.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn install() -> Self {
+        let capture = Self::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_thread_names(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        capture
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The ways a secret could show up in text: as itself, as `Debug` of its bytes,
+/// in hex, in base64.
+fn forms(secret: &str) -> Vec<String> {
+    let bytes = format!("{:?}", secret.as_bytes());
+    vec![
+        secret.to_owned(),
+        bytes.trim_matches(['[', ']']).to_owned(),
+        secret.bytes().map(|b| format!("{b:02x}")).collect(),
+        secret.bytes().map(|b| format!("{b:02X}")).collect(),
+        openssl::base64::encode_block(secret.as_bytes()),
+    ]
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in [SECRET, WRONG, NEXT] {
+        for form in forms(secret) {
+            assert!(
+                !text.contains(&form),
+                "{what} contains a passphrase ({form:?}):\n{text}"
+            );
+        }
+    }
+}
+
+/// The `Display`, `Debug` and source chain of an error.
+fn describe(error: &openssl_reload::Error) -> String {
+    let mut text = format!("{error}\n{error:?}\n{:?}\n", error.path());
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        text.push_str(&format!("{e}\n{e:?}\n"));
+        source = e.source();
+    }
+    text
+}
+
+struct Files {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    ca: Ca,
+    cert: PathBuf,
+    ca_file: PathBuf,
+    /// The key encrypted under [`SECRET`] as PKCS#8 PEM, traditional PEM and PKCS#8 DER.
+    keys: Vec<PathBuf>,
+    pkcs12: PathBuf,
+}
+
+impl Files {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let ca = Ca::new("secrets CA");
+        let leaf = ca.leaf("secrets");
+        let cert = dir.join("cert.pem");
+        util::write_atomic(&cert, &leaf.cert_pem());
+        let ca_file = dir.join("ca.pem");
+        util::write_atomic(&ca_file, &ca.pem());
+        let cipher = Cipher::aes_256_cbc();
+        let pass = SECRET.as_bytes();
+        let keys = [
+            (
+                "key-pkcs8.pem",
+                leaf.key
+                    .private_key_to_pem_pkcs8_passphrase(cipher, pass)
+                    .unwrap(),
+            ),
+            (
+                "key-traditional.pem",
+                leaf.key
+                    .ec_key()
+                    .unwrap()
+                    .private_key_to_pem_passphrase(cipher, pass)
+                    .unwrap(),
+            ),
+            (
+                "key-pkcs8.der",
+                leaf.key
+                    .private_key_to_pkcs8_passphrase(cipher, pass)
+                    .unwrap(),
+            ),
+        ]
+        .into_iter()
+        .map(|(name, bytes)| {
+            let path = dir.join(name);
+            write_private(&path, &bytes);
+            path
+        })
+        .collect();
+        let pkcs12 = dir.join("bundle.p12");
+        let bundle = Pkcs12::builder()
+            .name("secrets")
+            .pkey(&leaf.key)
+            .cert(&leaf.cert)
+            .build2(SECRET)
+            .unwrap();
+        write_private(&pkcs12, &bundle.to_der().unwrap());
+        Self {
+            _tmp: tmp,
+            dir,
+            ca,
+            cert,
+            ca_file,
+            keys,
+            pkcs12,
+        }
+    }
+
+    /// Every way to supply `pass` (or none).
+    fn sources(&self, label: &str, pass: Option<&'static str>) -> Vec<Passphrase> {
+        let Some(pass) = pass else {
+            return vec![Passphrase::none(), Passphrase::default()];
+        };
+        let file = self.dir.join(format!("pass-{label}.txt"));
+        write_private(&file, format!("{pass}\n").as_bytes());
+        vec![
+            Passphrase::from_bytes(pass),
+            Passphrase::from_file(file),
+            Passphrase::from_callback(move || Ok(pass.as_bytes().to_vec())),
+        ]
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) {
+    util::write_atomic(path, bytes);
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn passphrase_never_logged_or_debug_printed() {
+    util::isolated(
+        "secrets::passphrase_never_logged_or_debug_printed",
+        passphrase_never_leaks,
+    );
+}
+
+async fn passphrase_never_leaks() {
+    let capture = Capture::install();
+    let files = Files::new();
+    // Every Debug and Display string of every public value met on the way.
+    let mut printed = Vec::new();
+    let (mut loaded, mut refused) = (0, 0);
+
+    for (label, pass) in [
+        ("correct", Some(SECRET)),
+        ("wrong", Some(WRONG)),
+        ("missing", None),
+    ] {
+        for passphrase in files.sources(label, pass) {
+            printed.push(format!("{passphrase:?}"));
+            let mut builders: Vec<_> = files
+                .keys
+                .iter()
+                .map(|key| ReloadingAcceptor::builder(&files.cert, key))
+                .collect();
+            builders.push(ReloadingAcceptor::builder_pkcs12(&files.pkcs12));
+            builders.push(
+                ReloadingAcceptor::builder(&files.cert, &files.keys[0])
+                    .client_ca(&files.ca_file, ClientAuth::Optional)
+                    .validity(ValidityPolicy::Warn),
+            );
+            for builder in builders {
+                let builder = builder
+                    .passphrase(passphrase.clone())
+                    .poll_interval(INTERVAL);
+                printed.push(format!("{builder:?}"));
+                match builder.check() {
+                    Ok(info) => printed.push(format!("{info:?}")),
+                    Err(e) => printed.push(describe(&e)),
+                }
+                match builder.build() {
+                    Ok(tls) => {
+                        assert_eq!(label, "correct");
+                        printed.push(format!("{tls:?}\n{:?}", tls.status()));
+                        printed.push(format!("{:?}", tls.reload_now()));
+                        loaded += 1;
+                    }
+                    Err(e) => {
+                        assert_ne!(label, "correct", "{e}");
+                        printed.push(describe(&e));
+                        refused += 1;
+                    }
+                }
+            }
+            for key in &files.keys {
+                let builder = ReloadingConnector::builder()
+                    .identity(&files.cert, key)
+                    .ca(&files.ca_file)
+                    .passphrase(passphrase.clone())
+                    .poll_interval(INTERVAL);
+                printed.push(format!("{builder:?}"));
+                match builder.build() {
+                    Ok(connector) => {
+                        printed.push(format!("{connector:?}\n{:?}", connector.status()));
+                    }
+                    Err(e) => printed.push(describe(&e)),
+                }
+            }
+        }
+    }
+    printed.push(format!(
+        "{:?}",
+        Passphrase::from_env("OPENSSL_RELOAD_TEST_NO_SUCH_VARIABLE")
+    ));
+    printed.push(format!(
+        "{:?} {:?} {:?}",
+        ValidityPolicy::Enforce,
+        ClientAuth::Required,
+        Reload::Unchanged
+    ));
+
+    // Reloads on the poller thread: a key rotated under a new passphrase fails
+    // until the passphrase file follows, then a wrong passphrase and a missing
+    // passphrase file fail again.
+    let pass_file = files.dir.join("pass.txt");
+    write_private(&pass_file, SECRET.as_bytes());
+    let tls = ReloadingAcceptor::builder(&files.cert, &files.keys[0])
+        .passphrase(Passphrase::from_file(&pass_file))
+        .poll_interval(INTERVAL)
+        .build()
+        .unwrap();
+    let rotated = files.ca.leaf("rotated");
+    rotate(&files, &rotated, NEXT);
+    wait_for(&tls, |s| failing_with(s, "cannot decrypt")).await;
+    printed.push(describe(&tls.reload_now().unwrap_err()));
+    write_private(&pass_file, NEXT.as_bytes());
+    wait_for(&tls, |s| {
+        s.certificate.as_ref().unwrap().serial == rotated.serial
+    })
+    .await;
+    write_private(&pass_file, WRONG.as_bytes());
+    rotate(&files, &files.ca.leaf("rotated again"), NEXT);
+    wait_for(&tls, |s| failing_with(s, "cannot decrypt")).await;
+    fs::remove_file(&pass_file).unwrap();
+    wait_for(&tls, |s| failing_with(s, "pass.txt")).await;
+    printed.push(describe(&tls.reload_now().unwrap_err()));
+    let status = tls.status();
+    printed.push(format!(
+        "{tls:?}\n{status:?}\n{:?}\n{:?}",
+        status.last_error, status.certificate
+    ));
+    drop(tls);
+
+    let logs = capture.text();
+    println!(
+        "{loaded} loads, {refused} refusals, {} printed values ({} bytes), {} log lines ({} bytes)",
+        printed.len(),
+        printed.iter().map(String::len).sum::<usize>(),
+        logs.lines().count(),
+        logs.len()
+    );
+    // The capture works and saw the failures, including the poller thread's.
+    for expected in [
+        "certificate loaded",
+        "reload failed; keeping previous certificate",
+        "cannot decrypt",
+        "openssl-reload-poll",
+    ] {
+        assert!(
+            logs.contains(expected),
+            "the log has no {expected:?}:\n{logs}"
+        );
+    }
+    assert!(loaded > 0 && refused > 0);
+    assert_no_secret("the log", &logs);
+    for text in &printed {
+        assert_no_secret("a Debug or Display string", text);
+    }
+}
+
+/// Writes `leaf` with its key encrypted under `pass` over the PKCS#8 PEM files.
+fn rotate(files: &Files, leaf: &Leaf, pass: &str) {
+    let key = leaf
+        .key
+        .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), pass.as_bytes())
+        .unwrap();
+    util::write_atomic(&files.cert, &leaf.cert_pem());
+    write_private(&files.keys[0], &key);
+}
+
+fn failing_with(status: &CertificateStatus, says: &str) -> bool {
+    status.consecutive_failures > 0
+        && status
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.message.contains(says))
+}
+
+async fn wait_for(
+    tls: &ReloadingAcceptor,
+    done: impl Fn(&CertificateStatus) -> bool,
+) -> CertificateStatus {
+    let start = Instant::now();
+    loop {
+        let status = tls.status();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out; status is {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn readable_key_file_warns_once() {
+    util::isolated(
+        "secrets::readable_key_file_warns_once",
+        readable_key_warns_once,
+    );
+}
+
+/// A key file that group or others can read is named in one warning, however
+/// often it is reloaded; a private one is never named.
+async fn readable_key_warns_once() {
+    let capture = Capture::install();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mode CA");
+    let mut acceptors = Vec::new();
+    for (name, mode) in [("open", 0o644), ("private", 0o600)] {
+        let dir = tmp.path().join(name);
+        fs::create_dir(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let write = |leaf: &Leaf| {
+            util::write_atomic(&cert, &leaf.cert_pem());
+            let tmp_key = dir.join("key.tmp");
+            fs::write(&tmp_key, leaf.key_pem()).unwrap();
+            fs::set_permissions(&tmp_key, fs::Permissions::from_mode(mode)).unwrap();
+            fs::rename(&tmp_key, &key).unwrap();
+        };
+        write(&ca.leaf(name));
+        let tls = ReloadingAcceptor::builder(&cert, &key)
+            .poll_interval(INTERVAL)
+            .build()
+            .unwrap();
+        // Reloads by the poller and by reload_now, each with new files.
+        for _ in 0..3 {
+            let leaf = ca.leaf(name);
+            write(&leaf);
+            wait_for(&tls, |s| {
+                s.certificate.as_ref().unwrap().serial == leaf.serial
+            })
+            .await;
+        }
+        for _ in 0..3 {
+            let leaf = ca.leaf(name);
+            write(&leaf);
+            let _ = tls.reload_now().unwrap();
+            assert_eq!(tls.status().certificate.unwrap().serial, leaf.serial);
+        }
+        assert!(tls.status().reloads >= 6);
+        acceptors.push((key, mode, tls));
+    }
+    let logs = capture.text();
+    for (key, mode, _) in &acceptors {
+        let named = key.display().to_string();
+        let warnings: Vec<_> = logs
+            .lines()
+            .filter(|l| {
+                l.contains("WARN")
+                    && l.contains("readable by group or others")
+                    && l.contains(&named)
+            })
+            .collect();
+        println!(
+            "key mode {mode:o}: {} warning(s): {warnings:?}",
+            warnings.len()
+        );
+        let expected = usize::from(mode & 0o077 != 0);
+        assert_eq!(warnings.len(), expected, "mode {mode:o}, log:\n{logs}");
+    }
+}

@@ -333,6 +333,8 @@ pub async fn serve(tls: openssl_reload::ReloadingAcceptor) -> Server {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
+            // Without it every small reply waits for Nagle and delayed ACKs (~40 ms).
+            let _ = tcp.set_nodelay(true);
             let tls = tls.clone();
             tokio::spawn(async move {
                 let Ok(mut stream) = tls.accept(tcp).await else {
@@ -467,7 +469,7 @@ pub async fn exchange(
 
 impl Ca {
     /// An intermediate CA signed by this one.
-    pub fn intermediate(&self, name: &str) -> Ca {
+    pub fn intermediate(&self, name: &str) -> Self {
         let key = key(Alg::P256);
         let mut b = X509::builder().unwrap();
         b.set_version(2).unwrap();
@@ -493,9 +495,97 @@ impl Ca {
         )
         .unwrap();
         b.sign(&self.key, MessageDigest::sha256()).unwrap();
-        Ca {
+        Self {
             cert: b.build(),
             key,
         }
     }
+}
+
+/// Marks a child process of this test binary that runs one test alone; the value
+/// is the test's name. See [`isolated`].
+pub const ISOLATED_ENV: &str = "OPENSSL_RELOAD_TEST_ISOLATED";
+
+/// Runs `body` in a child process of this test binary that runs test `name`
+/// (its full path, e.g. `faults::fault_matrix`) and nothing else.
+///
+/// All integration tests share one process and run in parallel, so anything that
+/// measures the whole process (CPU time, RSS, open descriptors) or installs a
+/// process-wide tracing subscriber would see the other tests. The test calls
+/// `isolated` from a plain `#[test]`: in the parent this re-runs the binary with
+/// `<name> --exact` and the marker variable and asserts that the child passed; in
+/// the child it runs `body` on a fresh runtime. `wrapper` goes before the binary
+/// (e.g. `setpriv --reuid=...`), `envs` are added to the child's environment.
+pub fn isolated<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if std::env::var_os(ISOLATED_ENV).is_some_and(|v| v == name) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(body());
+    } else {
+        run_isolated(name, &std::env::current_exe().unwrap(), &[], &[]);
+    }
+}
+
+/// The parent's half of [`isolated`]: runs `exe` (this test binary or a copy of it)
+/// for test `name` behind `wrapper`, echoes its output and asserts it passed.
+pub fn run_isolated(name: &str, exe: &Path, wrapper: &[&str], envs: &[(&str, &str)]) {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(args).arg(exe);
+            cmd
+        }
+        None => std::process::Command::new(exe),
+    };
+    cmd.args([
+        name,
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ISOLATED_ENV, name)
+    .envs(envs.iter().copied())
+    .stdin(std::process::Stdio::null());
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- child process for {name} ---\n{stdout}{stderr}--- end of child ---");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "isolated test {name} failed ({})",
+        out.status
+    );
+}
+
+/// CPU time (user + system, all threads) this process has used so far.
+pub fn process_cpu_time() -> Duration {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    // The command name in parentheses may hold spaces; count fields after it.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ, the unit of /proc's times, is 100 on every Linux architecture's ABI.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Resident set size in bytes, from /proc/self/statm.
+pub fn rss_bytes() -> u64 {
+    let statm = fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split(' ').nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions; _SC_PAGESIZE is always supported.
+    #[allow(unsafe_code)]
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap()
+}
+
+/// How many file descriptors this process has open.
+pub fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
 }
