@@ -246,13 +246,13 @@ impl Sources {
             None => None,
             Some(IdentityFiles::Pair { cert, key }) => {
                 let cert = read_file(cert, limit)?;
-                let key = read_key_file(key, limit, warned)?;
+                let key = Zeroizing::new(read_key_file(key, limit, warned)?);
                 feed(&cert)?;
                 feed(&key)?;
                 Some(RawIdentity::Pair { cert, key })
             }
             Some(IdentityFiles::Pkcs12(path)) => {
-                let bytes = read_key_file(path, limit, warned)?;
+                let bytes = Zeroizing::new(read_key_file(path, limit, warned)?);
                 feed(&bytes)?;
                 Some(RawIdentity::Pkcs12(bytes))
             }
@@ -366,9 +366,13 @@ impl Sources {
     }
 }
 
+/// Key bytes are zeroed when dropped: they may be an unencrypted private key.
 enum RawIdentity {
-    Pair { cert: Vec<u8>, key: Vec<u8> },
-    Pkcs12(Vec<u8>),
+    Pair {
+        cert: Vec<u8>,
+        key: Zeroizing<Vec<u8>>,
+    },
+    Pkcs12(Zeroizing<Vec<u8>>),
 }
 
 /// The bytes of every file, read but not yet parsed.
