@@ -1,0 +1,471 @@
+#!/usr/bin/env bash
+# ci/package.sh: build the .deb and the .rpm of openssl-reload and check them
+# (issue 8, docs/packaging.md). Run as root on Debian 12 (bookworm):
+#
+#   bash ci/package.sh
+#
+# It installs what it lacks (lintian, rpm, ... from apt; cargo-deb and
+# cargo-generate-rpm pinned, with --locked), builds both packages, lints the
+# .deb, installs it with dpkg, checks the installed files, the unit
+# (systemd-analyze verify and security) and the conffiles, then runs the
+# installed server by hand the way openssl-reload.service would (systemd is not
+# PID 1 on CI machines, so `systemctl start/reload` cannot be used): as the
+# user openssl-reload, with the environment file, first unconfigured (it must
+# fail with a clear message), then on test certificates it makes; it rotates
+# them, runs the unit's ExecReload (SIGHUP) and checks with `openssl s_client`
+# that the new serial is served; then it purges the package and checks that
+# nothing is left.
+#
+# Idempotent: a package left installed by an earlier run is purged first, and
+# everything this run starts or installs is stopped or purged on exit, also on
+# failure. Any failed check stops the script with "FAIL: ..." and exit 1.
+#
+# Environment: OPENSSL_RELOAD_PKG_PORT, the loopback port of the test server
+# (default: a free port between 20000 and 59999).
+set -euo pipefail
+
+CARGO_DEB_VERSION=3.8.0
+CARGO_GENERATE_RPM_VERSION=0.21.1
+PORT="${OPENSSL_RELOAD_PKG_PORT:-}" # empty: a free one is picked
+# `systemd-analyze security` exposure above this fails the run (0 best, 10 worst).
+MAX_EXPOSURE=2.0
+
+PKG=openssl-reload
+SVC_USER=openssl-reload
+TLS_DIR=/etc/openssl-reload/tls
+ENV_FILE=/etc/default/openssl-reload
+UNIT=/usr/lib/systemd/system/openssl-reload.service
+TEST_CA_CN="openssl-reload package test CA"
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+t0=$SECONDS
+step_no=0
+step_t=$SECONDS
+timings=()
+step() {
+    if ((step_no > 0)); then
+        timings+=("$(printf '%4ss  %s' $((SECONDS - step_t)) "$step_name")")
+    fi
+    step_no=$((step_no + 1))
+    step_name="$*"
+    step_t=$SECONDS
+    printf '\n==> [%d] %s  (at %ds)\n' "$step_no" "$*" $((SECONDS - t0))
+}
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+ok() { echo "  ok: $*"; }
+trap 'echo "FAIL: command failed (exit $?) at ci/package.sh line $LINENO: $BASH_COMMAND" >&2' ERR
+
+[[ $(id -u) -eq 0 ]] || fail "run as root (it installs and purges the package)"
+
+work="$(mktemp -d /tmp/openssl-reload-pkg.XXXXXX)"
+chmod 0755 "$work" # lintian runs as nobody and reads the .deb from here
+server_pid=""
+installed_by_us=0
+
+stop_server() {
+    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    if [[ -n $server_pid ]]; then wait "$server_pid" 2>/dev/null || true; fi
+    server_pid=""
+}
+
+# Our test certificates, recognised by their issuer, so that a run never
+# deletes an administrator's files.
+remove_test_certs() {
+    local f
+    for f in "$TLS_DIR"/tls.crt "$TLS_DIR"/tls.key "$TLS_DIR"/.tls.crt.new "$TLS_DIR"/.tls.key.new; do
+        [[ -e $f ]] || continue
+        if [[ $f == *.key* ]] || openssl x509 -in "$f" -noout -issuer 2>/dev/null | grep -q "$TEST_CA_CN"; then
+            rm -f "$f"
+        fi
+    done
+}
+
+cleanup() {
+    local rc=$?
+    trap - ERR
+    set +e
+    stop_server
+    if ((installed_by_us)); then
+        echo "cleanup: purging $PKG installed by this run" >&2
+        remove_test_certs
+        dpkg -P "$PKG" >&2 || echo "cleanup: dpkg -P failed" >&2
+    fi
+    rm -rf "$work"
+    if ((rc == 0)); then
+        echo "ci/package.sh: all checks passed in $((SECONDS - t0))s"
+    else
+        echo "ci/package.sh: FAILED (exit $rc) after $((SECONDS - t0))s" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------
+step "Tools: apt packages and the pinned cargo packagers"
+need_apt=()
+for pair in lintian:lintian rpm:rpm systemd-analyze:systemd openssl:openssl \
+    strip:binutils adduser:adduser man:man-db deb-systemd-helper:init-system-helpers \
+    setpriv:util-linux gzip:gzip git:git; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
+done
+if ((${#need_apt[@]})); then
+    echo "installing: ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Compiled once per machine, minutes on 2 cores. At opt-level 1 they compile
+# much faster (cargo-generate-rpm: 3 min instead of 7 here) and run no slower
+# on a package this size.
+if [[ $(cargo deb --version 2>/dev/null) != "cargo-deb $CARGO_DEB_VERSION" ]]; then
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --locked --version "$CARGO_DEB_VERSION" cargo-deb
+fi
+if [[ $(cargo generate-rpm --version 2>/dev/null) != "cargo-generate-rpm $CARGO_GENERATE_RPM_VERSION" ]]; then
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --locked --version "$CARGO_GENERATE_RPM_VERSION" cargo-generate-rpm
+fi
+echo "$(cargo deb --version); $(cargo generate-rpm --version); $(lintian --version); $(rpm --version)"
+echo "$(systemd-analyze --version | head -n1); $(openssl version)"
+
+# ---------------------------------------------------------------------------
+step "Leftovers of an earlier run; a free port"
+if dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null | grep -qv '^not-installed$'; then
+    echo "purging an installed $PKG ($(dpkg-query -W -f='${Version} ${db:Status-Status}' "$PKG"))"
+    remove_test_certs
+    dpkg -P "$PKG"
+else
+    echo "none"
+fi
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [[ -n $PORT ]]; then
+    if port_in_use "$PORT"; then fail "port $PORT (OPENSSL_RELOAD_PKG_PORT) is in use"; fi
+else
+    for candidate in $(shuf -i 20000-59999 -n 50); do
+        if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
+    done
+    [[ -n $PORT ]] || fail "no free loopback port found"
+fi
+echo "test server port: 127.0.0.1:$PORT"
+
+# ---------------------------------------------------------------------------
+step "Man pages from the clap definition (pkg/man.sh)"
+pkg/man.sh
+for page in openssl-reload openssl-reload-serve openssl-reload-check; do
+    [[ -s target/man/$page.1.gz ]] || fail "target/man/$page.1.gz was not generated"
+    man -l target/man/$page.1 >/dev/null 2>&1 || fail "man cannot render target/man/$page.1"
+done
+ok "3 pages"
+
+# ---------------------------------------------------------------------------
+step "Release binary"
+cargo build --release --locked --bin openssl-reload
+version="$(sed -n '/^\[package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)"
+[[ -n $version ]] || fail "cannot read the package version"
+# Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config).
+tdir="$(cargo metadata --format-version 1 --no-deps --locked |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+[[ -x $tdir/release/openssl-reload ]] || fail "no binary at $tdir/release/openssl-reload"
+echo "version $version, target dir $tdir"
+
+# ---------------------------------------------------------------------------
+step "Build the .deb (cargo deb)"
+rm -rf "$tdir/debian"
+cargo deb --locked --no-build
+deb="$tdir/debian/${PKG}_${version}-1_amd64.deb"
+[[ -f $deb ]] || fail "$deb not built"
+cp "$deb" "$work/"
+chmod 0644 "$work/$(basename "$deb")"
+dpkg-deb --info "$deb"
+dpkg-deb --contents "$deb"
+dpkg-deb --field "$deb" Depends | grep -q 'libssl3' || fail "the .deb does not depend on libssl3"
+ok "Depends: $(dpkg-deb --field "$deb" Depends)"
+
+# ---------------------------------------------------------------------------
+step "lintian (must report no errors)"
+# As nobody: lintian should not unpack untrusted packages as root.
+lintian_rc=0
+setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    env -i PATH=/usr/bin:/bin HOME=/tmp TMPDIR=/tmp \
+    lintian --fail-on error --display-info "$work/$(basename "$deb")" >"$work/lintian.txt" 2>&1 ||
+    lintian_rc=$?
+cat "$work/lintian.txt"
+((lintian_rc == 0)) || fail "lintian exit $lintian_rc"
+if grep -q '^E:' "$work/lintian.txt"; then fail "lintian reported errors"; fi
+ok "lintian: $(grep -c '^E:' "$work/lintian.txt") errors, $(grep -c '^W:' "$work/lintian.txt") warnings, $(grep -c '^I:' "$work/lintian.txt") info"
+
+# ---------------------------------------------------------------------------
+step "Build the .rpm (cargo generate-rpm) and inspect it"
+# cargo-generate-rpm packages the binary as it is: strip it first, as cargo deb does.
+strip "$tdir/release/openssl-reload"
+rm -rf "$tdir/generate-rpm"
+cargo generate-rpm
+rpm_file="$(ls "$tdir/generate-rpm/${PKG}-${version}-1."*.rpm)"
+rpm -qpi "$rpm_file"
+echo "--- rpm -qpl"
+rpm -qpl "$rpm_file" | tee "$work/rpm-files.txt"
+for f in /usr/bin/openssl-reload /usr/lib/systemd/system/openssl-reload.service \
+    /etc/sysconfig/openssl-reload /usr/lib/sysusers.d/openssl-reload.conf \
+    /usr/share/man/man1/openssl-reload.1.gz /usr/share/man/man1/openssl-reload-serve.1.gz \
+    /usr/share/man/man1/openssl-reload-check.1.gz /usr/share/licenses/openssl-reload/copyright; do
+    grep -qx "$f" "$work/rpm-files.txt" || fail "the .rpm lacks $f"
+done
+echo "--- rpm -qpR"
+rpm -qpR "$rpm_file" | tee "$work/rpm-requires.txt"
+grep -q '^libssl\.so\.3()(64bit)' "$work/rpm-requires.txt" || fail "the .rpm does not require libssl.so.3"
+echo "--- rpm -qpc"
+rpm -qpc "$rpm_file" | grep -qx /etc/sysconfig/openssl-reload || fail "/etc/sysconfig/openssl-reload is not a config file"
+rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm_file" | grep ' /etc/'
+rpm -qp --scripts "$rpm_file" | grep -q 'useradd -r' || fail "the .rpm has no %pre creating the user"
+ok "files, libssl requirement, config file and scriptlets present"
+
+# ---------------------------------------------------------------------------
+step "Install the .deb (dpkg -i)"
+installed_by_us=1
+dpkg -i "$deb"
+[[ $(dpkg-query -W -f='${db:Status-Status}' "$PKG") == installed ]] || fail "$PKG is not installed"
+[[ $(command -v openssl-reload) == /usr/bin/openssl-reload ]] || fail "openssl-reload is not /usr/bin/openssl-reload"
+out="$(/usr/bin/openssl-reload --version)"
+[[ $out == "openssl-reload $version" ]] || fail "--version printed '$out'"
+ok "/usr/bin/openssl-reload --version: $out"
+getent passwd "$SVC_USER" >/dev/null || fail "user $SVC_USER was not created"
+ok "user: $(getent passwd "$SVC_USER")"
+[[ $(stat -c '%U:%G %a' "$TLS_DIR") == "root:$SVC_USER 750" ]] || fail "$TLS_DIR is $(stat -c '%U:%G %a' "$TLS_DIR")"
+ok "$TLS_DIR: root:$SVC_USER 0750, $(find "$TLS_DIR" -mindepth 1 | wc -l) files (no key or certificate shipped)"
+[[ -L /etc/systemd/system/multi-user.target.wants/openssl-reload.service ]] || fail "the unit was not enabled"
+ok "unit enabled (multi-user.target.wants)"
+man -w openssl-reload >/dev/null 2>&1 || echo "  note: man pages not installed (dpkg path-exclude?)"
+
+# ---------------------------------------------------------------------------
+step "Unit file: systemd-analyze verify"
+[[ -f $UNIT ]] || fail "$UNIT missing"
+verify_args=()
+if ! man -w openssl-reload-serve >/dev/null 2>&1; then
+    echo "  note: man pages excluded from installation here; verifying without Documentation= checks"
+    verify_args+=(--man=no)
+fi
+if ! systemd-analyze verify "${verify_args[@]}" "$UNIT" >"$work/verify.txt" 2>&1; then
+    cat "$work/verify.txt"
+    fail "systemd-analyze verify failed"
+fi
+cat "$work/verify.txt"
+# verify exits 0 on some warnings; catch the ones about this unit.
+if grep -i 'openssl-reload' "$work/verify.txt"; then fail "systemd-analyze verify complained about the unit"; fi
+ok "systemd-analyze verify $UNIT"
+
+# ---------------------------------------------------------------------------
+step "Unit hardening: systemd-analyze security --offline=true"
+systemd-analyze security --offline=true "$UNIT" >"$work/security.txt" 2>&1 || true
+grep '✗' "$work/security.txt" || true
+score_line="$(grep 'Overall exposure level' "$work/security.txt")" || {
+    cat "$work/security.txt"
+    fail "no exposure level from systemd-analyze security"
+}
+echo "$score_line"
+score="$(sed -n 's/.*: \([0-9.]*\) .*/\1/p' <<<"$score_line")"
+awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s <= m) }' || fail "exposure $score is above $MAX_EXPOSURE"
+ok "exposure $score (at most $MAX_EXPOSURE)"
+
+# ---------------------------------------------------------------------------
+step "Conffiles"
+conffiles="$(dpkg-query --showformat='${Conffiles}\n' --show "$PKG")"
+echo "$conffiles"
+grep -q "^ $ENV_FILE [0-9a-f]\{32\}" <<<"$conffiles" || fail "$ENV_FILE is not a conffile"
+ok "$ENV_FILE is a conffile"
+
+# ---------------------------------------------------------------------------
+# Runs ExecStart of the installed unit the way systemd would: its User= and
+# Group=, the variables of its EnvironmentFile=s (systemd's KEY=VALUE syntax),
+# the environment systemd gives a service, UMask=, NoNewPrivileges= and an
+# empty CapabilityBoundingSet=. Output goes to $1 (the journal's stand-in).
+unit_values() { sed -n "s/^$1=//p" "$UNIT"; }
+service_command() {
+    local user group home shell file line key val
+    user="$(unit_values User)"
+    group="$(unit_values Group)"
+    home="$(getent passwd "$user" | cut -d: -f6)"
+    shell="$(getent passwd "$user" | cut -d: -f7)"
+    svc_env=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin HOME="$home"
+        USER="$user" LOGNAME="$user" SHELL="$shell")
+    while read -r file; do
+        if [[ $file == -* ]]; then
+            file="${file#-}"
+            [[ -f $file ]] || continue
+        fi
+        while IFS= read -r line || [[ -n $line ]]; do
+            line="${line#"${line%%[![:space:]]*}"}"
+            [[ -z $line || $line == '#'* || $line == ';'* || $line != *=* ]] && continue
+            key="${line%%=*}"
+            val="${line#*=}"
+            if [[ $val == \"*\" || $val == \'*\' ]]; then val="${val:1:${#val}-2}"; fi
+            svc_env+=("$key=$val")
+        done <"$file"
+    done < <(unit_values EnvironmentFile)
+    read -r -a svc_exec <<<"$(unit_values ExecStart)"
+    svc_priv=(setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs
+        --bounding-set=-all --inh-caps=-all)
+    svc_umask="$(unit_values UMask)"
+}
+start_service() {
+    service_command
+    echo "  as $(unit_values User):$(unit_values Group), umask ${svc_umask:-0022}: ${svc_exec[*]}"
+    printf '  env: %s\n' "${svc_env[@]}" | grep OPENSSL_RELOAD_ || true
+    (
+        umask "${svc_umask:-0022}"
+        exec env -i "${svc_env[@]}" "${svc_priv[@]}" -- "${svc_exec[@]}"
+    ) >"$1" 2>&1 </dev/null &
+    server_pid=$!
+}
+
+# ---------------------------------------------------------------------------
+step "Fresh install, no certificate: the service must fail with a clear message"
+# The administrator's edit of the conffile (before installing certificates): a test port, and a poll interval
+# long enough that only the reload signal can explain a new certificate.
+cat >>"$ENV_FILE" <<EOF
+
+# Added by ci/package.sh
+OPENSSL_RELOAD_LISTEN=127.0.0.1:$PORT
+OPENSSL_RELOAD_POLL_INTERVAL=1m
+EOF
+
+start_service "$work/unconfigured.log"
+for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$server_pid" 2>/dev/null; then
+    cat "$work/unconfigured.log"
+    fail "the server kept running without a certificate"
+fi
+rc=0
+wait "$server_pid" || rc=$?
+server_pid=""
+sed 's/^/  | /' "$work/unconfigured.log"
+((rc != 0)) || fail "exit status 0 without a certificate"
+grep -q "$TLS_DIR/tls.crt" "$work/unconfigured.log" || fail "the message does not name $TLS_DIR/tls.crt"
+if grep -qiE 'panicked|backtrace' "$work/unconfigured.log"; then fail "a panic instead of an error message"; fi
+lines=$(grep -c . "$work/unconfigured.log")
+((lines == 1)) || echo "  note: $lines lines of output, expected one"
+ok "exit status $rc, message names the missing file"
+
+# ---------------------------------------------------------------------------
+step "Test certificates: a CA and two leaves with different serials"
+(
+    cd "$work"
+    umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout ca.key -out ca.crt -days 2 -subj "/CN=$TEST_CA_CN" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >leaf.ext
+    for n in 1 2; do
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout "leaf$n.key" -out "leaf$n.csr" -subj "/CN=localhost" 2>/dev/null
+        openssl x509 -req -in "leaf$n.csr" -CA ca.crt -CAkey ca.key -set_serial "0x${n}00${n}" \
+            -days 2 -extfile leaf.ext -out "leaf$n.crt" 2>/dev/null
+    done
+)
+serial1="$(openssl x509 -in "$work/leaf1.crt" -noout -serial | cut -d= -f2)"
+serial2="$(openssl x509 -in "$work/leaf2.crt" -noout -serial | cut -d= -f2)"
+[[ $serial1 != "$serial2" ]] || fail "the two leaves have the same serial"
+install -m 0644 -o root -g "$SVC_USER" "$work/leaf1.crt" "$TLS_DIR/tls.crt"
+install -m 0640 -o root -g "$SVC_USER" "$work/leaf1.key" "$TLS_DIR/tls.key"
+setpriv --reuid="$SVC_USER" --regid="$SVC_USER" --init-groups test -r "$TLS_DIR/tls.key" ||
+    fail "$SVC_USER cannot read $TLS_DIR/tls.key"
+if setpriv --reuid=nobody --regid=nogroup --clear-groups test -r "$TLS_DIR/tls.key"; then
+    fail "other users can read $TLS_DIR/tls.key"
+fi
+ok "leaf serials $serial1 and $serial2; $TLS_DIR/tls.key readable by group $SVC_USER only"
+
+
+served_serial() {
+    local out
+    out="$(timeout 10 openssl s_client -connect "127.0.0.1:$PORT" -servername localhost \
+        -CAfile "$work/ca.crt" -verify_return_error </dev/null 2>/dev/null)" || return 1
+    openssl x509 -noout -serial <<<"$out" 2>/dev/null | cut -d= -f2
+}
+
+# ---------------------------------------------------------------------------
+step "Start the installed server the way the unit would"
+start_service "$work/server.log"
+serial=""
+for _ in $(seq 100); do
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; fail "the server exited"; }
+    serial="$(served_serial)" && break
+    sleep 0.2
+done
+[[ -n $serial ]] || { cat "$work/server.log"; fail "no TLS on 127.0.0.1:$PORT after 20s"; }
+[[ $serial == "$serial1" ]] || fail "served serial $serial, expected $serial1"
+ok "pid $server_pid serves serial $serial (chain verified against the test CA)"
+uid="$(awk '/^Uid:/ { print $2 }' "/proc/$server_pid/status")"
+[[ $uid == "$(id -u "$SVC_USER")" ]] || fail "the server runs as uid $uid, not $SVC_USER"
+[[ $(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$server_pid/status") == 1 ]] || fail "NoNewPrivs is not set"
+[[ $(awk '/^CapEff:/ { print $2 }' "/proc/$server_pid/status") == 0000000000000000 ]] || fail "the server has capabilities"
+ok "runs as $SVC_USER (uid $uid), no_new_privs, no capabilities"
+
+# ---------------------------------------------------------------------------
+step "Rotate the certificate, then reload with the unit's ExecReload (SIGHUP)"
+install -m 0644 -o root -g "$SVC_USER" "$work/leaf2.crt" "$TLS_DIR/.tls.crt.new"
+install -m 0640 -o root -g "$SVC_USER" "$work/leaf2.key" "$TLS_DIR/.tls.key.new"
+mv -f "$TLS_DIR/.tls.key.new" "$TLS_DIR/tls.key"
+mv -f "$TLS_DIR/.tls.crt.new" "$TLS_DIR/tls.crt"
+serial="$(served_serial)" || fail "no TLS after the rotation"
+[[ $serial == "$serial1" ]] || fail "serial $serial before the reload signal (poll interval is 1m)"
+ok "before the signal: still serial $serial (next poll is up to 1m away)"
+reload_cmd="$(unit_values ExecReload)"
+reload_cmd="${reload_cmd//\$MAINPID/$server_pid}"
+echo "  ExecReload: $reload_cmd"
+reload_t=$SECONDS
+eval "$reload_cmd"
+for _ in $(seq 50); do
+    serial="$(served_serial)" || true
+    [[ $serial == "$serial2" ]] && break
+    sleep 0.1
+done
+[[ $serial == "$serial2" ]] || { cat "$work/server.log"; fail "serial $serial 5s after SIGHUP, expected $serial2"; }
+ok "after SIGHUP: serial $serial (within $((SECONDS - reload_t))s)"
+
+# ---------------------------------------------------------------------------
+step "Stop (SIGTERM, as systemctl stop): clean exit"
+kill -TERM "$server_pid"
+for _ in $(seq 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$server_pid" 2>/dev/null; then fail "still running 15s after SIGTERM"; fi
+rc=0
+wait "$server_pid" || rc=$?
+server_pid=""
+echo "  server log:"
+sed 's/^/  | /' "$work/server.log"
+((rc == 0)) || fail "exit status $rc after SIGTERM"
+ok "exit status 0"
+
+# ---------------------------------------------------------------------------
+step "Purge (dpkg -P) and confirm removal"
+remove_test_certs
+dpkg -P "$PKG"
+installed_by_us=0
+status="$(dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null || echo not-installed)"
+[[ $status == not-installed ]] || fail "dpkg status after purge: $status"
+for f in /usr/bin/openssl-reload "$UNIT" "$ENV_FILE" /etc/openssl-reload \
+    /usr/share/doc/openssl-reload /usr/share/man/man1/openssl-reload.1.gz \
+    /etc/systemd/system/multi-user.target.wants/openssl-reload.service \
+    /var/lib/systemd/deb-systemd-helper-enabled/openssl-reload.service.dsh-also; do
+    if [[ -e $f || -L $f ]]; then fail "$f is still there after purge"; fi
+done
+ok "package, files, conffile, certificate directory and enablement are gone"
+if getent passwd "$SVC_USER" >/dev/null; then
+    echo "  note: the system user $SVC_USER is kept, by design (docs/packaging.md)"
+fi
+
+step "Summary"
+timings+=("$(printf '%4ss  %s' $((SECONDS - step_t)) "$step_name")")
+printf '%s\n' "${timings[@]}"
+echo "lintian:  $(grep -c '^E:' "$work/lintian.txt") errors, $(grep -c '^W:' "$work/lintian.txt") warnings: $(grep '^W:' "$work/lintian.txt" | awk '{print $3}' | tr '\n' ' ')"
+echo "security: $score_line"
+echo "reload:   serial $serial1 -> $serial2 on SIGHUP"
+echo "packages: $deb"
+echo "          $rpm_file"
