@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::error::ErrorStack;
@@ -559,8 +559,8 @@ fn read_open(path: &Path, file: File, limit: u64) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// Reads a private key or PKCS#12 file, warning once per path when its mode lets
-/// the group or others read it.
+/// Reads a private key or PKCS#12 file, warning once per path when users other
+/// than the server's own can read it (see [`readable_by_others`]).
 fn read_key_file(path: &Path, limit: u64, warned: &mut HashSet<PathBuf>) -> Result<Vec<u8>, Error> {
     let file = OpenOptions::new()
         .read(true)
@@ -568,16 +568,46 @@ fn read_key_file(path: &Path, limit: u64, warned: &mut HashSet<PathBuf>) -> Resu
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     if let Ok(meta) = file.metadata() {
-        let mode = meta.permissions().mode();
-        if meta.is_file() && mode & 0o077 != 0 && warned.insert(path.to_owned()) {
+        if meta.is_file() && readable_by_others(&meta) && warned.insert(path.to_owned()) {
             tracing::warn!(
                 path = %path.display(),
-                mode = format_args!("{:o}", mode & 0o7777),
-                "private key file is readable by group or others; consider chmod 600, owned by the user the server runs as"
+                mode = format_args!("{:o}", meta.permissions().mode() & 0o7777),
+                gid = meta.gid(),
+                "private key file is readable by group or others beyond the server's own; \
+                 make it chmod 600, or 640 with a group the server runs in"
             );
         }
     }
     read_open(path, file, limit)
+}
+
+/// Whether a key file can be read by anyone (o+r), or by a group the process is not
+/// in (g+r). Group read for the server's own group is the packaged layout
+/// (`root:openssl-reload 0640`) and what a Kubernetes `fsGroup` gives, so it is not
+/// warned about.
+fn readable_by_others(meta: &Metadata) -> bool {
+    let mode = meta.permissions().mode();
+    mode & 0o004 != 0 || (mode & 0o040 != 0 && !process_groups().contains(&meta.gid()))
+}
+
+/// The process's real, effective and supplementary group ids, from
+/// `/proc/self/status` (no FFI needed); empty where that cannot be read, which
+/// makes every group-readable key warn.
+fn process_groups() -> &'static [u32] {
+    static GROUPS: OnceLock<Vec<u32>> = OnceLock::new();
+    GROUPS.get_or_init(|| {
+        let mut status = String::new();
+        let _ = File::open("/proc/self/status").and_then(|mut f| f.read_to_string(&mut status));
+        status
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix("Gid:")
+                    .or_else(|| line.strip_prefix("Groups:"))
+            })
+            .flat_map(str::split_whitespace)
+            .filter_map(|gid| gid.parse().ok())
+            .collect()
+    })
 }
 
 fn is_pem(bytes: &[u8]) -> bool {
