@@ -167,7 +167,8 @@ ok "3 pages"
 
 # ---------------------------------------------------------------------------
 step "Release binary"
-cargo build --release --locked --bin openssl-reload
+# With `fips`: the packaged binary can run in FIPS mode (--fips / OPENSSL_RELOAD_FIPS=1).
+cargo build --release --locked --features fips --bin openssl-reload
 version="$(sed -n '/^\[package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)"
 [[ -n $version ]] || fail "cannot read the package version"
 # Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config).
