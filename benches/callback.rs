@@ -1,0 +1,301 @@
+//! Micro-benchmark (divan) of what the crate adds to a handshake: the servername
+//! callback, i.e. `ArcSwap::load` + `SSL_set_SSL_CTX`, against no callback.
+//!
+//! `cargo bench --bench callback`. Groups:
+//! - `callback_body`: the callback's work on a fresh `Ssl` of the front context,
+//!   its parts (`ArcSwap::load` alone, `set_ssl_context` alone) and an empty
+//!   baseline with the same setup;
+//! - `ssl_new`: `Ssl::new` on a plain context and on the crate's front context;
+//! - `handshake_in_memory`: a whole TLS 1.3 handshake (ECDSA P-256) through
+//!   in-memory pipes, on a plain acceptor (no callback) and on the crate's front
+//!   acceptor (callback), so the callback is seen next to what it is part of;
+//! - `reload`: what one reload costs off the handshake path (`reload_now` on
+//!   changed files, acceptor-swap's rebuild from files, and the bare
+//!   `SSL_CTX_new` of Mozilla's intermediate profile), to read the rotation
+//!   figures of the handshake harness.
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use divan::{black_box, Bencher};
+use openssl::ssl::SslMethod;
+use openssl::ssl::{
+    HandshakeError, MidHandshakeSslStream, Ssl, SslAcceptor, SslConnector, SslContext, SslStream,
+};
+use openssl_reload::{Reload, ReloadingAcceptor};
+
+use common::{acceptor_from_files, client, server_policy, static_acceptor, KeyKind, Pair, Rotator};
+
+struct Fixture {
+    /// Holds the certificate files for the reloading acceptor.
+    _dir: tempfile::TempDir,
+    plain: SslAcceptor,
+    reloading: ReloadingAcceptor,
+    /// What the callback loads from: an `ArcSwap` holding the crate's current context.
+    current: ArcSwap<SslContext>,
+    connector: SslConnector,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let pair = Pair::generate(KeyKind::EcdsaP256, 1);
+    let dir = tempfile::tempdir().unwrap();
+    pair.write_to(dir.path()).unwrap();
+    let reloading =
+        ReloadingAcceptor::builder(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+            // No reload happens during the micro-benchmark.
+            .poll_interval(Duration::from_secs(3600))
+            .policy(server_policy)
+            .build()
+            .unwrap();
+    Fixture {
+        plain: static_acceptor(&pair),
+        current: ArcSwap::new(reloading.current_context()),
+        reloading,
+        connector: client(),
+        _dir: dir,
+    }
+});
+
+/// A reloading acceptor whose files can be switched between two certificates.
+struct Reloads {
+    _dir: tempfile::TempDir,
+    rotator: Rotator,
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+    tls: ReloadingAcceptor,
+}
+
+static RELOADS: LazyLock<Reloads> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Pair::generate(KeyKind::EcdsaP256, 2);
+    let rotator = Rotator::new(dir.path(), &first);
+    let a = rotator.stash("a", &first);
+    let b = rotator.stash("b", &Pair::generate(KeyKind::EcdsaP256, 3));
+    let tls = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
+        // Only reload_now reloads.
+        .poll_interval(Duration::from_secs(3600))
+        .policy(server_policy)
+        .build()
+        .unwrap();
+    Reloads {
+        _dir: dir,
+        rotator,
+        a,
+        b,
+        tls,
+    }
+});
+
+fn main() {
+    LazyLock::force(&FIXTURE);
+    LazyLock::force(&RELOADS);
+    divan::main();
+}
+
+#[divan::bench_group]
+mod callback_body {
+    use super::*;
+
+    /// The setup of the others (a fresh `Ssl` of the front context) and nothing else.
+    #[divan::bench]
+    fn baseline_nothing(b: Bencher) {
+        let f = &*FIXTURE;
+        b.with_inputs(|| Ssl::new(f.reloading.acceptor().context()).unwrap())
+            .bench_local_values(|ssl| ssl);
+    }
+
+    /// The whole callback: `ArcSwap::load` then `SSL_set_SSL_CTX`.
+    #[divan::bench]
+    fn load_and_set_ssl_context(b: Bencher) {
+        let f = &*FIXTURE;
+        b.with_inputs(|| Ssl::new(f.reloading.acceptor().context()).unwrap())
+            .bench_local_values(|mut ssl| {
+                ssl.set_ssl_context(&f.current.load()).unwrap();
+                ssl
+            });
+    }
+
+    /// `SSL_set_SSL_CTX` alone, the context already loaded.
+    #[divan::bench]
+    fn set_ssl_context(b: Bencher) {
+        let f = &*FIXTURE;
+        let ctx = f.current.load_full();
+        b.with_inputs(|| Ssl::new(f.reloading.acceptor().context()).unwrap())
+            .bench_local_values(|mut ssl| {
+                ssl.set_ssl_context(&ctx).unwrap();
+                ssl
+            });
+    }
+
+    /// `ArcSwap::load` and dropping the guard.
+    #[divan::bench]
+    fn arcswap_load(b: Bencher) {
+        let f = &*FIXTURE;
+        b.bench_local(|| {
+            let guard = f.current.load();
+            black_box(&**guard);
+        });
+    }
+}
+
+#[divan::bench_group]
+mod ssl_new {
+    use super::*;
+
+    /// `SSL_new` on a plain context.
+    #[divan::bench]
+    fn plain(b: Bencher) {
+        let f = &*FIXTURE;
+        b.bench_local(|| Ssl::new(f.plain.context()).unwrap());
+    }
+
+    /// `SSL_new` on the crate's front context.
+    #[divan::bench]
+    fn front(b: Bencher) {
+        let f = &*FIXTURE;
+        b.bench_local(|| Ssl::new(f.reloading.acceptor().context()).unwrap());
+    }
+}
+
+#[divan::bench_group(sample_count = 500)]
+mod handshake_in_memory {
+    use super::*;
+
+    /// A plain acceptor: no servername callback.
+    #[divan::bench]
+    fn plain_no_callback() {
+        handshake(&FIXTURE.plain, &FIXTURE.connector);
+    }
+
+    /// The crate's front acceptor: the servername callback switches the context.
+    #[divan::bench]
+    fn reloading_callback() {
+        handshake(FIXTURE.reloading.acceptor(), &FIXTURE.connector);
+    }
+}
+
+/// One direction of an in-memory connection.
+#[derive(Clone, Debug, Default)]
+struct Pipe(Rc<RefCell<VecDeque<u8>>>);
+
+/// One end: reads what the other end wrote; `WouldBlock` when there is nothing.
+#[derive(Debug)]
+struct End {
+    rx: Pipe,
+    tx: Pipe,
+}
+
+impl Read for End {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut queue = self.rx.0.borrow_mut();
+        if queue.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(queue.len());
+        for (slot, byte) in buf.iter_mut().zip(queue.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for End {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tx.0.borrow_mut().extend(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Side {
+    Mid(MidHandshakeSslStream<End>),
+    Done(SslStream<End>),
+}
+
+fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Side {
+    match result {
+        Ok(stream) => Side::Done(stream),
+        Err(HandshakeError::WouldBlock(mid)) => Side::Mid(mid),
+        Err(e) => panic!("in-memory handshake failed: {e}"),
+    }
+}
+
+/// A full handshake between `acceptor` and `connector`, driven alternately on
+/// this thread until both sides are done.
+fn handshake(acceptor: &SslAcceptor, connector: &SslConnector) {
+    let (up, down) = (Pipe::default(), Pipe::default());
+    let client_end = End {
+        rx: down.clone(),
+        tx: up.clone(),
+    };
+    let server_end = End { rx: up, tx: down };
+    let mut config = connector.configure().unwrap();
+    config.set_verify_hostname(false);
+    let mut client = step(config.connect("localhost", client_end));
+    let mut server = step(acceptor.accept(server_end));
+    loop {
+        match (client, server) {
+            (Side::Done(c), Side::Done(s)) => {
+                black_box((c, s));
+                return;
+            }
+            (c, s) => {
+                client = match c {
+                    Side::Mid(mid) => step(mid.handshake()),
+                    done => done,
+                };
+                server = match s {
+                    Side::Mid(mid) => step(mid.handshake()),
+                    done => done,
+                };
+            }
+        }
+    }
+}
+
+#[divan::bench_group(sample_count = 200)]
+mod reload {
+    use super::*;
+
+    /// `reload_now` after the files switched to the other certificate: read,
+    /// hash, parse, validate, build the context, publish.
+    #[divan::bench]
+    fn reload_now_changed(b: Bencher) {
+        let r = &*RELOADS;
+        let mut flip = false;
+        b.bench_local(|| {
+            flip = !flip;
+            r.rotator.point_to(if flip { &r.b } else { &r.a });
+            assert!(matches!(r.tls.reload_now(), Ok(Reload::Published(_))));
+        });
+    }
+
+    /// acceptor-swap's rebuild: read both files, parse, build a whole `SslAcceptor`.
+    #[divan::bench]
+    fn rebuild_acceptor_from_files(b: Bencher) {
+        let r = &*RELOADS;
+        let (cert, key) = (r.rotator.cert_path(), r.rotator.key_path());
+        b.bench_local(|| acceptor_from_files(&cert, &key).unwrap());
+    }
+
+    /// An acceptor of Mozilla's intermediate profile with no certificate: the
+    /// `SSL_CTX_new` and profile setup that every reload pays.
+    #[divan::bench]
+    fn mozilla_intermediate_context(b: Bencher) {
+        b.bench_local(|| {
+            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+                .unwrap()
+                .build()
+        });
+    }
+}

@@ -1,0 +1,115 @@
+//! Client-only mode against servers already running (ci/bench-nginx.sh).
+
+use std::net::SocketAddr;
+
+use crate::common::client;
+use crate::net::{Clients, Segment};
+use crate::report::{int, progress, round2, round4, write_outputs, J};
+use crate::stats::{median, percentile_us};
+use crate::Config;
+
+/// Client only, against servers already running: interleaved rounds, same client.
+pub(crate) fn peers(cfg: &Config, spec: &str) {
+    let peers: Vec<(String, SocketAddr)> = spec
+        .split(',')
+        .map(|p| {
+            let (name, addr) = p.split_once('=').expect("--peers NAME=ADDR,...");
+            (name.to_owned(), addr.parse().expect("--peers: bad address"))
+        })
+        .collect();
+    let clients = Clients::new(cfg.clients, &client());
+    for (name, addr) in &peers {
+        let seg = clients.run(*addr, cfg.warmup);
+        if seg.handshakes == 0 {
+            panic!(
+                "{name} at {addr}: no handshake succeeded: {:?}",
+                seg.first_error
+            );
+        }
+    }
+    let mut totals: Vec<Segment> = peers.iter().map(|_| Segment::default()).collect();
+    let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+    for round in 0..cfg.rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..peers.len()).collect()
+        } else {
+            (0..peers.len()).rev().collect()
+        };
+        let mut rates = vec![0.0; peers.len()];
+        for &i in &order {
+            let seg = clients.run(peers[i].1, cfg.segment);
+            rates[i] = seg.rate();
+            totals[i].absorb(seg);
+        }
+        progress(format_args!(
+            "peers: round {}/{}: {:?}",
+            round + 1,
+            cfg.rounds,
+            rates.iter().map(|r| r.round()).collect::<Vec<_>>()
+        ));
+        for (i, rate) in rates.iter().enumerate() {
+            per_round[i].push(rate / rates[0]);
+        }
+    }
+    let mut md = String::new();
+    let mut say = |line: String| {
+        println!("{line}");
+        md.push_str(&line);
+        md.push('\n');
+    };
+    say(format!(
+        "| server | handshakes/s | × {}: median of rounds (min–max) | p50 µs | p99 µs | failures |",
+        peers[0].0
+    ));
+    say("|---|---:|---:|---:|---:|---:|".to_owned());
+    let base = totals[0].rate();
+    let mut rows = Vec::new();
+    for (i, (name, _)) in peers.iter().enumerate() {
+        let seg = &mut totals[i];
+        seg.latencies_us.sort_unstable();
+        let (p50, p99) = (
+            percentile_us(&seg.latencies_us, 50.0),
+            percentile_us(&seg.latencies_us, 99.0),
+        );
+        let (lo, hi) = per_round[i]
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                (lo.min(r), hi.max(r))
+            });
+        let ratio = median(&per_round[i]);
+        say(format!(
+            "| {name} | {:.0} | {ratio:.3} ({lo:.3}–{hi:.3}) | {p50} | {p99} | {} |",
+            seg.rate(),
+            seg.failures
+        ));
+        rows.push(J::Obj(vec![
+            ("server", J::Str(name.clone())),
+            ("handshakes", int(seg.handshakes)),
+            ("handshakes_per_sec", J::Num(round2(seg.rate()))),
+            ("ratio_to_first", J::Num(round4(ratio))),
+            (
+                "aggregate_ratio_to_first",
+                J::Num(round4(seg.rate() / base)),
+            ),
+            (
+                "per_round_ratio_to_first",
+                J::Arr(per_round[i].iter().map(|r| J::Num(round4(*r))).collect()),
+            ),
+            ("p50_us", int(p50)),
+            ("p99_us", int(p99)),
+            ("failures", int(seg.failures)),
+            (
+                "first_error",
+                J::Str(seg.first_error.clone().unwrap_or_default()),
+            ),
+        ]));
+    }
+    let json = J::Obj(vec![
+        ("quick", J::Bool(cfg.quick)),
+        ("rounds", int(cfg.rounds as u64)),
+        ("segment_ms", int(cfg.segment.as_millis() as u64)),
+        ("client_threads", int(cfg.clients as u64)),
+        ("peers", J::Arr(rows)),
+    ]);
+    write_outputs(&cfg.out, "peers", &json, &md);
+}
