@@ -56,7 +56,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             .unwrap();
     Fixture {
         plain: static_acceptor(&pair),
-        current: ArcSwap::new(reloading.current_context()),
+        current: ArcSwap::from_pointee(reloading.current_context()),
         reloading,
         connector: client(),
         _dir: dir,

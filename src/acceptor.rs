@@ -4,14 +4,15 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    SniError, Ssl, SslAcceptor, SslAcceptorBuilder, SslContext, SslContextBuilder, SslMethod,
-    SslVerifyMode,
+    SniError, Ssl, SslAcceptor, SslAcceptorBuilder, SslAlert, SslContext, SslContextBuilder,
+    SslMethod, SslRef, SslVerifyMode,
 };
 use openssl::stack::Stack;
+use openssl::x509::X509StoreContext;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_openssl::SslStream;
@@ -23,6 +24,10 @@ use crate::{CertificateInfo, CertificateStatus, Error, Passphrase, Reload, Valid
 
 /// The default poll interval: one second.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shortest poll interval; shorter ones are raised to it so that a zero
+/// interval cannot make the poller spin.
+pub(crate) const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The session id context set on every context before the policy runs.
 ///
@@ -66,8 +71,54 @@ pub struct ReloadingAcceptor {
 
 struct Inner {
     acceptor: SslAcceptor,
-    engine: Arc<Engine<SslContext>>,
+    engine: Arc<Engine<Published>>,
     _poller: Poller,
+}
+
+/// What the servername callback installs.
+pub(crate) struct Published {
+    ctx: SslContext,
+    /// When it was built, in Unix seconds. A session established before then
+    /// was verified against an older CA bundle.
+    built_at: i64,
+    client_auth: bool,
+}
+
+impl Published {
+    /// Whether the client certificate of a *resumed* session still chains to the
+    /// CA bundle in service.
+    ///
+    /// OpenSSL decides on resumption before the servername callback runs and skips
+    /// client certificate verification for it, so without this check a client
+    /// whose CA was dropped from the bundle would keep resuming for the life of
+    /// its ticket. Only sessions older than the current context are verified
+    /// again; full handshakes and sessions issued since cost nothing here.
+    fn trusts_resumed_peer(&self, ssl: &SslRef) -> bool {
+        if !self.client_auth || !ssl.session_reused() {
+            return true;
+        }
+        let Some(session) = ssl.session() else {
+            return true;
+        };
+        #[allow(clippy::useless_conversion)] // SslTimeTy is a C long on some targets.
+        let issued = i64::from(session.time());
+        if issued > self.built_at {
+            return true;
+        }
+        let Some(peer) = ssl.peer_certificate() else {
+            // Optional client authentication and no certificate: nothing to trust.
+            return true;
+        };
+        let verify = || -> Result<bool, ErrorStack> {
+            let mut chain = Stack::new()?;
+            for cert in ssl.peer_cert_chain().into_iter().flatten() {
+                chain.push(cert.to_owned())?;
+            }
+            let mut ctx = X509StoreContext::new()?;
+            ctx.init(self.ctx.cert_store(), &peer, &chain, |c| c.verify_cert())
+        };
+        verify().unwrap_or(false)
+    }
 }
 
 impl ReloadingAcceptor {
@@ -96,8 +147,8 @@ impl ReloadingAcceptor {
     }
 
     /// The context in service right now: the one the next handshake switches to.
-    pub fn current_context(&self) -> Arc<SslContext> {
-        self.inner.engine.current().load_full()
+    pub fn current_context(&self) -> SslContext {
+        self.inner.engine.current().load().ctx.clone()
     }
 
     /// A snapshot of what is in service and how reloading went.
@@ -203,10 +254,12 @@ impl ReloadingAcceptorBuilder {
         self
     }
 
-    /// How often the files are checked (default 1 s). Each check is one `stat(2)`
-    /// per file; files are read only when their fingerprint changes.
+    /// How often the files are checked (default 1 s, at least 1 ms). Each check is
+    /// one `stat(2)` per file; files are read only when their fingerprint changes.
+    /// A very long interval (up to `Duration::MAX`) leaves reloading to
+    /// [`ReloadingAcceptor::reload_now`].
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
+        self.poll_interval = interval.max(MIN_POLL_INTERVAL);
         self
     }
 
@@ -249,8 +302,7 @@ impl ReloadingAcceptorBuilder {
         let material = self
             .sources
             .parse(self.sources.read(&mut Default::default())?)?;
-        server_builder(&self.policy, self.client_auth, &material)
-            .map_err(|e| self.sources.rejected(e.into()))?;
+        server_builder(&self.policy, self.client_auth, &material)?;
         material
             .identity
             .map(|identity| identity.info)
@@ -263,15 +315,19 @@ impl ReloadingAcceptorBuilder {
     ///
     /// Any problem with the initial material (unreadable, unparsable, mismatched,
     /// expired, untrusted), an error from the policy, or a failure to spawn the
-    /// poller thread ([`Error::Io`] with an empty path).
+    /// poller thread ([`Error::Thread`]).
     pub fn build(self) -> Result<ReloadingAcceptor, Error> {
         let policy = self.policy;
         let auth = self.client_auth;
         let build_policy = Arc::clone(&policy);
-        let build: Build<SslContext> = Box::new(move |material: &Material| {
-            Ok(server_builder(&build_policy, auth, material)?
-                .build()
-                .into_context())
+        let build: Build<Published> = Box::new(move |material: &Material| {
+            Ok(Published {
+                ctx: server_builder(&build_policy, auth, material)?
+                    .build()
+                    .into_context(),
+                built_at: unix_now(),
+                client_auth: auth.is_some(),
+            })
         });
         let engine = Arc::new(Engine::start(
             "acceptor",
@@ -285,11 +341,18 @@ impl ReloadingAcceptorBuilder {
         apply_defaults(&mut front, auth)?;
         policy(&mut front)?;
         let current = Arc::clone(engine.current());
-        front.set_servername_callback(move |ssl, _alert| {
+        front.set_servername_callback(move |ssl, alert| {
             // The whole handshake-path cost of reloading: an atomic load and
             // SSL_set_SSL_CTX (reference counts, no I/O, no lock).
-            ssl.set_ssl_context(&current.load())
-                .map_err(|_| SniError::ALERT_FATAL)
+            let published = current.load();
+            ssl.set_ssl_context(&published.ctx)
+                .map_err(|_| SniError::ALERT_FATAL)?;
+            if published.trusts_resumed_peer(ssl) {
+                Ok(())
+            } else {
+                *alert = SslAlert::CERTIFICATE_UNKNOWN;
+                Err(SniError::ALERT_FATAL)
+            }
         });
         let acceptor = front.build();
 
@@ -328,22 +391,23 @@ fn apply_defaults(
     Ok(())
 }
 
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A server context holding `material`, built the same way as the front context.
 pub(crate) fn server_builder(
     policy: &Policy,
     auth: Option<ClientAuth>,
     material: &Material,
-) -> Result<SslAcceptorBuilder, ErrorStack> {
+) -> Result<SslAcceptorBuilder, Error> {
     let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     apply_defaults(&mut builder, auth)?;
     policy(&mut builder)?;
     if let Some(identity) = &material.identity {
-        builder.set_certificate(&identity.cert)?;
-        builder.set_private_key(&identity.key)?;
-        for cert in &identity.chain {
-            builder.add_extra_chain_cert(cert.clone())?;
-        }
-        builder.check_private_key()?;
+        identity.install(&mut builder)?;
     }
     if let (Some(certs), Some(store)) = (&material.ca, material.ca_store()?) {
         builder.set_cert_store(store);

@@ -1,6 +1,7 @@
 //! The client side: a reloading `SslConnector` for node-to-node mutual TLS.
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_openssl::SslStream;
 
-use crate::acceptor::{Policy, DEFAULT_POLL_INTERVAL};
+use crate::acceptor::{Policy, DEFAULT_POLL_INTERVAL, MIN_POLL_INTERVAL};
 use crate::material::{IdentityFiles, Material, Sources};
 use crate::reload::{Build, Engine};
 use crate::watch::Poller;
@@ -74,21 +75,32 @@ impl ReloadingConnector {
     ///
     /// # Errors
     ///
-    /// The handshake's error (`SSL_connect`), including a verification failure.
-    pub async fn connect<S>(
-        &self,
-        domain: &str,
-        stream: S,
-    ) -> Result<SslStream<S>, openssl::ssl::Error>
+    /// The handshake's error (`SSL_connect`), including a verification failure,
+    /// as an `io::Error` whose source is the `openssl::ssl::Error`; `InvalidInput`
+    /// for a `domain` with a NUL byte.
+    pub async fn connect<S>(&self, domain: &str, stream: S) -> io::Result<SslStream<S>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        if domain.contains('\0') {
+            // The openssl crate's `set_hostname` would unwrap a CString of it.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "server name contains a NUL byte",
+            ));
+        }
         let ssl = self
             .configure()
             .and_then(|c| c.into_ssl(domain))
-            .map_err(openssl::ssl::Error::from)?;
-        let mut stream = SslStream::new(ssl, stream).map_err(openssl::ssl::Error::from)?;
-        std::pin::Pin::new(&mut stream).connect().await?;
+            .map_err(io::Error::other)?;
+        let mut stream = SslStream::new(ssl, stream).map_err(io::Error::other)?;
+        std::pin::Pin::new(&mut stream)
+            .connect()
+            .await
+            .map_err(|e| match e.into_io_error() {
+                Ok(io) => io,
+                Err(tls) => io::Error::other(tls),
+            })?;
         Ok(stream)
     }
 
@@ -176,7 +188,7 @@ impl ReloadingConnectorBuilder {
 
     /// How often the files are checked (default 1 s).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
+        self.poll_interval = interval.max(MIN_POLL_INTERVAL);
         self
     }
 
@@ -212,7 +224,7 @@ impl ReloadingConnectorBuilder {
         let policy = self.policy;
         let pinned = self.sources.ca.is_some();
         let build: Build<SslConnector> =
-            Box::new(move |material: &Material| Ok(client_connector(&policy, pinned, material)?));
+            Box::new(move |material: &Material| client_connector(&policy, pinned, material));
         let engine = Arc::new(Engine::start(
             "connector",
             self.sources,
@@ -247,16 +259,11 @@ fn client_connector(
     policy: &Policy,
     pinned: bool,
     material: &Material,
-) -> Result<SslConnector, ErrorStack> {
+) -> Result<SslConnector, Error> {
     let mut builder = SslConnector::builder(SslMethod::tls_client())?;
     policy(&mut builder)?;
     if let Some(identity) = &material.identity {
-        builder.set_certificate(&identity.cert)?;
-        builder.set_private_key(&identity.key)?;
-        for cert in &identity.chain {
-            builder.add_extra_chain_cert(cert.clone())?;
-        }
-        builder.check_private_key()?;
+        identity.install(&mut builder)?;
     }
     match material.ca_store()? {
         Some(store) => builder.set_cert_store(store),

@@ -119,6 +119,12 @@ pub enum Error {
         /// OpenSSL's errors.
         source: ErrorStack,
     },
+    /// A reload attempt panicked (in the policy or passphrase callback, or in a
+    /// dependency); the panic was caught and the previous material kept.
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
     /// The poller thread could not be spawned.
     Thread {
         /// The operating system's reason.
@@ -162,6 +168,7 @@ impl Error {
             Self::KeyMismatch { key, .. } => Some(key),
             Self::Passphrase { .. }
             | Self::Thread { .. }
+            | Self::Panicked { .. }
             | Self::Fips { .. }
             | Self::Context { .. } => None,
         }
@@ -265,6 +272,7 @@ impl fmt::Display for Error {
                 "OpenSSL refuses the material in {} for TLS: {source}",
                 path.display()
             ),
+            Self::Panicked { message } => write!(f, "reload attempt panicked: {message}"),
             Self::Thread { source } => write!(f, "cannot spawn the poller thread: {source}"),
             Self::Fips {
                 step,
@@ -285,6 +293,9 @@ impl std::error::Error for Error {
             Self::Io { source, .. } | Self::Thread { source } => Some(source),
             Self::Parse { source, .. }
             | Self::Decrypt { source, .. }
+            | Self::Unsupported { source, .. }
+            | Self::Rejected { source, .. }
+            | Self::Fips { source, .. }
             | Self::Context { source } => Some(source),
             _ => None,
         }

@@ -62,7 +62,11 @@
 //! - Session tickets live on the front context, so clients resume across reloads.
 //!   Connections already open keep the certificate they started with.
 //! - A failure keeps the current material, is recorded in [`CertificateStatus`],
-//!   logged once (warn) until it changes, and retried when a file changes again.
+//!   logged once (warn) until it changes, and retried when a file changes again
+//!   (otherwise with a back-off up to a minute: a not-yet-valid certificate
+//!   becomes valid without any file changing).
+//! - A client certificate is checked again when a session from before a reload
+//!   is resumed, so dropping a CA from the bundle also ends its clients' tickets.
 //!
 //! # Crate features
 //!

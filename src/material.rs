@@ -16,6 +16,7 @@ use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
+use openssl::ssl::SslContextBuilder;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
@@ -70,8 +71,8 @@ impl Passphrase {
         Self(Source::Bytes(Arc::new(Zeroizing::new(bytes.into()))))
     }
 
-    /// A passphrase read from a file at every load; one trailing `\n` or `\r\n` is
-    /// removed. The file is watched for changes like the certificate files.
+    /// A passphrase read from a file at every load; one trailing line ending
+    /// (`\n`, `\r\n` or `\r`) is removed. The file is watched for changes like the certificate files.
     pub fn from_file(path: impl Into<PathBuf>) -> Self {
         Self(Source::File(path.into()))
     }
@@ -186,24 +187,6 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
-    /// An error from building a context out of parsed material is about the
-    /// certificate (a key OpenSSL refuses, a signature digest below the security
-    /// level): say which file.
-    pub(crate) fn rejected(&self, error: Error) -> Error {
-        let path = match (&self.identity, &self.ca) {
-            (Some(files), _) => files.cert_path(),
-            (None, Some(ca)) => ca,
-            (None, None) => return error,
-        };
-        match error {
-            Error::Context { source } => Error::Rejected {
-                path: path.to_owned(),
-                source,
-            },
-            other => other,
-        }
-    }
-
     pub(crate) fn new() -> Self {
         Self {
             identity: None,
@@ -290,8 +273,7 @@ impl Sources {
                         let mut certs = parse_certificates(cert, &c, "certificate chain")?;
                         let leaf = certs.remove(0);
                         let pkey = parse_key(key, &k, pass)?;
-                        Identity::new(leaf, certs, pkey)
-                            .map_err(|e| Error::parse(cert, "certificate", e))?
+                        Identity::new(cert, leaf, certs, pkey)?
                     }
                     (IdentityFiles::Pkcs12(path), RawIdentity::Pkcs12(bytes)) => {
                         parse_pkcs12(path, &bytes, pass)?
@@ -412,16 +394,37 @@ pub(crate) struct Identity {
     pub(crate) chain: Vec<X509>,
     pub(crate) key: PKey<Private>,
     pub(crate) info: CertificateInfo,
+    /// The certificate (or PKCS#12) file, for errors found later.
+    pub(crate) path: PathBuf,
 }
 
 impl Identity {
-    fn new(cert: X509, chain: Vec<X509>, key: PKey<Private>) -> Result<Self, ErrorStack> {
-        let info = CertificateInfo::of(&cert)?;
+    fn new(path: &Path, cert: X509, chain: Vec<X509>, key: PKey<Private>) -> Result<Self, Error> {
+        let info = CertificateInfo::of(&cert).map_err(|e| Error::parse(path, "certificate", e))?;
         Ok(Self {
             cert,
             chain,
             key,
             info,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Installs certificate, chain and key in `builder`. OpenSSL's refusals here
+    /// (a key type it cannot use, a digest below the security level) are about
+    /// the file, so they name it.
+    pub(crate) fn install(&self, builder: &mut SslContextBuilder) -> Result<(), Error> {
+        let install = |builder: &mut SslContextBuilder| -> Result<(), ErrorStack> {
+            builder.set_certificate(&self.cert)?;
+            builder.set_private_key(&self.key)?;
+            for cert in &self.chain {
+                builder.add_extra_chain_cert(cert.clone())?;
+            }
+            builder.check_private_key()
+        };
+        install(builder).map_err(|source| Error::Rejected {
+            path: self.path.clone(),
+            source,
         })
     }
 }
@@ -731,7 +734,7 @@ fn parse_pkcs12(path: &Path, bytes: &[u8], passphrase: Option<&[u8]>) -> Result<
         .ca
         .map(|s| s.into_iter().collect())
         .unwrap_or_default();
-    Identity::new(cert, chain, key).map_err(|e| Error::parse(path, "certificate", e))
+    Identity::new(path, cert, chain, key)
 }
 
 pub(crate) fn store_of(certs: &[X509]) -> Result<X509Store, ErrorStack> {

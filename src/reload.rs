@@ -2,6 +2,7 @@
 //! read, skip identical content, parse and validate, build, publish, keep status.
 
 use std::collections::HashSet;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -28,9 +29,11 @@ pub struct CertificateStatus {
     pub certificate: Option<CertificateInfo>,
     /// How many CA certificates the trust bundle in service holds (0 when none is configured).
     pub ca_certificates: usize,
-    /// Bumped on every publish; the material loaded at start-up is generation 1.
+    /// Bumped on every publish; the material loaded at start-up is generation 1
+    /// (0 while a reloader started with `allow_missing_at_start` waits for files).
     pub generation: u64,
-    /// Successful reloads since start-up (the initial load not counted).
+    /// Successful reloads since start-up (the initial load not counted; after an
+    /// `allow_missing_at_start` start, the first good files count as a reload).
     pub reloads: u64,
     /// Failed reload attempts since start-up.
     pub failures: u64,
@@ -110,7 +113,7 @@ impl<T> Engine<T> {
             .read(&mut warned)
             .and_then(|raw| sources.parse(raw))
             .and_then(|material| {
-                let built = build(&material).map_err(|e| sources.rejected(e))?;
+                let built = build(&material)?;
                 Ok((built, material))
             });
         let (built, material, error) = match loaded {
@@ -162,7 +165,9 @@ impl<T> Engine<T> {
             state: Mutex::new(State {
                 fingerprints,
                 served_digest: material.digest,
-                retry_at: last_logged.as_ref().map(|_| Instant::now() + poll_interval),
+                retry_at: last_logged
+                    .as_ref()
+                    .and_then(|_| Instant::now().checked_add(poll_interval)),
                 last_logged,
                 retry_delay: poll_interval,
                 warned,
@@ -209,7 +214,15 @@ impl<T> Engine<T> {
         // Fingerprints are taken before the read: a write that lands during the read
         // changes them again and is picked up on the next tick.
         state.fingerprints = fingerprints;
-        match self.attempt(&mut state) {
+        // A panic in a user callback (policy, passphrase) or in a dependency must
+        // not end reloading silently: it is recorded as a failed attempt.
+        let attempt = panic::catch_unwind(AssertUnwindSafe(|| self.attempt(&mut state)))
+            .unwrap_or_else(|payload| {
+                Err(Error::Panicked {
+                    message: panic_message(&*payload),
+                })
+            });
+        match attempt {
             Ok(outcome) => {
                 state.retry_at = None;
                 state.retry_delay = self.status.borrow().poll_interval;
@@ -241,8 +254,8 @@ impl<T> Engine<T> {
                 } else {
                     tracing::debug!(what = self.what, error = %message, "reload still failing");
                 }
-                state.retry_at = Some(Instant::now() + state.retry_delay);
-                state.retry_delay = (state.retry_delay * 2).min(MAX_RETRY_DELAY);
+                state.retry_at = Instant::now().checked_add(state.retry_delay);
+                state.retry_delay = state.retry_delay.saturating_mul(2).min(MAX_RETRY_DELAY);
                 Err(error)
             }
         }
@@ -263,11 +276,12 @@ impl<T> Engine<T> {
             return Ok(Reload::Unchanged);
         }
         let material = self.sources.parse(raw)?;
-        let built = (self.build)(&material).map_err(|e| self.sources.rejected(e))?;
-        self.current.store(Arc::new(built));
-        state.served_digest = material.digest;
+        let built = (self.build)(&material)?;
+        // Status first, quietly; then the context; then wake subscribers. Whoever
+        // sees the new certificate in a handshake finds it in `status()` too, and
+        // a subscriber woken by the change finds it in service.
         let mut generation = 0;
-        self.status.send_modify(|s| {
+        self.status.send_if_modified(|s| {
             s.generation += 1;
             s.reloads += 1;
             s.consecutive_failures = 0;
@@ -275,7 +289,11 @@ impl<T> Engine<T> {
             s.ca_certificates = material.ca.as_ref().map_or(0, Vec::len);
             s.last_reload = SystemTime::now();
             generation = s.generation;
+            false
         });
+        self.current.store(Arc::new(built));
+        self.status.send_modify(|_| {});
+        state.served_digest = material.digest;
         log_published(self.what, &self.status.borrow());
         Ok(Reload::Published(generation))
     }
@@ -300,4 +318,12 @@ fn log_published(what: &'static str, status: &CertificateStatus) {
             "trust bundle loaded"
         ),
     }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

@@ -458,3 +458,61 @@ async fn connector_follows_a_rotated_server_ca() {
     })
     .await;
 }
+
+/// A client presenting `leaf` and trusting `ca`, on TLS 1.3, for session tests.
+fn session_client(leaf: &Leaf, ca: &Ca) -> openssl::ssl::SslConnector {
+    use openssl::ssl::{SslConnector, SslMethod, SslVersion};
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    let mut store = openssl::x509::store::X509StoreBuilder::new().unwrap();
+    store.add_cert(ca.cert.clone()).unwrap();
+    b.set_cert_store(store.build());
+    b.set_certificate(&leaf.cert).unwrap();
+    b.set_private_key(&leaf.key).unwrap();
+    b.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+    b.build()
+}
+
+#[tokio::test]
+async fn resumed_sessions_are_checked_against_the_reloaded_bundle() {
+    // OpenSSL skips client verification when it resumes a session; a ticket from
+    // before the old CA was dropped must not keep that CA's clients in.
+    let old_ca = Ca::new("resume old CA");
+    let new_ca = Ca::new("resume new CA");
+    let node = Node::new(&new_ca, "r").await;
+    let files = node.files();
+    write_atomic(&files.ca, &bundle(&[&old_ca, &new_ca]));
+    eventually("the overlap bundle", || async {
+        (node.server.status().ca_certificates == 2).then_some(())
+    })
+    .await;
+
+    let old_client = session_client(&old_ca.leaf("old client"), &new_ca);
+    let new_client = session_client(&new_ca.leaf("new client"), &new_ca);
+    let mut sessions = Vec::new();
+    for client in [&old_client, &new_client] {
+        let first = exchange(client, node.addr, None).await.unwrap();
+        let session = first.session.expect("a TLS 1.3 ticket");
+        let again = exchange(client, node.addr, Some(&session)).await.unwrap();
+        assert!(again.resumed, "resumption works during the overlap");
+        sessions.push(again.session.unwrap_or(session));
+    }
+
+    write_atomic(&files.ca, &new_ca.pem());
+    eventually("the new CA alone", || async {
+        (node.server.status().ca_certificates == 1).then_some(())
+    })
+    .await;
+    let refused = exchange(&old_client, node.addr, Some(&sessions[0])).await;
+    assert!(
+        refused.is_err(),
+        "the old CA's client resumed after its CA was dropped"
+    );
+    assert!(
+        exchange(&old_client, node.addr, None).await.is_err(),
+        "and a full handshake is refused too"
+    );
+    let kept = exchange(&new_client, node.addr, Some(&sessions[1]))
+        .await
+        .expect("a client of the remaining CA keeps resuming");
+    assert!(kept.resumed);
+}

@@ -117,13 +117,10 @@ fn enable_fips(requested: bool) -> Result<(), Failure> {
 }
 
 /// Whether OpenSSL fetches algorithms with `fips=yes` by default, for /status and
-/// /metrics; always `false` in a build without the `fips` feature.
+/// /metrics: through `--fips`, or through an OpenSSL configuration (a RHEL host in
+/// FIPS mode), whatever features the binary was built with.
 pub(crate) fn fips_enabled() -> bool {
-    #[cfg(feature = "fips")]
-    let enabled = openssl_reload::fips::is_enabled();
-    #[cfg(not(feature = "fips"))]
-    let enabled = false;
-    enabled
+    openssl_reload::fips::is_enabled()
 }
 
 /// Installs the global subscriber: the filter from `--log`/`OPENSSL_RELOAD_LOG`,

@@ -35,8 +35,40 @@ fn policy(ctx: &mut SslContextBuilder) -> Result<(), ErrorStack> {
     Ok(())
 }
 
+/// The signals the server handles, installed before anything slow happens.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Must run inside the runtime. From here on SIGHUP no longer has its default
+    /// action (exit): a `systemctl reload` right after a (re)start, while the key
+    /// is still being decrypted, must not stop the service.
+    fn install() -> Result<Self, Failure> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Failure::runtime(format!("cannot handle {name}: {e}")))
+        };
+        Ok(Self {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))?;
+    let signals = {
+        let _entered = runtime.enter();
+        Signals::install()?
+    };
+
     // Listen first: an address in use is reported before anything else happens.
     let mut listeners = Vec::new();
     for addr in &args.listen {
@@ -70,11 +102,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     let tls = builder.build()?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))?;
-    let result = runtime.block_on(serve(args, listeners, tls, dev));
+    let result = runtime.block_on(serve(args, signals, listeners, tls, dev));
     // Connections still open after the grace period are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -82,18 +110,16 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
 
 async fn serve(
     args: ServeArgs,
+    signals: Signals,
     listeners: Vec<(std::net::TcpListener, SocketAddr)>,
     tls: ReloadingAcceptor,
     dev: Option<(DevFiles, Outcome)>,
 ) -> Result<(), Failure> {
-    // From here on the signals are ours rather than their default action (exit),
-    // before anyone can learn the address and send one.
-    let install = |kind: SignalKind, name: &str| {
-        signal(kind).map_err(|e| Failure::runtime(format!("cannot handle {name}: {e}")))
-    };
-    let mut sigterm = install(SignalKind::terminate(), "SIGTERM")?;
-    let mut sigint = install(SignalKind::interrupt(), "SIGINT")?;
-    let sighup = install(SignalKind::hangup(), "SIGHUP")?;
+    let Signals {
+        term: mut sigterm,
+        int: mut sigint,
+        hup: sighup,
+    } = signals;
 
     if let Some((files, outcome)) = &dev {
         let locals: Vec<_> = listeners.iter().map(|(_, local)| *local).collect();
