@@ -83,6 +83,8 @@ struct State {
     retry_at: Option<Instant>,
     retry_delay: Duration,
     warned: HashSet<PathBuf>,
+    /// A key/certificate mismatch seen right after a change was given one tick.
+    mismatch_deferred: bool,
 }
 
 pub(crate) struct Engine<T> {
@@ -171,6 +173,7 @@ impl<T> Engine<T> {
                 last_logged,
                 retry_delay: poll_interval,
                 warned,
+                mismatch_deferred: false,
             }),
             status: watch::channel(status).0,
         })
@@ -222,6 +225,19 @@ impl<T> Engine<T> {
                     message: panic_message(&*payload),
                 })
             });
+        if let Err(error @ Error::KeyMismatch { .. }) = &attempt {
+            // Writers that replace the certificate and the key as two files (cp,
+            // certbot hooks) are caught between the two now and then. Give the
+            // second file one tick before calling it a failure, so that a routine
+            // rotation does not log a warning or count in the failure metrics.
+            if changed && !force && !state.mismatch_deferred {
+                state.mismatch_deferred = true;
+                state.retry_at = Some(Instant::now());
+                tracing::debug!(what = self.what, %error, "certificate and key do not match yet; waiting a tick for the other file");
+                return attempt;
+            }
+        }
+        state.mismatch_deferred = false;
         match attempt {
             Ok(outcome) => {
                 state.retry_at = None;
@@ -326,4 +342,84 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::material::IdentityFiles;
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509Name, X509};
+
+    /// A self-signed P-256 certificate and its PKCS#8 key, as PEM.
+    fn pair(cn: &str) -> (Vec<u8>, Vec<u8>) {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509Name::builder().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        (
+            b.build().to_pem().unwrap(),
+            key.private_key_to_pem_pkcs8().unwrap(),
+        )
+    }
+
+    /// A mismatch right after a change waits one tick; one that stays is a failure.
+    #[test]
+    fn mismatch_after_a_change_gets_one_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let (c1, k1) = pair("one");
+        std::fs::write(&cert, &c1).unwrap();
+        std::fs::write(&key, &k1).unwrap();
+        let mut sources = Sources::new();
+        sources.identity = Some(IdentityFiles::Pair {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+        // The poller thread is not started: `poll` is called by hand.
+        let engine = Engine::start(
+            "test",
+            sources,
+            Duration::from_secs(3600),
+            Box::new(|_| Ok(())),
+            false,
+        )
+        .unwrap();
+
+        let (c2, k2) = pair("two");
+        std::fs::write(&cert, &c2).unwrap();
+        engine.poll();
+        assert_eq!(engine.status().failures, 0, "the key gets a tick");
+        std::fs::write(&key, &k2).unwrap();
+        engine.poll();
+        let status = engine.status();
+        assert_eq!((status.failures, status.generation), (0, 2), "{status:?}");
+
+        let (c3, _) = pair("three");
+        std::fs::write(&cert, &c3).unwrap();
+        engine.poll();
+        assert_eq!(engine.status().failures, 0);
+        engine.poll(); // no change, but the retry is due: now it counts
+        let status = engine.status();
+        assert_eq!((status.failures, status.generation), (1, 2), "{status:?}");
+        assert!(matches!(
+            engine.reload_now(),
+            Err(Error::KeyMismatch { .. })
+        ));
+    }
 }
