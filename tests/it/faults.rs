@@ -23,9 +23,7 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::SslConnector;
 use openssl::symm::Cipher;
-use openssl_reload::{
-    CertificateStatus, ClientAuth, Passphrase, ReloadingAcceptor, DEFAULT_MAX_FILE_SIZE,
-};
+use openssl_reload::{ClientAuth, Passphrase, ReloadingAcceptor, DEFAULT_MAX_FILE_SIZE};
 
 use crate::util::{self, Ca, Leaf, LeafSpec, DEADLINE, INTERVAL};
 
@@ -589,7 +587,7 @@ async fn run_case(case: &Case) {
 
     // The poller sees the fault within a tick or two.
     let expected = f.path(case.names).to_owned();
-    let status = wait_for(&f.tls, case.name, |s| {
+    let status = util::wait_status(&f.tls, case.name, |s| {
         s.last_error
             .as_ref()
             .is_some_and(|e| e.path.as_deref() == Some(&expected) && e.message.contains(case.says))
@@ -665,7 +663,7 @@ async fn run_case(case: &Case) {
     if case.setup.client_ca {
         util::write_atomic(&f.ca_file, &f.ca.pem());
     }
-    wait_for(&f.tls, case.name, |s| s.consecutive_failures == 0).await;
+    util::wait_status(&f.tls, case.name, |s| s.consecutive_failures == 0).await;
     assert_eq!(f.serial().await, f.good.serial, "{}: restored", case.name);
 
     let next = f.ca.leaf("next");
@@ -690,25 +688,6 @@ async fn run_case(case: &Case) {
         "{}: the last error is kept for the record",
         case.name
     );
-}
-
-async fn wait_for(
-    tls: &ReloadingAcceptor,
-    case: &str,
-    done: impl Fn(&CertificateStatus) -> bool,
-) -> CertificateStatus {
-    let start = Instant::now();
-    loop {
-        let status = tls.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{case}: timed out; status is {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 fn write_pair(setup: Setup, cert: &Path, key: &Path, leaf: &Leaf) {

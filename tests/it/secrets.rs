@@ -11,7 +11,6 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use openssl::pkcs12::Pkcs12;
 use openssl::symm::Cipher;
@@ -20,7 +19,7 @@ use openssl_reload::{
     ValidityPolicy,
 };
 
-use crate::util::{self, Ca, Leaf, DEADLINE, INTERVAL};
+use crate::util::{self, Ca, Leaf, INTERVAL};
 
 /// The passphrase the keys are encrypted under.
 const SECRET: &str = "Sekr1t-pass-7f3c9e";
@@ -282,18 +281,18 @@ async fn passphrase_never_leaks() {
         .unwrap();
     let rotated = files.ca.leaf("rotated");
     rotate(&files, &rotated, NEXT);
-    wait_for(&tls, |s| failing_with(s, "cannot decrypt")).await;
+    util::wait_status(&tls, "the status", |s| failing_with(s, "cannot decrypt")).await;
     printed.push(describe(&tls.reload_now().unwrap_err()));
     write_private(&pass_file, NEXT.as_bytes());
-    wait_for(&tls, |s| {
+    util::wait_status(&tls, "the status", |s| {
         s.certificate.as_ref().unwrap().serial == rotated.serial
     })
     .await;
     write_private(&pass_file, WRONG.as_bytes());
     rotate(&files, &files.ca.leaf("rotated again"), NEXT);
-    wait_for(&tls, |s| failing_with(s, "cannot decrypt")).await;
+    util::wait_status(&tls, "the status", |s| failing_with(s, "cannot decrypt")).await;
     fs::remove_file(&pass_file).unwrap();
-    wait_for(&tls, |s| failing_with(s, "pass.txt")).await;
+    util::wait_status(&tls, "the status", |s| failing_with(s, "pass.txt")).await;
     printed.push(describe(&tls.reload_now().unwrap_err()));
     let status = tls.status();
     printed.push(format!(
@@ -347,24 +346,6 @@ fn failing_with(status: &CertificateStatus, says: &str) -> bool {
             .is_some_and(|e| e.message.contains(says))
 }
 
-async fn wait_for(
-    tls: &ReloadingAcceptor,
-    done: impl Fn(&CertificateStatus) -> bool,
-) -> CertificateStatus {
-    let start = Instant::now();
-    loop {
-        let status = tls.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out; status is {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[test]
 fn readable_key_file_warns_once() {
     util::isolated(
@@ -415,7 +396,7 @@ async fn readable_key_warns_once() {
         for _ in 0..3 {
             let leaf = ca.leaf(name);
             write(&leaf);
-            wait_for(&tls, |s| {
+            util::wait_status(&tls, "the status", |s| {
                 s.certificate.as_ref().unwrap().serial == leaf.serial
             })
             .await;

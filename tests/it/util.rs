@@ -64,7 +64,17 @@ pub struct Ca {
 }
 
 impl Ca {
+    /// A self-signed root CA.
     pub fn new(name: &str) -> Self {
+        Self::signed_by(name, None)
+    }
+
+    /// An intermediate CA signed by this one.
+    pub fn intermediate(&self, name: &str) -> Self {
+        Self::signed_by(name, Some(self))
+    }
+
+    fn signed_by(name: &str, issuer: Option<&Self>) -> Self {
         let key = key(Alg::P256);
         let mut b = X509::builder().unwrap();
         b.set_version(2).unwrap();
@@ -72,7 +82,8 @@ impl Ca {
         n.append_entry_by_text("CN", name).unwrap();
         let n = n.build();
         b.set_subject_name(&n).unwrap();
-        b.set_issuer_name(&n).unwrap();
+        b.set_issuer_name(issuer.map_or(&*n, |i| i.cert.subject_name()))
+            .unwrap();
         b.set_pubkey(&key).unwrap();
         b.set_serial_number(&serial()).unwrap();
         b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
@@ -90,7 +101,8 @@ impl Ca {
                 .unwrap(),
         )
         .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
+        b.sign(issuer.map_or(&key, |i| &i.key), MessageDigest::sha256())
+            .unwrap();
         Self {
             cert: b.build(),
             key,
@@ -467,41 +479,6 @@ pub async fn exchange(
     })
 }
 
-impl Ca {
-    /// An intermediate CA signed by this one.
-    pub fn intermediate(&self, name: &str) -> Self {
-        let key = key(Alg::P256);
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        let mut n = X509Name::builder().unwrap();
-        n.append_entry_by_text("CN", name).unwrap();
-        b.set_subject_name(&n.build()).unwrap();
-        b.set_issuer_name(self.cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(365).unwrap())
-            .unwrap();
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-        b.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        b.sign(&self.key, MessageDigest::sha256()).unwrap();
-        Self {
-            cert: b.build(),
-            key,
-        }
-    }
-}
-
 /// Marks a child process of this test binary that runs one test alone; the value
 /// is the test's name. See [`isolated`].
 pub const ISOLATED_ENV: &str = "OPENSSL_RELOAD_TEST_ISOLATED";
@@ -588,4 +565,25 @@ pub fn rss_bytes() -> u64 {
 /// How many file descriptors this process has open.
 pub fn open_fds() -> usize {
     fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Polls `tls.status()` until `done` holds, failing the test (naming `what` and the
+/// last status) after [`DEADLINE`].
+pub async fn wait_status(
+    tls: &openssl_reload::ReloadingAcceptor,
+    what: &str,
+    done: impl Fn(&openssl_reload::CertificateStatus) -> bool,
+) -> openssl_reload::CertificateStatus {
+    let start = Instant::now();
+    loop {
+        let status = tls.status();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: timed out; status is {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
