@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use openssl_reload::{Error, Passphrase, ReloadingAcceptor};
 
 use crate::support::{
-    eventually, openssl_cli, replace, require_fips, Ca, Client, Leaf, Server, INTERVAL, PASS,
+    eventually, openssl_cli, replace, require_fips, Ca, Client, Leaf, Server, Serving, INTERVAL,
+    PASS,
 };
 
 /// `pass:<PASS>` for the CLI's `-passin`/`-passout`.
@@ -278,22 +279,15 @@ async fn md5_keyed_pem_swapped_in_keeps_the_old_certificate() {
     require_fips!("md5_keyed_pem_swapped_in_keeps_the_old_certificate");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-    let ca = Ca::new();
-    let first = ca.leaf();
-    fs::write(&cert, first.cert_pem()).unwrap();
-    fs::write(&key, first.key_pem_pkcs8_aes256()).unwrap();
-    let tls = ReloadingAcceptor::builder(&cert, &key)
-        .passphrase(Passphrase::from_bytes(PASS))
-        .poll_interval(INTERVAL)
-        .build()
-        .unwrap();
-    let server = Server::start(tls.clone()).await;
-    let client = Client::new(&ca);
-    assert_eq!(
-        client.handshake(&server).await.unwrap().serial,
-        first.serial
-    );
+    let Serving {
+        cert,
+        key,
+        ca,
+        first,
+        tls,
+        server,
+        client,
+    } = Serving::start(d).await;
 
     // The renewal arrives with its key in traditional (MD5-keyed) PEM encryption.
     let second = ca.leaf();

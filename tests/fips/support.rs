@@ -429,3 +429,45 @@ where
         tokio::time::sleep(INTERVAL / 2).await;
     }
 }
+
+/// A server on `cert.pem` and `key.pem` in `dir`: a fresh leaf whose key is
+/// PBKDF2/AES-256 encrypted with [`PASS`], checked to be served before returning.
+pub(crate) struct Serving {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) ca: Ca,
+    pub(crate) first: Leaf,
+    pub(crate) tls: ReloadingAcceptor,
+    pub(crate) server: Server,
+    pub(crate) client: Client,
+}
+
+impl Serving {
+    pub(crate) async fn start(dir: &Path) -> Self {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let ca = Ca::new();
+        let first = ca.leaf();
+        fs::write(&cert, first.cert_pem()).unwrap();
+        fs::write(&key, first.key_pem_pkcs8_aes256()).unwrap();
+        let tls = ReloadingAcceptor::builder(&cert, &key)
+            .passphrase(openssl_reload::Passphrase::from_bytes(PASS))
+            .poll_interval(INTERVAL)
+            .build()
+            .unwrap();
+        let server = Server::start(tls.clone()).await;
+        let client = Client::new(&ca);
+        assert_eq!(
+            client.handshake(&server).await.unwrap().serial,
+            first.serial
+        );
+        Self {
+            cert,
+            key,
+            ca,
+            first,
+            tls,
+            server,
+            client,
+        }
+    }
+}

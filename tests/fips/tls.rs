@@ -3,7 +3,9 @@ use std::fs;
 use openssl::ssl::SslVersion;
 use openssl_reload::{Passphrase, Reload, ReloadingAcceptor};
 
-use crate::support::{eventually, replace, require_fips, Ca, Client, Server, INTERVAL, PASS};
+use crate::support::{
+    eventually, replace, require_fips, Ca, Client, Server, Serving, INTERVAL, PASS,
+};
 
 /// The TLS 1.3 cipher suites the FIPS provider can carry (AES-GCM, AES-CCM); no
 /// ChaCha20-Poly1305.
@@ -121,22 +123,15 @@ async fn non_fips_cipher_suites_are_refused() {
 async fn reload_under_fips() {
     require_fips!("reload_under_fips");
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let ca = Ca::new();
-    let first = ca.leaf();
-    fs::write(&cert, first.cert_pem()).unwrap();
-    fs::write(&key, first.key_pem_pkcs8_aes256()).unwrap();
-    let tls = ReloadingAcceptor::builder(&cert, &key)
-        .passphrase(Passphrase::from_bytes(PASS))
-        .poll_interval(INTERVAL)
-        .build()
-        .unwrap();
-    let server = Server::start(tls.clone()).await;
-    let client = Client::new(&ca);
-    assert_eq!(
-        client.handshake(&server).await.unwrap().serial,
-        first.serial
-    );
+    let Serving {
+        cert,
+        key,
+        ca,
+        first: _,
+        tls,
+        server,
+        client,
+    } = Serving::start(dir.path()).await;
     assert_eq!(tls.status().generation, 1);
 
     // Rotate: the key first, then the certificate, each atomically. The poller may

@@ -298,14 +298,7 @@ fn s_client(addr: SocketAddr, ca: &Path, extra: &[&str]) -> (String, String) {
         .expect("no certificate in s_client output");
     let end = text.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
     let cert = X509::from_pem(&text.as_bytes()[begin..end]).unwrap();
-    let serial = cert
-        .serial_number()
-        .to_bn()
-        .unwrap()
-        .to_hex_str()
-        .unwrap()
-        .to_string();
-    (serial, text)
+    (crate::util::serial_hex(&cert), text)
 }
 
 /// Makes a key file private, as the server expects (it warns otherwise).

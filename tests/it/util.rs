@@ -154,13 +154,7 @@ impl Ca {
         .unwrap();
         b.sign(&self.key, MessageDigest::sha256()).unwrap();
         let cert = b.build();
-        let serial_hex = cert
-            .serial_number()
-            .to_bn()
-            .unwrap()
-            .to_hex_str()
-            .unwrap()
-            .to_string();
+        let serial_hex = serial_hex(&cert);
         Leaf {
             cert,
             key,
@@ -355,26 +349,12 @@ pub async fn serve(tls: openssl_reload::ReloadingAcceptor) -> Server {
                 let serial = stream
                     .ssl()
                     .certificate()
-                    .map(|c| {
-                        c.serial_number()
-                            .to_bn()
-                            .unwrap()
-                            .to_hex_str()
-                            .unwrap()
-                            .to_string()
-                    })
+                    .map(serial_hex)
                     .unwrap_or_default();
                 let peer = stream
                     .ssl()
                     .peer_certificate()
-                    .map(|c| {
-                        c.serial_number()
-                            .to_bn()
-                            .unwrap()
-                            .to_hex_str()
-                            .unwrap()
-                            .to_string()
-                    })
+                    .map(|c| serial_hex(&c))
                     .unwrap_or_else(|| "-".to_owned());
                 let mut buf = [0u8; 1024];
                 loop {
@@ -456,14 +436,7 @@ pub async fn exchange(
     let serial = stream
         .ssl()
         .peer_certificate()
-        .map(|c| {
-            c.serial_number()
-                .to_bn()
-                .unwrap()
-                .to_hex_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|c| serial_hex(&c))
         .unwrap_or_default();
     // TLS 1.3 tickets arrive after the handshake; the read above received them.
     // A clean close_notify keeps the session resumable: OpenSSL marks the session
@@ -586,4 +559,14 @@ pub async fn wait_status(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A certificate's serial in upper-case hex, as `CertificateInfo::serial` prints it.
+pub fn serial_hex(cert: &openssl::x509::X509Ref) -> String {
+    cert.serial_number()
+        .to_bn()
+        .unwrap()
+        .to_hex_str()
+        .unwrap()
+        .to_string()
 }
