@@ -21,7 +21,7 @@
 # failure. Any failed check stops the script with "FAIL: ..." and exit 1.
 #
 # Environment: OPENSSL_RELOAD_PKG_PORT, the loopback port of the test server
-# (default: a free port between 20000 and 59999).
+# (default: a free port below the kernel's ephemeral range).
 set -euo pipefail
 
 CARGO_DEB_VERSION=3.8.0
@@ -145,11 +145,15 @@ if dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null | grep -qv '^not-in
 else
     echo "none"
 fi
+# In use: something listens there, or (for a port in the ephemeral range) an
+# outgoing connection holds it, which a connect test cannot see but makes bind
+# fail. So candidates come from below the ephemeral range only.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+read -r ephemeral_low _ </proc/sys/net/ipv4/ip_local_port_range || ephemeral_low=32768
 if [[ -n $PORT ]]; then
     if port_in_use "$PORT"; then fail "port $PORT (OPENSSL_RELOAD_PKG_PORT) is in use"; fi
 else
-    for candidate in $(shuf -i 20000-59999 -n 50); do
+    for candidate in $(shuf -i "10000-$((ephemeral_low - 1))" -n 50); do
         if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
     done
     [[ -n $PORT ]] || fail "no free loopback port found"
