@@ -19,3 +19,5 @@ mod reload;
 mod secrets;
 /// Rotation under concurrent load; reload cycles and resource bounds.
 mod stress;
+/// Resumed sessions and the CA bundle that verified them; server-only and CA-only rotations.
+mod trust;
