@@ -43,6 +43,9 @@ pub struct CertificateStatus {
     pub last_error: Option<ReloadError>,
     /// When the material in service was published.
     pub last_reload: SystemTime,
+    /// When the poller last finished a tick (`None` before its first). A value
+    /// that stops moving means a stuck poller: alert on it.
+    pub last_poll: Option<SystemTime>,
     /// How often the files are checked.
     pub poll_interval: Duration,
     /// Whether the process fetches algorithms with `fips=yes` ([`crate::fips::is_enabled`]),
@@ -74,17 +77,52 @@ pub enum Reload {
 
 pub(crate) type Build<T> = Box<dyn Fn(&Material) -> Result<T, Error> + Send + Sync>;
 
-struct State {
+impl ReloadError {
+    pub(crate) fn new(error: &Error, at: SystemTime) -> Self {
+        Self {
+            message: error.to_string(),
+            path: error.path().map(Into::into),
+            at,
+        }
+    }
+}
+
+/// What the poller compares from tick to tick. Its lock is only ever held for a
+/// few comparisons and assignments, never across a `stat`, a read or a parse, so
+/// a hung mount cannot make a `status()` or `reload_now()` caller wait on it.
+struct PollState {
     fingerprints: Vec<Fingerprint>,
-    served_digest: [u8; 32],
     /// The message of the last failure logged, so a failure repeats in the log only
     /// when it changes.
     last_logged: Option<String>,
     retry_at: Option<Instant>,
     retry_delay: Duration,
-    warned: HashSet<PathBuf>,
     /// A key/certificate mismatch seen right after a change was given one tick.
     mismatch_deferred: bool,
+}
+
+/// What only an attempt (read, parse, build, publish) touches. Its lock makes
+/// attempts single-flight: `reload_now` waits for an attempt in progress to end,
+/// and the poller skips a tick rather than queue behind one.
+struct AttemptState {
+    served_digest: [u8; 32],
+    warned: HashSet<PathBuf>,
+}
+
+/// Why an attempt runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A poller tick saw changed fingerprints (`true`) or a due retry (`false`).
+    Poll { changed: bool },
+    /// `reload_now`: read whatever the fingerprints say.
+    Forced,
+}
+
+/// What an attempt found.
+enum Attempt {
+    Done(Reload),
+    /// A file changed while it was read; nothing was published or decided.
+    Torn,
 }
 
 pub(crate) struct Engine<T> {
@@ -93,8 +131,13 @@ pub(crate) struct Engine<T> {
     paths: Vec<PathBuf>,
     build: Build<T>,
     current: Arc<ArcSwap<T>>,
-    state: Mutex<State>,
+    poll_state: Mutex<PollState>,
+    attempts: Mutex<AttemptState>,
     status: watch::Sender<CertificateStatus>,
+    /// Runs between the read and the re-stat of an attempt: tests use it to
+    /// change a file while it is being read.
+    #[cfg(test)]
+    after_read: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl<T> Engine<T> {
@@ -134,12 +177,9 @@ impl<T> Engine<T> {
             reloads: 0,
             failures: u64::from(error.is_some()),
             consecutive_failures: u64::from(error.is_some()),
-            last_error: error.as_ref().map(|e| ReloadError {
-                message: e.to_string(),
-                path: e.path().map(Into::into),
-                at: now,
-            }),
+            last_error: error.as_ref().map(|e| ReloadError::new(e, now)),
             last_reload: now,
+            last_poll: None,
             poll_interval,
             fips_enabled: crate::fips::is_enabled(),
         };
@@ -164,18 +204,22 @@ impl<T> Engine<T> {
             paths,
             build,
             current: Arc::new(ArcSwap::from_pointee(built)),
-            state: Mutex::new(State {
+            poll_state: Mutex::new(PollState {
                 fingerprints,
-                served_digest: material.digest,
                 retry_at: last_logged
                     .as_ref()
                     .and_then(|_| Instant::now().checked_add(poll_interval)),
                 last_logged,
                 retry_delay: poll_interval,
-                warned,
                 mismatch_deferred: false,
             }),
+            attempts: Mutex::new(AttemptState {
+                served_digest: material.digest,
+                warned,
+            }),
             status: watch::channel(status).0,
+            #[cfg(test)]
+            after_read: None,
         })
     }
 
@@ -196,90 +240,140 @@ impl<T> Engine<T> {
 
     /// One poller tick: reload if a fingerprint changed or a retry is due.
     pub(crate) fn poll(&self) {
-        let _ = self.check(false);
-    }
-
-    /// Reads the files now, whatever their fingerprints say.
-    pub(crate) fn reload_now(&self) -> Result<Reload, Error> {
-        self.check(true)
-    }
-
-    fn check(&self, force: bool) -> Result<Reload, Error> {
-        // The lock serialises the poller with `reload_now` callers; handshakes never
-        // take it, they only load `current`.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let fingerprints: Vec<_> = self.paths.iter().map(|p| Fingerprint::of(p)).collect();
-        let changed = fingerprints != state.fingerprints;
-        let retry_due = state.retry_at.is_some_and(|at| Instant::now() >= at);
-        if !(changed || force || retry_due) {
-            return Ok(Reload::Unchanged);
+        let fingerprints = self.stat();
+        let changed = {
+            let state = self.lock_poll_state();
+            let changed = fingerprints != state.fingerprints;
+            let retry_due = state.retry_at.is_some_and(|at| Instant::now() >= at);
+            (changed || retry_due).then_some(changed)
+        };
+        if let Some(changed) = changed {
+            // An attempt in progress (a `reload_now`) reads the same files; this
+            // tick does not queue behind it, the next one looks again.
+            if let Ok(mut attempt) = self.attempts.try_lock() {
+                let _ = self.run(&mut attempt, fingerprints, Trigger::Poll { changed });
+            }
         }
-        // Fingerprints are taken before the read: a write that lands during the read
-        // changes them again and is picked up on the next tick.
-        state.fingerprints = fingerprints;
+        // Quietly: subscribers hear of publishes and failures, not of every tick.
+        let now = SystemTime::now();
+        self.status.send_if_modified(|s| {
+            s.last_poll = Some(now);
+            false
+        });
+    }
+
+    /// Reads the files now, whatever their fingerprints say. Waits for an attempt
+    /// in progress (its read, parse and build) first, never for a poller tick's `stat`s.
+    pub(crate) fn reload_now(&self) -> Result<Reload, Error> {
+        let mut attempt = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        let fingerprints = self.stat();
+        self.run(&mut attempt, fingerprints, Trigger::Forced)
+    }
+
+    fn stat(&self) -> Vec<Fingerprint> {
+        self.paths.iter().map(|p| Fingerprint::of(p)).collect()
+    }
+
+    fn lock_poll_state(&self) -> std::sync::MutexGuard<'_, PollState> {
+        self.poll_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One attempt, with its outcome recorded: `fingerprints` were taken before
+    /// the read, so a write that lands during or after it is seen again.
+    fn run(
+        &self,
+        attempt: &mut AttemptState,
+        fingerprints: Vec<Fingerprint>,
+        trigger: Trigger,
+    ) -> Result<Reload, Error> {
+        self.lock_poll_state().fingerprints = fingerprints.clone();
         // A panic in a user callback (policy, passphrase) or in a dependency must
         // not end reloading silently: it is recorded as a failed attempt.
-        let attempt = panic::catch_unwind(AssertUnwindSafe(|| self.attempt(&mut state)))
-            .unwrap_or_else(|payload| {
-                Err(Error::Panicked {
-                    message: panic_message(&*payload),
-                })
-            });
-        if let Err(error @ Error::KeyMismatch { .. }) = &attempt {
+        let outcome =
+            panic::catch_unwind(AssertUnwindSafe(|| self.attempt(attempt, &fingerprints)))
+                .unwrap_or_else(|payload| {
+                    Err(Error::Panicked {
+                        message: panic_message(&*payload),
+                    })
+                });
+        let mut state = self.lock_poll_state();
+        if let Err(error @ Error::KeyMismatch { .. }) = &outcome {
             // Writers that replace the certificate and the key as two files (cp,
             // certbot hooks) are caught between the two now and then. Give the
             // second file one tick before calling it a failure, so that a routine
             // rotation does not log a warning or count in the failure metrics.
-            if changed && !force && !state.mismatch_deferred {
+            if trigger == (Trigger::Poll { changed: true }) && !state.mismatch_deferred {
                 state.mismatch_deferred = true;
                 state.retry_at = Some(Instant::now());
                 tracing::debug!(what = self.what, %error, "certificate and key do not match yet; waiting a tick for the other file");
-                return attempt;
+                return outcome.map(|_| Reload::Unchanged);
             }
         }
         state.mismatch_deferred = false;
-        match attempt {
-            Ok(outcome) => {
+        match outcome {
+            // Nothing was decided about the files: the state stays as it was.
+            Ok(Attempt::Torn) => Ok(Reload::Unchanged),
+            Ok(Attempt::Done(reload)) => {
                 state.retry_at = None;
                 state.retry_delay = self.status.borrow().poll_interval;
                 if state.last_logged.take().is_some() {
                     tracing::info!(what = self.what, "files on disk are valid again");
                 }
-                Ok(outcome)
+                Ok(reload)
             }
             Err(error) => {
-                let message = error.to_string();
-                let at = SystemTime::now();
-                self.status.send_modify(|s| {
-                    s.failures += 1;
-                    s.consecutive_failures += 1;
-                    s.last_error = Some(ReloadError {
-                        message: message.clone(),
-                        path: error.path().map(Into::into),
-                        at,
-                    });
-                });
-                if state.last_logged.as_deref() != Some(message.as_str()) {
-                    tracing::warn!(
-                        what = self.what,
-                        path = error.path().map(|p| p.display().to_string()),
-                        error = %message,
-                        "reload failed; keeping previous certificate"
-                    );
-                    state.last_logged = Some(message);
-                } else {
-                    tracing::debug!(what = self.what, error = %message, "reload still failing");
-                }
-                state.retry_at = Instant::now().checked_add(state.retry_delay);
-                state.retry_delay = state.retry_delay.saturating_mul(2).min(MAX_RETRY_DELAY);
+                self.record_failure(&mut state, &error);
                 Err(error)
             }
         }
     }
 
-    fn attempt(&self, state: &mut State) -> Result<Reload, Error> {
-        let raw = self.sources.read(&mut state.warned)?;
-        if raw.digest == state.served_digest {
+    fn record_failure(&self, state: &mut PollState, error: &Error) {
+        let failure = ReloadError::new(error, SystemTime::now());
+        let message = failure.message.clone();
+        self.status.send_modify(|s| {
+            s.failures += 1;
+            s.consecutive_failures += 1;
+            s.last_error = Some(failure);
+        });
+        if state.last_logged.as_deref() != Some(message.as_str()) {
+            tracing::warn!(
+                what = self.what,
+                path = error.path().map(|p| p.display().to_string()),
+                error = %message,
+                "reload failed; keeping previous certificate"
+            );
+            state.last_logged = Some(message);
+        } else {
+            tracing::debug!(what = self.what, error = %message, "reload still failing");
+        }
+        state.retry_at = Instant::now().checked_add(state.retry_delay);
+        state.retry_delay = state.retry_delay.saturating_mul(2).min(MAX_RETRY_DELAY);
+    }
+
+    fn attempt(
+        &self,
+        attempt: &mut AttemptState,
+        fingerprints: &[Fingerprint],
+    ) -> Result<Attempt, Error> {
+        let raw = self.sources.read(&mut attempt.warned)?;
+        #[cfg(test)]
+        if let Some(hook) = &self.after_read {
+            hook();
+        }
+        if self.stat() != fingerprints {
+            // A writer is still at work (a leaf written, its intermediates about to
+            // be appended): what was read may be a torn file. The fingerprints kept
+            // are those from before the read, so the next tick reads again.
+            tracing::debug!(
+                what = self.what,
+                "a file changed while it was read; reading it again next tick"
+            );
+            return Ok(Attempt::Torn);
+        }
+        if raw.digest == attempt.served_digest {
             tracing::debug!(
                 what = self.what,
                 "files changed on disk but their content did not; nothing to publish"
@@ -289,7 +383,7 @@ impl<T> Engine<T> {
                 s.consecutive_failures = 0;
                 was_failing
             });
-            return Ok(Reload::Unchanged);
+            return Ok(Attempt::Done(Reload::Unchanged));
         }
         let material = self.sources.parse(raw)?;
         let built = (self.build)(&material)?;
@@ -309,9 +403,9 @@ impl<T> Engine<T> {
         });
         self.current.store(Arc::new(built));
         self.status.send_modify(|_| {});
-        state.served_digest = material.digest;
+        attempt.served_digest = material.digest;
         log_published(self.what, &self.status.borrow());
-        Ok(Reload::Published(generation))
+        Ok(Attempt::Done(Reload::Published(generation)))
     }
 }
 
@@ -336,7 +430,7 @@ fn log_published(what: &'static str, status: &CertificateStatus) {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -421,5 +515,64 @@ mod tests {
             engine.reload_now(),
             Err(Error::KeyMismatch { .. })
         ));
+    }
+
+    /// A file that changes while it is read is not published; the next tick
+    /// reads it again and publishes what the writer finished.
+    #[test]
+    fn a_file_changed_during_the_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let (c1, k1) = pair("one");
+        std::fs::write(&cert, &c1).unwrap();
+        std::fs::write(&key, &k1).unwrap();
+        let mut sources = Sources::new();
+        sources.identity = Some(IdentityFiles::Pair {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+        let mut engine = Engine::start(
+            "test",
+            sources,
+            Duration::from_secs(3600),
+            Box::new(|_| Ok(())),
+            false,
+        )
+        .unwrap();
+        // The writer appends to the file (as it would the intermediates) right
+        // after the first read of it.
+        let appended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (hook_cert, hook_appended) = (cert.clone(), Arc::clone(&appended));
+        engine.after_read = Some(Box::new(move || {
+            if !hook_appended.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&hook_cert)
+                    .unwrap();
+                std::io::Write::write_all(&mut f, b"\n").unwrap();
+            }
+        }));
+        let (c2, k2) = pair("two");
+        std::fs::write(&key, &k2).unwrap();
+        std::fs::write(&cert, &c2).unwrap();
+        engine.poll();
+        let status = engine.status();
+        assert!(
+            appended.load(std::sync::atomic::Ordering::SeqCst),
+            "the hook ran"
+        );
+        assert_eq!(
+            (status.generation, status.failures),
+            (1, 0),
+            "torn read published: {status:?}"
+        );
+        engine.poll();
+        let status = engine.status();
+        assert_eq!(
+            (status.generation, status.failures),
+            (2, 0),
+            "not read again: {status:?}"
+        );
+        assert!(status.last_poll.is_some());
     }
 }

@@ -2,10 +2,11 @@
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What identifies the version of a file that a path resolves to (symlinks followed).
 ///
@@ -44,12 +45,30 @@ impl Fingerprint {
 
 /// A plain thread that calls `tick` every interval until dropped.
 ///
-/// No async runtime is needed, so blocking servers can use the crate as well. Dropping
-/// the `Poller` wakes the thread, which exits after the tick in progress, and joins it.
+/// No async runtime is needed, so blocking servers can use the crate as well.
+/// Dropping the `Poller` returns at once whatever the interval: an idle thread is
+/// woken and joined (it only has to return); a thread in the middle of a tick,
+/// which may be stuck reading a hung mount, is told to stop and left to finish
+/// that tick on its own, so `drop` never waits for file I/O.
 #[derive(Debug)]
 pub(crate) struct Poller {
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<Phase>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Phase {
+    stop: bool,
+    ticking: bool,
+    /// Tests ask for a tick now, whatever the interval.
+    #[cfg(test)]
+    tick_now: bool,
 }
 
 impl Poller {
@@ -57,44 +76,95 @@ impl Poller {
     where
         F: Fn() + Send + 'static,
     {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let flag = Arc::clone(&stop);
+        let shared = Arc::new(Shared::default());
+        let thread_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("openssl-reload-poll".to_owned())
-            .spawn(move || {
-                let (lock, cvar) = &*flag;
-                let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                loop {
-                    // wait_timeout returns early on a stop or a spurious wake-up;
-                    // either way checking again costs one stat per file.
-                    stopped = cvar
-                        .wait_timeout(stopped, interval)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                    if *stopped {
-                        return;
-                    }
-                    drop(stopped);
-                    tick();
-                    stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                }
-            })?;
+            .spawn(move || run(&thread_shared, interval, &tick))?;
         Ok(Self {
-            stop,
+            shared,
             thread: Some(thread),
         })
+    }
+
+    /// Makes the thread tick now (tests only).
+    #[cfg(test)]
+    fn tick_now(&self) {
+        self.shared.lock().tick_now = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn run(shared: &Shared, interval: Duration, tick: &dyn Fn()) {
+    let mut panics = 0_u64;
+    loop {
+        {
+            let mut phase = shared.lock();
+            // `None`: an interval too long to represent; only a stop ends the wait.
+            let deadline = Instant::now().checked_add(interval);
+            loop {
+                if phase.stop {
+                    return;
+                }
+                #[cfg(test)]
+                if std::mem::take(&mut phase.tick_now) {
+                    break;
+                }
+                let now = Instant::now();
+                phase = match deadline {
+                    Some(deadline) if now >= deadline => break,
+                    Some(deadline) => {
+                        shared
+                            .wake
+                            .wait_timeout(phase, deadline - now)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => shared
+                        .wake
+                        .wait(phase)
+                        .unwrap_or_else(PoisonError::into_inner),
+                };
+            }
+            phase.ticking = true;
+        }
+        // Anything that panics in a tick (a tracing layer, a dependency) is caught
+        // here, so the poller goes on; the first panic is logged, later ones are
+        // counted at debug level.
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(tick)) {
+            panics += 1;
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+                let message = crate::reload::panic_message(&*payload);
+                if panics == 1 {
+                    tracing::error!(%message, "a poller tick panicked; polling goes on");
+                } else {
+                    tracing::debug!(%message, panics, "a poller tick panicked again");
+                }
+            }));
+        }
+        shared.lock().ticking = false;
     }
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        let (lock, cvar) = &*self.stop;
-        *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        cvar.notify_all();
+        let ticking = {
+            let mut phase = self.shared.lock();
+            phase.stop = true;
+            phase.ticking
+        };
+        self.shared.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             // A reload callback that drops the last handle runs on the poller
-            // thread itself; joining there would wait forever.
-            if thread.thread().id() != thread::current().id() {
+            // thread itself; joining there would wait forever. A thread in a tick
+            // sees the stop when the tick ends.
+            if !ticking && thread.thread().id() != thread::current().id() {
                 let _ = thread.join();
             }
         }
@@ -160,5 +230,66 @@ mod tests {
         let after = count.load(Ordering::SeqCst);
         thread::sleep(Duration::from_millis(30));
         assert_eq!(after, count.load(Ordering::SeqCst), "no tick after drop");
+    }
+
+    /// Drop returns at once with an hour's interval, idle or in the middle of a tick.
+    #[test]
+    fn drop_returns_at_once_whatever_the_interval() {
+        let idle = Poller::spawn(Duration::from_secs(3600), || {}).unwrap();
+        let start = Instant::now();
+        drop(idle);
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "idle drop took {:?}",
+            start.elapsed()
+        );
+
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let busy = Poller::spawn(Duration::from_secs(3600), move || {
+            let _ = started_tx.send(());
+            // A tick stuck for up to 10 s, as on a hung mount.
+            let _ = release_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10));
+        })
+        .unwrap();
+        busy.tick_now();
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the tick started");
+        let start = Instant::now();
+        drop(busy);
+        let took = start.elapsed();
+        let _ = release.send(());
+        assert!(
+            took < Duration::from_millis(100),
+            "drop during a tick took {took:?}"
+        );
+    }
+
+    /// A panicking tick does not end the poller.
+    #[test]
+    fn a_panicking_tick_is_caught_and_polling_goes_on() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&count);
+        let poller = Poller::spawn(Duration::from_millis(2), move || {
+            if c.fetch_add(1, Ordering::SeqCst) < 3 {
+                panic!("tick panics");
+            }
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count.load(Ordering::SeqCst) < 6 {
+            assert!(
+                Instant::now() < deadline,
+                "poller stopped after {} ticks",
+                count.load(Ordering::SeqCst)
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        drop(poller);
     }
 }
