@@ -1,11 +1,15 @@
 //! A reload workload for memory checkers (`ci/valgrind.sh` runs it under memcheck).
 //!
-//! Serves TLS from a [`ReloadingAcceptor`] on a plain blocking socket and reloads
-//! it CYCLES times (default 200), alternating two certificates: each cycle renames
-//! new files into place and calls `reload_now`, while the poller (20 ms) races it
-//! for the same files. Every fifth cycle a client handshakes and checks that the
-//! certificate it receives is the one just written. Everything is dropped before
-//! `main` returns, so a leak checker sees only what the crate fails to free.
+//! Serves mutual TLS from a [`ReloadingAcceptor`] on a plain blocking socket and
+//! reloads it CYCLES times (default 200), alternating two certificates: each cycle
+//! renames new files into place and calls `reload_now`, while the poller (20 ms)
+//! races it for the same files. Every tenth cycle the client CA bundle changes
+//! (one CA more or less), and the session ticket keys rotate every 100 ms. Every
+//! fifth cycle a client handshakes, offering its last session, and checks that
+//! the certificate it receives is the one just written; so the ticket key
+//! callback, the session-to-trust binding and declined sessions all run.
+//! Everything is dropped before `main` returns, so a leak checker sees only what
+//! the crate fails to free.
 //!
 //! ```text
 //! cargo run --example reload_cycle -- [CYCLES]
@@ -23,10 +27,10 @@ use openssl_reload::openssl::ec::{EcGroup, EcKey};
 use openssl_reload::openssl::hash::MessageDigest;
 use openssl_reload::openssl::nid::Nid;
 use openssl_reload::openssl::pkey::{PKey, Private};
-use openssl_reload::openssl::ssl::{SslConnector, SslMethod};
+use openssl_reload::openssl::ssl::{SslConnector, SslMethod, SslSession};
 use openssl_reload::openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
 use openssl_reload::openssl::x509::{X509Name, X509};
-use openssl_reload::ReloadingAcceptor;
+use openssl_reload::{ClientAuth, ReloadingAcceptor};
 
 const HANDSHAKE_EVERY: usize = 5;
 
@@ -44,10 +48,20 @@ fn main() -> Result<()> {
         certificate("a.localhost", 2, Some((&ca_cert, &ca_key)))?,
         certificate("b.localhost", 3, Some((&ca_cert, &ca_key)))?,
     ];
+    let client_pair = certificate("client.localhost", 4, Some((&ca_cert, &ca_key)))?;
+    let (other_ca, _) = certificate("reload-cycle other CA", 5, None)?;
+    let bundles = [
+        ca_cert.to_pem()?,
+        [ca_cert.to_pem()?, other_ca.to_pem()?].concat(),
+    ];
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ca_file = dir.path().join("ca.pem");
     write_pair(dir.path(), &pairs[0])?;
+    write_file(&ca_file, &bundles[0])?;
 
     let tls = ReloadingAcceptor::builder(&cert, &key)
+        .client_ca(&ca_file, ClientAuth::Required)
+        .ticket_key_rotation(Duration::from_millis(100), 10)
         .poll_interval(Duration::from_millis(20))
         .build()?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -70,31 +84,75 @@ fn main() -> Result<()> {
     let connector = {
         let mut builder = SslConnector::builder(SslMethod::tls_client())?;
         builder.cert_store_mut().add_cert(ca_cert)?;
+        builder.set_certificate(&client_pair.0)?;
+        builder.set_private_key(&client_pair.1)?;
         builder.build()
     };
 
+    let (mut session, mut resumed) = (None, 0);
     for i in 0..cycles {
         let pair = &pairs[(i + 1) % 2];
         write_pair(dir.path(), pair)?;
+        if i % 10 == 0 {
+            write_file(&ca_file, &bundles[(i / 10) % 2])?;
+        }
         // `Unchanged` when the poller published these files first.
         tls.reload_now()?;
         if i % HANDSHAKE_EVERY == 0 {
-            let mut stream = connector.connect("localhost", TcpStream::connect(addr)?)?;
-            stream.write_all(b"ping")?;
-            let mut buf = [0; 4];
-            stream.read_exact(&mut buf)?;
-            let served = stream.ssl().peer_certificate().ok_or("no certificate")?;
-            if served.serial_number().to_bn()? != pair.0.serial_number().to_bn()? {
-                return Err(format!("cycle {i}: the previous certificate was served").into());
-            }
+            let (next, reused) = handshake(&connector, addr, session.as_ref(), &pair.0)
+                .map_err(|e| format!("cycle {i}: {e}"))?;
+            session = next;
+            resumed += usize::from(reused);
         }
     }
     server.join().map_err(|_| "server thread panicked")??;
     let status = tls.status();
     println!(
-        "{cycles} cycles, {handshakes} handshakes, generation {}, {} reloads, {} failures",
-        status.generation, status.reloads, status.failures
+        "{cycles} cycles, {handshakes} handshakes ({resumed} resumed), generation {}, {} reloads, {} failures, {} ticket key rotations",
+        status.generation,
+        status.reloads,
+        status.failures,
+        tls.ticket_keys().rotations
     );
+    Ok(())
+}
+
+/// One client exchange offering `session`; checks that `expected` was served
+/// (a resumed session keeps the certificate of its full handshake, so only a
+/// full handshake is checked) and returns the new session and whether it resumed.
+fn handshake(
+    connector: &SslConnector,
+    addr: std::net::SocketAddr,
+    session: Option<&SslSession>,
+    expected: &X509,
+) -> Result<(Option<SslSession>, bool)> {
+    let mut ssl = connector.configure()?.into_ssl("localhost")?;
+    if let Some(session) = session {
+        // SAFETY: the session comes from a connection of this same connector.
+        #[allow(unsafe_code)]
+        unsafe {
+            ssl.set_session(session)?;
+        }
+    }
+    let mut stream = ssl
+        .connect(TcpStream::connect(addr)?)
+        .map_err(|e| e.to_string())?;
+    stream.write_all(b"ping")?;
+    let mut buf = [0; 4];
+    stream.read_exact(&mut buf)?;
+    let reused = stream.ssl().session_reused();
+    let served = stream.ssl().peer_certificate().ok_or("no certificate")?;
+    if !reused && served.serial_number().to_bn()? != expected.serial_number().to_bn()? {
+        return Err("the previous certificate was served".into());
+    }
+    let _ = stream.shutdown();
+    Ok((stream.ssl().session().map(ToOwned::to_owned), reused))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }
 

@@ -2,23 +2,26 @@
 //! every new handshake to the context published last.
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    SniError, Ssl, SslAcceptor, SslAcceptorBuilder, SslAlert, SslContext, SslContextBuilder,
-    SslMethod, SslRef, SslVerifyMode,
+    ClientHelloResponse, SniError, Ssl, SslAcceptor, SslAcceptorBuilder, SslContext,
+    SslContextBuilder, SslMethod, SslVerifyMode,
 };
 use openssl::stack::Stack;
-use openssl::x509::X509StoreContext;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_openssl::SslStream;
 
 use crate::material::{IdentityFiles, Material, Sources};
 use crate::reload::{Build, Engine};
+use crate::session::{self, TrustId};
+use crate::tickets::{KeySource, TicketKeyStatus, TicketKeys};
 use crate::watch::Poller;
 use crate::{CertificateInfo, CertificateStatus, Error, Passphrase, Reload, ValidityPolicy};
 
@@ -29,12 +32,8 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// interval cannot make the poller spin.
 pub(crate) const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
-/// The session id context set on every context before the policy runs.
-///
-/// TLS 1.3 tickets and session ids are bound to it; OpenSSL refuses to resume a
-/// session of a client that sent a certificate when it is empty. It is the same on
-/// the front and every reloaded context, so `SSL_set_SSL_CTX` keeps it.
-const SESSION_ID_CONTEXT: &[u8] = b"openssl-reload";
+/// How long [`ReloadingAcceptor::accept`] waits for a handshake by default: 10 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The replayable customisation applied to every context the crate builds.
 pub(crate) type Policy =
@@ -72,53 +71,16 @@ pub struct ReloadingAcceptor {
 struct Inner {
     acceptor: SslAcceptor,
     engine: Arc<Engine<Published>>,
+    tickets: Arc<TicketKeys>,
+    handshake_timeout: Duration,
     _poller: Poller,
 }
 
 /// What the servername callback installs.
 pub(crate) struct Published {
     ctx: SslContext,
-    /// When it was built, in Unix seconds. A session established before then
-    /// was verified against an older CA bundle.
-    built_at: i64,
-    client_auth: bool,
-}
-
-impl Published {
-    /// Whether the client certificate of a *resumed* session still chains to the
-    /// CA bundle in service.
-    ///
-    /// OpenSSL decides on resumption before the servername callback runs and skips
-    /// client certificate verification for it, so without this check a client
-    /// whose CA was dropped from the bundle would keep resuming for the life of
-    /// its ticket. Only sessions older than the current context are verified
-    /// again; full handshakes and sessions issued since cost nothing here.
-    fn trusts_resumed_peer(&self, ssl: &SslRef) -> bool {
-        if !self.client_auth || !ssl.session_reused() {
-            return true;
-        }
-        let Some(session) = ssl.session() else {
-            return true;
-        };
-        #[allow(clippy::useless_conversion)] // SslTimeTy is a C long on some targets.
-        let issued = i64::from(session.time());
-        if issued > self.built_at {
-            return true;
-        }
-        let Some(peer) = ssl.peer_certificate() else {
-            // Optional client authentication and no certificate: nothing to trust.
-            return true;
-        };
-        let verify = || -> Result<bool, ErrorStack> {
-            let mut chain = Stack::new()?;
-            for cert in ssl.peer_cert_chain().into_iter().flatten() {
-                chain.push(cert.to_owned())?;
-            }
-            let mut ctx = X509StoreContext::new()?;
-            ctx.init(self.ctx.cert_store(), &peer, &chain, |c| c.verify_cert())
-        };
-        verify().unwrap_or(false)
-    }
+    /// The CA bundle in `ctx`'s store; sessions it verifies are bound to it.
+    trust: TrustId,
 }
 
 impl ReloadingAcceptor {
@@ -169,22 +131,46 @@ impl ReloadingAcceptor {
     ///
     /// The reason the files were not published; the previous material stays in
     /// service, and the error is also recorded in [`status`](Self::status).
+    ///
+    /// A ticket-key file is read again too; its failure is recorded in
+    /// [`ticket_keys`](Self::ticket_keys) and does not change the result.
     pub fn reload_now(&self) -> Result<Reload, Error> {
+        let _ = self.inner.tickets.reload_now();
         self.inner.engine.reload_now()
     }
 
-    /// Performs a server handshake on `stream` with tokio-openssl.
+    /// How the session ticket keys are doing: in-memory rotation or the ticket-key
+    /// file, and the last failure to load it.
+    pub fn ticket_keys(&self) -> TicketKeyStatus {
+        self.inner.tickets.status()
+    }
+
+    /// Performs a server handshake on `stream` with tokio-openssl, giving up after
+    /// the [handshake timeout](ReloadingAcceptorBuilder::handshake_timeout). The
+    /// timeout needs a runtime with the time driver (`#[tokio::main]` has it).
     ///
     /// # Errors
     ///
-    /// The handshake's error (`SSL_accept`).
-    pub async fn accept<S>(&self, stream: S) -> Result<SslStream<S>, openssl::ssl::Error>
+    /// The handshake's error (`SSL_accept`) as an `io::Error` whose source is the
+    /// `openssl::ssl::Error`, or `TimedOut` when the client took too long.
+    pub async fn accept<S>(&self, stream: S) -> io::Result<SslStream<S>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let ssl = Ssl::new(self.acceptor().context()).map_err(openssl::ssl::Error::from)?;
-        let mut stream = SslStream::new(ssl, stream).map_err(openssl::ssl::Error::from)?;
-        std::pin::Pin::new(&mut stream).accept().await?;
+        let ssl = Ssl::new(self.acceptor().context()).map_err(io::Error::other)?;
+        let mut stream = SslStream::new(ssl, stream).map_err(io::Error::other)?;
+        let handshake = std::pin::Pin::new(&mut stream).accept();
+        let result = if self.inner.handshake_timeout == Duration::MAX {
+            handshake.await
+        } else {
+            tokio::time::timeout(self.inner.handshake_timeout, handshake)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+        };
+        result.map_err(|e| match e.into_io_error() {
+            Ok(io) => io,
+            Err(tls) => io::Error::other(tls),
+        })?;
         Ok(stream)
     }
 }
@@ -205,6 +191,8 @@ pub struct ReloadingAcceptorBuilder {
     poll_interval: Duration,
     allow_missing_at_start: bool,
     policy: Policy,
+    handshake_timeout: Duration,
+    ticket_keys: KeySource,
 }
 
 impl ReloadingAcceptorBuilder {
@@ -217,6 +205,8 @@ impl ReloadingAcceptorBuilder {
             poll_interval: DEFAULT_POLL_INTERVAL,
             allow_missing_at_start: false,
             policy: Arc::new(|_| Ok(())),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ticket_keys: KeySource::default(),
         }
     }
 
@@ -229,17 +219,20 @@ impl ReloadingAcceptorBuilder {
     /// Verifies client certificates against the CA bundle in `ca` (PEM, one or more
     /// certificates), which is watched and reloaded like the certificate.
     ///
-    /// While a CA is configured the server's own chain must chain to it too; turn
-    /// that off with [`check_chain_against_ca`](Self::check_chain_against_ca) when
-    /// the server certificate comes from another (e.g. public) CA.
+    /// The bundle names the CAs of the *clients*; the server's own certificate may
+    /// come from any CA (a public one, say). A TLS session resumes only while the
+    /// bundle that verified its client is in service: after a reload that changes
+    /// the bundle's certificates, clients do a full handshake against the new one.
     pub fn client_ca(mut self, ca: impl Into<PathBuf>, auth: ClientAuth) -> Self {
         self.sources.ca = Some(ca.into());
         self.client_auth = Some(auth);
         self
     }
 
-    /// Whether a new certificate must chain to the configured CA bundle before it is
-    /// published (default `true`).
+    /// Whether the server's certificate must also chain to the client CA bundle
+    /// before it is published (default `false`). Turn it on for clusters where one
+    /// CA signs every node. The chain file's own order (each certificate signed by
+    /// the next) is checked either way.
     pub fn check_chain_against_ca(mut self, check: bool) -> Self {
         self.sources.chain_to_ca = check;
         self
@@ -260,6 +253,40 @@ impl ReloadingAcceptorBuilder {
     /// [`ReloadingAcceptor::reload_now`].
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(MIN_POLL_INTERVAL);
+        self
+    }
+
+    /// How long [`ReloadingAcceptor::accept`] waits for a client to complete its
+    /// handshake (default [`DEFAULT_HANDSHAKE_TIMEOUT`], 10 s; `Duration::MAX` waits
+    /// for ever). It also bounds how long a handshake that began before a reload
+    /// can go on with the material it started with.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Rotates the in-memory session ticket keys every `period`, keeping `keys` of
+    /// them (at least 1): the newest encrypts new tickets, all decrypt. Default
+    /// [`DEFAULT_TICKET_KEY_ROTATION`](crate::DEFAULT_TICKET_KEY_ROTATION) (1 h) and
+    /// [`DEFAULT_TICKET_KEYS_KEPT`](crate::DEFAULT_TICKET_KEYS_KEPT) (3), so a ticket
+    /// stays usable for two to three hours, longer than OpenSSL's default session
+    /// lifetime of two. Replaced by [`ticket_key_file`](Self::ticket_key_file).
+    pub fn ticket_key_rotation(mut self, period: Duration, keys: usize) -> Self {
+        self.ticket_keys = KeySource::Automatic {
+            period: period.max(MIN_POLL_INTERVAL),
+            kept: keys.max(1),
+        };
+        self
+    }
+
+    /// Takes the session ticket keys from a file that several servers share, so
+    /// that a client resumes on any of them: one key per line, base64 of 80 bytes
+    /// (16 name, 32 HMAC-SHA256 key, 32 AES-256 key; make one with
+    /// `openssl rand 80 | base64 -w0`). The first line encrypts, every line
+    /// decrypts. The file is watched and reloaded like the certificates; a bad
+    /// file keeps the keys in service. Whoever writes it rotates the keys.
+    pub fn ticket_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ticket_keys = KeySource::File(path.into());
         self
     }
 
@@ -319,14 +346,22 @@ impl ReloadingAcceptorBuilder {
     pub fn build(self) -> Result<ReloadingAcceptor, Error> {
         let policy = self.policy;
         let auth = self.client_auth;
+        let tickets = TicketKeys::start(
+            self.ticket_keys,
+            self.sources.max_file_size,
+            self.allow_missing_at_start,
+        )?;
         let build_policy = Arc::clone(&policy);
+        let build_tickets = Arc::clone(&tickets);
         let build: Build<Published> = Box::new(move |material: &Material| {
+            let mut builder = server_builder(&build_policy, auth, material)?;
+            build_tickets.attach(&mut builder)?;
             Ok(Published {
-                ctx: server_builder(&build_policy, auth, material)?
-                    .build()
-                    .into_context(),
-                built_at: unix_now(),
-                client_auth: auth.is_some(),
+                ctx: builder.build().into_context(),
+                trust: material
+                    .ca
+                    .as_deref()
+                    .map_or(Ok(TrustId::NONE), TrustId::of)?,
             })
         });
         let engine = Arc::new(Engine::start(
@@ -336,37 +371,63 @@ impl ReloadingAcceptorBuilder {
             build,
             self.allow_missing_at_start,
         )?);
-
-        let mut front = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
-        apply_defaults(&mut front, auth)?;
-        policy(&mut front)?;
-        let current = Arc::clone(engine.current());
-        front.set_servername_callback(move |ssl, alert| {
-            // The whole handshake-path cost of reloading: an atomic load and
-            // SSL_set_SSL_CTX (reference counts, no I/O, no lock).
-            let published = current.load();
-            ssl.set_ssl_context(&published.ctx)
-                .map_err(|_| SniError::ALERT_FATAL)?;
-            if published.trusts_resumed_peer(ssl) {
-                Ok(())
-            } else {
-                *alert = SslAlert::CERTIFICATE_UNKNOWN;
-                Err(SniError::ALERT_FATAL)
-            }
-        });
-        let acceptor = front.build();
-
+        let acceptor = front_acceptor(&policy, auth, &tickets, engine.current())?;
         let poll_engine = Arc::clone(&engine);
-        let poller = Poller::spawn(self.poll_interval, move || poll_engine.poll())
-            .map_err(|source| Error::Thread { source })?;
+        let poll_tickets = Arc::clone(&tickets);
+        let poller = Poller::spawn(self.poll_interval, move || {
+            poll_engine.poll();
+            poll_tickets.poll();
+        })
+        .map_err(|source| Error::Thread { source })?;
         Ok(ReloadingAcceptor {
             inner: Arc::new(Inner {
                 acceptor,
                 engine,
+                tickets,
+                handshake_timeout: self.handshake_timeout,
                 _poller: poller,
             }),
         })
     }
+}
+
+/// The fixed front acceptor: the policy, the ticket key callback, and the
+/// callbacks that bind sessions to trust and switch each handshake to `current`.
+fn front_acceptor(
+    policy: &Policy,
+    auth: Option<ClientAuth>,
+    tickets: &Arc<TicketKeys>,
+    current: &Arc<ArcSwap<Published>>,
+) -> Result<SslAcceptor, Error> {
+    let mut front = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    apply_defaults(&mut front, auth)?;
+    policy(&mut front)?;
+    tickets.install(&mut front)?;
+    if auth.is_some() {
+        // Runs before OpenSSL looks the client's session up: only sessions that
+        // the bundle in service verified may resume (see session.rs).
+        let current = Arc::clone(current);
+        front.set_client_hello_callback(move |ssl, _alert| {
+            session::admit_sessions_of(ssl, current.load().trust)?;
+            Ok(ClientHelloResponse::SUCCESS)
+        });
+    }
+    let current = Arc::clone(current);
+    let bind_sessions = auth.is_some();
+    front.set_servername_callback(move |ssl, _alert| {
+        // The whole handshake-path cost of reloading: an atomic load and
+        // SSL_set_SSL_CTX (reference counts, no I/O, no lock).
+        let published = current.load();
+        ssl.set_ssl_context(&published.ctx)
+            .map_err(|_| SniError::ALERT_FATAL)?;
+        if bind_sessions && !ssl.session_reused() {
+            // The new session records the bundle of the context that will verify
+            // its client, even if a reload landed since the client hello.
+            session::stamp_new_session(ssl, published.trust).map_err(|_| SniError::ALERT_FATAL)?;
+        }
+        Ok(())
+    });
+    Ok(front.build())
 }
 
 impl fmt::Debug for ReloadingAcceptorBuilder {
@@ -384,17 +445,11 @@ fn apply_defaults(
     builder: &mut SslContextBuilder,
     auth: Option<ClientAuth>,
 ) -> Result<(), ErrorStack> {
-    builder.set_session_id_context(SESSION_ID_CONTEXT)?;
+    builder.set_session_id_context(session::SESSION_ID_CONTEXT)?;
     if let Some(auth) = auth {
         builder.set_verify(auth.verify_mode());
     }
     Ok(())
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A server context holding `material`, built the same way as the front context.

@@ -170,8 +170,10 @@ impl ReloadingConnectorBuilder {
         self
     }
 
-    /// Whether a new client certificate must chain to the CA bundle before it is
-    /// published (default `true`, as in a cluster with one internal CA).
+    /// Whether the client certificate must also chain to the CA bundle (the one
+    /// that verifies servers) before it is published (default `false`; turn it on
+    /// for clusters where one CA signs every node). The chain file's own order is
+    /// checked either way.
     pub fn check_chain_against_ca(mut self, check: bool) -> Self {
         self.sources.chain_to_ca = check;
         self

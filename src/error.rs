@@ -139,6 +139,28 @@ pub enum Error {
         /// OpenSSL's errors.
         source: ErrorStack,
     },
+    /// A certificate in a chain file is not signed by the one after it: the chain
+    /// is out of order, incomplete in the middle, or mixes two chains.
+    BrokenChain {
+        /// The certificate chain file.
+        path: PathBuf,
+        /// The position (0 = the leaf) of the certificate that the next one did not sign.
+        position: usize,
+        /// OpenSSL's verdict, e.g. "subject issuer mismatch".
+        reason: String,
+    },
+    /// A session ticket-key file is not one base64 key of 80 bytes per line.
+    /// The message never shows any of the file's content.
+    TicketKeys {
+        /// The ticket-key file.
+        path: PathBuf,
+        /// The line at fault (from 1), if one is.
+        line: Option<usize>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A new random session ticket key could not be made.
+    TicketKeyGeneration(ErrorStack),
     /// OpenSSL refused to build a context from valid-looking material, or the
     /// user's policy closure failed.
     Context {
@@ -164,12 +186,15 @@ impl Error {
             | Self::Rejected { path, .. }
             | Self::Expired { path, .. }
             | Self::NotYetValid { path, .. }
-            | Self::Untrusted { path, .. } => Some(path),
+            | Self::Untrusted { path, .. }
+            | Self::BrokenChain { path, .. }
+            | Self::TicketKeys { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
             Self::Passphrase { .. }
             | Self::Thread { .. }
             | Self::Panicked { .. }
             | Self::Fips { .. }
+            | Self::TicketKeyGeneration(_)
             | Self::Context { .. } => None,
         }
     }
@@ -282,6 +307,23 @@ impl fmt::Display for Error {
                 f,
                 "FIPS mode: cannot {step}: {source} ({config}; check that OPENSSL_CONF includes the fipsmodule.cnf written by `openssl fipsinstall` and that OPENSSL_MODULES or its `module =` line locates fips.so)"
             ),
+            Self::BrokenChain {
+                path,
+                position,
+                reason,
+            } => write!(
+                f,
+                "certificate chain {} is broken: certificate {} is not signed by the next one ({reason}); list the leaf first, then each issuer",
+                path.display(),
+                position + 1
+            ),
+            Self::TicketKeys { path, line, reason } => match line {
+                Some(line) => write!(f, "ticket-key file {}: line {line}: {reason}", path.display()),
+                None => write!(f, "ticket-key file {}: {reason}", path.display()),
+            },
+            Self::TicketKeyGeneration(source) => {
+                write!(f, "cannot make a session ticket key: {source}")
+            }
             Self::Context { source } => write!(f, "cannot build the TLS context: {source}"),
         }
     }
@@ -296,6 +338,7 @@ impl std::error::Error for Error {
             | Self::Unsupported { source, .. }
             | Self::Rejected { source, .. }
             | Self::Fips { source, .. }
+            | Self::TicketKeyGeneration(source)
             | Self::Context { source } => Some(source),
             _ => None,
         }

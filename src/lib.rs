@@ -51,22 +51,28 @@
 //!   file and reads nothing.
 //! - A changed file is read whole (size-capped) and hashed; identical content is not
 //!   republished. New material must parse, the key must match the certificate, the
-//!   certificate must be within its validity period ([`ValidityPolicy`]) and, where
-//!   a CA bundle is configured, chain to it.
+//!   certificate must be within its validity period ([`ValidityPolicy`]) and each
+//!   certificate of the chain must be signed by the next. The CA bundle verifies
+//!   peers; the server's own chain is checked against it only on request.
 //! - The fixed front `SslAcceptor`'s **servername callback** runs for every
 //!   handshake (with or without SNI) and switches it to the current context with
 //!   `SSL_set_SSL_CTX`: certificate, key, chain, trust store and client CA list.
 //!   Verify mode, options and protocol versions are not switched; they come from
 //!   the front context, which is why one **policy** closure configures the front
 //!   and every reloaded context alike.
-//! - Session tickets live on the front context, so clients resume across reloads.
-//!   Connections already open keep the certificate they started with.
+//! - Session tickets and the session cache live on the front context, so clients
+//!   resume across reloads. Connections already open keep the certificate they
+//!   started with. Ticket keys rotate (hourly by default, three kept) or come
+//!   from a file shared by a fleet.
 //! - A failure keeps the current material, is recorded in [`CertificateStatus`],
 //!   logged once (warn) until it changes, and retried when a file changes again
 //!   (otherwise with a back-off up to a minute: a not-yet-valid certificate
 //!   becomes valid without any file changing).
-//! - A client certificate is checked again when a session from before a reload
-//!   is resumed, so dropping a CA from the bundle also ends its clients' tickets.
+//! - With client authentication, every session is bound to the CA bundle that
+//!   verified its client: it resumes only while that bundle is in service, and
+//!   otherwise the client falls back to a full handshake against the new bundle.
+//!   A dropped CA's clients stop getting in, good clients never notice, and a
+//!   rotation of the server certificate alone costs no resumption.
 //!
 //! # Crate features
 //!
@@ -81,20 +87,25 @@
 mod acceptor;
 mod connector;
 mod error;
+mod ffi;
 pub mod fips;
 mod material;
 mod reload;
+mod session;
+mod tickets;
 mod watch;
 
 pub use openssl;
 
 pub use crate::acceptor::{
-    ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder, DEFAULT_POLL_INTERVAL,
+    ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_POLL_INTERVAL,
 };
 pub use crate::connector::{ReloadingConnector, ReloadingConnectorBuilder};
 pub use crate::error::Error;
 pub use crate::material::{CertificateInfo, Passphrase, ValidityPolicy, DEFAULT_MAX_FILE_SIZE};
 pub use crate::reload::{CertificateStatus, Reload, ReloadError};
+pub use crate::tickets::{TicketKeyStatus, DEFAULT_TICKET_KEYS_KEPT, DEFAULT_TICKET_KEY_ROTATION};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

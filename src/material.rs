@@ -194,7 +194,7 @@ impl Sources {
             passphrase: Passphrase::none(),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             validity: ValidityPolicy::Enforce,
-            chain_to_ca: true,
+            chain_to_ca: false,
         }
     }
 
@@ -271,6 +271,7 @@ impl Sources {
                 let identity = match (files, raw_identity) {
                     (IdentityFiles::Pair { cert, key }, RawIdentity::Pair { cert: c, key: k }) => {
                         let mut certs = parse_certificates(cert, &c, "certificate chain")?;
+                        check_chain_order(cert, &certs)?;
                         let leaf = certs.remove(0);
                         let pkey = parse_key(key, &k, pass)?;
                         Identity::new(cert, leaf, certs, pkey)?
@@ -564,7 +565,11 @@ fn read_open(path: &Path, file: File, limit: u64) -> Result<Vec<u8>, Error> {
 
 /// Reads a private key or PKCS#12 file, warning once per path when users other
 /// than the server's own can read it (see [`readable_by_others`]).
-fn read_key_file(path: &Path, limit: u64, warned: &mut HashSet<PathBuf>) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_key_file(
+    path: &Path,
+    limit: u64,
+    warned: &mut HashSet<PathBuf>,
+) -> Result<Vec<u8>, Error> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -735,6 +740,30 @@ fn parse_pkcs12(path: &Path, bytes: &[u8], passphrase: Option<&[u8]>) -> Result<
         .map(|s| s.into_iter().collect())
         .unwrap_or_default();
     Identity::new(path, cert, chain, key)
+}
+
+/// Each certificate of a chain file must be signed by the one after it: servers
+/// send the chain as it is, and a client cannot verify an out-of-order or torn one.
+fn check_chain_order(path: &Path, certs: &[X509]) -> Result<(), Error> {
+    for (position, pair) in certs.windows(2).enumerate() {
+        let (cert, issuer) = (&pair[0], &pair[1]);
+        let broken = |reason: String| Error::BrokenChain {
+            path: path.to_owned(),
+            position,
+            reason,
+        };
+        let names = issuer.issued(cert);
+        if names != openssl::x509::X509VerifyResult::OK {
+            return Err(broken(names.error_string().to_owned()));
+        }
+        let key = issuer
+            .public_key()
+            .map_err(|e| Error::parse(path, "certificate public key", e))?;
+        if !cert.verify(&key).unwrap_or(false) {
+            return Err(broken("signature does not verify".to_owned()));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn store_of(certs: &[X509]) -> Result<X509Store, ErrorStack> {

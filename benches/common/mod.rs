@@ -242,3 +242,14 @@ pub(crate) fn client() -> SslConnector {
     b.set_max_proto_version(Some(SslVersion::TLS1_3)).unwrap();
     b.build()
 }
+
+/// [`client`] presenting `pair` as its certificate, for servers that require one.
+pub(crate) fn client_with(pair: &Pair) -> SslConnector {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    b.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+    b.set_max_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+    b.set_certificate(&pair.cert).unwrap();
+    b.set_private_key(&pair.key).unwrap();
+    b.build()
+}

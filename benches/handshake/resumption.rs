@@ -1,4 +1,6 @@
-//! Resumption across reloads: TLS 1.3 tickets issued before a reload, offered after it.
+//! Resumption across reloads: TLS 1.3 tickets issued before a reload of the server
+//! certificate, offered after it; also with client certificates required, where
+//! the sessions are bound to the client CA bundle, which such a reload keeps.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -9,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use openssl::ssl::{SslConnector, SslSession};
-use openssl_reload::ReloadingAcceptor;
+use openssl_reload::{ClientAuth, ReloadingAcceptor};
 
-use crate::common::{acceptor_from_files, client, server_policy, KeyKind, Pair, Rotator};
+use crate::common::{
+    acceptor_from_files, client, client_with, server_policy, KeyKind, Pair, Rotator,
+};
 use crate::net::{connect, peer_serial, Server, Strategy};
 use crate::report::{int, progress, round2, Report, J};
 use crate::Config;
@@ -54,7 +58,10 @@ pub(crate) fn resumption(cfg: &Config, dir: &Path, report: &mut Report) -> J {
     progress("resumption across reloads");
     let kind = KeyKind::EcdsaP256;
     let pairs: Vec<Pair> = (0..4).map(|i| Pair::generate(kind, 200 + i)).collect();
-    let connector = client();
+    // For the mTLS row: a self-signed client certificate that is its own CA bundle.
+    let client_pair = Pair::generate(kind, 900);
+    let client_ca = dir.join("resume-client-ca.pem");
+    std::fs::write(&client_ca, &client_pair.cert_pem).unwrap();
     let mut rows = Vec::new();
     report.say(format!(
         "\n### Resumption across reloads ({}, TLS 1.3 tickets, {} reloads × {} clients)\n",
@@ -66,15 +73,26 @@ pub(crate) fn resumption(cfg: &Config, dir: &Path, report: &mut Report) -> J {
         "| strategy | resumed after a reload | control: resumed without a reload | failures |",
     );
     report.say("|---|---:|---:|---:|");
-    let mut crate_pct = 0.0;
-    for arm in ["reloading", "acceptor-swap"] {
-        let mut rotator = Rotator::new(&dir.join(format!("resume-{arm}")), &pairs[0]);
-        let (server, tls, swap) = if arm == "reloading" {
-            let tls = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
+    let mut crate_pct: f64 = 100.0;
+    for (index, arm) in ["reloading", "reloading, mTLS required", "acceptor-swap"]
+        .into_iter()
+        .enumerate()
+    {
+        let mtls = arm.contains("mTLS");
+        let connector = if mtls {
+            client_with(&client_pair)
+        } else {
+            client()
+        };
+        let mut rotator = Rotator::new(&dir.join(format!("resume-{index}")), &pairs[0]);
+        let (server, tls, swap) = if arm.starts_with("reloading") {
+            let mut builder = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
                 .poll_interval(cfg.reload_poll)
-                .policy(server_policy)
-                .build()
-                .unwrap();
+                .policy(server_policy);
+            if mtls {
+                builder = builder.client_ca(&client_ca, ClientAuth::Required);
+            }
+            let tls = builder.build().unwrap();
             (
                 Server::start(Strategy::Reloading(tls.clone()), cfg.server_threads),
                 Some(tls),
@@ -151,8 +169,8 @@ pub(crate) fn resumption(cfg: &Config, dir: &Path, report: &mut Report) -> J {
             control.resumed,
             control.offered
         ));
-        if arm == "reloading" {
-            crate_pct = pct(&after);
+        if tls.is_some() {
+            crate_pct = crate_pct.min(pct(&after));
         }
         rows.push(J::Obj(vec![
             ("strategy", J::Str(arm.to_owned())),
@@ -170,7 +188,7 @@ pub(crate) fn resumption(cfg: &Config, dir: &Path, report: &mut Report) -> J {
         drop(server);
     }
     report.target(
-        "resumption across a reload (this crate)",
+        "resumption across a reload (this crate, with and without mTLS)",
         "≥ 99 %",
         format!("{crate_pct:.1} %"),
         crate_pct >= 99.0,

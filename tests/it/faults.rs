@@ -529,7 +529,11 @@ impl Fixture {
             builder = builder.passphrase(Passphrase::from_bytes(PASSPHRASE));
         }
         if setup.client_ca {
-            builder = builder.client_ca(&ca_file, ClientAuth::Optional);
+            // The opt-in check that the server's chain leads to the client CA
+            // bundle too, so that a stranger's leaf is a fault here.
+            builder = builder
+                .client_ca(&ca_file, ClientAuth::Optional)
+                .check_chain_against_ca(true);
         }
         let tls = builder.build().unwrap();
         let server = util::serve(tls.clone()).await;

@@ -19,5 +19,7 @@ mod reload;
 mod secrets;
 /// Rotation under concurrent load; reload cycles and resource bounds.
 mod stress;
+/// Session ticket keys: automatic rotation and a ticket-key file shared by a fleet.
+mod tickets;
 /// Resumed sessions and the CA bundle that verified them; server-only and CA-only rotations.
 mod trust;

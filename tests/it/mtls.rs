@@ -406,24 +406,32 @@ fn leaf_not_chaining_to_the_bundle_is_refused() {
     let (cert, key) = stranger.leaf("stray").write(dir.path());
     let ca_path = dir.path().join("ca.pem");
     fs::write(&ca_path, ca.pem()).unwrap();
+    // Opted in, for a cluster where one CA signs every node.
     let err = ReloadingAcceptor::builder(&cert, &key)
         .client_ca(&ca_path, ClientAuth::Required)
+        .check_chain_against_ca(true)
         .check()
         .unwrap_err();
     assert!(matches!(err, Error::Untrusted { .. }), "{err}");
     assert!(err.to_string().contains("ca.pem"), "{err}");
-    // Opting out of the check (a public server certificate, a private client CA).
+    // The default: the bundle verifies clients, the server's certificate may
+    // come from anywhere (a public server certificate, a private client CA).
     ReloadingAcceptor::builder(&cert, &key)
         .client_ca(&ca_path, ClientAuth::Required)
-        .check_chain_against_ca(false)
         .check()
         .unwrap();
     let err = ReloadingConnector::builder()
         .identity(&cert, &key)
         .ca(&ca_path)
+        .check_chain_against_ca(true)
         .build()
         .unwrap_err();
     assert!(matches!(err, Error::Untrusted { .. }), "{err}");
+    ReloadingConnector::builder()
+        .identity(&cert, &key)
+        .ca(&ca_path)
+        .build()
+        .expect("the connector's own certificate need not chain to the servers' CA");
 }
 
 #[tokio::test]
@@ -511,8 +519,22 @@ async fn resumed_sessions_are_checked_against_the_reloaded_bundle() {
         exchange(&old_client, node.addr, None).await.is_err(),
         "and a full handshake is refused too"
     );
+    // The remaining CA's client was verified by the overlap bundle, which is no
+    // longer in service: it is not refused, it does a full handshake against
+    // the new bundle, and its new session resumes.
     let kept = exchange(&new_client, node.addr, Some(&sessions[1]))
         .await
-        .expect("a client of the remaining CA keeps resuming");
-    assert!(kept.resumed);
+        .expect("a client of the remaining CA keeps getting in");
+    assert!(
+        !kept.resumed,
+        "a session of the overlap bundle resumed under another bundle"
+    );
+    let session = kept.session.expect("a new ticket");
+    let again = exchange(&new_client, node.addr, Some(&session))
+        .await
+        .unwrap();
+    assert!(
+        again.resumed,
+        "the session verified by the new bundle resumes"
+    );
 }

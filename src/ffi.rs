@@ -1,0 +1,58 @@
+//! The OpenSSL calls that openssl-sys 0.9 does not declare, and nothing else.
+//!
+//! The system's `libssl.so.3` and `libcrypto.so.3` export every one of them (OpenSSL
+//! 3.0 and later). Callers wrap each call in a small safe function next to its use
+//! and say there why it is sound; `ci/valgrind.sh` runs the code that uses them
+//! under memcheck.
+
+#![allow(unsafe_code)] // The whole module is foreign declarations.
+
+use std::ffi::{c_char, c_int, c_uchar, c_uint};
+
+use openssl_sys::{EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX};
+
+/// The ticket key callback of `SSL_CTX_set_tlsext_ticket_key_evp_cb(3)`.
+pub(crate) type TicketKeyEvpCallback = unsafe extern "C" fn(
+    ssl: *mut SSL,
+    key_name: *mut c_uchar,
+    iv: *mut c_uchar,
+    cipher: *mut EVP_CIPHER_CTX,
+    mac: *mut EVP_MAC_CTX,
+    enc: c_int,
+) -> c_int;
+
+extern "C" {
+    /// Sets the session id context of one connection (at most 32 bytes); sessions
+    /// created on it carry it, and only sessions carrying the same one resume on it.
+    pub(crate) fn SSL_set_session_id_context(
+        ssl: *mut SSL,
+        sid_ctx: *const c_uchar,
+        sid_ctx_len: c_uint,
+    ) -> c_int;
+
+    /// Replaces the session id context recorded in a session.
+    pub(crate) fn SSL_SESSION_set1_id_context(
+        session: *mut openssl_sys::SSL_SESSION,
+        sid_ctx: *const c_uchar,
+        sid_ctx_len: c_uint,
+    ) -> c_int;
+
+    /// The session id context recorded in a session (owned by the session).
+    pub(crate) fn SSL_SESSION_get0_id_context(
+        session: *const openssl_sys::SSL_SESSION,
+        len: *mut c_uint,
+    ) -> *const c_uchar;
+
+    /// Installs the callback that names, encrypts and authenticates session tickets.
+    pub(crate) fn SSL_CTX_set_tlsext_ticket_key_evp_cb(
+        ctx: *mut SSL_CTX,
+        callback: Option<TicketKeyEvpCallback>,
+    ) -> c_int;
+
+    /// A parameter holding a NUL-terminated string; `bsize` 0 means "its length".
+    pub(crate) fn OSSL_PARAM_construct_utf8_string(
+        key: *const c_char,
+        buf: *mut c_char,
+        bsize: usize,
+    ) -> OSSL_PARAM;
+}

@@ -1,0 +1,550 @@
+//! Session ticket keys: made and rotated in memory, or read from a file that a
+//! fleet of servers shares.
+//!
+//! `SSL_CTX_new` makes one random ticket key that lives as long as the context,
+//! and the front context lives as long as the process: a key leaked after months
+//! would decrypt every TLS 1.2 session resumed in those months. The crate installs
+//! its own ticket key callback (`SSL_CTX_set_tlsext_ticket_key_evp_cb`) on the
+//! front context instead. It reads an immutable [`KeyRing`] with one atomic load:
+//! the first key encrypts new tickets, every key decrypts, and a ticket under an
+//! older key is accepted and renewed under the newest.
+//!
+//! Why an hour and three keys by default: a ticket is decryptable from when it is
+//! issued until its key falls off the ring, which is between `(keys - 1) * period`
+//! and `keys * period` later, so two to three hours. That covers OpenSSL's default
+//! session lifetime of two hours (`SSL_CTX_set_timeout`), so a rotation costs no
+//! resumption, while a key that leaks exposes at most the last three hours of
+//! tickets instead of the process's whole life. A server with a longer session
+//! timeout wants `keys * period` above it; a shorter period tightens forward
+//! secrecy at no cost as long as that holds.
+
+#![allow(unsafe_code)] // The ticket key callback is an `extern "C"` function.
+
+use std::ffi::{c_char, c_int, c_uchar, c_void};
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use foreign_types::ForeignTypeRef;
+use openssl::error::ErrorStack;
+use openssl::ex_data::Index;
+use openssl::hash::{hash, MessageDigest};
+use openssl::ssl::{SslContext, SslContextBuilder, SslRef};
+use zeroize::Zeroizing;
+
+use crate::material::read_key_file;
+use crate::watch::Fingerprint;
+use crate::{Error, ReloadError};
+
+/// How often in-memory ticket keys rotate by default: every hour.
+pub const DEFAULT_TICKET_KEY_ROTATION: Duration = Duration::from_secs(3600);
+
+/// How many in-memory ticket keys are kept by default: the one that encrypts and
+/// two older ones that still decrypt.
+pub const DEFAULT_TICKET_KEYS_KEPT: usize = 3;
+
+/// 16 bytes of key name, 32 of HMAC-SHA256 key, 32 of AES-256 key (nginx's
+/// `ssl_session_ticket_key` layout; HAProxy's `tls-ticket-keys` lines in base64).
+const KEY_LEN: usize = 80;
+const NAME_LEN: usize = 16;
+
+/// One ticket key. The bytes are zeroed when dropped and never printed.
+struct TicketKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl fmt::Debug for TicketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TicketKey(<redacted>)")
+    }
+}
+
+impl TicketKey {
+    fn random() -> Result<Self, ErrorStack> {
+        let mut bytes = Zeroizing::new([0; KEY_LEN]);
+        openssl::rand::rand_priv_bytes(&mut bytes[..])?;
+        Ok(Self(bytes))
+    }
+
+    fn name(&self) -> &[u8] {
+        &self.0[..NAME_LEN]
+    }
+
+    fn hmac_key(&self) -> &[u8] {
+        &self.0[NAME_LEN..NAME_LEN + 32]
+    }
+
+    fn aes_key(&self) -> &[u8] {
+        &self.0[NAME_LEN + 32..]
+    }
+}
+
+/// The keys in service, newest (encrypting) first; never empty.
+struct KeyRing {
+    keys: Vec<TicketKey>,
+    made: Instant,
+}
+
+/// Where ticket keys come from.
+#[derive(Clone, Debug)]
+pub(crate) enum KeySource {
+    /// Random keys, a new one every `period`, `kept` of them in service.
+    Automatic { period: Duration, kept: usize },
+    /// One key per line of a file, watched like the certificates.
+    File(PathBuf),
+}
+
+impl Default for KeySource {
+    fn default() -> Self {
+        Self::Automatic {
+            period: DEFAULT_TICKET_KEY_ROTATION,
+            kept: DEFAULT_TICKET_KEYS_KEPT,
+        }
+    }
+}
+
+/// How the session ticket keys of a [`ReloadingAcceptor`](crate::ReloadingAcceptor) are doing.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TicketKeyStatus {
+    /// The ticket-key file, or `None` when the keys are made and rotated in memory.
+    pub file: Option<PathBuf>,
+    /// How often in-memory keys rotate (`None` with a file).
+    pub rotation_period: Option<Duration>,
+    /// How many keys decrypt tickets now; the first of them encrypts.
+    pub keys: usize,
+    /// Rotations (in memory) or reloads of the file since start-up.
+    pub rotations: u64,
+    /// When the keys in service were put in service.
+    pub last_rotation: SystemTime,
+    /// Failed loads of the file (or failed key generations) since start-up.
+    pub failures: u64,
+    /// The most recent failure; the keys in service stayed.
+    pub last_error: Option<ReloadError>,
+}
+
+/// The ticket keys of one front context: what the callback reads, and what the
+/// poller rotates or reloads.
+pub(crate) struct TicketKeys {
+    ring: ArcSwap<KeyRing>,
+    source: KeySource,
+    max_file_size: u64,
+    file: Mutex<FileState>,
+    status: Mutex<TicketKeyStatus>,
+}
+
+#[derive(Default)]
+struct FileState {
+    fingerprint: Option<Fingerprint>,
+    digest: Option<[u8; 32]>,
+    last_logged: Option<String>,
+    warned: std::collections::HashSet<PathBuf>,
+}
+
+impl fmt::Debug for TicketKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketKeys")
+            .field("source", &self.source)
+            .field("keys", &self.ring.load().keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TicketKeys {
+    /// The initial keys: random ones, or the file's. A bad file is an error unless
+    /// `allow_missing`, which starts on a random key until the file is valid.
+    pub(crate) fn start(
+        source: KeySource,
+        max_file_size: u64,
+        allow_missing: bool,
+    ) -> Result<Arc<Self>, Error> {
+        let random = || -> Result<KeyRing, Error> {
+            Ok(KeyRing {
+                keys: vec![TicketKey::random().map_err(Error::TicketKeyGeneration)?],
+                made: Instant::now(),
+            })
+        };
+        let mut file = FileState::default();
+        let (ring, error) = match &source {
+            KeySource::Automatic { .. } => (random()?, None),
+            KeySource::File(path) => {
+                file.fingerprint = Some(Fingerprint::of(path));
+                match load_file(path, max_file_size, &mut file) {
+                    // A first read has no digest in service, so it always parses.
+                    Ok(Some(ring)) => (ring, None),
+                    Ok(None) => (random()?, None),
+                    Err(error) if allow_missing => (random()?, Some(error)),
+                    Err(error) => return Err(error),
+                }
+            }
+        };
+        let now = SystemTime::now();
+        let status = TicketKeyStatus {
+            file: match &source {
+                KeySource::File(path) => Some(path.clone()),
+                KeySource::Automatic { .. } => None,
+            },
+            rotation_period: match &source {
+                KeySource::Automatic { period, .. } => Some(*period),
+                KeySource::File(_) => None,
+            },
+            keys: ring.keys.len(),
+            rotations: 0,
+            last_rotation: now,
+            failures: u64::from(error.is_some()),
+            last_error: error.as_ref().map(|e| ReloadError::new(e, now)),
+        };
+        if let Some(error) = &error {
+            tracing::warn!(error = %error, "ticket-key file not usable at start-up, as allowed; using a random key until it is");
+            file.last_logged = Some(error.to_string());
+        }
+        Ok(Arc::new(Self {
+            ring: ArcSwap::from_pointee(ring),
+            source,
+            max_file_size,
+            file: Mutex::new(file),
+            status: Mutex::new(status),
+        }))
+    }
+
+    pub(crate) fn status(&self) -> TicketKeyStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One poller tick: rotate when the newest key is a period old, or reload the
+    /// file when its fingerprint changed.
+    pub(crate) fn poll(&self) {
+        match &self.source {
+            KeySource::Automatic { period, kept } => {
+                if self.ring.load().made.elapsed() >= *period {
+                    self.rotate(*kept);
+                }
+            }
+            KeySource::File(path) => {
+                let _ = self.reload_file(path, false);
+            }
+        }
+    }
+
+    /// Reads the ticket-key file now whatever its fingerprint (SIGHUP); nothing to
+    /// do for in-memory keys.
+    pub(crate) fn reload_now(&self) -> Result<(), Error> {
+        match &self.source {
+            KeySource::File(path) => self.reload_file(path, true),
+            KeySource::Automatic { .. } => Ok(()),
+        }
+    }
+
+    fn rotate(&self, kept: usize) {
+        let new = match TicketKey::random() {
+            Ok(key) => key,
+            Err(source) => {
+                self.record_failure(&Error::TicketKeyGeneration(source));
+                return;
+            }
+        };
+        let old = self.ring.load();
+        let mut keys = Vec::with_capacity(kept);
+        keys.push(new);
+        for key in old.keys.iter().take(kept.saturating_sub(1)) {
+            keys.push(TicketKey(key.0.clone()));
+        }
+        let count = keys.len();
+        self.ring.store(Arc::new(KeyRing {
+            keys,
+            made: Instant::now(),
+        }));
+        self.record_success(count);
+        tracing::debug!(keys = count, "session ticket keys rotated");
+    }
+
+    fn reload_file(&self, path: &Path, force: bool) -> Result<(), Error> {
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let fingerprint = Fingerprint::of(path);
+        if !force && file.fingerprint.as_ref() == Some(&fingerprint) {
+            return Ok(());
+        }
+        file.fingerprint = Some(fingerprint);
+        match load_file(path, self.max_file_size, &mut file) {
+            Ok(None) => Ok(()),
+            Ok(Some(ring)) => {
+                let count = ring.keys.len();
+                self.ring.store(Arc::new(ring));
+                self.record_success(count);
+                if file.last_logged.take().is_some() {
+                    tracing::info!(path = %path.display(), "ticket-key file is valid again");
+                }
+                tracing::info!(path = %path.display(), keys = count, "session ticket keys loaded");
+                Ok(())
+            }
+            Err(error) => {
+                self.record_failure(&error);
+                let message = error.to_string();
+                if file.last_logged.as_deref() != Some(&message) {
+                    tracing::warn!(path = %path.display(), error = %message, "ticket-key reload failed; keeping the keys in service");
+                    file.last_logged = Some(message);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn record_success(&self, keys: usize) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.keys = keys;
+        status.rotations += 1;
+        status.last_rotation = SystemTime::now();
+    }
+
+    fn record_failure(&self, error: &Error) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.failures += 1;
+        status.last_error = Some(ReloadError::new(error, SystemTime::now()));
+    }
+
+    /// Makes `builder`'s ticket callback find these keys. Every context that a
+    /// handshake can be switched to needs it: OpenSSL calls the front context's
+    /// callback, which looks the keys up on the context installed at that moment.
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        builder: &mut SslContextBuilder,
+    ) -> Result<(), ErrorStack> {
+        builder.set_ex_data(ex_index()?, Arc::clone(self));
+        Ok(())
+    }
+
+    /// Installs the ticket key callback on the front context.
+    pub(crate) fn install(
+        self: &Arc<Self>,
+        front: &mut SslContextBuilder,
+    ) -> Result<(), ErrorStack> {
+        self.attach(front)?;
+        // SAFETY: `front` is a live SSL_CTX being configured on this thread; the
+        // callback is a plain function that finds its state through ex_data, which
+        // `attach` set and which lives as long as the context.
+        let ok = unsafe {
+            crate::ffi::SSL_CTX_set_tlsext_ticket_key_evp_cb(
+                front.as_ptr(),
+                Some(ticket_key_callback),
+            )
+        };
+        if ok == 1 {
+            Ok(())
+        } else {
+            Err(ErrorStack::get())
+        }
+    }
+}
+
+/// Reads and parses the file; `Ok(None)` when its content is what is in service.
+fn load_file(path: &Path, limit: u64, file: &mut FileState) -> Result<Option<KeyRing>, Error> {
+    let bytes = Zeroizing::new(read_key_file(path, limit, &mut file.warned)?);
+    let digest = hash(MessageDigest::sha256(), &bytes)
+        .map_err(|source| Error::parse(path, "ticket-key file", source))?;
+    let mut digest_bytes = [0; 32];
+    digest_bytes.copy_from_slice(&digest);
+    if file.digest == Some(digest_bytes) {
+        return Ok(None);
+    }
+    let keys = parse_keys(path, &bytes)?;
+    file.digest = Some(digest_bytes);
+    Ok(Some(KeyRing {
+        keys,
+        made: Instant::now(),
+    }))
+}
+
+/// One key per line, base64 of 80 bytes; blank lines and `#` comments are skipped.
+/// Errors name the file and the line, never its content.
+fn parse_keys(path: &Path, bytes: &[u8]) -> Result<Vec<TicketKey>, Error> {
+    let bad = |line: Option<usize>, reason: String| Error::TicketKeys {
+        path: path.to_owned(),
+        line,
+        reason,
+    };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| bad(None, "not text: expected lines of base64".to_owned()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let raw = Zeroizing::new(
+            openssl::base64::decode_block(line)
+                .map_err(|_| bad(Some(n + 1), "not base64".to_owned()))?,
+        );
+        let key: [u8; KEY_LEN] = raw[..].try_into().map_err(|_| {
+            bad(
+                Some(n + 1),
+                format!(
+                    "{} bytes, expected {KEY_LEN} (16 name, 32 HMAC, 32 AES)",
+                    raw.len()
+                ),
+            )
+        })?;
+        keys.push(TicketKey(Zeroizing::new(key)));
+    }
+    if keys.is_empty() {
+        return Err(bad(None, "no key in it".to_owned()));
+    }
+    Ok(keys)
+}
+
+fn ex_index() -> Result<Index<SslContext, Arc<TicketKeys>>, ErrorStack> {
+    static INDEX: OnceLock<Index<SslContext, Arc<TicketKeys>>> = OnceLock::new();
+    if let Some(index) = INDEX.get() {
+        return Ok(*index);
+    }
+    let index = SslContext::new_ex_index()?;
+    Ok(*INDEX.get_or_init(|| index))
+}
+
+/// `SSL_CTX_set_tlsext_ticket_key_evp_cb`'s callback: 1 = use this key, 2 = key
+/// found but old (accept and issue a new ticket), 0 = unknown key (full handshake),
+/// -1 = error.
+unsafe extern "C" fn ticket_key_callback(
+    ssl: *mut openssl_sys::SSL,
+    key_name: *mut c_uchar,
+    iv: *mut c_uchar,
+    cipher: *mut openssl_sys::EVP_CIPHER_CTX,
+    mac: *mut openssl_sys::EVP_MAC_CTX,
+    enc: c_int,
+) -> c_int {
+    // No panic may unwind into OpenSSL.
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: OpenSSL passes the live SSL of the handshake in progress.
+        let ssl = unsafe { SslRef::from_ptr(ssl) };
+        let Some(keys) = ex_index().ok().and_then(|i| ssl.ssl_context().ex_data(i)) else {
+            return -1;
+        };
+        let ring = keys.ring.load();
+        // SAFETY: OpenSSL passes a 16-byte key name buffer, an IV buffer of
+        // EVP_MAX_IV_LENGTH (16) bytes, and initialised cipher and MAC contexts.
+        unsafe {
+            if enc == 1 {
+                let key = &ring.keys[0];
+                std::ptr::copy_nonoverlapping(key.name().as_ptr(), key_name, NAME_LEN);
+                if openssl_sys::RAND_bytes(iv, 16) != 1 || !init(key, iv, cipher, mac, true) {
+                    return -1;
+                }
+                1
+            } else {
+                let name = std::slice::from_raw_parts(key_name, NAME_LEN);
+                let Some(position) = ring.keys.iter().position(|k| k.name() == name) else {
+                    return 0;
+                };
+                if !init(&ring.keys[position], iv, cipher, mac, false) {
+                    return -1;
+                }
+                if position == 0 {
+                    1
+                } else {
+                    2
+                }
+            }
+        }
+    }))
+    .unwrap_or(-1)
+}
+
+/// Keys AES-256-CBC and HMAC-SHA256 with `key`, as OpenSSL's own ticket code does.
+///
+/// # Safety
+///
+/// `iv` points to 16 readable bytes; `cipher` and `mac` are live contexts.
+unsafe fn init(
+    key: &TicketKey,
+    iv: *const c_uchar,
+    cipher: *mut openssl_sys::EVP_CIPHER_CTX,
+    mac: *mut openssl_sys::EVP_MAC_CTX,
+    encrypt: bool,
+) -> bool {
+    let mut digest = *b"SHA256\0";
+    // SAFETY: the parameters point into `key` and `digest`, which outlive the
+    // call; EVP_MAC_CTX_set_params only reads them (the `*mut` is the OSSL_PARAM
+    // field's type, not a licence to write).
+    unsafe {
+        let params = [
+            openssl_sys::OSSL_PARAM_construct_octet_string(
+                c"key".as_ptr(),
+                key.hmac_key().as_ptr() as *mut c_void,
+                key.hmac_key().len(),
+            ),
+            crate::ffi::OSSL_PARAM_construct_utf8_string(
+                c"digest".as_ptr(),
+                digest.as_mut_ptr().cast::<c_char>(),
+                0,
+            ),
+            openssl_sys::OSSL_PARAM_construct_end(),
+        ];
+        if openssl_sys::EVP_MAC_CTX_set_params(mac, params.as_ptr()) != 1 {
+            return false;
+        }
+        let aes = openssl_sys::EVP_aes_256_cbc();
+        let ok = if encrypt {
+            openssl_sys::EVP_EncryptInit_ex(
+                cipher,
+                aes,
+                std::ptr::null_mut(),
+                key.aes_key().as_ptr(),
+                iv,
+            )
+        } else {
+            openssl_sys::EVP_DecryptInit_ex(
+                cipher,
+                aes,
+                std::ptr::null_mut(),
+                key.aes_key().as_ptr(),
+                iv,
+            )
+        };
+        ok == 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(byte: u8, len: usize) -> String {
+        openssl::base64::encode_block(&vec![byte; len])
+    }
+
+    #[test]
+    fn parses_lines_and_names_bad_ones() {
+        let path = Path::new("/etc/tls/tickets.key");
+        let good = format!("# fleet keys\n{}\n\n{}\n", line(1, 80), line(2, 80));
+        let keys = parse_keys(path, good.as_bytes()).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].name(), &[1; 16]);
+        assert_eq!(keys[1].aes_key(), &[2; 32]);
+
+        let short = format!("{}\n{}\n", line(1, 80), line(3, 48));
+        let err = parse_keys(path, short.as_bytes()).unwrap_err().to_string();
+        assert!(
+            err.contains("tickets.key") && err.contains("line 2") && err.contains("48 bytes"),
+            "{err}"
+        );
+        let err = parse_keys(path, b"!!!! not base64 !!!!\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 1") && err.contains("not base64"),
+            "{err}"
+        );
+        let err = parse_keys(path, b"\n# nothing\n").unwrap_err().to_string();
+        assert!(err.contains("no key"), "{err}");
+    }
+
+    #[test]
+    fn errors_never_show_key_bytes() {
+        let secret = line(0x5a, 79);
+        let err = parse_keys(Path::new("k"), secret.as_bytes()).unwrap_err();
+        assert!(!format!("{err} {err:?}").contains(&secret[..20]));
+    }
+}
