@@ -581,7 +581,7 @@ pub(crate) fn read_key_file(
                 path = %path.display(),
                 mode = format_args!("{:o}", meta.permissions().mode() & 0o7777),
                 gid = meta.gid(),
-                "private key file is readable by group or others beyond the server's own; \
+                "file with secret key material is readable by group or others beyond the server's own; \
                  make it chmod 600, or 640 with a group the server runs in"
             );
         }

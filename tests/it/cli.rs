@@ -211,8 +211,15 @@ impl Server {
         });
     }
 
-    fn stdout_text(&self) -> String {
-        self.stdout.lock().unwrap().join("\n")
+    /// Standard output, once the development banner has been read whole (its
+    /// last line is the curl command): it is printed before the "listening"
+    /// line, but on another pipe, read by another thread.
+    fn dev_banner(&self) -> String {
+        eventually("the development banner's curl line", || {
+            let lines = self.stdout.lock().unwrap();
+            let done = lines.iter().any(|l| l.trim_start().starts_with("curl "));
+            done.then(|| lines.join("\n"))
+        })
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
@@ -384,7 +391,7 @@ fn dev_certificate_by_default_then_reused() {
     let mut server = start();
     let dev = data.join("openssl-reload/dev");
     let ca = dev.join("ca.pem");
-    let out = server.stdout_text();
+    let out = server.dev_banner();
     assert!(out.contains("created now"), "{out}");
     for file in ["ca.pem", "ca-key.pem", "cert.pem", "key.pem"] {
         assert!(
@@ -434,7 +441,7 @@ fn dev_certificate_by_default_then_reused() {
 
     // A second run reuses the CA and the certificate.
     let server = start();
-    assert!(server.stdout_text().contains("reused from an earlier run"));
+    assert!(server.dev_banner().contains("reused from an earlier run"));
     assert_eq!(fs::read(&ca).unwrap(), ca_bytes);
     assert_eq!(server.served_serial(&ca), first_serial);
 }
@@ -462,7 +469,7 @@ fn dev_dir_flag_and_expired_dev_certificate_is_reissued() {
     fs::write(dev.join("key.pem"), expired.key_pem()).unwrap();
     let server = Server::start(&args);
     assert!(server
-        .stdout_text()
+        .dev_banner()
         .contains("certificate issued again, CA reused"));
     let second = server.served_serial(&ca);
     assert_ne!(first, second);
@@ -565,6 +572,10 @@ fn help_reads_like_a_manual() {
                 "OPENSSL_RELOAD_",
                 "/metrics",
                 "--dev-dir",
+                "--ticket-keys",
+                "--ticket-key-rotation",
+                "--require-chain-to-ca",
+                "last_poll",
             ][..],
         ),
         (
@@ -864,6 +875,332 @@ fn mutual_tls_requires_a_client_certificate() {
 }
 
 // ---------------------------------------------------------------------------
+// Session tickets, the server certificate and the client CA, polling.
+
+/// Writes `count` fresh ticket keys (80 random bytes each, base64, one per line)
+/// to `path` by rename, private like a key.
+fn write_ticket_keys(path: &Path, count: usize) {
+    let mut text = String::new();
+    for _ in 0..count {
+        let mut key = [0; 80];
+        openssl::rand::rand_bytes(&mut key).unwrap();
+        text.push_str(&openssl::base64::encode_block(&key));
+        text.push('\n');
+    }
+    replace_private(path, text.as_bytes());
+}
+
+/// Replaces `path` by rename with a file of mode 0600 holding `bytes`.
+fn replace_private(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("new");
+    fs::write(&tmp, bytes).unwrap();
+    private(&tmp);
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// Kills a child that is still running when dropped (a failed test included).
+struct Reaped(Option<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `cmd` with `input` on its standard input and returns its output, failing
+/// the test (and killing it) if it has not exited within `DEADLINE`.
+fn output_within_deadline(cmd: &mut Command, input: &[u8]) -> Output {
+    let child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reaped = Reaped(Some(child));
+    let child = reaped.0.as_mut().unwrap();
+    // Closed when dropped: the end of the input.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    let what = format!("{:?} to exit", cmd.get_program());
+    eventually(&what, || child.try_wait().unwrap());
+    reaped.0.take().unwrap().wait_with_output().unwrap()
+}
+
+/// One HTTP/1.0 request over `openssl s_client` with `version` (`-tls1_2` or
+/// `-tls1_3`) and `session` flags (`-sess_out FILE`, `-sess_in FILE`); asserts
+/// that the handshake and the request succeeded and returns whether the session
+/// was resumed. `-ign_eof` keeps s_client reading until the server closes, so a
+/// TLS 1.3 ticket, sent after the handshake, is saved before it exits.
+fn s_client_resumed(addr: SocketAddr, ca: &Path, version: &str, session: &[&Path]) -> bool {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &addr.to_string()])
+        .args(["-servername", "localhost", "-ign_eof", version, "-CAfile"])
+        .arg(ca);
+    if let [flag, file] = session {
+        cmd.arg(flag).arg(file);
+    }
+    let out = output_within_deadline(&mut cmd, b"GET / HTTP/1.0\r\n\r\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" 200 OK") && text.contains("Hello from"),
+        "s_client {version} {session:?} to {addr}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let protocol = match version {
+        "-tls1_2" => "TLSv1.2",
+        _ => "TLSv1.3",
+    };
+    if text.contains(&format!("Reused, {protocol}")) {
+        true
+    } else {
+        assert!(text.contains(&format!("New, {protocol}")), "{text}");
+        false
+    }
+}
+
+/// The `ticket_keys` object of a server's `/status`.
+fn ticket_status(server: &Server, ca: &Path) -> serde_json::Value {
+    server.status(ca)["ticket_keys"].clone()
+}
+
+/// Whether a session saved in `session` resumes on `server` over `version`.
+fn offer(server: &Server, ca: &Path, version: &str, session: &Path) -> bool {
+    s_client_resumed(server.addr, ca, version, &[Path::new("-sess_in"), session])
+}
+
+/// Makes a new session on `server` over `version` and saves it in `session`.
+fn new_session(server: &Server, ca: &Path, version: &str, session: &Path) {
+    let resumed = s_client_resumed(server.addr, ca, version, &[Path::new("-sess_out"), session]);
+    assert!(!resumed, "{version}: resumed without a session");
+}
+
+/// Waits until `server`'s /status shows a failure to load the ticket-key file
+/// `keys`, named, its content (`secret`) nowhere; returns the `ticket_keys` object.
+fn ticket_key_error_shown(
+    server: &Server,
+    ca: &Path,
+    keys: &str,
+    secret: &str,
+) -> serde_json::Value {
+    let tickets = eventually("/status to show the ticket-key error", || {
+        let tickets = ticket_status(server, ca);
+        (!tickets["last_error"].is_null()).then_some(tickets)
+    });
+    let message = tickets["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains(keys), "{message}");
+    assert!(!message.contains(secret), "{message}");
+    assert_eq!(tickets["last_error"]["path"], keys);
+    assert!(tickets["failures"].as_u64().unwrap() >= 1, "{tickets}");
+    assert!(!server.log_has(secret));
+    tickets
+}
+
+#[test]
+fn two_servers_share_ticket_keys() {
+    if !clients_available() {
+        return;
+    }
+    let f = Files::new();
+    let keys = f.path("ticket.keys");
+    write_ticket_keys(&keys, 2);
+    let keys_arg = keys.display().to_string();
+    let args = ["--poll-interval", "20ms", "--ticket-keys", &keys_arg];
+    let (a, b) = (f.start(&args), f.start(&args));
+    let ca = &f.ca_pem;
+    for server in [&a, &b] {
+        let tickets = ticket_status(server, ca);
+        assert_eq!(tickets["file"], keys_arg.as_str(), "{tickets}");
+        assert_eq!(tickets["keys"], 2, "{tickets}");
+        assert_eq!(tickets["rotations"], 0, "{tickets}");
+        assert!(tickets["rotation_period"].is_null(), "{tickets}");
+    }
+
+    // A session from A resumes on B, over TLS 1.2 and TLS 1.3.
+    let versions = ["-tls1_2", "-tls1_3"];
+    let session = |name: &str, version: &str| f.path(&format!("{name}{version}.session"));
+    for version in versions {
+        new_session(&a, ca, version, &session("old", version));
+        let resumed = offer(&b, ca, version, &session("old", version));
+        assert!(resumed, "{version}: A's session did not resume on B");
+    }
+
+    // A new key alone: the old sessions no longer resume, but connect in full.
+    write_ticket_keys(&keys, 1);
+    for server in [&a, &b] {
+        eventually("the new ticket key in service", || {
+            let tickets = ticket_status(server, ca);
+            (tickets["rotations"].as_u64()? >= 1).then_some(())
+        });
+        assert_eq!(ticket_status(server, ca)["keys"], 1);
+    }
+    for version in versions {
+        let resumed = offer(&b, ca, version, &session("old", version));
+        assert!(!resumed, "{version}: a session under a dropped key resumed");
+    }
+
+    // Garbage: reported, naming the file and not the content; the keys stay.
+    replace_private(&keys, b"no base64 here: SECRET-LOOKING-CONTENT");
+    for server in [&a, &b] {
+        let tickets = ticket_key_error_shown(server, ca, &keys_arg, "SECRET-LOOKING");
+        assert_eq!(tickets["keys"], 1, "{tickets}");
+    }
+    for version in versions {
+        new_session(&a, ca, version, &session("new", version));
+        let resumed = offer(&b, ca, version, &session("new", version));
+        assert!(resumed, "{version}: the keys in service did not stay");
+    }
+}
+
+#[test]
+fn sighup_rereads_the_ticket_key_file() {
+    if !clients_available() {
+        return;
+    }
+    let f = Files::new();
+    let keys = f.path("ticket.keys");
+    write_ticket_keys(&keys, 1);
+    let keys_arg = keys.display().to_string();
+    let server = f.start(&["--poll-interval", "1m", "--ticket-keys", &keys_arg]);
+    write_ticket_keys(&keys, 3);
+    // No poll can come within the next minute: only the signal reloads.
+    server.signal("HUP");
+    server.wait_log("SIGHUP: new session ticket keys in service");
+    let tickets = ticket_status(&server, &f.ca_pem);
+    assert_eq!(tickets["keys"], 3, "{tickets}");
+    assert_eq!(tickets["rotations"], 1, "{tickets}");
+
+    replace_private(&keys, b"junk\n");
+    server.signal("HUP");
+    server.wait_log("SIGHUP: ticket-key file not usable; keeping the ticket keys in service");
+    assert_eq!(ticket_status(&server, &f.ca_pem)["keys"], 3);
+}
+
+#[test]
+fn ticket_key_rotation_flags() {
+    if !clients_available() {
+        return;
+    }
+    let f = Files::new();
+    let server = f.start(&[
+        "--poll-interval",
+        "20ms",
+        "--ticket-key-rotation",
+        "100ms",
+        "--ticket-keys-kept",
+        "2",
+    ]);
+    let tickets = eventually("two rotations of the ticket keys", || {
+        let tickets = ticket_status(&server, &f.ca_pem);
+        (tickets["rotations"].as_u64()? >= 2).then_some(tickets)
+    });
+    assert!(tickets["file"].is_null(), "{tickets}");
+    assert_eq!(tickets["rotation_period"], "100ms", "{tickets}");
+    assert_eq!(tickets["rotation_period_seconds"], 0.1, "{tickets}");
+    assert_eq!(tickets["keys"], 2, "{tickets}");
+    let samples = parse_prometheus(&server.get(&f.ca_pem, "/metrics")).unwrap();
+    assert_eq!(samples["openssl_reload_ticket_keys"], 2.0);
+
+    // --ticket-keys replaces rotation: both at once is a usage error.
+    let out = command()
+        .args(["serve", "--ticket-keys", "k", "--ticket-keys-kept", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn require_chain_to_ca_flag() {
+    if !clients_available() {
+        return;
+    }
+    let f = Files::new();
+    let other_ca = f.path("other-ca.pem");
+    fs::write(&other_ca, Ca::new("other clients' CA").pem()).unwrap();
+    let other_ca = other_ca.display().to_string();
+    let mtls = ["--ca", other_ca.as_str(), "--client-auth", "optional"];
+
+    // By default the client CA says nothing about the server's own certificate.
+    let server = f.start(&mtls);
+    assert_eq!(server.served_serial(&f.ca_pem), f.leaf.serial);
+    drop(server);
+
+    let mut cmd = command();
+    cmd.arg("serve")
+        .args(f.serve_args())
+        .args(mtls)
+        .arg("--require-chain-to-ca");
+    let out = output_within_deadline(&mut cmd, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
+    assert!(stderr.starts_with("openssl-reload: error: "), "{stderr}");
+    assert!(stderr.contains(&f.cert.display().to_string()), "{stderr}");
+    assert!(stderr.contains("does not chain"), "{stderr}");
+
+    // With the CA that did sign it, the flag lets it start.
+    let ca = f.ca_pem.display().to_string();
+    let server = f.start(&[
+        "--ca",
+        &ca,
+        "--client-auth",
+        "optional",
+        "--require-chain-to-ca",
+    ]);
+    assert_eq!(server.served_serial(&f.ca_pem), f.leaf.serial);
+}
+
+#[test]
+fn status_last_poll_moves_and_metrics_have_the_new_series() {
+    if !clients_available() {
+        return;
+    }
+    let f = Files::new();
+    let server = f.start(&["--poll-interval", "20ms"]);
+    let first = eventually("a first poll in /status", || {
+        server.status(&f.ca_pem)["last_poll"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert!(first.ends_with('Z') && first.contains('.'), "{first}");
+    // RFC 3339 UTC with milliseconds: later times sort later as text.
+    eventually("last_poll to move forward", || {
+        let status = server.status(&f.ca_pem);
+        (status["last_poll"].as_str()? > first.as_str()).then_some(())
+    });
+    let tickets = ticket_status(&server, &f.ca_pem);
+    assert!(tickets["file"].is_null(), "{tickets}");
+    assert_eq!(tickets["rotation_period"], "1h", "{tickets}");
+    assert_eq!(tickets["rotation_period_seconds"], 3600.0, "{tickets}");
+    assert_eq!(tickets["keys"], 1, "{tickets}");
+    assert_eq!(tickets["rotations"], 0, "{tickets}");
+    assert_eq!(tickets["failures"], 0, "{tickets}");
+    assert!(tickets["last_error"].is_null(), "{tickets}");
+    assert!(tickets["last_rotation"].as_str().unwrap().ends_with('Z'));
+
+    let metrics = || {
+        let text = server.get(&f.ca_pem, "/metrics");
+        parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    };
+    let samples = metrics();
+    let polled = samples["openssl_reload_last_poll_timestamp_seconds"];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - 60.0..=now + 1.0).contains(&polled),
+        "{polled} vs {now}"
+    );
+    assert_eq!(samples["openssl_reload_ticket_keys"], 1.0);
+    assert_eq!(samples["openssl_reload_ticket_key_failures_total"], 0.0);
+    eventually("the poll timestamp to move forward", || {
+        (metrics()["openssl_reload_last_poll_timestamp_seconds"] > polled).then_some(())
+    });
+}
+
+// ---------------------------------------------------------------------------
 // Shutdown.
 
 #[test]
@@ -957,6 +1294,13 @@ fn check_exit_codes() {
     private(&expired_key);
     let stranger_ca = f.path("stranger.pem");
     fs::write(&stranger_ca, Ca::new("stranger").pem()).unwrap();
+    // The leaf, then a certificate that did not sign it.
+    let broken_chain = f.path("broken-chain.pem");
+    fs::write(
+        &broken_chain,
+        [f.leaf.cert_pem(), fs::read(&stranger_ca).unwrap()].concat(),
+    )
+    .unwrap();
     let encrypted_key = f.path("encrypted-key.pem");
     fs::write(
         &encrypted_key,
@@ -991,6 +1335,7 @@ fn check_exit_codes() {
         p(&p12),
     );
     let missing = p(&f.path("missing.pem"));
+    let broken_chain = p(&broken_chain);
     let cases = [
         Case::new("valid", &["--cert", &cert, "--key", &key], Valid),
         Case::new(
@@ -1012,6 +1357,11 @@ fn check_exit_codes() {
             "foreign CA",
             &["--cert", &cert, "--key", &key, "--ca", &stranger_ca],
             Invalid("does not chain"),
+        ),
+        Case::new(
+            "chain out of order",
+            &["--cert", &broken_chain, "--key", &key],
+            Invalid("is broken"),
         ),
         Case::new(
             "unreadable",

@@ -14,7 +14,11 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
         return Err(Failure::usage("give --cert and --key, or --pkcs12"));
     };
     if let Some(ca) = &args.ca {
-        builder = builder.client_ca(ca, ClientAuth::Required);
+        // check's --ca is the bundle the certificate must chain to: what
+        // `serve --ca ... --require-chain-to-ca` checks (the library's default is off).
+        builder = builder
+            .client_ca(ca, ClientAuth::Required)
+            .check_chain_against_ca(true);
     }
     let info = builder.check()?;
 
@@ -24,7 +28,11 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
     } else {
         info.subject_alt_names.join(", ")
     };
-    let mut checks = vec!["key matches the certificate", "within its validity period"];
+    let mut checks = vec![
+        "key matches the certificate",
+        "within its validity period",
+        "chain in order",
+    ];
     if args.ca.is_some() {
         checks.push("chains to the CA bundle");
     }

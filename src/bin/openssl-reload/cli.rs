@@ -63,10 +63,11 @@ The certificate and key come from --cert and --key (PEM or DER; the key may be \
 PKCS#1, SEC1 or PKCS#8, and encrypted) or from one PKCS#12 bundle (--pkcs12). \
 They are checked every --poll-interval (one stat(2) per file; files are read only \
 when they change). New material must parse, the key must match the certificate, \
-the certificate must be within its validity period and, with --ca, chain to the \
-CA bundle; otherwise the previous certificate stays in service, the failure is \
-logged once and shown by /status and /metrics, and the files are tried again when \
-they change.
+the certificate must be within its validity period, each certificate of the chain \
+file must be signed by the next and, with --require-chain-to-ca, the certificate \
+must chain to the --ca bundle; otherwise the previous certificate stays in \
+service, the failure is logged once and shown by /status and /metrics, and the \
+files are tried again when they change.
 
 DEVELOPMENT CERTIFICATE
   Without --cert/--key/--pkcs12 the server creates a self-signed development CA \
@@ -84,21 +85,33 @@ ENDPOINTS
   GET /status   JSON: the certificate in service (subject, issuer, serial, SANs,
                 validity, SHA-256), generation, reload and failure counts, the last
                 error with its file and time, the last reload time, the poll
-                interval, handshake counts, and whether FIPS mode is on
-                (fips_enabled). Times are RFC 3339 UTC strings
+                interval and when the files were last polled (last_poll), the
+                session ticket keys (ticket_keys: file, rotation period, keys,
+                rotations, failures, last error), handshake counts, and whether
+                FIPS mode is on (fips_enabled). Times are RFC 3339 UTC strings
                 (e.g. 2026-01-02T03:04:05Z); durations are in seconds.
   GET /metrics  Prometheus text format: openssl_reload_reloads_total{result},
                 openssl_reload_certificate_not_after_seconds,
-                openssl_reload_generation, openssl_reload_handshakes_total,
+                openssl_reload_generation,
+                openssl_reload_last_poll_timestamp_seconds,
+                openssl_reload_ticket_keys, openssl_reload_handshakes_total,
                 openssl_reload_handshake_failures_total{reason}, and more.
   GET /slow?ms=N  diagnostics: waits N milliseconds (at most 30000) before
                 answering, to try graceful shutdown with a request in flight.
 
 SIGNALS
-  SIGHUP           reload the files now, whatever the poll interval; the outcome
-                   is logged, and a bad file keeps the previous certificate.
+  SIGHUP           reload the files now, whatever the poll interval, the
+                   ticket-key file included; the outcome is logged, and a bad file
+                   keeps the previous certificate (or ticket keys).
   SIGTERM, SIGINT  stop accepting connections, let in-flight requests finish for at
                    most --shutdown-grace, then exit 0. A second signal exits at once.
+
+SESSION TICKETS
+  Clients resume TLS sessions with tickets encrypted under the server's ticket \
+keys. By default the keys are random, made in memory, and rotate every \
+--ticket-key-rotation, --ticket-keys-kept of them in service. Servers behind one \
+load balancer share their keys through a file (--ticket-keys) so that a client \
+resumes on any of them; whoever writes the file rotates the keys.
 
 CONNECTIONS
   HTTP/2 and HTTP/1.1 are offered through ALPN. A client that does not finish the \
@@ -128,6 +141,10 @@ EXAMPLES:
     openssl-reload serve --cert cert.pem --key key.pem --ca ca.pem --client-auth required
     curl --cacert ca.pem --cert client.pem --key client-key.pem https://localhost:8443/
 
+  Share session ticket keys across a fleet (copy the same file to every server):
+    (umask 077; openssl rand 80 | base64 -w0 > ticket.keys)
+    openssl-reload serve --cert cert.pem --key key.pem --ticket-keys ticket.keys
+
   Rotate, then reload at once instead of waiting for the next poll:
     cp new-cert.pem cert.pem && cp new-key.pem key.pem && kill -HUP <pid>
 
@@ -145,7 +162,9 @@ before putting them in service, and describe the certificate.
 The files must be readable and parse, an encrypted key must decrypt with the \
 passphrase (--key-passphrase-file, or the OPENSSL_RELOAD_KEY_PASSPHRASE \
 variable), the key must match the certificate, the certificate must be within its \
-validity period and, with --ca, chain to that CA bundle.
+validity period, each certificate of the chain file must be signed by the next \
+and, with --ca, the certificate must chain to that CA bundle (as `serve \
+--require-chain-to-ca` requires).
 
 On success the subject, subject alternative names, issuer, serial number, \
 notBefore and notAfter, days left and SHA-256 fingerprint are printed on standard \
@@ -154,7 +173,7 @@ output. Otherwise the reason is printed on standard error.
 EXIT STATUS:
   0  the material is valid
   1  it is not: unreadable, unparsable, wrong passphrase, key mismatch, expired or
-     not yet valid, or not chaining to the CA
+     not yet valid, a chain out of order, or not chaining to the CA
   2  a usage error";
 
 const CHECK_AFTER_LONG_HELP: &str = "\
@@ -298,10 +317,27 @@ pub(crate) struct ServeArgs {
 
     /// CA bundle (PEM) that client certificates must chain to: enables mutual TLS
     ///
-    /// The bundle is watched and reloaded like the certificate. A server certificate
-    /// given with --cert or --pkcs12 must chain to it too.
+    /// The bundle is watched and reloaded like the certificate. It names the CAs of
+    /// the clients; the server's own certificate may come from any CA (see
+    /// --require-chain-to-ca).
     #[arg(long, env = "OPENSSL_RELOAD_CA", value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
+
+    /// Refuse a server certificate that does not chain to the --ca bundle
+    ///
+    /// For clusters where one CA signs every node: the certificate is then checked
+    /// against the bundle at start-up and at every reload, and one that does not
+    /// chain is refused (at start-up: exit 1). Off by default, so that a server
+    /// with a public certificate can verify clients from a private CA. The order
+    /// of the chain file (each certificate signed by the next) is checked either
+    /// way.
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_REQUIRE_CHAIN_TO_CA",
+        requires = "ca",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) require_chain_to_ca: bool,
 
     /// Whether clients must present a certificate (with --ca; default: required)
     #[arg(
@@ -365,6 +401,55 @@ pub(crate) struct ServeArgs {
         value_parser = parse_duration
     )]
     pub(crate) shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub(crate) tickets: TicketArgs,
+}
+
+/// Session ticket keys, for `serve`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Session tickets")]
+pub(crate) struct TicketArgs {
+    /// Session ticket keys from a file shared by a fleet of servers
+    ///
+    /// One key per line: base64 of 80 random bytes (16 key name, 32 HMAC, 32
+    /// AES), e.g. from `openssl rand 80 | base64 -w0`. The first line encrypts new
+    /// tickets, every line decrypts, so a client resumes on any server that reads
+    /// the same file. The file is watched like the certificate and read again on
+    /// SIGHUP; a bad file keeps the keys in service. Rotate by writing a new first
+    /// line and dropping the last one. Protect it like a private key. Without it,
+    /// keys are made in memory and rotated (--ticket-key-rotation).
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_TICKET_KEYS",
+        value_name = "FILE",
+        conflicts_with_all = ["ticket_key_rotation", "ticket_keys_kept"]
+    )]
+    pub(crate) ticket_keys: Option<PathBuf>,
+
+    /// How often the in-memory session ticket keys rotate (without --ticket-keys)
+    ///
+    /// A ticket stays decryptable for (N - 1) to N periods, N being
+    /// --ticket-keys-kept: two to three hours by default, which covers OpenSSL's
+    /// session lifetime of two hours.
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_TICKET_KEY_ROTATION",
+        value_name = "DURATION",
+        default_value = "1h",
+        value_parser = parse_positive_duration
+    )]
+    pub(crate) ticket_key_rotation: Duration,
+
+    /// How many in-memory session ticket keys are kept: the newest encrypts, all decrypt
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_TICKET_KEYS_KEPT",
+        value_name = "N",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) ticket_keys_kept: u32,
 }
 
 /// `openssl-reload check`.
@@ -465,6 +550,10 @@ mod tests {
         assert_eq!(serve.listen, ["127.0.0.1:8443".parse().unwrap()]);
         assert_eq!(serve.poll_interval, Duration::from_secs(1));
         assert!(serve.identity.cert.is_none());
+        assert!(!serve.require_chain_to_ca);
+        assert!(serve.tickets.ticket_keys.is_none());
+        assert_eq!(serve.tickets.ticket_key_rotation, Duration::from_secs(3600));
+        assert_eq!(serve.tickets.ticket_keys_kept, 3);
     }
 
     #[test]
@@ -477,6 +566,11 @@ mod tests {
             &["serve", "--client-auth", "required"],
             &["serve", "--poll-interval", "5"],
             &["serve", "--listen", "localhost"],
+            &["serve", "--require-chain-to-ca"],
+            &["serve", "--ticket-keys", "k", "--ticket-key-rotation", "5m"],
+            &["serve", "--ticket-keys", "k", "--ticket-keys-kept", "2"],
+            &["serve", "--ticket-keys-kept", "0"],
+            &["serve", "--ticket-key-rotation", "0s"],
         ] {
             let argv = std::iter::once("openssl-reload").chain(args.iter().copied());
             assert!(Cli::try_parse_from(argv).is_err(), "{args:?} accepted");

@@ -5,9 +5,10 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use openssl_reload::CertificateStatus;
+use openssl_reload::{CertificateStatus, TicketKeyStatus};
 
 use crate::timefmt::unix_seconds_f64;
+use Kind::{Counter, Gauge};
 
 /// Counters the server keeps besides the reloader's status.
 #[derive(Debug)]
@@ -58,8 +59,8 @@ impl Exposition {
     /// Starts a family with its `# HELP` and `# TYPE` lines.
     pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) -> &mut Self {
         let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
+            Counter => "counter",
+            Gauge => "gauge",
         };
         let help = help.replace('\\', r"\\").replace('\n', r"\n");
         let _ = writeln!(self.out, "# HELP {name} {help}");
@@ -112,9 +113,22 @@ fn format_value(value: f64) -> String {
 }
 
 /// The `/metrics` document.
-pub(crate) fn render(status: &CertificateStatus, stats: &Stats) -> String {
-    use Kind::{Counter, Gauge};
+pub(crate) fn render(
+    status: &CertificateStatus,
+    tickets: &TicketKeyStatus,
+    stats: &Stats,
+) -> String {
     let mut m = Exposition::default();
+    reload_families(&mut m, status);
+    certificate_families(&mut m, status);
+    ticket_key_families(&mut m, tickets);
+    connection_families(&mut m, stats);
+    process_families(&mut m, stats);
+    m.finish()
+}
+
+/// Reload outcomes and the poller.
+fn reload_families(m: &mut Exposition, status: &CertificateStatus) {
     m.family(
         "openssl_reload_reloads_total",
         Counter,
@@ -148,6 +162,23 @@ pub(crate) fn render(status: &CertificateStatus, stats: &Stats) -> String {
             unix_seconds_f64(error.at),
         );
     }
+    m.single(
+        "openssl_reload_last_poll_timestamp_seconds",
+        Gauge,
+        "When the poller last finished checking the files, in seconds since the Unix epoch; \
+         0 before its first check. A value that stops moving means a stuck poller.",
+        status.last_poll.map_or(0.0, unix_seconds_f64),
+    );
+    m.single(
+        "openssl_reload_poll_interval_seconds",
+        Gauge,
+        "How often the certificate files are checked for changes.",
+        status.poll_interval.as_secs_f64(),
+    );
+}
+
+/// The certificate and CA bundle in service.
+fn certificate_families(m: &mut Exposition, status: &CertificateStatus) {
     if let Some(cert) = &status.certificate {
         m.single(
             "openssl_reload_certificate_not_after_seconds",
@@ -168,12 +199,27 @@ pub(crate) fn render(status: &CertificateStatus, stats: &Stats) -> String {
         "Certificates in the client CA bundle in service (0 without --ca).",
         status.ca_certificates as f64,
     );
+}
+
+/// The session ticket keys.
+fn ticket_key_families(m: &mut Exposition, tickets: &TicketKeyStatus) {
     m.single(
-        "openssl_reload_poll_interval_seconds",
+        "openssl_reload_ticket_keys",
         Gauge,
-        "How often the certificate files are checked for changes.",
-        status.poll_interval.as_secs_f64(),
+        "Session ticket keys in service: the newest encrypts new tickets, all decrypt.",
+        tickets.keys as f64,
     );
+    m.single(
+        "openssl_reload_ticket_key_failures_total",
+        Counter,
+        "Failed loads of the --ticket-keys file (or failed key generations) since start-up; \
+         the keys in service stay.",
+        tickets.failures as f64,
+    );
+}
+
+/// Handshakes, connections and requests.
+fn connection_families(m: &mut Exposition, stats: &Stats) {
     m.single(
         "openssl_reload_handshakes_total",
         Counter,
@@ -207,6 +253,10 @@ pub(crate) fn render(status: &CertificateStatus, stats: &Stats) -> String {
         "HTTP requests received.",
         Stats::get(&stats.requests) as f64,
     );
+}
+
+/// FIPS mode, start time and build.
+fn process_families(m: &mut Exposition, stats: &Stats) {
     m.single(
         "openssl_reload_fips_enabled",
         Gauge,
@@ -232,7 +282,6 @@ pub(crate) fn render(status: &CertificateStatus, stats: &Stats) -> String {
         ],
         1.0,
     );
-    m.finish()
 }
 
 #[cfg(test)]
@@ -242,11 +291,11 @@ mod tests {
     #[test]
     fn formats_families_samples_and_escapes() {
         let mut m = Exposition::default();
-        m.family("a_total", Kind::Counter, "Help with \\ and\nnewline.")
+        m.family("a_total", Counter, "Help with \\ and\nnewline.")
             .sample("a_total", &[("x", "q\"b\\n\n"), ("y", "z")], 3.0)
             .sample("a_total", &[], 0.25);
-        m.single("b", Kind::Gauge, "B.", f64::INFINITY);
-        m.single("c", Kind::Gauge, "C.", 1.7e9);
+        m.single("b", Gauge, "B.", f64::INFINITY);
+        m.single("c", Gauge, "C.", 1.7e9);
         assert_eq!(
             m.finish(),
             "# HELP a_total Help with \\\\ and\\nnewline.\n\

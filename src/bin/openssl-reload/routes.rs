@@ -10,7 +10,9 @@ use hyper::body::Body as _;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode, Version};
-use openssl_reload::{CertificateInfo, CertificateStatus, ReloadingAcceptor};
+use openssl_reload::{
+    CertificateInfo, CertificateStatus, ReloadError, ReloadingAcceptor, TicketKeyStatus,
+};
 use serde_json::{json, Value};
 
 use crate::cli::MAX_SLOW_MS;
@@ -52,7 +54,7 @@ pub(crate) async fn handle(
         match path.as_str() {
             "/" => text(StatusCode::OK, index(&connection, version)),
             "/status" => {
-                let body = status_json(&app.tls.status(), &app.stats);
+                let body = status_json(&app.tls.status(), &app.tls.ticket_keys(), &app.stats);
                 let mut body = serde_json::to_string_pretty(&body).unwrap_or_default();
                 body.push('\n');
                 no_store(respond(StatusCode::OK, "application/json", body))
@@ -60,7 +62,7 @@ pub(crate) async fn handle(
             "/metrics" => no_store(respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(&app.tls.status(), &app.stats),
+                metrics::render(&app.tls.status(), &app.tls.ticket_keys(), &app.stats),
             )),
             "/slow" => slow(request.uri().query(), &connection).await,
             _ => text(
@@ -173,24 +175,49 @@ fn certificate_json(cert: &CertificateInfo) -> Value {
     })
 }
 
+fn error_json(error: &ReloadError) -> Value {
+    json!({
+        "message": error.message,
+        "path": error.path.as_ref().map(|p| p.display().to_string()),
+        "at": rfc3339_millis(error.at),
+    })
+}
+
+/// The session ticket keys: `file` is null when they are made and rotated in
+/// memory, `rotation_period` null with a file.
+fn ticket_keys_json(tickets: &TicketKeyStatus) -> Value {
+    json!({
+        "file": tickets.file.as_ref().map(|p| p.display().to_string()),
+        "rotation_period": tickets.rotation_period.map(human_duration),
+        "rotation_period_seconds": tickets.rotation_period.map(|p| p.as_secs_f64()),
+        "keys": tickets.keys,
+        "rotations": tickets.rotations,
+        "last_rotation": rfc3339_millis(tickets.last_rotation),
+        "failures": tickets.failures,
+        "last_error": tickets.last_error.as_ref().map(error_json),
+    })
+}
+
 /// The `/status` document. Times are RFC 3339 UTC strings; durations are seconds
 /// (with a human form alongside). Add a field here to publish it.
-pub(crate) fn status_json(status: &CertificateStatus, stats: &Stats) -> Value {
+pub(crate) fn status_json(
+    status: &CertificateStatus,
+    tickets: &TicketKeyStatus,
+    stats: &Stats,
+) -> Value {
     json!({
         "certificate": status.certificate.as_ref().map(certificate_json),
         "generation": status.generation,
         "reloads": status.reloads,
         "failures": status.failures,
         "consecutive_failures": status.consecutive_failures,
-        "last_error": status.last_error.as_ref().map(|error| json!({
-            "message": error.message,
-            "path": error.path.as_ref().map(|p| p.display().to_string()),
-            "at": rfc3339_millis(error.at),
-        })),
+        "last_error": status.last_error.as_ref().map(error_json),
         "last_reload": rfc3339_millis(status.last_reload),
+        "last_poll": status.last_poll.map(rfc3339_millis),
         "poll_interval": human_duration(status.poll_interval),
         "poll_interval_seconds": status.poll_interval.as_secs_f64(),
         "ca_certificates": status.ca_certificates,
+        "ticket_keys": ticket_keys_json(tickets),
         "handshakes": {
             "completed": Stats::get(&stats.handshakes),
             "failed": Stats::get(&stats.handshake_errors),

@@ -12,12 +12,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use openssl::ssl::{select_next_proto, AlpnError, SslContextBuilder};
 use openssl_reload::openssl::error::ErrorStack;
-use openssl_reload::{CertificateInfo, ClientAuth, Reload, ReloadingAcceptor};
+use openssl_reload::{
+    CertificateInfo, ClientAuth, Reload, ReloadingAcceptor, ReloadingAcceptorBuilder,
+    TicketKeyStatus,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
+use tokio_openssl::SslStream;
 
-use crate::cli::{ClientAuthArg, ServeArgs};
+use crate::cli::{ClientAuthArg, ServeArgs, TicketArgs};
 use crate::dev_cert::{self, DevFiles, Outcome};
 use crate::metrics::Stats;
 use crate::routes::{self, App, Connection};
@@ -70,15 +74,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
     };
 
     // Listen first: an address in use is reported before anything else happens.
-    let mut listeners = Vec::new();
-    for addr in &args.listen {
-        let fail = |e: io::Error| Failure::runtime(format!("cannot listen on {addr}: {e}"));
-        let listener = std::net::TcpListener::bind(addr).map_err(fail)?;
-        listener.set_nonblocking(true).map_err(fail)?;
-        let local = listener.local_addr().map_err(fail)?;
-        listeners.push((listener, local));
-    }
-
+    let listeners = bind(&args.listen)?;
     let (builder, dev) = match acceptor_builder(&args.identity) {
         Some(builder) => (builder, None),
         None => {
@@ -88,24 +84,51 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             (builder, Some((files, outcome)))
         }
     };
-    let mut builder = builder.poll_interval(args.poll_interval).policy(policy);
-    if let Some(ca) = &args.ca {
-        let auth = match args.client_auth.unwrap_or(ClientAuthArg::Required) {
-            ClientAuthArg::Required => ClientAuth::Required,
-            ClientAuthArg::Optional => ClientAuth::Optional,
-        };
-        builder = builder.client_ca(ca, auth);
-        if dev.is_some() {
-            // The development certificate comes from its own CA, not the clients'.
-            builder = builder.check_chain_against_ca(false);
-        }
-    }
-    let tls = builder.build()?;
+    let tls = configure(builder, &args).build()?;
 
     let result = runtime.block_on(serve(args, signals, listeners, tls, dev));
     // Connections still open after the grace period are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// Binds every `--listen` address (non-blocking, for tokio).
+fn bind(addrs: &[SocketAddr]) -> Result<Vec<(std::net::TcpListener, SocketAddr)>, Failure> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let fail = |e: io::Error| Failure::runtime(format!("cannot listen on {addr}: {e}"));
+        let listener = std::net::TcpListener::bind(addr).map_err(fail)?;
+        listener.set_nonblocking(true).map_err(fail)?;
+        let local = listener.local_addr().map_err(fail)?;
+        listeners.push((listener, local));
+    }
+    Ok(listeners)
+}
+
+/// The flags' settings on top of the identity: polling, the handshake timeout
+/// (enforced by `ReloadingAcceptor::accept`), ALPN, mutual TLS, ticket keys.
+fn configure(builder: ReloadingAcceptorBuilder, args: &ServeArgs) -> ReloadingAcceptorBuilder {
+    let mut builder = builder
+        .poll_interval(args.poll_interval)
+        .handshake_timeout(args.handshake_timeout)
+        .policy(policy);
+    if let Some(ca) = &args.ca {
+        let auth = match args.client_auth.unwrap_or(ClientAuthArg::Required) {
+            ClientAuthArg::Required => ClientAuth::Required,
+            ClientAuthArg::Optional => ClientAuth::Optional,
+        };
+        builder = builder
+            .client_ca(ca, auth)
+            .check_chain_against_ca(args.require_chain_to_ca);
+    }
+    let tickets = &args.tickets;
+    match &tickets.ticket_keys {
+        Some(file) => builder.ticket_key_file(file),
+        None => builder.ticket_key_rotation(
+            tickets.ticket_key_rotation,
+            usize::try_from(tickets.ticket_keys_kept).unwrap_or(usize::MAX),
+        ),
+    }
 }
 
 async fn serve(
@@ -134,22 +157,17 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Every connection task holds a sender; `recv` returns `None` once all are gone.
     let (open_tx, mut open_rx) = mpsc::channel::<Infallible>(1);
-    let mut accept_tasks = Vec::new();
-    for (listener, local) in listeners {
-        let listener = TcpListener::from_std(listener)
-            .map_err(|e| Failure::runtime(format!("cannot listen on {local}: {e}")))?;
-        tracing::info!(addr = %local, "listening");
-        accept_tasks.push(tokio::spawn(accept_loop(
-            listener,
-            Arc::clone(&app),
-            args.handshake_timeout,
-            shutdown_rx.clone(),
-            open_tx.clone(),
-        )));
-    }
+    let accept_tasks = spawn_accept_loops(
+        listeners,
+        &app,
+        args.handshake_timeout,
+        &shutdown_rx,
+        &open_tx,
+    )?;
     tracing::info!(
         poll_interval = %human_duration(args.poll_interval),
         handshake_timeout = %human_duration(args.handshake_timeout),
+        ticket_keys = %ticket_key_source(&args.tickets),
         "serving; send SIGHUP to reload now, SIGTERM or SIGINT to stop"
     );
     tokio::spawn(reload_on_sighup(sighup, tls));
@@ -169,16 +187,70 @@ async fn serve(
         let _ = task.await;
     }
     drop(open_tx);
+    drain(
+        &mut open_rx,
+        args.shutdown_grace,
+        &stats,
+        &mut sigterm,
+        &mut sigint,
+    )
+    .await;
+    Ok(())
+}
+
+/// Waits for the connections still open, for at most `grace` or until a second signal.
+async fn drain(
+    open: &mut mpsc::Receiver<Infallible>,
+    grace: Duration,
+    stats: &Stats,
+    sigterm: &mut Signal,
+    sigint: &mut Signal,
+) {
     tokio::select! {
-        _ = open_rx.recv() => tracing::info!("all connections closed; exiting"),
-        () = tokio::time::sleep(args.shutdown_grace) => tracing::warn!(
+        _ = open.recv() => tracing::info!("all connections closed; exiting"),
+        () = tokio::time::sleep(grace) => tracing::warn!(
             connections = Stats::get(&stats.connections_open),
             "grace period over; closing the remaining connections"
         ),
         _ = sigterm.recv() => tracing::warn!("second signal; exiting now"),
         _ = sigint.recv() => tracing::warn!("second signal; exiting now"),
     }
-    Ok(())
+}
+
+/// One accept loop per listener, each logging the address it listens on.
+fn spawn_accept_loops(
+    listeners: Vec<(std::net::TcpListener, SocketAddr)>,
+    app: &Arc<App>,
+    handshake_timeout: Duration,
+    shutdown: &watch::Receiver<bool>,
+    open: &mpsc::Sender<Infallible>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Failure> {
+    let mut tasks = Vec::new();
+    for (listener, local) in listeners {
+        let listener = TcpListener::from_std(listener)
+            .map_err(|e| Failure::runtime(format!("cannot listen on {local}: {e}")))?;
+        tracing::info!(addr = %local, "listening");
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(app),
+            handshake_timeout,
+            shutdown.clone(),
+            open.clone(),
+        )));
+    }
+    Ok(tasks)
+}
+
+/// Where the session ticket keys come from, for the start-up log.
+fn ticket_key_source(tickets: &TicketArgs) -> String {
+    match &tickets.ticket_keys {
+        Some(file) => format!("file {}", file.display()),
+        None => format!(
+            "in memory, rotated every {}, {} kept",
+            human_duration(tickets.ticket_key_rotation),
+            tickets.ticket_keys_kept
+        ),
+    }
 }
 
 /// Resolves once shutdown has begun.
@@ -255,30 +327,39 @@ async fn connection(
     _open: mpsc::Sender<Infallible>,
 ) {
     let _counted = OpenConnection::new(&app.stats);
-    let handshake = tokio::time::timeout(handshake_timeout, app.tls.accept(tcp));
+    // `accept` gives up after --handshake-timeout (set on the builder).
     let stream = tokio::select! {
-        result = handshake => match result {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                Stats::bump(&app.stats.handshake_errors);
-                tracing::debug!(%peer, %error, "TLS handshake failed; closing the connection");
-                return;
-            }
-            Err(_) => {
-                Stats::bump(&app.stats.handshake_timeouts);
-                tracing::debug!(
-                    %peer,
-                    timeout = %human_duration(handshake_timeout),
-                    "TLS handshake timed out; closing the connection"
-                );
-                return;
-            }
+        result = app.tls.accept(tcp) => match result {
+            Ok(stream) => stream,
+            Err(error) => return handshake_failed(&app.stats, peer, &error, handshake_timeout),
         },
         // A handshake in progress at shutdown has no request in flight yet.
         () = stopped(&mut shutdown) => return,
     };
     Stats::bump(&app.stats.handshakes);
+    let (info, alpn) = describe(&stream, peer);
+    serve_http(stream, app, Arc::new(info), alpn, shutdown).await;
+}
 
+/// Counts and logs a handshake that failed or timed out.
+fn handshake_failed(stats: &Stats, peer: SocketAddr, error: &io::Error, timeout: Duration) {
+    // The library's timeout is the only `TimedOut` without an OS error code; an
+    // ETIMEDOUT from the socket is a broken connection, counted as an error.
+    if error.kind() == io::ErrorKind::TimedOut && error.raw_os_error().is_none() {
+        Stats::bump(&stats.handshake_timeouts);
+        tracing::debug!(
+            %peer,
+            timeout = %human_duration(timeout),
+            "TLS handshake timed out; closing the connection"
+        );
+    } else {
+        Stats::bump(&stats.handshake_errors);
+        tracing::debug!(%peer, %error, "TLS handshake failed; closing the connection");
+    }
+}
+
+/// What the handshake negotiated, and the ALPN protocol.
+fn describe(stream: &SslStream<TcpStream>, peer: SocketAddr) -> (Connection, Option<Vec<u8>>) {
     let ssl = stream.ssl();
     let certificate = ssl
         .certificate()
@@ -289,19 +370,32 @@ async fn connection(
         .and_then(|cert| CertificateInfo::of(&cert).ok())
         .map(|info| info.subject);
     let alpn = ssl.selected_alpn_protocol().map(<[u8]>::to_vec);
-    let info = Arc::new(Connection {
+    let info = Connection {
         peer,
         certificate,
         tls_version: ssl.version_str(),
         client,
-    });
+    };
     tracing::debug!(
         %peer,
         tls = info.tls_version,
+        resumed = ssl.session_reused(),
         alpn = alpn.as_deref().map(String::from_utf8_lossy).as_deref(),
         "TLS handshake completed"
     );
+    (info, alpn)
+}
 
+/// Serves HTTP on an established TLS stream until the client is done or shutdown
+/// has finished the requests in flight.
+async fn serve_http(
+    stream: SslStream<TcpStream>,
+    app: Arc<App>,
+    info: Arc<Connection>,
+    alpn: Option<Vec<u8>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peer = info.peer;
     let service =
         service_fn(move |request| routes::handle(request, Arc::clone(&app), Arc::clone(&info)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -332,9 +426,10 @@ async fn connection(
 async fn reload_on_sighup(mut hangup: Signal, tls: ReloadingAcceptor) {
     while hangup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the certificate files now");
-        let tls = tls.clone();
+        let before = tls.ticket_keys();
+        let reloader = tls.clone();
         // Reading files and decrypting a key block; keep them off the runtime threads.
-        match tokio::task::spawn_blocking(move || tls.reload_now()).await {
+        match tokio::task::spawn_blocking(move || reloader.reload_now()).await {
             Ok(Ok(Reload::Published(generation))) => {
                 tracing::info!(generation, "SIGHUP: new certificate in service");
             }
@@ -351,6 +446,27 @@ async fn reload_on_sighup(mut hangup: Signal, tls: ReloadingAcceptor) {
                 tracing::warn!(%error, "SIGHUP: the reload task failed; keeping previous certificate");
             }
         }
+        log_ticket_reload(&before, &tls.ticket_keys());
+    }
+}
+
+/// What a SIGHUP did to the ticket-key file, if there is one (`reload_now` reads
+/// it too). The library logs a failure only when it differs from the last one;
+/// whoever sent the signal wants an answer every time.
+fn log_ticket_reload(before: &TicketKeyStatus, after: &TicketKeyStatus) {
+    let Some(file) = &after.file else { return };
+    let file = file.display();
+    if after.rotations > before.rotations {
+        tracing::info!(%file, keys = after.keys, "SIGHUP: new session ticket keys in service");
+    } else if after.failures > before.failures {
+        let error = after.last_error.as_ref().map(|e| e.message.as_str());
+        tracing::warn!(
+            %file,
+            error,
+            "SIGHUP: ticket-key file not usable; keeping the ticket keys in service"
+        );
+    } else {
+        tracing::info!(%file, "SIGHUP: the ticket-key file holds the keys already in service");
     }
 }
 

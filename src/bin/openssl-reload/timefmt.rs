@@ -43,11 +43,13 @@ fn unix_millis(time: SystemTime) -> i64 {
     }
 }
 
-/// A duration the way the command line takes it: `250ms`, `2s`, `1m`.
+/// A duration the way the command line takes it: `250ms`, `2s`, `1m`, `1h`.
 pub(crate) fn human_duration(duration: Duration) -> String {
     let nanos = duration.as_nanos();
     if nanos == 0 {
         "0s".to_owned()
+    } else if nanos % 3_600_000_000_000 == 0 {
+        format!("{}h", nanos / 3_600_000_000_000)
     } else if nanos % 60_000_000_000 == 0 {
         format!("{}m", nanos / 60_000_000_000)
     } else if nanos % 1_000_000_000 == 0 {
@@ -95,6 +97,8 @@ mod tests {
         assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(human_duration(Duration::from_secs(2)), "2s");
         assert_eq!(human_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(human_duration(Duration::from_secs(5400)), "90m");
         assert_eq!(human_duration(Duration::from_millis(1500)), "1500ms");
     }
 }
