@@ -43,21 +43,11 @@ fn main() -> Result<()> {
         .transpose()?
         .unwrap_or(200);
     let dir = tempfile::tempdir()?;
-    let (ca_cert, ca_key) = certificate("reload-cycle CA", 1, None)?;
-    let pairs = [
-        certificate("a.localhost", 2, Some((&ca_cert, &ca_key)))?,
-        certificate("b.localhost", 3, Some((&ca_cert, &ca_key)))?,
-    ];
-    let client_pair = certificate("client.localhost", 4, Some((&ca_cert, &ca_key)))?;
-    let (other_ca, _) = certificate("reload-cycle other CA", 5, None)?;
-    let bundles = [
-        ca_cert.to_pem()?,
-        [ca_cert.to_pem()?, other_ca.to_pem()?].concat(),
-    ];
+    let material = Material::mint()?;
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let ca_file = dir.path().join("ca.pem");
-    write_pair(dir.path(), &pairs[0])?;
-    write_file(&ca_file, &bundles[0])?;
+    write_pair(dir.path(), &material.pairs[0])?;
+    write_file(&ca_file, &material.bundles[0])?;
 
     let tls = ReloadingAcceptor::builder(&cert, &key)
         .client_ca(&ca_file, ClientAuth::Required)
@@ -67,34 +57,15 @@ fn main() -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let handshakes = cycles.div_ceil(HANDSHAKE_EVERY);
-    let server = {
-        let tls = tls.clone();
-        std::thread::spawn(move || -> Result<()> {
-            for _ in 0..handshakes {
-                let (tcp, _) = listener.accept()?;
-                let mut stream = tls.acceptor().accept(tcp)?;
-                let mut buf = [0; 4];
-                stream.read_exact(&mut buf)?;
-                stream.write_all(&buf)?;
-                stream.shutdown()?;
-            }
-            Ok(())
-        })
-    };
-    let connector = {
-        let mut builder = SslConnector::builder(SslMethod::tls_client())?;
-        builder.cert_store_mut().add_cert(ca_cert)?;
-        builder.set_certificate(&client_pair.0)?;
-        builder.set_private_key(&client_pair.1)?;
-        builder.build()
-    };
+    let server = serve(tls.clone(), listener, handshakes);
+    let connector = material.client()?;
 
     let (mut session, mut resumed) = (None, 0);
     for i in 0..cycles {
-        let pair = &pairs[(i + 1) % 2];
+        let pair = &material.pairs[(i + 1) % 2];
         write_pair(dir.path(), pair)?;
         if i % 10 == 0 {
-            write_file(&ca_file, &bundles[(i / 10) % 2])?;
+            write_file(&ca_file, &material.bundles[(i / 10) % 2])?;
         }
         // `Unchanged` when the poller published these files first.
         tls.reload_now()?;
@@ -115,6 +86,66 @@ fn main() -> Result<()> {
         tls.ticket_keys().rotations
     );
     Ok(())
+}
+
+/// The certificates of the run: a CA, the two server pairs the cycles alternate,
+/// a client pair, and the two client CA bundles (the CA alone, and with another).
+struct Material {
+    ca_cert: X509,
+    pairs: [(X509, PKey<Private>); 2],
+    client_pair: (X509, PKey<Private>),
+    bundles: [Vec<u8>; 2],
+}
+
+impl Material {
+    fn mint() -> Result<Self> {
+        let (ca_cert, ca_key) = certificate("reload-cycle CA", 1, None)?;
+        let pairs = [
+            certificate("a.localhost", 2, Some((&ca_cert, &ca_key)))?,
+            certificate("b.localhost", 3, Some((&ca_cert, &ca_key)))?,
+        ];
+        let client_pair = certificate("client.localhost", 4, Some((&ca_cert, &ca_key)))?;
+        let (other_ca, _) = certificate("reload-cycle other CA", 5, None)?;
+        let bundles = [
+            ca_cert.to_pem()?,
+            [ca_cert.to_pem()?, other_ca.to_pem()?].concat(),
+        ];
+        Ok(Self {
+            ca_cert,
+            pairs,
+            client_pair,
+            bundles,
+        })
+    }
+
+    /// A client that trusts the CA and presents the client pair.
+    fn client(&self) -> Result<SslConnector> {
+        let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+        builder.cert_store_mut().add_cert(self.ca_cert.clone())?;
+        builder.set_certificate(&self.client_pair.0)?;
+        builder.set_private_key(&self.client_pair.1)?;
+        Ok(builder.build())
+    }
+}
+
+/// A server thread that accepts `handshakes` connections on `listener`, echoes
+/// four bytes on each and closes it.
+fn serve(
+    tls: ReloadingAcceptor,
+    listener: TcpListener,
+    handshakes: usize,
+) -> std::thread::JoinHandle<Result<()>> {
+    std::thread::spawn(move || -> Result<()> {
+        for _ in 0..handshakes {
+            let (tcp, _) = listener.accept()?;
+            let mut stream = tls.acceptor().accept(tcp)?;
+            let mut buf = [0; 4];
+            stream.read_exact(&mut buf)?;
+            stream.write_all(&buf)?;
+            stream.shutdown()?;
+        }
+        Ok(())
+    })
 }
 
 /// One client exchange offering `session`; checks that `expected` was served

@@ -1,32 +1,32 @@
-//! Shared by the benchmarks: certificates minted in-process, Kubernetes-style
-//! atomic rotation of a certificate/key pair, and the acceptors and client every
-//! strategy is measured with.
+//! Shared by the benchmarks: certificates minted in-process (by the test support
+//! shared with the test suites), Kubernetes-style atomic rotation of a
+//! certificate/key pair, and the acceptors and client every strategy is measured
+//! with.
 
 // Each bench binary uses a different subset; the items are crate-private anyway.
 #![allow(dead_code)]
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use openssl::asn1::{Asn1Integer, Asn1Time};
-use openssl::bn::BigNum;
-use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
 use openssl::ssl::{
     SslAcceptor, SslConnector, SslContextBuilder, SslMethod, SslVerifyMode, SslVersion,
 };
-use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509Name, X509};
+use openssl::x509::X509;
+
+use support::{Alg, Leaf, LeafSpec};
 
 /// The session id context the crate sets on every context. The baselines set the
 /// same one so that all strategies are configured alike.
+// TODO(core): use openssl_reload::SESSION_ID_CONTEXT
 pub(crate) const SESSION_ID_CONTEXT: &[u8] = b"openssl-reload";
 
 /// The key algorithms of the benchmark's two columns.
@@ -50,9 +50,17 @@ impl KeyKind {
             Self::Rsa2048 => "rsa_2048",
         }
     }
+
+    fn alg(self) -> Alg {
+        match self {
+            Self::EcdsaP256 => Alg::P256,
+            Self::Rsa2048 => Alg::Rsa2048,
+        }
+    }
 }
 
-/// A self-signed server certificate for `localhost` / 127.0.0.1 and its key.
+/// A self-signed server certificate for `localhost` / 127.0.0.1 and its key,
+/// minted by the shared test support.
 pub(crate) struct Pair {
     pub(crate) cert: X509,
     pub(crate) key: PKey<Private>,
@@ -64,47 +72,14 @@ pub(crate) struct Pair {
 
 impl Pair {
     pub(crate) fn generate(kind: KeyKind, serial: u32) -> Self {
-        let key = match kind {
-            KeyKind::EcdsaP256 => {
-                let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-                PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
-            }
-            KeyKind::Rsa2048 => PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
-        };
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        let mut name = X509Name::builder().unwrap();
-        name.append_entry_by_text("CN", "localhost").unwrap();
-        let name = name.build();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        let serial_bn = BigNum::from_u32(serial).unwrap();
-        b.set_serial_number(&Asn1Integer::from_bn(&serial_bn).unwrap())
-            .unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let now = i64::try_from(now).unwrap();
-        b.set_not_before(&Asn1Time::from_unix(now - 3600).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::from_unix(now + 30 * 86_400).unwrap())
-            .unwrap();
-        let san = SubjectAlternativeName::new()
-            .dns("localhost")
-            .ip("127.0.0.1")
-            .build(&b.x509v3_context(None, None))
-            .unwrap();
-        b.append_extension(san).unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        let cert = b.build();
+        let spec = LeafSpec::new("localhost").alg(kind.alg()).serial(serial);
+        let leaf = Leaf::self_signed(spec);
         Self {
-            cert_pem: cert.to_pem().unwrap(),
-            key_pem: key.private_key_to_pem_pkcs8().unwrap(),
-            serial: serial_bn.to_vec(),
-            cert,
-            key,
+            cert_pem: leaf.cert_pem(),
+            key_pem: leaf.key_pem(),
+            serial: leaf.cert.serial_number().to_bn().unwrap().to_vec(),
+            cert: leaf.cert,
+            key: leaf.key,
         }
     }
 

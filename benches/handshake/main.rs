@@ -50,7 +50,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{KeyKind, Pair};
-use report::{int, round2, write_outputs, Report, J};
+use report::{int, round2, write_outputs, Report, Target, J};
 
 struct Config {
     quick: bool,
@@ -151,9 +151,23 @@ fn full_run(cfg: &Config) {
         cfg.reload_poll.as_millis(),
         cfg.rotate_every.as_millis()
     ));
+    run_sections(cfg, tmp.path(), &mut report);
+
+    // The targets go to the terminal and the JSON; ci/bench.sh merges them with
+    // the idle figure into one table of BENCHMARKS.md.
+    let targets = std::mem::take(&mut report.targets);
+    print_targets(&targets);
+    let seconds = started.elapsed().as_secs_f64();
+    report.say(format!("\nHandshake harness run time: {seconds:.0} s."));
+    let json = summary(cfg, seconds, &mut report, &targets);
+    write_outputs(&cfg.out, "handshake", &json, &report.md);
+}
+
+/// The measurements `cfg` selects, in order, into `report`.
+fn run_sections(cfg: &Config, dir: &Path, report: &mut Report) {
     // Memory first, in a process with no other work yet.
     if cfg.runs("memory") {
-        let j = memory::memory(cfg, tmp.path(), &mut report);
+        let j = memory::memory(cfg, dir, report);
         report.json.push(("memory", j));
     }
     if cfg.runs("throughput") {
@@ -162,28 +176,27 @@ fn full_run(cfg: &Config) {
             columns.push(throughput::throughput(
                 cfg,
                 kind,
-                &tmp.path().join(kind.id()),
-                &mut report,
+                &dir.join(kind.id()),
+                report,
             ));
         }
         report.json.push(("throughput", J::Arr(columns)));
     }
     if cfg.runs("resumption") {
-        let j = resumption::resumption(cfg, tmp.path(), &mut report);
+        let j = resumption::resumption(cfg, dir, report);
         report.json.push(("resumption", j));
     }
     if cfg.runs("latency") {
-        let j = latency::reload_latency(cfg, tmp.path(), &mut report);
+        let j = latency::reload_latency(cfg, dir, report);
         report.json.push(("reload_latency", j));
     }
+}
 
-    // The targets go to the terminal and the JSON; ci/bench.sh merges them with
-    // the idle figure into one table of BENCHMARKS.md.
+fn print_targets(targets: &[Target]) {
     println!("\n### Targets (from this run)\n");
     println!("| target | goal | reached | met |");
     println!("|---|---|---|---|");
-    let targets = std::mem::take(&mut report.targets);
-    for t in &targets {
+    for t in targets {
         println!(
             "| {} | {} | {} | {} |",
             t.name,
@@ -192,9 +205,10 @@ fn full_run(cfg: &Config) {
             if t.met { "yes" } else { "**no**" }
         );
     }
-    let seconds = started.elapsed().as_secs_f64();
-    report.say(format!("\nHandshake harness run time: {seconds:.0} s."));
+}
 
+/// The run's JSON: its settings, every section's figures, the targets.
+fn summary(cfg: &Config, seconds: f64, report: &mut Report, targets: &[Target]) -> J {
     let mut json = vec![
         ("quick", J::Bool(cfg.quick)),
         ("openssl", J::Str(openssl::version::version().to_owned())),
@@ -225,7 +239,7 @@ fn full_run(cfg: &Config) {
                 .collect(),
         ),
     ));
-    write_outputs(&cfg.out, "handshake", &J::Obj(json), &report.md);
+    J::Obj(json)
 }
 
 fn main() {

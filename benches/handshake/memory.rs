@@ -19,6 +19,19 @@ pub(crate) fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// `n` reloads by `reload_now`, switching `current` between the two directories
+/// (the first one first); returns how many were published.
+fn alternate(rotator: &Rotator, tls: &ReloadingAcceptor, dirs: [&Path; 2], n: usize) -> u64 {
+    let mut published = 0;
+    for i in 0..n {
+        rotator.point_to(dirs[i % 2]);
+        if let Ok(Reload::Published(_)) = tls.reload_now() {
+            published += 1;
+        }
+    }
+    published
+}
+
 pub(crate) fn memory(cfg: &Config, dir: &Path, report: &mut Report) -> J {
     progress(format_args!("memory: {} reloads", cfg.memory_reloads));
     let kind = KeyKind::EcdsaP256;
@@ -34,21 +47,13 @@ pub(crate) fn memory(cfg: &Config, dir: &Path, report: &mut Report) -> J {
         .policy(server_policy)
         .build()
         .unwrap();
-    let mut published = 0u64;
-    let mut reload = |n: usize| {
-        for i in 0..n {
-            rotator.point_to(if i % 2 == 0 { &dir_b } else { &dir_a });
-            if let Ok(Reload::Published(_)) = tls.reload_now() {
-                published += 1;
-            }
-        }
-    };
+    let reload = |n: usize| alternate(&rotator, &tls, [&dir_b, &dir_a], n);
     let start_kib = rss_kib();
     // Warm-up: allocator arenas and OpenSSL's lazily built tables settle.
-    reload(100);
+    let mut published = reload(100);
     let before_kib = rss_kib();
     let started = Instant::now();
-    reload(cfg.memory_reloads);
+    published += reload(cfg.memory_reloads);
     let elapsed = started.elapsed();
     let after_kib = rss_kib();
     let growth_kib = after_kib as i64 - before_kib as i64;

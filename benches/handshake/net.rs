@@ -136,6 +136,39 @@ impl Drop for Server {
     }
 }
 
+/// `rounds` interleaved rounds over `count` contenders, each measured for one
+/// segment per round by `segment(i)`: forward in even rounds, backward in odd
+/// ones, so that neither end of a round is favoured. After each round
+/// `after_round(round, rates)` sees the rates. Returns each contender's total and
+/// its per-round rate relative to contender 0.
+pub(crate) fn interleaved_rounds(
+    count: usize,
+    rounds: usize,
+    mut segment: impl FnMut(usize) -> Segment,
+    mut after_round: impl FnMut(usize, &[f64]),
+) -> (Vec<Segment>, Vec<Vec<f64>>) {
+    let mut totals: Vec<Segment> = (0..count).map(|_| Segment::default()).collect();
+    let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); count];
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..count).collect()
+        } else {
+            (0..count).rev().collect()
+        };
+        let mut rates = vec![0.0; count];
+        for &i in &order {
+            let seg = segment(i);
+            rates[i] = seg.rate();
+            totals[i].absorb(seg);
+        }
+        after_round(round, &rates);
+        for (i, rate) in rates.iter().enumerate() {
+            per_round[i].push(rate / rates[0]);
+        }
+    }
+    (totals, per_round)
+}
+
 pub(crate) fn connect(
     addr: SocketAddr,
     connector: &SslConnector,

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 
 use crate::common::client;
-use crate::net::{Clients, Segment};
+use crate::net::{interleaved_rounds, Clients, Segment};
 use crate::report::{int, progress, round2, round4, write_outputs, J};
-use crate::stats::{median, percentile_us};
+use crate::stats::{median_and_range, percentile_us};
 use crate::Config;
 
 /// Client only, against servers already running: interleaved rounds, same client.
@@ -27,31 +27,39 @@ pub(crate) fn peers(cfg: &Config, spec: &str) {
             );
         }
     }
-    let mut totals: Vec<Segment> = peers.iter().map(|_| Segment::default()).collect();
-    let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
-    for round in 0..cfg.rounds {
-        let order: Vec<usize> = if round % 2 == 0 {
-            (0..peers.len()).collect()
-        } else {
-            (0..peers.len()).rev().collect()
-        };
-        let mut rates = vec![0.0; peers.len()];
-        for &i in &order {
-            let seg = clients.run(peers[i].1, cfg.segment);
-            rates[i] = seg.rate();
-            totals[i].absorb(seg);
-        }
-        progress(format_args!(
-            "peers: round {}/{}: {:?}",
-            round + 1,
-            cfg.rounds,
-            rates.iter().map(|r| r.round()).collect::<Vec<_>>()
-        ));
-        for (i, rate) in rates.iter().enumerate() {
-            per_round[i].push(rate / rates[0]);
-        }
-    }
+    let (mut totals, per_round) = interleaved_rounds(
+        peers.len(),
+        cfg.rounds,
+        |i| clients.run(peers[i].1, cfg.segment),
+        |round, rates| {
+            progress(format_args!(
+                "peers: round {}/{}: {:?}",
+                round + 1,
+                cfg.rounds,
+                rates.iter().map(|r| r.round()).collect::<Vec<_>>()
+            ));
+        },
+    );
     let mut md = String::new();
+    let rows = table(&peers, &mut totals, &per_round, &mut md);
+    let json = J::Obj(vec![
+        ("quick", J::Bool(cfg.quick)),
+        ("rounds", int(cfg.rounds as u64)),
+        ("segment_ms", int(cfg.segment.as_millis() as u64)),
+        ("client_threads", int(cfg.clients as u64)),
+        ("peers", J::Arr(rows)),
+    ]);
+    write_outputs(&cfg.out, "peers", &json, &md);
+}
+
+/// The Markdown table of the peers (printed, and appended to `md`), and their
+/// JSON rows.
+fn table(
+    peers: &[(String, SocketAddr)],
+    totals: &mut [Segment],
+    per_round: &[Vec<f64>],
+    md: &mut String,
+) -> Vec<J> {
     let mut say = |line: String| {
         println!("{line}");
         md.push_str(&line);
@@ -71,12 +79,7 @@ pub(crate) fn peers(cfg: &Config, spec: &str) {
             percentile_us(&seg.latencies_us, 50.0),
             percentile_us(&seg.latencies_us, 99.0),
         );
-        let (lo, hi) = per_round[i]
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
-                (lo.min(r), hi.max(r))
-            });
-        let ratio = median(&per_round[i]);
+        let (ratio, lo, hi) = median_and_range(&per_round[i]);
         say(format!(
             "| {name} | {:.0} | {ratio:.3} ({lo:.3}–{hi:.3}) | {p50} | {p99} | {} |",
             seg.rate(),
@@ -104,12 +107,5 @@ pub(crate) fn peers(cfg: &Config, spec: &str) {
             ),
         ]));
     }
-    let json = J::Obj(vec![
-        ("quick", J::Bool(cfg.quick)),
-        ("rounds", int(cfg.rounds as u64)),
-        ("segment_ms", int(cfg.segment.as_millis() as u64)),
-        ("client_threads", int(cfg.clients as u64)),
-        ("peers", J::Arr(rows)),
-    ]);
-    write_outputs(&cfg.out, "peers", &json, &md);
+    rows
 }

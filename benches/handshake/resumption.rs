@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use openssl::ssl::{SslConnector, SslSession};
+use openssl::ssl::{SslAcceptor, SslConnector, SslSession};
 use openssl_reload::{ClientAuth, ReloadingAcceptor};
 
 use crate::common::{
@@ -33,6 +33,7 @@ pub(crate) fn ticket(addr: SocketAddr, connector: &SslConnector) -> Result<SslSe
     Ok(session.to_owned())
 }
 
+#[derive(Default)]
 pub(crate) struct ResumeCount {
     pub(crate) offered: u64,
     pub(crate) resumed: u64,
@@ -54,6 +55,8 @@ pub(crate) fn resume_all(
     }
 }
 
+const ARMS: [&str; 3] = ["reloading", "reloading, mTLS required", "acceptor-swap"];
+
 pub(crate) fn resumption(cfg: &Config, dir: &Path, report: &mut Report) -> J {
     progress("resumption across reloads");
     let kind = KeyKind::EcdsaP256;
@@ -74,118 +77,22 @@ pub(crate) fn resumption(cfg: &Config, dir: &Path, report: &mut Report) -> J {
     );
     report.say("|---|---:|---:|---:|");
     let mut crate_pct: f64 = 100.0;
-    for (index, arm) in ["reloading", "reloading, mTLS required", "acceptor-swap"]
-        .into_iter()
-        .enumerate()
-    {
+    for (index, arm) in ARMS.into_iter().enumerate() {
         let mtls = arm.contains("mTLS");
         let connector = if mtls {
             client_with(&client_pair)
         } else {
             client()
         };
-        let mut rotator = Rotator::new(&dir.join(format!("resume-{index}")), &pairs[0]);
-        let (server, tls, swap) = if arm.starts_with("reloading") {
-            let mut builder = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
-                .poll_interval(cfg.reload_poll)
-                .policy(server_policy);
-            if mtls {
-                builder = builder.client_ca(&client_ca, ClientAuth::Required);
-            }
-            let tls = builder.build().unwrap();
-            (
-                Server::start(Strategy::Reloading(tls.clone()), cfg.server_threads),
-                Some(tls),
-                None,
-            )
-        } else {
-            let swap = Arc::new(ArcSwap::from_pointee(
-                acceptor_from_files(&rotator.cert_path(), &rotator.key_path()).unwrap(),
-            ));
-            (
-                Server::start(Strategy::Swap(Arc::clone(&swap)), cfg.server_threads),
-                None,
-                Some(swap),
-            )
-        };
-        let mut after = ResumeCount {
-            offered: 0,
-            resumed: 0,
-            failures: 0,
-        };
-        let mut control = ResumeCount {
-            offered: 0,
-            resumed: 0,
-            failures: 0,
-        };
-        let mut ticket_failures = 0u64;
-        let mut unseen = 0u64;
-        for round in 0..cfg.resume_reloads {
-            let mut tickets = |n: usize| -> Vec<SslSession> {
-                (0..n)
-                    .filter_map(|_| match ticket(server.addr, &connector) {
-                        Ok(s) => Some(s),
-                        Err(_) => {
-                            ticket_failures += 1;
-                            None
-                        }
-                    })
-                    .collect()
-            };
-            // Control: the same, with no reload in between.
-            let sessions = tickets(cfg.resume_clients);
-            resume_all(server.addr, &connector, &sessions, &mut control);
-
-            let sessions = tickets(cfg.resume_clients);
-            let pair = &pairs[(round + 1) % pairs.len()];
-            rotator.install(pair);
-            if let Some(tls) = &tls {
-                let generation = tls.status().generation;
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while tls.status().generation == generation && Instant::now() < deadline {
-                    thread::sleep(Duration::from_millis(1));
-                }
-            }
-            if let Some(swap) = &swap {
-                swap.store(Arc::new(
-                    acceptor_from_files(&rotator.cert_path(), &rotator.key_path()).unwrap(),
-                ));
-            }
-            // The reload is in service: a new handshake sees the new certificate.
-            match connect(server.addr, &connector, None) {
-                Ok(s) if peer_serial(&s).as_deref() == Some(&pair.serial[..]) => {}
-                _ => unseen += 1,
-            }
-            resume_all(server.addr, &connector, &sessions, &mut after);
+        let rotator = Rotator::new(&dir.join(format!("resume-{index}")), &pairs[0]);
+        let mut served = Served::start(cfg, arm, rotator, mtls.then_some(&*client_ca));
+        let run = served.measure(cfg, &connector, &pairs);
+        report.say(run.markdown_row(arm));
+        if served.tls.is_some() {
+            crate_pct = crate_pct.min(pct(&run.after));
         }
-        let pct = |c: &ResumeCount| 100.0 * c.resumed as f64 / c.offered.max(1) as f64;
-        let failures = after.failures + control.failures + ticket_failures + unseen;
-        report.say(format!(
-            "| {arm} | {:.1} % ({} of {}) | {:.1} % ({} of {}) | {failures} |",
-            pct(&after),
-            after.resumed,
-            after.offered,
-            pct(&control),
-            control.resumed,
-            control.offered
-        ));
-        if tls.is_some() {
-            crate_pct = crate_pct.min(pct(&after));
-        }
-        rows.push(J::Obj(vec![
-            ("strategy", J::Str(arm.to_owned())),
-            ("reloads", int(cfg.resume_reloads as u64)),
-            ("offered", int(after.offered)),
-            ("resumed", int(after.resumed)),
-            ("resumed_pct", J::Num(round2(pct(&after)))),
-            ("control_offered", int(control.offered)),
-            ("control_resumed", int(control.resumed)),
-            ("control_resumed_pct", J::Num(round2(pct(&control)))),
-            ("handshake_failures", int(after.failures + control.failures)),
-            ("ticket_failures", int(ticket_failures)),
-            ("reload_not_seen", int(unseen)),
-        ]));
-        drop(server);
+        rows.push(run.json_row(cfg, arm));
+        drop(served);
     }
     report.target(
         "resumption across a reload (this crate, with and without mTLS)",
@@ -194,4 +101,146 @@ pub(crate) fn resumption(cfg: &Config, dir: &Path, report: &mut Report) -> J {
         crate_pct >= 99.0,
     );
     J::Arr(rows)
+}
+
+fn pct(c: &ResumeCount) -> f64 {
+    100.0 * c.resumed as f64 / c.offered.max(1) as f64
+}
+
+/// One strategy's server on its certificate directory: the crate's reloading
+/// acceptor (with client certificates required when `client_ca` is given) or
+/// the acceptor-swap baseline.
+struct Served {
+    rotator: Rotator,
+    server: Server,
+    tls: Option<ReloadingAcceptor>,
+    swap: Option<Arc<ArcSwap<SslAcceptor>>>,
+}
+
+impl Served {
+    fn start(cfg: &Config, arm: &str, rotator: Rotator, client_ca: Option<&Path>) -> Self {
+        if arm.starts_with("reloading") {
+            let mut builder = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
+                .poll_interval(cfg.reload_poll)
+                .policy(server_policy);
+            if let Some(client_ca) = client_ca {
+                builder = builder.client_ca(client_ca, ClientAuth::Required);
+            }
+            let tls = builder.build().unwrap();
+            let server = Server::start(Strategy::Reloading(tls.clone()), cfg.server_threads);
+            Self {
+                rotator,
+                server,
+                tls: Some(tls),
+                swap: None,
+            }
+        } else {
+            let swap = Arc::new(ArcSwap::from_pointee(
+                acceptor_from_files(&rotator.cert_path(), &rotator.key_path()).unwrap(),
+            ));
+            let server = Server::start(Strategy::Swap(Arc::clone(&swap)), cfg.server_threads);
+            Self {
+                rotator,
+                server,
+                tls: None,
+                swap: Some(swap),
+            }
+        }
+    }
+
+    /// `cfg.resume_reloads` rounds: tickets resumed without a reload (control),
+    /// then tickets issued, a reload, and the tickets offered after it.
+    fn measure(&mut self, cfg: &Config, connector: &SslConnector, pairs: &[Pair]) -> Run {
+        let mut run = Run::default();
+        let addr = self.server.addr;
+        for round in 0..cfg.resume_reloads {
+            // Control: the same, with no reload in between.
+            let sessions = run.tickets(addr, connector, cfg.resume_clients);
+            resume_all(addr, connector, &sessions, &mut run.control);
+
+            let sessions = run.tickets(addr, connector, cfg.resume_clients);
+            let pair = &pairs[(round + 1) % pairs.len()];
+            self.reload(pair);
+            // The reload is in service: a new handshake sees the new certificate.
+            match connect(addr, connector, None) {
+                Ok(s) if peer_serial(&s).as_deref() == Some(&pair.serial[..]) => {}
+                _ => run.unseen += 1,
+            }
+            resume_all(addr, connector, &sessions, &mut run.after);
+        }
+        run
+    }
+
+    /// Installs `pair` and waits until the poller published it, or rebuilds and
+    /// stores the acceptor-swap baseline's acceptor.
+    fn reload(&mut self, pair: &Pair) {
+        self.rotator.install(pair);
+        if let Some(tls) = &self.tls {
+            let generation = tls.status().generation;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while tls.status().generation == generation && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        if let Some(swap) = &self.swap {
+            swap.store(Arc::new(
+                acceptor_from_files(&self.rotator.cert_path(), &self.rotator.key_path()).unwrap(),
+            ));
+        }
+    }
+}
+
+/// What one strategy's rounds counted.
+#[derive(Default)]
+struct Run {
+    after: ResumeCount,
+    control: ResumeCount,
+    ticket_failures: u64,
+    unseen: u64,
+}
+
+impl Run {
+    /// `n` full handshakes' sessions; the failed ones are counted.
+    fn tickets(&mut self, addr: SocketAddr, connector: &SslConnector, n: usize) -> Vec<SslSession> {
+        (0..n)
+            .filter_map(|_| match ticket(addr, connector) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    self.ticket_failures += 1;
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn markdown_row(&self, arm: &str) -> String {
+        let (after, control) = (&self.after, &self.control);
+        let failures = after.failures + control.failures + self.ticket_failures + self.unseen;
+        format!(
+            "| {arm} | {:.1} % ({} of {}) | {:.1} % ({} of {}) | {failures} |",
+            pct(after),
+            after.resumed,
+            after.offered,
+            pct(control),
+            control.resumed,
+            control.offered
+        )
+    }
+
+    fn json_row(&self, cfg: &Config, arm: &str) -> J {
+        let (after, control) = (&self.after, &self.control);
+        J::Obj(vec![
+            ("strategy", J::Str(arm.to_owned())),
+            ("reloads", int(cfg.resume_reloads as u64)),
+            ("offered", int(after.offered)),
+            ("resumed", int(after.resumed)),
+            ("resumed_pct", J::Num(round2(pct(after)))),
+            ("control_offered", int(control.offered)),
+            ("control_resumed", int(control.resumed)),
+            ("control_resumed_pct", J::Num(round2(pct(control)))),
+            ("handshake_failures", int(after.failures + control.failures)),
+            ("ticket_failures", int(self.ticket_failures)),
+            ("reload_not_seen", int(self.unseen)),
+        ])
+    }
 }

@@ -13,6 +13,16 @@ pub(crate) fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The median of per-round ratios and their range (min, max).
+pub(crate) fn median_and_range(values: &[f64]) -> (f64, f64, f64) {
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+            (lo.min(r), hi.max(r))
+        });
+    (median(values), lo, hi)
+}
+
 pub(crate) fn percentile_us(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;

@@ -6,7 +6,7 @@ use openssl::provider::Provider;
 use openssl::symm::{Cipher, Crypter, Mode};
 use openssl_reload::fips;
 
-use crate::support::require_fips;
+use crate::fixture::require_fips;
 
 /// Marks the child process of [`md5_is_refused_by_the_fips_property`].
 const CHILD_ENV: &str = "OPENSSL_RELOAD_FIPS_TEST_CHILD";

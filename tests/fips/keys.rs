@@ -3,10 +3,11 @@ use std::path::{Path, PathBuf};
 
 use openssl_reload::{Error, Passphrase, ReloadingAcceptor};
 
-use crate::support::{
-    eventually, openssl_cli, replace, require_fips, Ca, Client, Leaf, Server, Serving, INTERVAL,
-    PASS,
+use crate::fixture::{
+    encrypted_acceptor, fips_ca, fips_leaf, openssl_cli, require_fips, Client, EncryptedKey,
+    Serving, PASS,
 };
+use crate::support::{eventually, serve, write_atomic, Ca, Leaf, Server, INTERVAL};
 
 /// `pass:<PASS>` for the CLI's `-passin`/`-passout`.
 fn pass_arg() -> String {
@@ -129,20 +130,18 @@ fn assert_unsupported_error(result: Result<String, Error>, path: &Path, reason: 
     message
 }
 
-#[tokio::test]
-async fn encrypted_pkcs8_with_pbkdf2_sha256_and_aes256_loads() {
-    require_fips!("encrypted_pkcs8_with_pbkdf2_sha256_and_aes256_loads");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let ca = Ca::new();
-    let leaf = ca.leaf();
-    let (cert, plain) = write_plain(d, "leaf", &leaf);
+/// A fresh CA and leaf; the leaf is written for the CLI as `leaf.crt` and
+/// `leaf.plain.pem` in `dir` (see [`write_plain`]).
+fn minted(dir: &Path) -> (Ca, Leaf, PathBuf, PathBuf) {
+    let ca = fips_ca();
+    let leaf = fips_leaf(&ca);
+    let (cert, plain) = write_plain(dir, "leaf", &leaf);
+    (ca, leaf, cert, plain)
+}
 
-    // Encrypted in this process, in FIPS mode, by the openssl crate. Its defaults
-    // are the ones wanted: PBES2, PBKDF2 with HMAC-SHA256, AES-256-CBC.
-    let in_process = d.join("in-process.pem");
-    let pem = leaf.key_pem_pkcs8_aes256();
-    let der = pem_body(&pem);
+/// Asserts that the encrypted PKCS#8 DER `der` names PBES2, PBKDF2,
+/// HMAC-SHA256 and AES-256-CBC (by their DER-encoded OIDs).
+fn assert_pbes2_pbkdf2_sha256_aes256(der: &[u8]) {
     for (what, oid) in [
         (
             "PBES2",
@@ -167,11 +166,39 @@ async fn encrypted_pkcs8_with_pbkdf2_sha256_and_aes256_loads() {
             ],
         ),
     ] {
-        assert!(
-            contains(&der, oid),
-            "the in-process key does not use {what}"
-        );
+        assert!(contains(der, oid), "the in-process key does not use {what}");
     }
+}
+
+/// Handshakes keep getting the certificate `serial`, several poll intervals long.
+async fn still_served(client: &Client, server: &Server, serial: &str) {
+    for _ in 0..5 {
+        assert_eq!(client.handshake(server).await.unwrap().serial, serial);
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+/// Waits until handshakes get the certificate `serial`.
+async fn until_served(what: &str, client: &Client, server: &Server, serial: &str) {
+    eventually(what, || async {
+        let seen = client.handshake(server).await.unwrap();
+        (seen.serial == serial).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn encrypted_pkcs8_with_pbkdf2_sha256_and_aes256_loads() {
+    require_fips!("encrypted_pkcs8_with_pbkdf2_sha256_and_aes256_loads");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, leaf, cert, plain) = minted(d);
+
+    // Encrypted in this process, in FIPS mode, by the openssl crate. Its defaults
+    // are the ones wanted: PBES2, PBKDF2 with HMAC-SHA256, AES-256-CBC.
+    let in_process = d.join("in-process.pem");
+    let pem = leaf.key_pem_pkcs8_aes256();
+    assert_pbes2_pbkdf2_sha256_aes256(&pem_body(&pem));
     fs::write(&in_process, &pem).unwrap();
 
     // Converted by the CLI command that docs/fips.md recommends, PEM and DER.
@@ -190,12 +217,7 @@ async fn encrypted_pkcs8_with_pbkdf2_sha256_and_aes256_loads() {
     }
 
     // And serves.
-    let tls = ReloadingAcceptor::builder(&cert, &cli_pem)
-        .passphrase(Passphrase::from_bytes(PASS))
-        .poll_interval(INTERVAL)
-        .build()
-        .unwrap();
-    let server = Server::start(tls).await;
+    let server = serve(encrypted_acceptor(&cert, &cli_pem)).await;
     let seen = Client::new(&ca).handshake(&server).await.unwrap();
     assert_eq!(seen.serial, leaf.serial);
 }
@@ -207,21 +229,26 @@ fn non_approved_key_encryption_fails_cleanly() {
     require_fips!("non_approved_key_encryption_fails_cleanly");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca = Ca::new();
-    let leaf = ca.leaf();
-    let (cert, plain) = write_plain(d, "leaf", &leaf);
+    let (_ca, _leaf, cert, plain) = minted(d);
+    traditional_pem_is_unsupported(d, &cert, &plain);
+    pbes1_pkcs8_is_unsupported(d, &cert, &plain);
+    password_pkcs12_is_unsupported(d, &cert, &plain);
+}
 
-    // Traditional PEM encryption: the key is derived from the passphrase with MD5,
-    // whatever the cipher.
+/// Traditional PEM encryption: the key is derived from the passphrase with MD5,
+/// whatever the cipher.
+fn traditional_pem_is_unsupported(d: &Path, cert: &Path, plain: &Path) {
     for cipher in ["-aes128", "-aes256", "-des3"] {
         let key = d.join(format!("traditional{cipher}.pem"));
-        md5_keyed_pem(&plain, &key, cipher);
-        let message = assert_unsupported_error(check_pair(&cert, &key), &key, "MD5");
+        md5_keyed_pem(plain, &key, cipher);
+        let message = assert_unsupported_error(check_pair(cert, &key), &key, "MD5");
         eprintln!("traditional PEM ({cipher}): {message}");
     }
+}
 
-    // PKCS#8 encrypted with a PKCS#12 PBE scheme (PBES1 with SHA-1 and 3DES): the
-    // key comes from PKCS12KDF, which the FIPS provider does not offer.
+/// PKCS#8 encrypted with a PKCS#12 PBE scheme (PBES1 with SHA-1 and 3DES): the
+/// key comes from PKCS12KDF, which the FIPS provider does not offer.
+fn pbes1_pkcs8_is_unsupported(d: &Path, cert: &Path, plain: &Path) {
     let pbes1 = d.join("pbes1-sha1-3des.pem");
     let pass = pass_arg();
     openssl_cli(
@@ -232,21 +259,25 @@ fn non_approved_key_encryption_fails_cleanly() {
             "-v1",
             "PBE-SHA1-3DES",
             "-in",
-            s(&plain),
+            s(plain),
             "-out",
             s(&pbes1),
             "-passout",
             &pass,
         ],
     );
-    let message = assert_unsupported_error(check_pair(&cert, &pbes1), &pbes1, "PKCS12KDF");
+    let message = assert_unsupported_error(check_pair(cert, &pbes1), &pbes1, "PKCS12KDF");
     eprintln!("PKCS#8 with PBE-SHA1-3DES: {message}");
+}
 
-    // PKCS#12: legacy RC2-40 certificates with a 3DES key (`-legacy`), and 3DES
-    // throughout without the legacy provider. Both have a SHA-1 MAC keyed by
-    // PKCS12KDF.
+/// PKCS#12: legacy RC2-40 certificates with a 3DES key (`-legacy`), and 3DES
+/// throughout without the legacy provider. Both have a SHA-1 MAC keyed by
+/// PKCS12KDF. OpenSSL 3's own default (AES-256-CBC, PBKDF2, SHA-256 MAC) fails as
+/// well: the MAC key still comes from PKCS12KDF. OpenSSL 3.0's FIPS mode reads no
+/// password-protected PKCS#12 at all (docs/fips.md).
+fn password_pkcs12_is_unsupported(d: &Path, cert: &Path, plain: &Path) {
     let legacy = d.join("legacy-rc2.p12");
-    pkcs12_by_cli(&cert, &plain, &legacy, PASS, &["-legacy"]);
+    pkcs12_by_cli(cert, plain, &legacy, PASS, &["-legacy"]);
     let des3 = d.join("sha1-3des.p12");
     let des3_args = [
         "-certpbe",
@@ -256,12 +287,9 @@ fn non_approved_key_encryption_fails_cleanly() {
         "-macalg",
         "sha1",
     ];
-    pkcs12_by_cli(&cert, &plain, &des3, PASS, &des3_args);
-    // OpenSSL 3's own default (AES-256-CBC, PBKDF2, SHA-256 MAC) fails as well: the
-    // MAC key still comes from PKCS12KDF. OpenSSL 3.0's FIPS mode reads no
-    // password-protected PKCS#12 at all (docs/fips.md).
+    pkcs12_by_cli(cert, plain, &des3, PASS, &des3_args);
     let modern = d.join("aes256.p12");
-    pkcs12_by_cli(&cert, &plain, &modern, PASS, &[]);
+    pkcs12_by_cli(cert, plain, &modern, PASS, &[]);
     for p12 in [&legacy, &des3, &modern] {
         let result = ReloadingAcceptor::builder_pkcs12(p12)
             .passphrase(Passphrase::from_bytes(PASS))
@@ -290,12 +318,12 @@ async fn md5_keyed_pem_swapped_in_keeps_the_old_certificate() {
     } = Serving::start(d).await;
 
     // The renewal arrives with its key in traditional (MD5-keyed) PEM encryption.
-    let second = ca.leaf();
+    let second = fips_leaf(&ca);
     let (_, plain) = write_plain(d, "second", &second);
     let md5_key = d.join("second.md5.pem");
     md5_keyed_pem(&plain, &md5_key, "-aes128");
-    replace(&key, &fs::read(&md5_key).unwrap());
-    replace(&cert, &second.cert_pem());
+    write_atomic(&key, &fs::read(&md5_key).unwrap());
+    write_atomic(&cert, &second.cert_pem());
 
     let status = eventually("the poller to refuse the MD5-keyed key", || async {
         let status = tls.status();
@@ -318,21 +346,18 @@ async fn md5_keyed_pem_swapped_in_keeps_the_old_certificate() {
     let result = tls.reload_now().map(|_| String::new());
     assert_unsupported_error(result, &key, "MD5");
     // Handshakes still get the first certificate, several poll intervals later.
-    for _ in 0..5 {
-        let seen = client.handshake(&server).await.unwrap();
-        assert_eq!(seen.serial, first.serial);
-        tokio::time::sleep(INTERVAL).await;
-    }
+    still_served(&client, &server, &first.serial).await;
 
     // The key re-encrypted with PBKDF2 and AES-256 goes into service.
-    replace(&key, &second.key_pem_pkcs8_aes256());
-    eventually("the FIPS-encrypted renewal to be served", || async {
-        let seen = client.handshake(&server).await.unwrap();
-        (seen.serial == second.serial).then_some(())
-    })
-    .await;
+    write_atomic(&key, &second.key_pem_pkcs8_aes256());
+    let what = "the FIPS-encrypted renewal to be served";
+    until_served(what, &client, &server, &second.serial).await;
     assert_eq!(tls.status().consecutive_failures, 0);
 }
+
+/// The one kind of PKCS#12 that OpenSSL 3.0 reads in FIPS mode: no MAC and no
+/// encryption (password empty).
+const CLEAR_PKCS12: [&str; 5] = ["-nomac", "-keypbe", "NONE", "-certpbe", "NONE"];
 
 /// A PKCS#12 bundle swapped for a legacy one is refused and the old certificate stays
 /// in service. The server starts from the one kind of PKCS#12 that OpenSSL 3.0 reads
@@ -343,17 +368,16 @@ async fn legacy_pkcs12_swapped_in_keeps_the_old_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let bundle = d.join("server.p12");
-    let ca = Ca::new();
-    let first = ca.leaf();
+    let ca = fips_ca();
+    let first = fips_leaf(&ca);
     let (cert1, plain1) = write_plain(d, "first", &first);
-    let clear = ["-nomac", "-keypbe", "NONE", "-certpbe", "NONE"];
-    pkcs12_by_cli(&cert1, &plain1, &bundle, "", &clear);
+    pkcs12_by_cli(&cert1, &plain1, &bundle, "", &CLEAR_PKCS12);
     let tls = ReloadingAcceptor::builder_pkcs12(&bundle)
         .passphrase(Passphrase::from_bytes(""))
         .poll_interval(INTERVAL)
         .build()
         .unwrap();
-    let server = Server::start(tls.clone()).await;
+    let server = serve(tls.clone()).await;
     let client = Client::new(&ca);
     assert_eq!(
         client.handshake(&server).await.unwrap().serial,
@@ -361,12 +385,25 @@ async fn legacy_pkcs12_swapped_in_keeps_the_old_certificate() {
     );
 
     // The renewal arrives as a legacy bundle (RC2-40 / 3DES, SHA-1 MAC).
-    let second = ca.leaf();
+    let second = fips_leaf(&ca);
     let (cert2, plain2) = write_plain(d, "second", &second);
     let legacy = d.join("second.legacy.p12");
     pkcs12_by_cli(&cert2, &plain2, &legacy, "", &["-legacy"]);
-    replace(&bundle, &fs::read(&legacy).unwrap());
+    write_atomic(&bundle, &fs::read(&legacy).unwrap());
+    assert_legacy_refused(&tls, &bundle).await;
+    still_served(&client, &server, &first.serial).await;
 
+    // A bundle OpenSSL can read in FIPS mode goes into service.
+    let fixed = d.join("second.clear.p12");
+    pkcs12_by_cli(&cert2, &plain2, &fixed, "", &CLEAR_PKCS12);
+    write_atomic(&bundle, &fs::read(&fixed).unwrap());
+    let what = "the readable renewal to be served";
+    until_served(what, &client, &server, &second.serial).await;
+}
+
+/// The poller refuses the legacy PKCS#12 now in `bundle`, naming PKCS12KDF and the
+/// file, without publishing; an explicit reload says the same.
+async fn assert_legacy_refused(tls: &ReloadingAcceptor, bundle: &Path) {
     let status = eventually("the poller to refuse the legacy PKCS#12", || async {
         let status = tls.status();
         status
@@ -378,25 +415,8 @@ async fn legacy_pkcs12_swapped_in_keeps_the_old_certificate() {
     .await;
     let error = status.last_error.as_ref().unwrap();
     assert!(error.message.contains("PKCS12KDF"), "{error:?}");
-    assert_eq!(error.path.as_deref(), Some(bundle.as_path()), "{error:?}");
+    assert_eq!(error.path.as_deref(), Some(bundle), "{error:?}");
     assert_eq!(status.generation, 1, "{status:?}");
     let result = tls.reload_now().map(|_| String::new());
-    assert_unsupported_error(result, &bundle, "PKCS12KDF");
-    for _ in 0..5 {
-        assert_eq!(
-            client.handshake(&server).await.unwrap().serial,
-            first.serial
-        );
-        tokio::time::sleep(INTERVAL).await;
-    }
-
-    // A bundle OpenSSL can read in FIPS mode goes into service.
-    let fixed = d.join("second.clear.p12");
-    pkcs12_by_cli(&cert2, &plain2, &fixed, "", &clear);
-    replace(&bundle, &fs::read(&fixed).unwrap());
-    eventually("the readable renewal to be served", || async {
-        let seen = client.handshake(&server).await.unwrap();
-        (seen.serial == second.serial).then_some(())
-    })
-    .await;
+    assert_unsupported_error(result, bundle, "PKCS12KDF");
 }

@@ -3,9 +3,11 @@ use std::fs;
 use openssl::ssl::SslVersion;
 use openssl_reload::{Passphrase, Reload, ReloadingAcceptor};
 
-use crate::support::{
-    eventually, replace, require_fips, Ca, Client, Server, Serving, INTERVAL, PASS,
+use crate::fixture::{
+    encrypted_acceptor, fips_ca, fips_leaf, require_fips, write_leaf, Client, EncryptedKey,
+    Serving, PASS,
 };
+use crate::support::{eventually, serve, write_atomic, INTERVAL};
 
 /// The TLS 1.3 cipher suites the FIPS provider can carry (AES-GCM, AES-CCM); no
 /// ChaCha20-Poly1305.
@@ -20,17 +22,10 @@ const FIPS_TLS13_SUITES: &[&str] = &[
 async fn handshakes_use_fips_cipher_suites() {
     require_fips!("handshakes_use_fips_cipher_suites");
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let ca = Ca::new();
-    let leaf = ca.leaf();
-    fs::write(&cert, leaf.cert_pem()).unwrap();
-    fs::write(&key, leaf.key_pem_pkcs8_aes256()).unwrap();
-    let tls = ReloadingAcceptor::builder(&cert, &key)
-        .passphrase(Passphrase::from_bytes(PASS))
-        .poll_interval(INTERVAL)
-        .build()
-        .unwrap();
-    let server = Server::start(tls).await;
+    let ca = fips_ca();
+    let leaf = fips_leaf(&ca);
+    let (cert, key) = write_leaf(dir.path(), &leaf, true);
+    let server = serve(encrypted_acceptor(&cert, &key)).await;
 
     let tls13 = Client::with(&ca, |b| b.set_min_proto_version(Some(SslVersion::TLS1_3)))
         .unwrap()
@@ -79,16 +74,14 @@ async fn handshakes_use_fips_cipher_suites() {
 async fn non_fips_cipher_suites_are_refused() {
     require_fips!("non_fips_cipher_suites_are_refused");
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let ca = Ca::new();
-    let leaf = ca.leaf();
-    fs::write(&cert, leaf.cert_pem()).unwrap();
-    fs::write(&key, leaf.key_pem()).unwrap();
+    let ca = fips_ca();
+    let leaf = fips_leaf(&ca);
+    let (cert, key) = write_leaf(dir.path(), &leaf, false);
     let tls = ReloadingAcceptor::builder(&cert, &key)
         .poll_interval(INTERVAL)
         .build()
         .unwrap();
-    let server = Server::start(tls).await;
+    let server = serve(tls).await;
 
     // TLS 1.3 with ChaCha20-Poly1305 only: OpenSSL accepts the name but has no
     // cipher to back it, so the handshake fails.
@@ -137,9 +130,9 @@ async fn reload_under_fips() {
     // Rotate: the key first, then the certificate, each atomically. The poller may
     // see the new key with the old certificate in between; that mismatch keeps the
     // first certificate in service until the pair is complete.
-    let second = ca.leaf();
-    replace(&key, &second.key_pem_pkcs8_aes256());
-    replace(&cert, &second.cert_pem());
+    let second = fips_leaf(&ca);
+    write_atomic(&key, &second.key_pem_pkcs8_aes256());
+    write_atomic(&cert, &second.cert_pem());
     let seen = eventually("the poller to serve the rotated certificate", || async {
         let seen = client.handshake(&server).await.unwrap();
         (seen.serial == second.serial).then_some(seen)
@@ -154,7 +147,7 @@ async fn reload_under_fips() {
     );
 
     // And an explicit reload (SIGHUP's path) under FIPS.
-    let third = ca.leaf();
+    let third = fips_leaf(&ca);
     let (cert3, key3) = (dir.path().join("cert3.pem"), dir.path().join("key3.pem"));
     fs::write(&cert3, third.cert_pem()).unwrap();
     fs::write(&key3, third.key_pem_pkcs8_aes256()).unwrap();
@@ -163,11 +156,11 @@ async fn reload_under_fips() {
         .poll_interval(std::time::Duration::from_secs(3600))
         .build()
         .unwrap();
-    let fourth = ca.leaf();
-    replace(&key3, &fourth.key_pem_pkcs8_aes256());
-    replace(&cert3, &fourth.cert_pem());
+    let fourth = fips_leaf(&ca);
+    write_atomic(&key3, &fourth.key_pem_pkcs8_aes256());
+    write_atomic(&cert3, &fourth.cert_pem());
     assert!(matches!(tls3.reload_now().unwrap(), Reload::Published(2)));
-    let server3 = Server::start(tls3).await;
+    let server3 = serve(tls3).await;
     assert_eq!(
         client.handshake(&server3).await.unwrap().serial,
         fourth.serial

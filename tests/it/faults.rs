@@ -10,7 +10,7 @@
 //! - service recovers once good files return (the original files first, then a
 //!   new certificate, which must be served).
 //!
-//! The matrix runs in a child process of its own (see [`util::isolated`]) so that
+//! The matrix runs in a child process of its own (see [`support::isolated`]) so that
 //! the CPU it measures is its own, not that of the tests running beside it.
 //! Set `OPENSSL_RELOAD_FAULT_CASES="empty file|wrong passphrase"` to run some rows.
 
@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::SslConnector;
 use openssl::symm::Cipher;
-use openssl_reload::{ClientAuth, Passphrase, ReloadingAcceptor, DEFAULT_MAX_FILE_SIZE};
+use openssl_reload::{
+    CertificateStatus, ClientAuth, Passphrase, ReloadingAcceptor, DEFAULT_MAX_FILE_SIZE,
+};
 
-use crate::util::{self, Ca, Leaf, LeafSpec, DEADLINE, INTERVAL};
+use crate::support::{self, Ca, Leaf, LeafSpec, DEADLINE, INTERVAL};
 
 /// Which rows to run, `|`-separated names; all when unset.
 const CASES_ENV: &str = "OPENSSL_RELOAD_FAULT_CASES";
@@ -95,20 +97,30 @@ impl Case {
     }
 }
 
+/// Every row of the matrix, by theme.
 fn cases() -> Vec<Case> {
-    use Names::{Ca as CaFile, Cert, Key};
-    let with_ca = Setup {
-        client_ca: true,
-        ..Setup::default()
-    };
+    [
+        content_cases(),
+        key_cases(),
+        file_system_cases(),
+        validity_cases(),
+        undecodable_cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Certificate files whose bytes are not a certificate.
+fn content_cases() -> Vec<Case> {
     vec![
         Case::new(
             "truncated PEM",
             |f| {
                 let pem = f.good.cert_pem();
-                util::write_atomic(&f.cert, &pem[..pem.len() / 2]);
+                support::write_atomic(&f.cert, &pem[..pem.len() / 2]);
             },
-            Cert,
+            Names::Cert,
             "cannot parse certificate chain",
         ),
         Case::new(
@@ -116,38 +128,55 @@ fn cases() -> Vec<Case> {
             |f| {
                 let mut junk = vec![0; 4096];
                 openssl::rand::rand_bytes(&mut junk).unwrap();
-                util::write_atomic(&f.cert, &junk);
+                support::write_atomic(&f.cert, &junk);
             },
-            Cert,
+            Names::Cert,
             "cannot parse certificate chain",
         ),
         Case::new(
             "empty file",
-            |f| util::write_atomic(&f.cert, b""),
-            Cert,
+            |f| support::write_atomic(&f.cert, b""),
+            Names::Cert,
             "no certificate found",
         ),
+        Case::new("oversized file", oversized, Names::Cert, "larger than the"),
+        Case::new(
+            "non-UTF-8 path name",
+            |f| support::write_atomic(&f.cert, b"-----BEGIN CERTIFICATE-----\nnot base64\n"),
+            Names::Cert,
+            "cannot parse certificate chain",
+        )
+        .setup(Setup {
+            non_utf8: true,
+            ..Setup::default()
+        }),
+    ]
+}
+
+/// Text after the END line is ignored by PEM readers: a valid certificate, but a
+/// file over the default 1 MiB cap.
+fn oversized(f: &Fixture) {
+    let mut pem = f.good.cert_pem();
+    pem.resize(DEFAULT_MAX_FILE_SIZE as usize + 1, b'\n');
+    support::write_atomic(&f.cert, &pem);
+}
+
+/// Keys that do not go with the certificate or cannot be decrypted.
+fn key_cases() -> Vec<Case> {
+    vec![
         Case::new(
             "key that does not match",
             |f| {
-                util::write_atomic(
-                    &f.key,
-                    &util::key(util::Alg::P256)
-                        .private_key_to_pem_pkcs8()
-                        .unwrap(),
-                );
+                let other = support::key(support::Alg::P256);
+                support::write_atomic(&f.key, &other.private_key_to_pem_pkcs8().unwrap());
             },
-            Key,
+            Names::Key,
             "does not match certificate",
         ),
         Case::new(
             "wrong passphrase",
-            |f| {
-                let leaf = f.ca.leaf("rotated");
-                util::write_atomic(&f.cert, &leaf.cert_pem());
-                util::write_atomic(&f.key, &encrypted_key(&leaf, b"not the passphrase"));
-            },
-            Key,
+            |f| rotate_encrypted(f, b"not the passphrase"),
+            Names::Key,
             "cannot decrypt",
         )
         .setup(Setup {
@@ -156,24 +185,39 @@ fn cases() -> Vec<Case> {
         }),
         Case::new(
             "encrypted key, no passphrase configured",
-            |f| {
-                let leaf = f.ca.leaf("rotated");
-                util::write_atomic(&f.cert, &leaf.cert_pem());
-                util::write_atomic(&f.key, &encrypted_key(&leaf, PASSPHRASE));
-            },
-            Key,
+            |f| rotate_encrypted(f, PASSPHRASE),
+            Names::Key,
             "is encrypted and no passphrase is configured",
         ),
         Case::new(
+            "half-written pair: cert new, key old",
+            |f| support::write_atomic(&f.cert, &f.ca.leaf("half").cert_pem()),
+            Names::Key,
+            "does not match certificate",
+        ),
+    ]
+}
+
+/// Writes a new leaf whose key is encrypted with `passphrase`.
+fn rotate_encrypted(f: &Fixture, passphrase: &[u8]) {
+    let leaf = f.ca.leaf("rotated");
+    support::write_atomic(&f.cert, &leaf.cert_pem());
+    support::write_atomic(&f.key, &encrypted_key(&leaf, passphrase));
+}
+
+/// Paths that are gone, unreadable, or not regular files.
+fn file_system_cases() -> Vec<Case> {
+    vec![
+        Case::new(
             "file deleted, then restored",
             |f| fs::remove_file(&f.cert).unwrap(),
-            Cert,
+            Names::Cert,
             "No such file",
         ),
         Case::new(
             "permission denied: key file mode 000",
             |f| chmod(&f.key, 0o000),
-            Key,
+            Names::Key,
             "Permission denied",
         )
         .undo(|f| chmod(&f.key, 0o600))
@@ -181,7 +225,7 @@ fn cases() -> Vec<Case> {
         Case::new(
             "permission denied: directory mode 000",
             |f| chmod(&f.dir, 0o000),
-            Cert,
+            Names::Cert,
             "Permission denied",
         )
         .undo(|f| chmod(&f.dir, 0o700))
@@ -192,7 +236,7 @@ fn cases() -> Vec<Case> {
                 fs::remove_file(&f.cert).unwrap();
                 fs::create_dir(&f.cert).unwrap();
             },
-            Cert,
+            Names::Cert,
             "Is a directory",
         )
         .undo(|f| fs::remove_dir(&f.cert).unwrap()),
@@ -200,141 +244,96 @@ fn cases() -> Vec<Case> {
         Case::new(
             "symlink to /dev/zero",
             |f| replace_with_symlink(&f.cert, Path::new("/dev/zero")),
-            Cert,
+            Names::Cert,
             "larger than the",
         ),
         // Opened without O_NONBLOCK, a FIFO with no writer would block the poller
         // forever; the crate reads it as empty instead.
         Case::new(
             "FIFO with no writer",
-            |f| {
-                let tmp = f.dir.join("fifo.tmp");
-                let status = std::process::Command::new("mkfifo")
-                    .arg(&tmp)
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "mkfifo failed");
-                fs::rename(&tmp, &f.cert).unwrap();
-            },
-            Cert,
+            fifo,
+            Names::Cert,
             "no certificate found",
         ),
         Case::new(
-            "oversized file",
-            |f| {
-                let mut pem = f.good.cert_pem();
-                // Text after the END line is ignored by PEM readers: a valid
-                // certificate, but a file over the default 1 MiB cap.
-                pem.resize(DEFAULT_MAX_FILE_SIZE as usize + 1, b'\n');
-                util::write_atomic(&f.cert, &pem);
-            },
-            Cert,
-            "larger than the",
+            "symlink to nowhere",
+            |f| replace_with_symlink(&f.cert, Path::new("nowhere.pem")),
+            Names::Cert,
+            "No such file",
         ),
+    ]
+}
+
+/// Replaces the certificate by a FIFO that nobody writes to.
+fn fifo(f: &Fixture) {
+    let tmp = f.dir.join("fifo.tmp");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&tmp)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo failed");
+    fs::rename(&tmp, &f.cert).unwrap();
+}
+
+/// Well-formed certificates that fail validation: dates, chain, CA bundle.
+fn validity_cases() -> Vec<Case> {
+    let with_ca = Setup {
+        client_ca: true,
+        ..Setup::default()
+    };
+    vec![
         Case::new(
             "expired certificate",
-            |f| {
-                f.write_pair(
-                    &f.ca
-                        .leaf_with(LeafSpec::new("expired").validity(-2 * 86_400, -86_400)),
-                );
-            },
-            Cert,
+            |f| f.write_dated("expired", -2 * 86_400, -86_400),
+            Names::Cert,
             "expired (notAfter",
         ),
         Case::new(
             "not-yet-valid certificate",
-            |f| {
-                f.write_pair(
-                    &f.ca
-                        .leaf_with(LeafSpec::new("future").validity(86_400, 30 * 86_400)),
-                );
-            },
-            Cert,
+            |f| f.write_dated("future", 86_400, 30 * 86_400),
+            Names::Cert,
             "is not yet valid",
         ),
         Case::new(
             "leaf not chaining to the configured CA",
             |f| f.write_pair(&Ca::new("some other CA").leaf("stranger")),
-            Cert,
+            Names::Cert,
             "does not chain to CA bundle",
         )
         .setup(with_ca),
         Case::new(
             "CA file with no certificate",
             |f| {
-                let key_only = util::key(util::Alg::P256)
+                let key_only = support::key(support::Alg::P256)
                     .private_key_to_pem_pkcs8()
                     .unwrap();
-                util::write_atomic(&f.ca_file, &key_only);
+                support::write_atomic(&f.ca_file, &key_only);
             },
-            CaFile,
+            Names::Ca,
             "no certificate found",
         )
         .setup(with_ca),
-        Case::new(
-            "non-UTF-8 path name",
-            |f| util::write_atomic(&f.cert, b"-----BEGIN CERTIFICATE-----\nnot base64\n"),
-            Cert,
-            "cannot parse certificate chain",
-        )
-        .setup(Setup {
-            non_utf8: true,
-            ..Setup::default()
-        }),
-        Case::new(
-            "half-written pair: cert new, key old",
-            |f| util::write_atomic(&f.cert, &f.ca.leaf("half").cert_pem()),
-            Key,
-            "does not match certificate",
-        ),
-        Case::new(
-            "symlink to nowhere",
-            |f| replace_with_symlink(&f.cert, Path::new("nowhere.pem")),
-            Cert,
-            "No such file",
-        ),
+    ]
+}
+
+/// Certificates that parse but fail later, when OpenSSL decodes or uses them; the
+/// error must still name the file.
+fn undecodable_cases() -> Vec<Case> {
+    vec![
         // Found by the property test: the certificate parses (OpenSSL decodes the
         // public key lazily) but its key cannot be decoded when it is compared
-        // with the private key. The error must still name the file.
+        // with the private key.
         Case::new(
             "certificate whose public key does not decode",
-            |f| {
-                let leaf = f.ca.leaf("bad point");
-                let mut der = leaf.cert.to_der().unwrap();
-                // The P-256 subjectPublicKey: BIT STRING, 66 bytes, 0 unused
-                // bits, then the point, uncompressed (0x04). 0x05 is no encoding.
-                let at = der
-                    .windows(4)
-                    .position(|w| w == [0x03, 0x42, 0x00, 0x04])
-                    .unwrap();
-                der[at + 3] = 0x05;
-                util::write_atomic(&f.cert, &der);
-                write_key(&f.key, &leaf.key_pem());
-            },
-            Cert,
+            bad_public_key,
+            Names::Cert,
             "",
         ),
         // Also found by the property test: a notAfter that is no valid time.
         Case::new(
             "certificate with a malformed notAfter",
-            |f| {
-                let leaf = f.ca.leaf("bad time");
-                let mut der = leaf.cert.to_der().unwrap();
-                // Validity is two UTCTimes (tag 0x17, 13 bytes, YYMMDDHHMMSSZ);
-                // the second is notAfter. Month 13 does not exist.
-                let at = der
-                    .windows(2)
-                    .enumerate()
-                    .filter(|(_, w)| *w == [0x17, 0x0d])
-                    .nth(1)
-                    .unwrap()
-                    .0;
-                der[at + 4..at + 6].copy_from_slice(b"13");
-                util::write_atomic(&f.cert, &der);
-                write_key(&f.key, &leaf.key_pem());
-            },
-            Cert,
+            bad_not_after,
+            Names::Cert,
             "",
         ),
         // A legacy certificate that parses and validates but that OpenSSL's
@@ -343,13 +342,46 @@ fn cases() -> Vec<Case> {
             "certificate signed with SHA-1",
             |f| {
                 let (cert, key) = sha1_leaf(&f.ca);
-                util::write_atomic(&f.cert, &cert);
+                support::write_atomic(&f.cert, &cert);
                 write_key(&f.key, &key);
             },
-            Cert,
+            Names::Cert,
             "",
         ),
     ]
+}
+
+/// A leaf whose P-256 point is no valid encoding.
+fn bad_public_key(f: &Fixture) {
+    let leaf = f.ca.leaf("bad point");
+    let mut der = leaf.cert.to_der().unwrap();
+    // The P-256 subjectPublicKey: BIT STRING, 66 bytes, 0 unused
+    // bits, then the point, uncompressed (0x04). 0x05 is no encoding.
+    let at = der
+        .windows(4)
+        .position(|w| w == [0x03, 0x42, 0x00, 0x04])
+        .unwrap();
+    der[at + 3] = 0x05;
+    support::write_atomic(&f.cert, &der);
+    write_key(&f.key, &leaf.key_pem());
+}
+
+/// A leaf whose notAfter names month 13.
+fn bad_not_after(f: &Fixture) {
+    let leaf = f.ca.leaf("bad time");
+    let mut der = leaf.cert.to_der().unwrap();
+    // Validity is two UTCTimes (tag 0x17, 13 bytes, YYMMDDHHMMSSZ);
+    // the second is notAfter. Month 13 does not exist.
+    let at = der
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| *w == [0x17, 0x0d])
+        .nth(1)
+        .unwrap()
+        .0;
+    der[at + 4..at + 6].copy_from_slice(b"13");
+    support::write_atomic(&f.cert, &der);
+    write_key(&f.key, &leaf.key_pem());
 }
 
 /// A P-256 leaf for localhost that `ca` signs with ECDSA-SHA1; PEM cert and key.
@@ -360,7 +392,7 @@ fn sha1_leaf(ca: &Ca) -> (Vec<u8>, Vec<u8>) {
     use openssl::x509::extension::SubjectAlternativeName;
     use openssl::x509::{X509Name, X509};
 
-    let key = util::key(util::Alg::P256);
+    let key = support::key(support::Alg::P256);
     let mut name = X509Name::builder().unwrap();
     name.append_entry_by_text("CN", "sha1").unwrap();
     let mut b = X509::builder().unwrap();
@@ -388,7 +420,7 @@ fn sha1_leaf(ca: &Ca) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn fault_matrix() {
-    util::isolated("faults::fault_matrix", run_matrix);
+    support::isolated("faults::fault_matrix", run_matrix);
 }
 
 async fn run_matrix() {
@@ -477,7 +509,7 @@ fn run_unprivileged(names: &[&str]) {
     let exe = dir.path().join("it");
     fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     chmod(&exe, 0o755);
-    util::run_isolated(
+    support::run_isolated(
         "faults::fault_matrix",
         &exe,
         &[
@@ -501,7 +533,7 @@ struct Fixture {
     ca: Ca,
     good: Leaf,
     tls: ReloadingAcceptor,
-    server: util::Server,
+    server: support::Server,
     connector: SslConnector,
 }
 
@@ -521,7 +553,7 @@ impl Fixture {
         let ca_file = tmp.path().join("ca.pem");
         let ca = Ca::new("fault CA");
         let good = ca.leaf("good");
-        util::write_atomic(&ca_file, &ca.pem());
+        support::write_atomic(&ca_file, &ca.pem());
         write_pair(setup, &cert, &key, &good);
 
         let mut builder = ReloadingAcceptor::builder(&cert, &key).poll_interval(INTERVAL);
@@ -536,8 +568,8 @@ impl Fixture {
                 .check_chain_against_ca(true);
         }
         let tls = builder.build().unwrap();
-        let server = util::serve(tls.clone()).await;
-        let connector = util::client(&ca.pem());
+        let server = support::serve(tls.clone()).await;
+        let connector = support::client(&ca.pem());
         Self {
             _tmp: tmp,
             setup,
@@ -559,8 +591,17 @@ impl Fixture {
         write_pair(self.setup, &self.cert, &self.key, leaf);
     }
 
+    /// Writes a new leaf valid from `not_before` to `not_after` (seconds from now).
+    fn write_dated(&self, cn: &str, not_before: i64, not_after: i64) {
+        self.write_pair(
+            &self
+                .ca
+                .leaf_with(LeafSpec::new(cn).validity(not_before, not_after)),
+        );
+    }
+
     async fn serial(&self) -> String {
-        let seen = util::exchange(&self.connector, self.server.addr, None)
+        let seen = support::exchange(&self.connector, self.server.addr, None)
             .await
             .unwrap();
         assert!(seen.reply.starts_with("serial="), "reply {:?}", seen.reply);
@@ -589,9 +630,16 @@ async fn run_case(case: &Case) {
 
     (case.fault)(&f);
 
-    // The poller sees the fault within a tick or two.
+    let status = fault_reported(&f, case).await;
+    old_certificate_kept(&f, case, &status, &before).await;
+    no_spinning(&f, case, &before).await;
+    recovers(&f, case, &before).await;
+}
+
+/// The poller sees the fault within a tick or two and reports it, naming the file.
+async fn fault_reported(f: &Fixture, case: &Case) -> CertificateStatus {
     let expected = f.path(case.names).to_owned();
-    let status = util::wait_status(&f.tls, case.name, |s| {
+    let status = support::wait_status(&f.tls, case.name, |s| {
         s.last_error
             .as_ref()
             .is_some_and(|e| e.path.as_deref() == Some(&expected) && e.message.contains(case.says))
@@ -606,8 +654,16 @@ async fn run_case(case: &Case) {
         expected.display(),
         error.message
     );
+    status
+}
 
-    // The old certificate is still in service and still what the status reports.
+/// The old certificate is still in service and still what the status reports.
+async fn old_certificate_kept(
+    f: &Fixture,
+    case: &Case,
+    status: &CertificateStatus,
+    before: &CertificateStatus,
+) {
     for _ in 0..3 {
         assert_eq!(
             f.serial().await,
@@ -628,12 +684,14 @@ async fn run_case(case: &Case) {
         case.name
     );
     assert!(status.consecutive_failures >= 1, "{}", case.name);
+}
 
-    // No spinning: the fault stays on disk for a while; the process stays nearly idle.
+/// No spinning: the fault stays on disk for a while; the process stays nearly idle.
+async fn no_spinning(f: &Fixture, case: &Case, before: &CertificateStatus) {
     let failures = f.tls.status().failures;
-    let (cpu0, wall0) = (util::process_cpu_time(), Instant::now());
+    let (cpu0, wall0) = (support::process_cpu_time(), Instant::now());
     tokio::time::sleep(CPU_WINDOW).await;
-    let (cpu, wall) = (util::process_cpu_time() - cpu0, wall0.elapsed());
+    let (cpu, wall) = (support::process_cpu_time() - cpu0, wall0.elapsed());
     let retries = f.tls.status().failures - failures;
     println!(
         "  while faulty: {} ms CPU in {} ms, {retries} retries",
@@ -658,25 +716,24 @@ async fn run_case(case: &Case) {
         case.name
     );
     assert_eq!(status.generation, before.generation, "{}", case.name);
+}
 
-    // Good files return: first the very files in service, then a new certificate.
+/// Good files return: first the very files in service, then a new certificate.
+async fn recovers(f: &Fixture, case: &Case, before: &CertificateStatus) {
     if let Some(undo) = case.undo {
-        undo(&f);
+        undo(f);
     }
     f.write_pair(&f.good);
     if case.setup.client_ca {
-        util::write_atomic(&f.ca_file, &f.ca.pem());
+        support::write_atomic(&f.ca_file, &f.ca.pem());
     }
-    util::wait_status(&f.tls, case.name, |s| s.consecutive_failures == 0).await;
+    support::wait_status(&f.tls, case.name, |s| s.consecutive_failures == 0).await;
     assert_eq!(f.serial().await, f.good.serial, "{}: restored", case.name);
 
     let next = f.ca.leaf("next");
     f.write_pair(&next);
     let start = Instant::now();
-    loop {
-        if f.serial().await == next.serial {
-            break;
-        }
+    while f.serial().await != next.serial {
         assert!(
             start.elapsed() < DEADLINE,
             "{}: new certificate not served after recovery",
@@ -695,7 +752,7 @@ async fn run_case(case: &Case) {
 }
 
 fn write_pair(setup: Setup, cert: &Path, key: &Path, leaf: &Leaf) {
-    util::write_atomic(cert, &leaf.cert_pem());
+    support::write_atomic(cert, &leaf.cert_pem());
     let key_pem = if setup.passphrase {
         encrypted_key(leaf, PASSPHRASE)
     } else {

@@ -10,7 +10,7 @@ use openssl::pkcs12::Pkcs12;
 use openssl::symm::Cipher;
 use openssl_reload::{Error, Passphrase, ReloadingAcceptor, ReloadingAcceptorBuilder};
 
-use crate::util::{self, exchange, Alg, Ca, Leaf, LeafSpec, INTERVAL};
+use crate::support::{self, exchange, Alg, Ca, Leaf, LeafSpec, INTERVAL};
 
 const PASS: &str = "correct horse battery staple";
 
@@ -20,8 +20,8 @@ async fn serves(ca: &Ca, leaf: &Leaf, builder: ReloadingAcceptorBuilder) {
         .poll_interval(INTERVAL)
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let server = util::serve(tls.clone()).await;
-    let seen = exchange(&util::client(&ca.pem()), server.addr, None)
+    let server = support::serve(tls.clone()).await;
+    let seen = exchange(&support::client(&ca.pem()), server.addr, None)
         .await
         .unwrap();
     assert_eq!(seen.serial, leaf.serial);
@@ -45,79 +45,18 @@ async fn every_algorithm_in_pkcs8_pem() {
     }
 }
 
+/// One row of [`every_key_encoding`]: a name, the leaf, its key so encoded, and
+/// the passphrase that opens it.
+type KeyEncoding<'a> = (&'static str, &'a Leaf, Vec<u8>, Passphrase);
+
 #[tokio::test]
 async fn every_key_encoding() {
     let ca = Ca::new("encoding CA");
     let rsa = ca.leaf_with(LeafSpec::new("rsa").alg(Alg::Rsa2048));
     let ec = ca.leaf_with(LeafSpec::new("ec").alg(Alg::P384));
     let ed = ca.leaf_with(LeafSpec::new("ed").alg(Alg::Ed25519));
-    let aes = Cipher::aes_256_cbc();
-    let cases: Vec<(&str, &Leaf, Vec<u8>, Passphrase)> = vec![
-        (
-            "PKCS#1 PEM",
-            &rsa,
-            rsa.key.rsa().unwrap().private_key_to_pem().unwrap(),
-            Passphrase::none(),
-        ),
-        (
-            "PKCS#1 DER",
-            &rsa,
-            rsa.key.rsa().unwrap().private_key_to_der().unwrap(),
-            Passphrase::none(),
-        ),
-        (
-            "SEC1 PEM",
-            &ec,
-            ec.key.ec_key().unwrap().private_key_to_pem().unwrap(),
-            Passphrase::none(),
-        ),
-        (
-            "SEC1 DER",
-            &ec,
-            ec.key.ec_key().unwrap().private_key_to_der().unwrap(),
-            Passphrase::none(),
-        ),
-        (
-            "PKCS#8 DER",
-            &ed,
-            ed.key.private_key_to_pkcs8().unwrap(),
-            Passphrase::none(),
-        ),
-        (
-            "encrypted PKCS#8 PEM (PBES2, AES-256-CBC)",
-            &rsa,
-            rsa.key
-                .private_key_to_pem_pkcs8_passphrase(aes, PASS.as_bytes())
-                .unwrap(),
-            Passphrase::from_bytes(PASS),
-        ),
-        (
-            "traditional encrypted PEM (Proc-Type 4,ENCRYPTED)",
-            &rsa,
-            rsa.key
-                .rsa()
-                .unwrap()
-                .private_key_to_pem_passphrase(aes, PASS.as_bytes())
-                .unwrap(),
-            Passphrase::from_bytes(PASS),
-        ),
-        (
-            "encrypted PKCS#8 DER",
-            &ec,
-            ec.key
-                .private_key_to_pkcs8_passphrase(aes, PASS.as_bytes())
-                .unwrap(),
-            Passphrase::from_bytes(PASS),
-        ),
-        (
-            "encrypted Ed25519 PKCS#8 PEM",
-            &ed,
-            ed.key
-                .private_key_to_pem_pkcs8_passphrase(aes, PASS.as_bytes())
-                .unwrap(),
-            Passphrase::from_bytes(PASS),
-        ),
-    ];
+    let mut cases = plain_key_encodings(&rsa, &ec, &ed);
+    cases.extend(encrypted_key_encodings(&rsa, &ec, &ed));
     for (name, leaf, key_bytes, pass) in cases {
         let dir = tempfile::tempdir().unwrap();
         let cert = write(dir.path(), "cert.pem", &leaf.cert_pem());
@@ -130,6 +69,54 @@ async fn every_key_encoding() {
         )
         .await;
     }
+}
+
+/// Unencrypted keys: PKCS#1 and SEC1, PEM and DER, and PKCS#8 DER.
+fn plain_key_encodings<'a>(rsa: &'a Leaf, ec: &'a Leaf, ed: &'a Leaf) -> Vec<KeyEncoding<'a>> {
+    let rsa_key = rsa.key.rsa().unwrap();
+    let ec_key = ec.key.ec_key().unwrap();
+    [
+        ("PKCS#1 PEM", rsa, rsa_key.private_key_to_pem().unwrap()),
+        ("PKCS#1 DER", rsa, rsa_key.private_key_to_der().unwrap()),
+        ("SEC1 PEM", ec, ec_key.private_key_to_pem().unwrap()),
+        ("SEC1 DER", ec, ec_key.private_key_to_der().unwrap()),
+        ("PKCS#8 DER", ed, ed.key.private_key_to_pkcs8().unwrap()),
+    ]
+    .into_iter()
+    .map(|(name, leaf, bytes)| (name, leaf, bytes, Passphrase::none()))
+    .collect()
+}
+
+/// Keys encrypted with [`PASS`] (AES-256-CBC): PKCS#8 PEM and DER, and
+/// traditional PEM.
+fn encrypted_key_encodings<'a>(rsa: &'a Leaf, ec: &'a Leaf, ed: &'a Leaf) -> Vec<KeyEncoding<'a>> {
+    let (aes, pass) = (Cipher::aes_256_cbc(), PASS.as_bytes());
+    let rsa_key = rsa.key.rsa().unwrap();
+    [
+        (
+            "encrypted PKCS#8 PEM (PBES2, AES-256-CBC)",
+            rsa,
+            rsa.key.private_key_to_pem_pkcs8_passphrase(aes, pass),
+        ),
+        (
+            "traditional encrypted PEM (Proc-Type 4,ENCRYPTED)",
+            rsa,
+            rsa_key.private_key_to_pem_passphrase(aes, pass),
+        ),
+        (
+            "encrypted PKCS#8 DER",
+            ec,
+            ec.key.private_key_to_pkcs8_passphrase(aes, pass),
+        ),
+        (
+            "encrypted Ed25519 PKCS#8 PEM",
+            ed,
+            ed.key.private_key_to_pem_pkcs8_passphrase(aes, pass),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, leaf, bytes)| (name, leaf, bytes.unwrap(), Passphrase::from_bytes(PASS)))
+    .collect()
 }
 
 #[tokio::test]
@@ -178,20 +165,23 @@ async fn pkcs12_bundle_with_chain_and_password() {
     assert!(err.to_string().contains("server.p12"), "{err}");
 }
 
+/// Writes `leaf` as `cert.pem` and `key.pem` in `dir`, the key PKCS#8 encrypted
+/// with [`PASS`] (AES-256-CBC).
+fn write_encrypted(dir: &Path, leaf: &Leaf) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = write(dir, "cert.pem", &leaf.cert_pem());
+    let key = leaf
+        .key
+        .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), PASS.as_bytes())
+        .unwrap();
+    (cert, write(dir, "key.pem", &key))
+}
+
 #[tokio::test]
 async fn passphrase_from_file_env_and_callback() {
     let ca = Ca::new("pass CA");
     let leaf = ca.leaf("pass");
     let dir = tempfile::tempdir().unwrap();
-    let cert = write(dir.path(), "cert.pem", &leaf.cert_pem());
-    let key = write(
-        dir.path(),
-        "key.pem",
-        &leaf
-            .key
-            .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), PASS.as_bytes())
-            .unwrap(),
-    );
+    let (cert, key) = write_encrypted(dir.path(), &leaf);
     // A file as `echo` writes it, with a trailing newline.
     let pass_file = write(dir.path(), "pass", format!("{PASS}\n").as_bytes());
     serves(
@@ -235,15 +225,7 @@ fn wrong_passphrase_is_a_clear_error() {
     let ca = Ca::new("wrong CA");
     let leaf = ca.leaf("wrong");
     let dir = tempfile::tempdir().unwrap();
-    let cert = write(dir.path(), "cert.pem", &leaf.cert_pem());
-    let key = write(
-        dir.path(),
-        "key.pem",
-        &leaf
-            .key
-            .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), PASS.as_bytes())
-            .unwrap(),
-    );
+    let (cert, key) = write_encrypted(dir.path(), &leaf);
     let err = ReloadingAcceptor::builder(&cert, &key)
         .passphrase(Passphrase::from_bytes("not it"))
         .check()

@@ -1,10 +1,9 @@
 //! Integration tests, one binary so they link once. Everything runs over real TLS
 //! on loopback with certificates minted at run time.
 
-mod util;
+#[path = "../support/mod.rs"]
+mod support;
 
-/// The `openssl-reload` binary, driven with curl and openssl s_client.
-mod cli;
 /// One table-driven test of every fault a writer or an operator can cause.
 mod faults;
 /// Every key format and algorithm the crate promises, passphrases, PKCS#12.

@@ -5,14 +5,15 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openssl_reload::{ClientAuth, Error, ReloadingAcceptor, ReloadingConnector};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
-use crate::util::{self, eventually, exchange, write_atomic, Ca, Leaf, LeafSpec, INTERVAL};
+use crate::support::{self, eventually, exchange, write_atomic, Ca, Leaf, LeafSpec, INTERVAL};
 
 /// One line over a connection from `connector` to `addr`; returns the reply.
 async fn talk(
@@ -46,7 +47,7 @@ struct Node {
     server: ReloadingAcceptor,
     client: ReloadingConnector,
     addr: SocketAddr,
-    _serving: util::Server,
+    _serving: support::Server,
 }
 
 impl Node {
@@ -66,7 +67,7 @@ impl Node {
             .poll_interval(INTERVAL)
             .build()
             .unwrap();
-        let serving = util::serve(server.clone()).await;
+        let serving = support::serve(server.clone()).await;
         Self {
             addr: serving.addr,
             dir,
@@ -118,127 +119,151 @@ async fn in_service(what: &str, serial: impl Fn() -> Option<String>, want: &str)
     .await;
 }
 
-#[tokio::test]
-async fn two_nodes_rotate_everything_without_a_failed_exchange() {
-    let old_ca = Ca::new("cluster CA 1");
-    let a = Node::new(&old_ca, "a").await;
-    let b = Node::new(&old_ca, "b").await;
+/// Both directions between two nodes talking all the time; any failure is counted.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    exchanges: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
 
-    // Both directions talk all the time; any failure is counted.
-    let stop = Arc::new(AtomicBool::new(false));
-    let exchanges = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let traffic = {
-        let (stop, exchanges, failures) = (stop.clone(), exchanges.clone(), failures.clone());
+impl Traffic {
+    fn start(a: &Node, b: &Node) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let exchanges = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (stop2, exchanges2, failures2) = (stop.clone(), exchanges.clone(), failures.clone());
         let (a_client, b_client, a_addr, b_addr) =
             (a.client.clone(), b.client.clone(), a.addr, b.addr);
-        tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
+        let task = tokio::spawn(async move {
+            while !stop2.load(Ordering::SeqCst) {
                 for (from, to, label) in [(&a_client, b_addr, "a->b"), (&b_client, a_addr, "b->a")]
                 {
                     match talk(from, "localhost", to).await {
-                        Ok(_) => exchanges.fetch_add(1, Ordering::SeqCst),
+                        Ok(_) => exchanges2.fetch_add(1, Ordering::SeqCst),
                         Err(e) => {
-                            failures.lock().unwrap().push(format!("{label}: {e}"));
+                            failures2.lock().unwrap().push(format!("{label}: {e}"));
                             0
                         }
                     };
                 }
             }
-        })
-    };
-    let progress = |n: u64| {
-        let exchanges = exchanges.clone();
-        async move {
-            let target = exchanges.load(Ordering::SeqCst) + n;
-            eventually("traffic to keep flowing", || async {
-                (exchanges.load(Ordering::SeqCst) >= target).then_some(())
-            })
-            .await;
+        });
+        Self {
+            stop,
+            exchanges,
+            failures,
+            task,
         }
-    };
-    progress(10).await;
+    }
+
+    /// Waits for `n` more successful exchanges.
+    async fn progress(&self, n: u64) {
+        let target = self.exchanges.load(Ordering::SeqCst) + n;
+        eventually("traffic to keep flowing", || async {
+            (self.exchanges.load(Ordering::SeqCst) >= target).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops the traffic; returns how many exchanges succeeded and the failures.
+    async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        let failures = self.failures.lock().unwrap().clone();
+        (self.exchanges.load(Ordering::SeqCst), failures)
+    }
+}
+
+impl Node {
+    /// Writes the bundle {old, new} as the node's CA file and waits until the
+    /// server trusts both.
+    async fn trust_overlap(&self, old: &Ca, new: &Ca) {
+        write_atomic(&self.files().ca, &bundle(&[old, new]));
+        eventually("the overlap bundle", || async {
+            (self.server.status().ca_certificates == 2).then_some(())
+        })
+        .await;
+    }
+
+    fn server_serial(&self) -> Option<String> {
+        self.server.status().certificate.map(|c| c.serial)
+    }
+
+    fn client_serial(&self) -> Option<String> {
+        self.client.status().certificate.map(|c| c.serial)
+    }
+}
+
+/// Writes `ca_pem` as every node's CA bundle and waits until the servers and the
+/// clients all hold `count` CA certificates.
+async fn trust_everywhere(nodes: [&Node; 2], ca_pem: &[u8], count: usize, what: &str) {
+    for node in nodes {
+        write_atomic(&node.files().ca, ca_pem);
+    }
+    for node in nodes {
+        eventually(what, || async {
+            (node.server.status().ca_certificates == count
+                && node.client.status().ca_certificates == count)
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_rotate_everything_without_a_failed_exchange() {
+    let old_ca = Ca::new("cluster CA 1");
+    let a = Node::new(&old_ca, "a").await;
+    let b = Node::new(&old_ca, "b").await;
+    let traffic = Traffic::start(&a, &b);
+    traffic.progress(10).await;
 
     // 1. Node A's server certificate rotates.
-    let a_files = a.files();
     let new_a_server = old_ca.leaf("a server 2");
-    write_atomic(&a_files.server_key, &new_a_server.key_pem());
-    write_atomic(&a_files.server_cert, &new_a_server.cert_pem());
-    in_service(
-        "A's new server cert",
-        || a.server.status().certificate.map(|c| c.serial),
-        &new_a_server.serial,
-    )
-    .await;
-    progress(10).await;
+    write_atomic(&a.files().server_key, &new_a_server.key_pem());
+    write_atomic(&a.files().server_cert, &new_a_server.cert_pem());
+    let a_server = || a.server_serial();
+    in_service("A's new server cert", a_server, &new_a_server.serial).await;
+    traffic.progress(10).await;
 
     // 2. Node B's client certificate rotates.
-    let b_files = b.files();
     let new_b_client = old_ca.leaf("b client 2");
-    write_atomic(&b_files.client_key, &new_b_client.key_pem());
-    write_atomic(&b_files.client_cert, &new_b_client.cert_pem());
-    in_service(
-        "B's new client cert",
-        || b.client.status().certificate.map(|c| c.serial),
-        &new_b_client.serial,
-    )
-    .await;
-    progress(10).await;
+    write_atomic(&b.files().client_key, &new_b_client.key_pem());
+    write_atomic(&b.files().client_cert, &new_b_client.cert_pem());
+    let b_client = || b.client_serial();
+    in_service("B's new client cert", b_client, &new_b_client.serial).await;
+    traffic.progress(10).await;
 
     // 3. CA rotation: the overlap bundle everywhere, then new leaves, then the new CA alone.
-    let new_ca = Ca::new("cluster CA 2");
-    let overlap = bundle(&[&old_ca, &new_ca]);
-    for files in [&a_files, &b_files] {
-        write_atomic(&files.ca, &overlap);
-    }
-    for node in [&a, &b] {
-        eventually("the overlap bundle everywhere", || async {
-            (node.server.status().ca_certificates == 2 && node.client.status().ca_certificates == 2)
-                .then_some(())
-        })
-        .await;
-    }
-    progress(10).await;
-    let (a_srv, a_cli) = Node::issue(&a_files, &new_ca, "a");
-    let (b_srv, b_cli) = Node::issue(&b_files, &new_ca, "b");
-    for (node, srv, cli) in [(&a, &a_srv, &a_cli), (&b, &b_srv, &b_cli)] {
-        in_service(
-            "new-CA server cert",
-            || node.server.status().certificate.map(|c| c.serial),
-            &srv.serial,
-        )
-        .await;
-        in_service(
-            "new-CA client cert",
-            || node.client.status().certificate.map(|c| c.serial),
-            &cli.serial,
-        )
-        .await;
-    }
-    progress(10).await;
-    for files in [&a_files, &b_files] {
-        write_atomic(&files.ca, &new_ca.pem());
-    }
-    for node in [&a, &b] {
-        eventually("the new CA alone everywhere", || async {
-            (node.server.status().ca_certificates == 1 && node.client.status().ca_certificates == 1)
-                .then_some(())
-        })
-        .await;
-    }
-    progress(10).await;
+    rotate_ca(&a, &b, &old_ca, &traffic).await;
 
-    stop.store(true, Ordering::SeqCst);
-    traffic.await.unwrap();
-    let failures = failures.lock().unwrap();
+    let (exchanges, failures) = traffic.stop().await;
     eprintln!(
-        "two nodes: {} exchanges, {} failures",
-        exchanges.load(Ordering::SeqCst),
+        "two nodes: {exchanges} exchanges, {} failures",
         failures.len()
     );
     // Reload failures may be counted: the poller can catch a key written before its
     // certificate and refuse the half pair. What must never happen is a failed exchange.
     assert!(failures.is_empty(), "failed exchanges: {failures:?}");
+}
+
+/// Moves both nodes from `old_ca` to a new CA through an overlap bundle, with
+/// traffic flowing after every step.
+async fn rotate_ca(a: &Node, b: &Node, old_ca: &Ca, traffic: &Traffic) {
+    let new_ca = Ca::new("cluster CA 2");
+    let overlap = bundle(&[old_ca, &new_ca]);
+    trust_everywhere([a, b], &overlap, 2, "the overlap bundle everywhere").await;
+    traffic.progress(10).await;
+    let (a_srv, a_cli) = Node::issue(&a.files(), &new_ca, "a");
+    let (b_srv, b_cli) = Node::issue(&b.files(), &new_ca, "b");
+    for (node, srv, cli) in [(a, &a_srv, &a_cli), (b, &b_srv, &b_cli)] {
+        in_service("new-CA server cert", || node.server_serial(), &srv.serial).await;
+        in_service("new-CA client cert", || node.client_serial(), &cli.serial).await;
+    }
+    traffic.progress(10).await;
+    trust_everywhere([a, b], &new_ca.pem(), 1, "the new CA alone everywhere").await;
+    traffic.progress(10).await;
 }
 
 /// A connector outside any node: presents `leaf` and trusts `ca`.
@@ -263,11 +288,7 @@ async fn dropping_the_old_ca_refuses_its_clients() {
     let new_ca = Ca::new("new CA");
     let node = Node::new(&new_ca, "n").await;
     let files = node.files();
-    write_atomic(&files.ca, &bundle(&[&old_ca, &new_ca]));
-    eventually("the overlap bundle", || async {
-        (node.server.status().ca_certificates == 2).then_some(())
-    })
-    .await;
+    node.trust_overlap(&old_ca, &new_ca).await;
 
     let dir = tempfile::tempdir().unwrap();
     let old_client = outsider(dir.path(), Some(&old_ca.leaf("old client")), &new_ca);
@@ -307,7 +328,7 @@ async fn client_without_certificate_required_vs_optional() {
             .poll_interval(INTERVAL)
             .build()
             .unwrap();
-        let server = util::serve(tls).await;
+        let server = support::serve(tls).await;
         let result = talk(&anonymous, "localhost", server.addr).await;
         assert_eq!(result.is_ok(), anonymous_ok, "{auth:?}: {result:?}");
         if let Ok(reply) = result {
@@ -327,7 +348,7 @@ async fn connector_verifies_hostname_and_ip() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = ca.leaf_with(LeafSpec::new("elsewhere").dns(&["elsewhere.example"]));
     let (cert, key) = wrong.write(dir.path());
-    let server = util::serve(ReloadingAcceptor::builder(&cert, &key).build().unwrap()).await;
+    let server = support::serve(ReloadingAcceptor::builder(&cert, &key).build().unwrap()).await;
     let client = outsider(dir.path(), None, &ca);
     let err = talk(&client, "localhost", server.addr).await.unwrap_err();
     assert!(err.contains("handshake"), "{err}");
@@ -338,7 +359,7 @@ async fn connector_verifies_hostname_and_ip() {
     // The default leaf names 127.0.0.1 as an IP SAN.
     let right = ca.leaf("ip");
     right.write(dir.path());
-    let server = util::serve(ReloadingAcceptor::builder(&cert, &key).build().unwrap()).await;
+    let server = support::serve(ReloadingAcceptor::builder(&cert, &key).build().unwrap()).await;
     talk(&client, "127.0.0.1", server.addr)
         .await
         .expect("IP SAN verifies");
@@ -446,7 +467,7 @@ async fn connector_follows_a_rotated_server_ca() {
         .poll_interval(INTERVAL)
         .build()
         .unwrap();
-    let server = util::serve(tls.clone()).await;
+    let server = support::serve(tls.clone()).await;
     let client = outsider(dir.path(), None, &old_ca);
     talk(&client, "localhost", server.addr).await.unwrap();
     // The server moves to the new CA; a client that only trusts the old one fails,
@@ -457,7 +478,7 @@ async fn connector_follows_a_rotated_server_ca() {
         (tls.status().certificate.unwrap().serial == new_leaf.serial).then_some(())
     })
     .await;
-    assert!(exchange(&util::client(&old_ca.pem()), server.addr, None)
+    assert!(exchange(&support::client(&old_ca.pem()), server.addr, None)
         .await
         .is_err());
     write_atomic(&dir.path().join("outsider-ca.pem"), &new_ca.pem());
@@ -488,11 +509,7 @@ async fn resumed_sessions_are_checked_against_the_reloaded_bundle() {
     let new_ca = Ca::new("resume new CA");
     let node = Node::new(&new_ca, "r").await;
     let files = node.files();
-    write_atomic(&files.ca, &bundle(&[&old_ca, &new_ca]));
-    eventually("the overlap bundle", || async {
-        (node.server.status().ca_certificates == 2).then_some(())
-    })
-    .await;
+    node.trust_overlap(&old_ca, &new_ca).await;
 
     let old_client = session_client(&old_ca.leaf("old client"), &new_ca);
     let new_client = session_client(&new_ca.leaf("new client"), &new_ca);

@@ -13,7 +13,7 @@ use openssl_reload::{Error, Passphrase, ReloadingAcceptor};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-use crate::util::Ca;
+use crate::support::Ca;
 
 const PASS: &str = "props passphrase";
 

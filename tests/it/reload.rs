@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::util::{self, eventually, exchange, Ca, Leaf, INTERVAL};
+use crate::support::{self, eventually, exchange, Ca, Leaf, INTERVAL};
 
 struct Fixture {
     ca: Ca,
@@ -21,7 +21,7 @@ struct Fixture {
     cert: PathBuf,
     key: PathBuf,
     tls: ReloadingAcceptor,
-    server: util::Server,
+    server: support::Server,
     client: SslConnector,
 }
 
@@ -36,8 +36,8 @@ impl Fixture {
         let tls = configure(ReloadingAcceptor::builder(&cert, &key).poll_interval(INTERVAL))
             .build()
             .unwrap();
-        let server = util::serve(tls.clone()).await;
-        let client = util::client(&ca.pem());
+        let server = support::serve(tls.clone()).await;
+        let client = support::client(&ca.pem());
         Self {
             ca,
             dir,
@@ -122,8 +122,8 @@ async fn in_place_rewrite_is_served() {
     let second = f.ca.leaf("second");
     // Key first, then certificate: the poller may see the key alone, which does not
     // match, and must keep serving the first pair until the certificate follows.
-    util::write_in_place(&f.key, &second.key_pem());
-    util::write_in_place(&f.cert, &second.cert_pem());
+    support::write_in_place(&f.key, &second.key_pem());
+    support::write_in_place(&f.cert, &second.cert_pem());
     f.served(&first.serial, &second.serial).await;
 }
 
@@ -132,7 +132,7 @@ async fn kubernetes_data_symlink_swap_is_served() {
     let ca = Ca::new("k8s CA");
     let first = ca.leaf("first");
     let dir = tempfile::tempdir().unwrap();
-    let mut volume = util::K8sVolume::new(
+    let mut volume = support::K8sVolume::new(
         dir.path(),
         &[
             ("tls.crt", &first.cert_pem()),
@@ -143,8 +143,8 @@ async fn kubernetes_data_symlink_swap_is_served() {
         .poll_interval(INTERVAL)
         .build()
         .unwrap();
-    let server = util::serve(tls.clone()).await;
-    let client = util::client(&ca.pem());
+    let server = support::serve(tls.clone()).await;
+    let client = support::client(&ca.pem());
     assert_eq!(
         exchange(&client, server.addr, None).await.unwrap().serial,
         first.serial
@@ -198,8 +198,8 @@ async fn same_size_rewrite_with_mtime_restored_is_served() {
         .iter()
         .map(|p| fs::metadata(p).unwrap().modified().unwrap())
         .collect();
-    util::write_in_place(&f.key, &second.key_pem());
-    util::write_in_place(&f.cert, &second.cert_pem());
+    support::write_in_place(&f.key, &second.key_pem());
+    support::write_in_place(&f.cert, &second.cert_pem());
     set_mtime(&f.key, before[1]);
     set_mtime(&f.cert, before[0]);
     assert_eq!(fs::metadata(&f.cert).unwrap().len() as usize, cert_len);
@@ -251,7 +251,7 @@ async fn bad_replacements_keep_the_old_certificate_and_recover() {
     for (name, path, bytes) in cases {
         let failures = f.tls.status().failures;
         match &bytes {
-            Some(bytes) => util::write_atomic(path, bytes),
+            Some(bytes) => support::write_atomic(path, bytes),
             None => fs::remove_file(path).unwrap(),
         }
         f.keeps_serving(&first.serial, path, failures).await;
@@ -285,7 +285,7 @@ async fn bad_replacements_keep_the_old_certificate_and_recover() {
 async fn certificate_first_key_later_fails_no_handshake() {
     let (f, first) = Fixture::plain().await;
     let second = f.ca.leaf("second");
-    util::write_atomic(&f.cert, &second.cert_pem());
+    support::write_atomic(&f.cert, &second.cert_pem());
     // Keep handshaking while only the certificate is new: every one must succeed
     // with the first pair, and the half-written pair must be refused.
     let failures = f.tls.status().failures;
@@ -300,7 +300,7 @@ async fn certificate_first_key_later_fails_no_handshake() {
         "{}",
         error.message
     );
-    util::write_atomic(&f.key, &second.key_pem());
+    support::write_atomic(&f.key, &second.key_pem());
     f.served(&first.serial, &second.serial).await;
 }
 
@@ -310,7 +310,7 @@ async fn touch_with_same_content_does_not_republish() {
     let mut events = f.tls.subscribe();
     events.mark_unchanged();
     // Rewrite with the same bytes (new inode and times), then touch the key.
-    util::write_atomic(&f.cert, &first.cert_pem());
+    support::write_atomic(&f.cert, &first.cert_pem());
     set_mtime(&f.key, SystemTime::now());
     assert_eq!(f.tls.reload_now().unwrap(), Reload::Unchanged);
     // Let the poller see the change too.
@@ -339,8 +339,8 @@ async fn reload_now_publishes_at_once() {
     let second = ca.leaf("second");
     second.write(dir.path());
     assert_eq!(tls.reload_now().unwrap(), Reload::Published(2));
-    let server = util::serve(tls.clone()).await;
-    let client = util::client(&ca.pem());
+    let server = support::serve(tls.clone()).await;
+    let client = support::client(&ca.pem());
     assert_eq!(
         exchange(&client, server.addr, None).await.unwrap().serial,
         second.serial
@@ -403,6 +403,16 @@ fn openssl_reload_store(ca: &Ca) -> openssl::x509::store::X509Store {
     s.build()
 }
 
+/// A client that trusts `ca` and presents `leaf`, up to protocol version `max`.
+fn client_presenting(ca: &Ca, leaf: &Leaf, max: Option<SslVersion>) -> SslConnector {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_cert_store(openssl_reload_store(ca));
+    b.set_certificate(&leaf.cert).unwrap();
+    b.set_private_key(&leaf.key).unwrap();
+    b.set_max_proto_version(max).unwrap();
+    b.build()
+}
+
 #[tokio::test]
 async fn policy_verify_mode_and_protocol_floor_hold_after_reload() {
     let ca = Ca::new("policy CA");
@@ -424,21 +434,8 @@ async fn policy_verify_mode_and_protocol_floor_hold_after_reload() {
         ca,
     )
     .await;
-    let with_cert = {
-        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
-        b.set_cert_store(openssl_reload_store(&f.ca));
-        b.set_certificate(&client_leaf.cert).unwrap();
-        b.set_private_key(&client_leaf.key).unwrap();
-        b.build()
-    };
-    let tls12_only = {
-        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
-        b.set_cert_store(openssl_reload_store(&f.ca));
-        b.set_certificate(&client_leaf.cert).unwrap();
-        b.set_private_key(&client_leaf.key).unwrap();
-        b.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
-        b.build()
-    };
+    let with_cert = client_presenting(&f.ca, &client_leaf, None);
+    let tls12_only = client_presenting(&f.ca, &client_leaf, Some(SslVersion::TLS1_2));
     let client_serial = client_leaf.serial.clone();
     let check = |serial: String| {
         let (with_cert, tls12_only, f) = (&with_cert, &tls12_only, &f);
@@ -466,7 +463,7 @@ async fn policy_verify_mode_and_protocol_floor_hold_after_reload() {
     .await;
 }
 
-fn client_leaf_serial(seen: &util::Seen) -> String {
+fn client_leaf_serial(seen: &support::Seen) -> String {
     // The server echoes the serial of the client certificate it verified.
     seen.reply
         .split_whitespace()
@@ -513,8 +510,8 @@ async fn missing_at_start_is_adopted_when_allowed() {
     assert_eq!(status.generation, 0);
     assert!(status.certificate.is_none());
     assert!(status.last_error.unwrap().message.contains("cert.pem"));
-    let server = util::serve(tls.clone()).await;
-    let client = util::client(&ca.pem());
+    let server = support::serve(tls.clone()).await;
+    let client = support::client(&ca.pem());
     assert!(
         exchange(&client, server.addr, None).await.is_err(),
         "no certificate yet"

@@ -4,7 +4,7 @@
 //! into a buffer, so that the poller threads' events are captured as well as the
 //! test thread's. A global subscriber can be set once per process and would
 //! swallow the other tests' events, so each test runs in a child process of its
-//! own (see [`util::isolated`]).
+//! own (see [`support::isolated`]).
 
 use std::fs;
 use std::io::Write;
@@ -19,7 +19,7 @@ use openssl_reload::{
     ValidityPolicy,
 };
 
-use crate::util::{self, Ca, Leaf, INTERVAL};
+use crate::support::{self, Ca, Leaf, INTERVAL};
 
 /// The passphrase the keys are encrypted under.
 const SECRET: &str = "Sekr1t-pass-7f3c9e";
@@ -113,9 +113,9 @@ impl Files {
         let ca = Ca::new("secrets CA");
         let leaf = ca.leaf("secrets");
         let cert = dir.join("cert.pem");
-        util::write_atomic(&cert, &leaf.cert_pem());
+        support::write_atomic(&cert, &leaf.cert_pem());
         let ca_file = dir.join("ca.pem");
-        util::write_atomic(&ca_file, &ca.pem());
+        support::write_atomic(&ca_file, &ca.pem());
         let cipher = Cipher::aes_256_cbc();
         let pass = SECRET.as_bytes();
         let keys = [
@@ -182,13 +182,13 @@ impl Files {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) {
-    util::write_atomic(path, bytes);
+    support::write_atomic(path, bytes);
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 #[test]
 fn passphrase_never_logged_or_debug_printed() {
-    util::isolated(
+    support::isolated(
         "secrets::passphrase_never_logged_or_debug_printed",
         passphrase_never_leaks,
     );
@@ -197,81 +197,135 @@ fn passphrase_never_logged_or_debug_printed() {
 async fn passphrase_never_leaks() {
     let capture = Capture::install();
     let files = Files::new();
-    // Every Debug and Display string of every public value met on the way.
-    let mut printed = Vec::new();
-    let (mut loaded, mut refused) = (0, 0);
-
+    let mut seen = Printed::default();
     for (label, pass) in [
         ("correct", Some(SECRET)),
         ("wrong", Some(WRONG)),
         ("missing", None),
     ] {
         for passphrase in files.sources(label, pass) {
-            printed.push(format!("{passphrase:?}"));
-            let mut builders: Vec<_> = files
-                .keys
-                .iter()
-                .map(|key| ReloadingAcceptor::builder(&files.cert, key))
-                .collect();
-            builders.push(ReloadingAcceptor::builder_pkcs12(&files.pkcs12));
-            builders.push(
-                ReloadingAcceptor::builder(&files.cert, &files.keys[0])
-                    .client_ca(&files.ca_file, ClientAuth::Optional)
-                    .validity(ValidityPolicy::Warn),
-            );
-            for builder in builders {
-                let builder = builder
-                    .passphrase(passphrase.clone())
-                    .poll_interval(INTERVAL);
-                printed.push(format!("{builder:?}"));
-                match builder.check() {
-                    Ok(info) => printed.push(format!("{info:?}")),
-                    Err(e) => printed.push(describe(&e)),
-                }
-                match builder.build() {
-                    Ok(tls) => {
-                        assert_eq!(label, "correct");
-                        printed.push(format!("{tls:?}\n{:?}", tls.status()));
-                        printed.push(format!("{:?}", tls.reload_now()));
-                        loaded += 1;
-                    }
-                    Err(e) => {
-                        assert_ne!(label, "correct", "{e}");
-                        printed.push(describe(&e));
-                        refused += 1;
-                    }
-                }
-            }
-            for key in &files.keys {
-                let builder = ReloadingConnector::builder()
-                    .identity(&files.cert, key)
-                    .ca(&files.ca_file)
-                    .passphrase(passphrase.clone())
-                    .poll_interval(INTERVAL);
-                printed.push(format!("{builder:?}"));
-                match builder.build() {
-                    Ok(connector) => {
-                        printed.push(format!("{connector:?}\n{:?}", connector.status()));
-                    }
-                    Err(e) => printed.push(describe(&e)),
-                }
-            }
+            seen.text.push(format!("{passphrase:?}"));
+            seen.acceptors(&files, label, &passphrase);
+            seen.connectors(&files, &passphrase);
         }
     }
-    printed.push(format!(
+    seen.text.push(format!(
         "{:?}",
         Passphrase::from_env("OPENSSL_RELOAD_TEST_NO_SUCH_VARIABLE")
     ));
-    printed.push(format!(
+    seen.text.push(format!(
         "{:?} {:?} {:?}",
         ValidityPolicy::Enforce,
         ClientAuth::Required,
         Reload::Unchanged
     ));
+    poller_reloads(&files, &mut seen.text).await;
+    seen.assert_no_leak(&capture.text());
+}
 
-    // Reloads on the poller thread: a key rotated under a new passphrase fails
-    // until the passphrase file follows, then a wrong passphrase and a missing
-    // passphrase file fail again.
+/// Every Debug and Display string of every public value met on the way, and how
+/// many acceptors loaded and were refused.
+#[derive(Default)]
+struct Printed {
+    text: Vec<String>,
+    loaded: usize,
+    refused: usize,
+}
+
+impl Printed {
+    /// Checks and builds an acceptor from every key file, the PKCS#12 bundle, and
+    /// with a client CA, under `passphrase`: only the correct one loads.
+    fn acceptors(&mut self, files: &Files, label: &str, passphrase: &Passphrase) {
+        let mut builders: Vec<_> = files
+            .keys
+            .iter()
+            .map(|key| ReloadingAcceptor::builder(&files.cert, key))
+            .collect();
+        builders.push(ReloadingAcceptor::builder_pkcs12(&files.pkcs12));
+        builders.push(
+            ReloadingAcceptor::builder(&files.cert, &files.keys[0])
+                .client_ca(&files.ca_file, ClientAuth::Optional)
+                .validity(ValidityPolicy::Warn),
+        );
+        for builder in builders {
+            let builder = builder
+                .passphrase(passphrase.clone())
+                .poll_interval(INTERVAL);
+            self.text.push(format!("{builder:?}"));
+            match builder.check() {
+                Ok(info) => self.text.push(format!("{info:?}")),
+                Err(e) => self.text.push(describe(&e)),
+            }
+            match builder.build() {
+                Ok(tls) => {
+                    assert_eq!(label, "correct");
+                    self.text.push(format!("{tls:?}\n{:?}", tls.status()));
+                    self.text.push(format!("{:?}", tls.reload_now()));
+                    self.loaded += 1;
+                }
+                Err(e) => {
+                    assert_ne!(label, "correct", "{e}");
+                    self.text.push(describe(&e));
+                    self.refused += 1;
+                }
+            }
+        }
+    }
+
+    /// Builds a connector presenting every key file under `passphrase`.
+    fn connectors(&mut self, files: &Files, passphrase: &Passphrase) {
+        for key in &files.keys {
+            let builder = ReloadingConnector::builder()
+                .identity(&files.cert, key)
+                .ca(&files.ca_file)
+                .passphrase(passphrase.clone())
+                .poll_interval(INTERVAL);
+            self.text.push(format!("{builder:?}"));
+            match builder.build() {
+                Ok(connector) => {
+                    self.text
+                        .push(format!("{connector:?}\n{:?}", connector.status()));
+                }
+                Err(e) => self.text.push(describe(&e)),
+            }
+        }
+    }
+
+    /// The capture works and saw the failures, including the poller thread's;
+    /// no secret is in the log or in any printed value.
+    fn assert_no_leak(&self, logs: &str) {
+        println!(
+            "{} loads, {} refusals, {} printed values ({} bytes), {} log lines ({} bytes)",
+            self.loaded,
+            self.refused,
+            self.text.len(),
+            self.text.iter().map(String::len).sum::<usize>(),
+            logs.lines().count(),
+            logs.len()
+        );
+        for expected in [
+            "certificate loaded",
+            "reload failed; keeping previous certificate",
+            "cannot decrypt",
+            "openssl-reload-poll",
+        ] {
+            assert!(
+                logs.contains(expected),
+                "the log has no {expected:?}:\n{logs}"
+            );
+        }
+        assert!(self.loaded > 0 && self.refused > 0);
+        assert_no_secret("the log", logs);
+        for text in &self.text {
+            assert_no_secret("a Debug or Display string", text);
+        }
+    }
+}
+
+/// Reloads on the poller thread: a key rotated under a new passphrase fails
+/// until the passphrase file follows, then a wrong passphrase and a missing
+/// passphrase file fail again. What the acceptor prints goes into `printed`.
+async fn poller_reloads(files: &Files, printed: &mut Vec<String>) {
     let pass_file = files.dir.join("pass.txt");
     write_private(&pass_file, SECRET.as_bytes());
     let tls = ReloadingAcceptor::builder(&files.cert, &files.keys[0])
@@ -280,52 +334,25 @@ async fn passphrase_never_leaks() {
         .build()
         .unwrap();
     let rotated = files.ca.leaf("rotated");
-    rotate(&files, &rotated, NEXT);
-    util::wait_status(&tls, "the status", |s| failing_with(s, "cannot decrypt")).await;
+    rotate(files, &rotated, NEXT);
+    support::wait_status(&tls, "the status", |s| failing_with(s, "cannot decrypt")).await;
     printed.push(describe(&tls.reload_now().unwrap_err()));
     write_private(&pass_file, NEXT.as_bytes());
-    util::wait_status(&tls, "the status", |s| {
+    support::wait_status(&tls, "the status", |s| {
         s.certificate.as_ref().unwrap().serial == rotated.serial
     })
     .await;
     write_private(&pass_file, WRONG.as_bytes());
-    rotate(&files, &files.ca.leaf("rotated again"), NEXT);
-    util::wait_status(&tls, "the status", |s| failing_with(s, "cannot decrypt")).await;
+    rotate(files, &files.ca.leaf("rotated again"), NEXT);
+    support::wait_status(&tls, "the status", |s| failing_with(s, "cannot decrypt")).await;
     fs::remove_file(&pass_file).unwrap();
-    util::wait_status(&tls, "the status", |s| failing_with(s, "pass.txt")).await;
+    support::wait_status(&tls, "the status", |s| failing_with(s, "pass.txt")).await;
     printed.push(describe(&tls.reload_now().unwrap_err()));
     let status = tls.status();
     printed.push(format!(
         "{tls:?}\n{status:?}\n{:?}\n{:?}",
         status.last_error, status.certificate
     ));
-    drop(tls);
-
-    let logs = capture.text();
-    println!(
-        "{loaded} loads, {refused} refusals, {} printed values ({} bytes), {} log lines ({} bytes)",
-        printed.len(),
-        printed.iter().map(String::len).sum::<usize>(),
-        logs.lines().count(),
-        logs.len()
-    );
-    // The capture works and saw the failures, including the poller thread's.
-    for expected in [
-        "certificate loaded",
-        "reload failed; keeping previous certificate",
-        "cannot decrypt",
-        "openssl-reload-poll",
-    ] {
-        assert!(
-            logs.contains(expected),
-            "the log has no {expected:?}:\n{logs}"
-        );
-    }
-    assert!(loaded > 0 && refused > 0);
-    assert_no_secret("the log", &logs);
-    for text in &printed {
-        assert_no_secret("a Debug or Display string", text);
-    }
 }
 
 /// Writes `leaf` with its key encrypted under `pass` over the PKCS#8 PEM files.
@@ -334,7 +361,7 @@ fn rotate(files: &Files, leaf: &Leaf, pass: &str) {
         .key
         .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), pass.as_bytes())
         .unwrap();
-    util::write_atomic(&files.cert, &leaf.cert_pem());
+    support::write_atomic(&files.cert, &leaf.cert_pem());
     write_private(&files.keys[0], &key);
 }
 
@@ -348,7 +375,7 @@ fn failing_with(status: &CertificateStatus, says: &str) -> bool {
 
 #[test]
 fn readable_key_file_warns_once() {
-    util::isolated(
+    support::isolated(
         "secrets::readable_key_file_warns_once",
         readable_key_warns_once,
     );
@@ -374,41 +401,9 @@ async fn readable_key_warns_once() {
     }
     let mut acceptors = Vec::new();
     for (name, mode, gid, expected) in cases {
-        let dir = tmp.path().join(name);
-        fs::create_dir(&dir).unwrap();
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let write = |leaf: &Leaf| {
-            util::write_atomic(&cert, &leaf.cert_pem());
-            let tmp_key = dir.join("key.tmp");
-            fs::write(&tmp_key, leaf.key_pem()).unwrap();
-            fs::set_permissions(&tmp_key, fs::Permissions::from_mode(mode)).unwrap();
-            if let Some(gid) = gid {
-                std::os::unix::fs::chown(&tmp_key, None, Some(gid)).unwrap();
-            }
-            fs::rename(&tmp_key, &key).unwrap();
-        };
-        write(&ca.leaf(name));
-        let tls = ReloadingAcceptor::builder(&cert, &key)
-            .poll_interval(INTERVAL)
-            .build()
-            .unwrap();
-        // Reloads by the poller and by reload_now, each with new files.
-        for _ in 0..3 {
-            let leaf = ca.leaf(name);
-            write(&leaf);
-            util::wait_status(&tls, "the status", |s| {
-                s.certificate.as_ref().unwrap().serial == leaf.serial
-            })
-            .await;
-        }
-        for _ in 0..3 {
-            let leaf = ca.leaf(name);
-            write(&leaf);
-            let _ = tls.reload_now().unwrap();
-            assert_eq!(tls.status().certificate.unwrap().serial, leaf.serial);
-        }
-        assert!(tls.status().reloads >= 6);
-        acceptors.push((key, mode, expected, tls));
+        let files = ModeFiles::new(&tmp.path().join(name), mode, gid);
+        let tls = files.reloaded_six_times(&ca, name).await;
+        acceptors.push((files.key, mode, expected, tls));
     }
     let logs = capture.text();
     for (key, mode, expected, _) in &acceptors {
@@ -426,5 +421,66 @@ async fn readable_key_warns_once() {
             warnings.len()
         );
         assert_eq!(warnings.len(), *expected, "mode {mode:o}, log:\n{logs}");
+    }
+}
+
+/// A certificate and a key file written with a given mode and group.
+struct ModeFiles {
+    dir: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    mode: u32,
+    gid: Option<u32>,
+}
+
+impl ModeFiles {
+    fn new(dir: &Path, mode: u32, gid: Option<u32>) -> Self {
+        fs::create_dir(dir).unwrap();
+        Self {
+            dir: dir.to_owned(),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            mode,
+            gid,
+        }
+    }
+
+    /// Writes `leaf`: the certificate by rename, the key by rename of a file that
+    /// has the mode and group already.
+    fn write(&self, leaf: &Leaf) {
+        support::write_atomic(&self.cert, &leaf.cert_pem());
+        let tmp_key = self.dir.join("key.tmp");
+        fs::write(&tmp_key, leaf.key_pem()).unwrap();
+        fs::set_permissions(&tmp_key, fs::Permissions::from_mode(self.mode)).unwrap();
+        if let Some(gid) = self.gid {
+            std::os::unix::fs::chown(&tmp_key, None, Some(gid)).unwrap();
+        }
+        fs::rename(&tmp_key, &self.key).unwrap();
+    }
+
+    /// An acceptor on these files, reloaded by the poller and by reload_now,
+    /// three times each, with new files each time.
+    async fn reloaded_six_times(&self, ca: &Ca, name: &str) -> ReloadingAcceptor {
+        self.write(&ca.leaf(name));
+        let tls = ReloadingAcceptor::builder(&self.cert, &self.key)
+            .poll_interval(INTERVAL)
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            let leaf = ca.leaf(name);
+            self.write(&leaf);
+            support::wait_status(&tls, "the status", |s| {
+                s.certificate.as_ref().unwrap().serial == leaf.serial
+            })
+            .await;
+        }
+        for _ in 0..3 {
+            let leaf = ca.leaf(name);
+            self.write(&leaf);
+            let _ = tls.reload_now().unwrap();
+            assert_eq!(tls.status().certificate.unwrap().serial, leaf.serial);
+        }
+        assert!(tls.status().reloads >= 6);
+        tls
     }
 }

@@ -6,14 +6,17 @@
 //! with `--nocapture`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openssl_reload::{Reload, ReloadingAcceptor};
+use openssl::ssl::SslConnector;
+use openssl_reload::{CertificateStatus, Reload, ReloadingAcceptor};
+use tokio::task::JoinHandle;
 
-use crate::util::{self, Ca, K8sVolume, DEADLINE, INTERVAL};
+use crate::support::{self, Ca, K8sVolume, DEADLINE, INTERVAL};
 
 /// Concurrent clients, each doing full handshakes back to back.
 const CLIENTS: usize = 8;
@@ -60,6 +63,9 @@ struct Rotation {
     written: Instant,
 }
 
+/// Every serial ever written, entered before its files are, with when they were.
+type Written = Mutex<HashMap<String, Option<Instant>>>;
+
 async fn rotate_under_load(min_time: Duration, min_rotations: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new("stress CA");
@@ -75,63 +81,23 @@ async fn rotate_under_load(min_time: Duration, min_rotations: usize) {
         .poll_interval(INTERVAL)
         .build()
         .unwrap();
-    let server = util::serve(tls.clone()).await;
-    let connector = util::client(&ca.pem());
-
-    // Every serial ever written, entered before its files are.
-    let written: Arc<Mutex<HashMap<String, Option<Instant>>>> = Arc::default();
+    let server = support::serve(tls.clone()).await;
+    let connector = support::client(&ca.pem());
+    let written: Arc<Written> = Arc::default();
     written
         .lock()
         .unwrap()
         .insert(first.serial.clone(), Some(Instant::now()));
-
-    // When each serial was first published, from the status channel.
-    let published: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let publish_log = {
-        let published = Arc::clone(&published);
-        let mut rx = tls.subscribe();
-        tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
-                let serial = rx
-                    .borrow_and_update()
-                    .certificate
-                    .as_ref()
-                    .map(|c| c.serial.clone());
-                if let Some(serial) = serial {
-                    published
-                        .lock()
-                        .unwrap()
-                        .entry(serial)
-                        .or_insert_with(Instant::now);
-                }
-            }
-        })
-    };
+    let (published, publish_log) = record_publishes(&tls);
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (connector, stop) = (connector.clone(), Arc::clone(&stop));
-            let addr = server.addr;
-            tokio::spawn(async move {
-                let mut attempts = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let started = Instant::now();
-                    // No session offered: every handshake is a full one and
-                    // receives the certificate in service.
-                    let outcome = util::exchange(&connector, addr, None)
-                        .await
-                        .and_then(|seen| {
-                            if seen.resumed || !seen.reply.contains("ping") {
-                                Err(format!("resumed={} reply={:?}", seen.resumed, seen.reply))
-                            } else {
-                                Ok(seen.serial)
-                            }
-                        });
-                    attempts.push(Attempt { started, outcome });
-                }
-                attempts
-            })
+            tokio::spawn(handshakes(
+                connector.clone(),
+                server.addr,
+                Arc::clone(&stop),
+            ))
         })
         .collect();
 
@@ -143,106 +109,206 @@ async fn rotate_under_load(min_time: Duration, min_rotations: usize) {
     let rotations = tokio::task::spawn_blocking(move || writer.join().unwrap())
         .await
         .unwrap();
-    let last = rotations.last().unwrap();
-    let (final_serial, stopped) = (last.serial.clone(), last.written);
+    let mut run = Run::new(rotations);
 
     // Let the clients run on past the deadline for the final certificate.
-    let deadline = stopped + INTERVAL + MARGIN;
-    tokio::time::sleep_until((deadline + Duration::from_millis(500)).into()).await;
+    tokio::time::sleep_until((run.deadline + Duration::from_millis(500)).into()).await;
     stop.store(true, Ordering::Relaxed);
-    let mut attempts = Vec::new();
     for client in clients {
-        attempts.extend(client.await.unwrap());
+        run.attempts.extend(client.await.unwrap());
     }
     publish_log.abort();
 
-    let written = written.lock().unwrap();
-    let published = published.lock().unwrap();
-    let failures: Vec<_> = attempts
-        .iter()
-        .filter_map(|a| a.outcome.as_ref().err())
-        .collect();
-    let unknown: Vec<_> = attempts
-        .iter()
-        .filter_map(|a| a.outcome.as_ref().ok())
-        .filter(|serial| !written.contains_key(*serial))
-        .collect();
-    let late: Vec<_> = attempts.iter().filter(|a| a.started >= deadline).collect();
-    let stale_after_stop = attempts
-        .iter()
-        .filter(|a| a.started >= stopped && a.outcome.as_ref().is_ok_and(|s| *s != final_serial))
-        .map(|a| a.started - stopped)
-        .max();
-    let lags: Vec<Duration> = rotations
-        .iter()
-        .filter_map(|r| {
-            published
-                .get(&r.serial)
-                .map(|at| at.saturating_duration_since(r.written))
-        })
-        .collect();
-    let final_lag = published
-        .get(&final_serial)
-        .map(|at| at.saturating_duration_since(stopped));
     let status = tls.status();
-    let serials_seen: std::collections::HashSet<_> = attempts
-        .iter()
-        .filter_map(|a| a.outcome.as_ref().ok())
-        .collect();
+    run.print(&published.lock().unwrap(), &status);
+    run.assert_sound(&written.lock().unwrap(), &status, min_rotations);
+    drop(server);
+}
 
-    println!(
-        "rotation under load: {} handshakes by {CLIENTS} clients, {} rotations ({} each by rename, \
-         in-place rewrite and symlink swap) in {:.1} s; {} failed handshakes; {} serials served; \
-         {} rotations published, {} superseded before a tick; {} reloads, {} rejected reads \
-         (half-written files); max reload lag {:?}; final certificate published {:?} after the \
-         last write, last stale handshake started {:?} after it; {} handshakes after the deadline",
-        attempts.len(),
-        rotations.len(),
-        rotations.len() / 3,
-        (stopped - attempts.iter().map(|a| a.started).min().unwrap()).as_secs_f64(),
-        failures.len(),
-        serials_seen.len(),
-        lags.len(),
-        rotations.len() - lags.len(),
-        status.reloads,
-        status.failures,
-        lags.iter().max().unwrap(),
-        final_lag,
-        stale_after_stop,
-        late.len(),
-    );
+/// When each serial was first published, from the status channel, recorded by
+/// the returned task.
+fn record_publishes(
+    tls: &ReloadingAcceptor,
+) -> (Arc<Mutex<HashMap<String, Instant>>>, JoinHandle<()>) {
+    let published: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let log = Arc::clone(&published);
+    let mut rx = tls.subscribe();
+    let task = tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let serial = rx
+                .borrow_and_update()
+                .certificate
+                .as_ref()
+                .map(|c| c.serial.clone());
+            if let Some(serial) = serial {
+                log.lock()
+                    .unwrap()
+                    .entry(serial)
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+    (published, task)
+}
 
-    assert!(rotations.len() >= min_rotations);
-    assert!(
-        failures.is_empty(),
-        "{} failed handshakes, e.g. {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(
-        unknown.is_empty(),
-        "served certificates that were never written: {unknown:?}"
-    );
-    assert!(!late.is_empty(), "no handshake after the deadline to check");
-    for attempt in &late {
-        assert_eq!(
-            attempt.outcome.as_ref().unwrap(),
-            &final_serial,
-            "a handshake {:?} after rotation stopped did not see the final certificate",
-            attempt.started - stopped
+/// One client: full handshakes back to back until `stop`.
+async fn handshakes(
+    connector: SslConnector,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        // No session offered: every handshake is a full one and
+        // receives the certificate in service.
+        let outcome = support::exchange(&connector, addr, None)
+            .await
+            .and_then(|seen| {
+                if seen.resumed || !seen.reply.contains("ping") {
+                    Err(format!("resumed={} reply={:?}", seen.resumed, seen.reply))
+                } else {
+                    Ok(seen.serial)
+                }
+            });
+        attempts.push(Attempt { started, outcome });
+    }
+    attempts
+}
+
+/// What one run of [`rotate_under_load`] did and saw.
+struct Run {
+    rotations: Vec<Rotation>,
+    attempts: Vec<Attempt>,
+    final_serial: String,
+    /// When the last rotation was written.
+    stopped: Instant,
+    /// From here on every handshake must see the final certificate.
+    deadline: Instant,
+}
+
+impl Run {
+    fn new(rotations: Vec<Rotation>) -> Self {
+        let last = rotations.last().unwrap();
+        let (final_serial, stopped) = (last.serial.clone(), last.written);
+        Self {
+            rotations,
+            attempts: Vec::new(),
+            final_serial,
+            stopped,
+            deadline: stopped + INTERVAL + MARGIN,
+        }
+    }
+
+    fn failures(&self) -> Vec<&String> {
+        self.attempts
+            .iter()
+            .filter_map(|a| a.outcome.as_ref().err())
+            .collect()
+    }
+
+    fn late(&self) -> Vec<&Attempt> {
+        self.attempts
+            .iter()
+            .filter(|a| a.started >= self.deadline)
+            .collect()
+    }
+
+    /// Prints the run's figures: handshakes, rotations, reload lags.
+    fn print(&self, published: &HashMap<String, Instant>, status: &CertificateStatus) {
+        let (attempts, rotations, stopped) = (&self.attempts, &self.rotations, self.stopped);
+        let stale_after_stop = attempts
+            .iter()
+            .filter(|a| {
+                a.started >= stopped && a.outcome.as_ref().is_ok_and(|s| *s != self.final_serial)
+            })
+            .map(|a| a.started - stopped)
+            .max();
+        let lags: Vec<Duration> = rotations
+            .iter()
+            .filter_map(|r| {
+                published
+                    .get(&r.serial)
+                    .map(|at| at.saturating_duration_since(r.written))
+            })
+            .collect();
+        let final_lag = published
+            .get(&self.final_serial)
+            .map(|at| at.saturating_duration_since(stopped));
+        let serials_seen: std::collections::HashSet<_> = attempts
+            .iter()
+            .filter_map(|a| a.outcome.as_ref().ok())
+            .collect();
+        println!(
+            "rotation under load: {} handshakes by {CLIENTS} clients, {} rotations ({} each by rename, \
+             in-place rewrite and symlink swap) in {:.1} s; {} failed handshakes; {} serials served; \
+             {} rotations published, {} superseded before a tick; {} reloads, {} rejected reads \
+             (half-written files); max reload lag {:?}; final certificate published {:?} after the \
+             last write, last stale handshake started {:?} after it; {} handshakes after the deadline",
+            attempts.len(),
+            rotations.len(),
+            rotations.len() / 3,
+            (stopped - attempts.iter().map(|a| a.started).min().unwrap()).as_secs_f64(),
+            self.failures().len(),
+            serials_seen.len(),
+            lags.len(),
+            rotations.len() - lags.len(),
+            status.reloads,
+            status.failures,
+            lags.iter().max().unwrap(),
+            final_lag,
+            stale_after_stop,
+            self.late().len(),
         );
     }
-    let final_status = status.certificate.as_ref().unwrap();
-    assert_eq!(final_status.serial, final_serial);
-    assert_eq!(status.consecutive_failures, 0, "{status:#?}");
-    drop(server);
+
+    /// No handshake failed or saw a certificate never written; every one after
+    /// the deadline saw the final certificate, which the status names.
+    fn assert_sound(
+        &self,
+        written: &HashMap<String, Option<Instant>>,
+        status: &CertificateStatus,
+        min_rotations: usize,
+    ) {
+        assert!(self.rotations.len() >= min_rotations);
+        let failures = self.failures();
+        assert!(
+            failures.is_empty(),
+            "{} failed handshakes, e.g. {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        let unknown: Vec<_> = self
+            .attempts
+            .iter()
+            .filter_map(|a| a.outcome.as_ref().ok())
+            .filter(|serial| !written.contains_key(*serial))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "served certificates that were never written: {unknown:?}"
+        );
+        let late = self.late();
+        assert!(!late.is_empty(), "no handshake after the deadline to check");
+        for attempt in &late {
+            assert_eq!(
+                attempt.outcome.as_ref().unwrap(),
+                &self.final_serial,
+                "a handshake {:?} after rotation stopped did not see the final certificate",
+                attempt.started - self.stopped
+            );
+        }
+        let final_status = status.certificate.as_ref().unwrap();
+        assert_eq!(final_status.serial, self.final_serial);
+        assert_eq!(status.consecutive_failures, 0, "{status:#?}");
+    }
 }
 
 /// Rotates the certificate every 20–50 ms until both minimums are met.
 fn rotate(
     mut volume: K8sVolume,
     ca: &Ca,
-    written: &Mutex<HashMap<String, Option<Instant>>>,
+    written: &Written,
     min_time: Duration,
     min_rotations: usize,
 ) -> Vec<Rotation> {
@@ -259,12 +325,12 @@ fn rotate(
         written.lock().unwrap().insert(leaf.serial.clone(), None);
         match METHODS[n % METHODS.len()] {
             Method::Rename => {
-                util::write_atomic(&data.join("cert.pem"), &cert);
-                util::write_atomic(&data.join("key.pem"), &key);
+                support::write_atomic(&data.join("cert.pem"), &cert);
+                support::write_atomic(&data.join("key.pem"), &key);
             }
             Method::InPlace => {
-                util::write_in_place(&data.join("cert.pem"), &cert);
-                util::write_in_place(&data.join("key.pem"), &key);
+                support::write_in_place(&data.join("cert.pem"), &cert);
+                support::write_in_place(&data.join("key.pem"), &key);
             }
             Method::SymlinkSwap => {
                 volume.update(&[("cert.pem", &cert), ("key.pem", &key)]);
@@ -321,41 +387,23 @@ impl Rng {
 /// through `reload_now`, with a handshake every tenth cycle.
 ///
 /// It measures the RSS and the descriptor table of the whole process, so it runs
-/// in a child process of its own (see [`util::isolated`]): in the shared test
+/// in a child process of its own (see [`support::isolated`]): in the shared test
 /// process other tests allocate and open sockets at the same time.
 #[test]
 fn reload_cycles_hold_memory_and_fds() {
-    util::isolated("stress::reload_cycles_hold_memory_and_fds", reload_cycles);
+    support::isolated("stress::reload_cycles_hold_memory_and_fds", reload_cycles);
 }
 
-async fn reload_cycles() {
-    const WARM_UP: usize = 1_000;
-    const CYCLES: usize = 10_000;
-    const HANDSHAKE_EVERY: usize = 10;
-    const MAX_GROWTH: u64 = 1024 * 1024;
+const WARM_UP: usize = 1_000;
+const CYCLES: usize = 10_000;
+const HANDSHAKE_EVERY: usize = 10;
+const MAX_GROWTH: u64 = 1024 * 1024;
 
-    let fds_at_start = util::open_fds();
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = Ca::new("cycle CA");
-    let pairs: Vec<_> = ["A", "B"]
-        .iter()
-        .map(|cn| {
-            let leaf = ca.leaf(cn);
-            (leaf.cert_pem(), leaf.key_pem(), leaf.serial)
-        })
-        .collect();
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    util::write_atomic(&cert, &pairs[0].0);
-    util::write_atomic(&key, &pairs[0].1);
-    // The poller stays out of the way: every reload is a `reload_now`.
-    let tls = ReloadingAcceptor::builder(&cert, &key)
-        .poll_interval(Duration::from_secs(3600))
-        .build()
-        .unwrap();
-    let server = util::serve(tls.clone()).await;
-    let connector = util::client(&ca.pem());
+async fn reload_cycles() {
+    let fds_at_start = support::open_fds();
+    let cycling = Cycling::start().await;
     // The listener is open, no connection is: what the table holds between handshakes.
-    let fds_serving = util::open_fds();
+    let fds_serving = support::open_fds();
 
     let started = Instant::now();
     let mut handshakes = 0;
@@ -363,26 +411,16 @@ async fn reload_cycles() {
     for i in 0..WARM_UP + CYCLES {
         if i == WARM_UP {
             settle_fds(fds_serving).await;
-            baseline = Some((util::rss_bytes(), Instant::now()));
+            baseline = Some((support::rss_bytes(), Instant::now()));
         }
-        let (c, k, serial) = &pairs[(i + 1) % 2];
-        util::write_atomic(&cert, c);
-        util::write_atomic(&key, k);
-        let outcome = tls.reload_now().unwrap();
-        assert!(
-            matches!(outcome, Reload::Published(_)),
-            "cycle {i}: {outcome:?}"
-        );
-        if i % HANDSHAKE_EVERY == 0 {
-            let seen = util::exchange(&connector, server.addr, None).await.unwrap();
-            assert_eq!(&seen.serial, serial, "cycle {i}");
+        if cycling.cycle(i).await {
             handshakes += 1;
         }
     }
     settle_fds(fds_serving).await;
-    let rss_after = util::rss_bytes();
+    let rss_after = support::rss_bytes();
     let (rss_before, measured_from) = baseline.unwrap();
-    let status = tls.status();
+    let status = cycling.tls.status();
     let growth = rss_after.saturating_sub(rss_before);
     println!(
         "reload cycles: {} reloads ({WARM_UP} warm-up) and {handshakes} handshakes in {:.1} s \
@@ -402,9 +440,75 @@ async fn reload_cycles() {
         "RSS grew by {growth} bytes over {CYCLES} reload cycles"
     );
 
-    drop(server);
-    drop(tls);
+    drop(cycling);
     settle_fds(fds_at_start).await;
+}
+
+/// Two certificates alternated through `reload_now`, and a server and client
+/// to check which is served.
+struct Cycling {
+    _tmp: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+    /// PEM certificate, PEM key and serial of each.
+    pairs: Vec<(Vec<u8>, Vec<u8>, String)>,
+    tls: ReloadingAcceptor,
+    server: support::Server,
+    connector: SslConnector,
+}
+
+impl Cycling {
+    async fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = Ca::new("cycle CA");
+        let pairs: Vec<_> = ["A", "B"]
+            .iter()
+            .map(|cn| {
+                let leaf = ca.leaf(cn);
+                (leaf.cert_pem(), leaf.key_pem(), leaf.serial)
+            })
+            .collect();
+        let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+        support::write_atomic(&cert, &pairs[0].0);
+        support::write_atomic(&key, &pairs[0].1);
+        // The poller stays out of the way: every reload is a `reload_now`.
+        let tls = ReloadingAcceptor::builder(&cert, &key)
+            .poll_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let server = support::serve(tls.clone()).await;
+        let connector = support::client(&ca.pem());
+        Self {
+            _tmp: tmp,
+            cert,
+            key,
+            pairs,
+            tls,
+            server,
+            connector,
+        }
+    }
+
+    /// Cycle `i`: writes the other pair and reloads it; every
+    /// [`HANDSHAKE_EVERY`]th cycle checks it is served. Returns whether it did.
+    async fn cycle(&self, i: usize) -> bool {
+        let (c, k, serial) = &self.pairs[(i + 1) % 2];
+        support::write_atomic(&self.cert, c);
+        support::write_atomic(&self.key, k);
+        let outcome = self.tls.reload_now().unwrap();
+        assert!(
+            matches!(outcome, Reload::Published(_)),
+            "cycle {i}: {outcome:?}"
+        );
+        if i % HANDSHAKE_EVERY != 0 {
+            return false;
+        }
+        let seen = support::exchange(&self.connector, self.server.addr, None)
+            .await
+            .unwrap();
+        assert_eq!(&seen.serial, serial, "cycle {i}");
+        true
+    }
 }
 
 /// Waits until the process has `expected` descriptors open again: connections
@@ -412,7 +516,7 @@ async fn reload_cycles() {
 async fn settle_fds(expected: usize) {
     let start = Instant::now();
     loop {
-        let open = util::open_fds();
+        let open = support::open_fds();
         if open == expected {
             return;
         }

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use openssl::ssl::{SslConnector, SslMethod, SslVersion};
-use openssl_reload::{ReloadingAcceptor, ReloadingAcceptorBuilder};
+use openssl::ssl::{SslConnector, SslMethod, SslSession, SslVersion};
+use openssl_reload::{ReloadingAcceptor, ReloadingAcceptorBuilder, TicketKeyStatus};
 
-use crate::util::*;
+use crate::support::*;
 
 /// A TLS 1.2 or 1.3 client trusting `ca`.
 fn client(ca: &Ca, version: SslVersion) -> SslConnector {
@@ -117,6 +117,28 @@ fn write_keys(path: &Path, lines: &[&str]) {
     write_atomic(path, format!("{}\n", lines.join("\n")).as_bytes());
 }
 
+/// A full handshake's session (with its ticket).
+async fn new_session(client: &SslConnector, addr: std::net::SocketAddr) -> SslSession {
+    exchange(client, addr, None).await.unwrap().session.unwrap()
+}
+
+/// Waits until the ticket keys report a failed read, failing the test with the
+/// status after [`DEADLINE`].
+async fn ticket_key_failure(tls: &ReloadingAcceptor) -> TicketKeyStatus {
+    let start = Instant::now();
+    loop {
+        let status = tls.ticket_keys();
+        if status.failures > 0 {
+            return status;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the garbage file was not reported: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The file's first key encrypts and every key decrypts; dropping a key ends its
 /// tickets (full handshake, no error); a bad file keeps the keys in service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,11 +150,7 @@ async fn ticket_key_file_is_followed() {
     let f = fixture(|builder| builder.ticket_key_file(&file)).await;
     assert_eq!(f.tls.ticket_keys().file.as_deref(), Some(&*file));
     let client = client(&f.ca, SslVersion::TLS1_2);
-    let under_a = exchange(&client, f.server.addr, None)
-        .await
-        .unwrap()
-        .session
-        .unwrap();
+    let under_a = new_session(&client, f.server.addr).await;
 
     write_keys(&file, &[&b, &a]);
     wait_rotations(&f.tls, 1).await;
@@ -140,11 +158,7 @@ async fn ticket_key_file_is_followed() {
         .await
         .unwrap();
     assert!(seen.resumed, "a ticket of the second line resumes");
-    let under_b = exchange(&client, f.server.addr, None)
-        .await
-        .unwrap()
-        .session
-        .unwrap();
+    let under_b = new_session(&client, f.server.addr).await;
 
     write_keys(&file, &[&b]);
     wait_rotations(&f.tls, 2).await;
@@ -154,18 +168,7 @@ async fn ticket_key_file_is_followed() {
     assert!(!seen.resumed, "a ticket of a dropped key resumed");
 
     write_atomic(&file, b"this is not a ticket key\n");
-    let start = Instant::now();
-    let status = loop {
-        let status = f.tls.ticket_keys();
-        if status.failures > 0 {
-            break status;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the garbage file was not reported: {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let status = ticket_key_failure(&f.tls).await;
     let message = status.last_error.unwrap().message;
     assert!(
         message.contains("ticket.keys") && message.contains("line 1"),

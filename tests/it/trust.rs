@@ -15,13 +15,13 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openssl::ssl::{
-    ErrorCode, Ssl, SslConnector, SslMethod, SslOptions, SslSessionRef, SslStream, SslVerifyMode,
-    SslVersion,
+    ErrorCode, Ssl, SslConnector, SslMethod, SslOptions, SslSession, SslSessionRef, SslStream,
+    SslVerifyMode, SslVersion,
 };
 use openssl::x509::store::X509StoreBuilder;
 use openssl_reload::{ClientAuth, Reload, ReloadingAcceptor};
 
-use crate::util::{
+use crate::support::{
     self, eventually, exchange, serve, wait_status, write_atomic, Ca, Leaf, Seen, DEADLINE,
     INTERVAL,
 };
@@ -250,6 +250,38 @@ async fn straddling_handshake_never_resumes(case: &str, version: SslVersion, opt
     // The servername callback runs here and installs the {old, new} context.
     assert!(!step("server: ServerHello .. Finished", s.accept()));
 
+    drop_old_ca(case, &tls, &files, &new).await;
+    finish_handshake(case, &mut c, &mut s);
+    assert_eq!(
+        s.ssl().peer_certificate().map(|p| support::serial_hex(&p)),
+        Some(old_leaf.serial.clone()),
+        "{case}: the straddling handshake verified the old CA's client"
+    );
+    let session = straddling_session(case, &mut c, &mut s, version, options);
+    drop((c, s));
+
+    let server = serve(tls.clone()).await;
+    let result = exchange(&client, server.addr, Some(&session)).await;
+    eprintln!(
+        "{case}: the straddling session offered: {}",
+        outcome(&result)
+    );
+    assert!(
+        !matches!(&result, Ok(seen) if seen.resumed),
+        "{case}: a session verified against the bundle {{old, new}} resumed after the old CA \
+         was dropped: {}",
+        outcome(&result)
+    );
+    assert!(
+        !served(&result),
+        "{case}: the old CA's client was served after its CA was dropped: {}",
+        outcome(&result)
+    );
+}
+
+/// Reloads the client CA bundle to `new` alone, in the middle of a handshake,
+/// and waits for a later second than the reload's.
+async fn drop_old_ca(case: &str, tls: &ReloadingAcceptor, files: &Files, new: &Ca) {
     write_atomic(&files.ca, &new.pem());
     let reload = tls.reload_now();
     assert!(
@@ -261,7 +293,10 @@ async fn straddling_handshake_never_resumes(case: &str, version: SslVersion, opt
     // ticket with the time(2) at which it sends it, after the client's Finished.
     // (A TLS 1.2 session keeps the date of its ClientHello, before the reload.)
     past_second(unix_secs()).await;
+}
 
+/// Runs the rest of the handshake on both in-memory ends.
+fn finish_handshake(case: &str, c: &mut SslStream<Pipe>, s: &mut SslStream<Pipe>) {
     let client_done = step("client: Certificate .. Finished", c.connect());
     assert!(
         step("server: verifies the client and finishes", s.accept()),
@@ -273,11 +308,17 @@ async fn straddling_handshake_never_resumes(case: &str, version: SslVersion, opt
             "{case}: the client's handshake did not complete"
         );
     }
-    assert_eq!(
-        s.ssl().peer_certificate().map(|p| util::serial_hex(&p)),
-        Some(old_leaf.serial.clone()),
-        "{case}: the straddling handshake verified the old CA's client"
-    );
+}
+
+/// The client's session of the completed handshake (with a ticket unless
+/// `options` say `NO_TICKET`), both ends closed cleanly.
+fn straddling_session(
+    case: &str,
+    c: &mut SslStream<Pipe>,
+    s: &mut SslStream<Pipe>,
+    version: SslVersion,
+    options: SslOptions,
+) -> SslSession {
     // TLS 1.3 tickets come after the handshake: application data behind them
     // makes the client read them.
     s.ssl_write(b"x").unwrap();
@@ -300,25 +341,7 @@ async fn straddling_handshake_never_resumes(case: &str, version: SslVersion, opt
     // A clean close keeps both sides' session resumable.
     let _ = c.shutdown();
     let _ = s.shutdown();
-    drop((c, s));
-
-    let server = serve(tls.clone()).await;
-    let result = exchange(&client, server.addr, Some(&session)).await;
-    eprintln!(
-        "{case}: the straddling session offered: {}",
-        outcome(&result)
-    );
-    assert!(
-        !matches!(&result, Ok(seen) if seen.resumed),
-        "{case}: a session verified against the bundle {{old, new}} resumed after the old CA \
-         was dropped: {}",
-        outcome(&result)
-    );
-    assert!(
-        !served(&result),
-        "{case}: the old CA's client was served after its CA was dropped: {}",
-        outcome(&result)
-    );
+    session
 }
 
 /// A TLS 1.3 handshake that straddles the reload dropping the client's CA gives
@@ -427,7 +450,7 @@ async fn policy_accepted_client_resumes_after_server_rotation() {
     // A self-signed certificate: a root of its own, in no bundle.
     let own = Ca::new("self-signed client");
     let leaf = Leaf {
-        serial: util::serial_hex(&own.cert),
+        serial: support::serial_hex(&own.cert),
         cert: own.cert,
         key: own.key,
         chain: vec![],
