@@ -24,7 +24,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --locked --release --features cli --bin openssl-reload
+cargo build --locked --release --bin openssl-reload
 cargo bench --locked --bench handshake --no-run
 
 work=$(mktemp -d)

@@ -28,7 +28,7 @@ step "system packages"
 ci/apt.sh libssl-dev pkg-config strace python3
 
 step "build"
-cargo build --locked --release --features cli --bin openssl-reload --example idle
+cargo build --locked --release --bin openssl-reload --example idle
 cargo bench --locked --no-run --bench handshake --bench callback
 
 step "handshake harness (cargo bench --bench handshake)"

@@ -4,16 +4,18 @@
 #
 #  1. ci/fips-provider.sh builds (or finds cached) an OpenSSL 3.0.8 fips.so and its
 #     OPENSSL_CONF file.
-#  2. `cargo test --features fips --test fips` with that OPENSSL_CONF: fips::enable,
-#     MD5 gone, TLS 1.2/1.3 handshakes with FIPS suites, reloads, encrypted PKCS#8
-#     loading, and non-approved key material failing while the old stays served.
-#     OPENSSL_RELOAD_FIPS_REQUIRED=1 turns any skip into a failure.
-#  3. The binary (features cli,fips): `--fips` without a usable provider exits 1
-#     naming OPENSSL_CONF and fipsmodule.cnf; with the provider it serves,
-#     /status says "fips_enabled": true, /metrics openssl_reload_fips_enabled 1,
-#     non-FIPS cipher suites are refused, and a key needing MD5 is refused on
-#     reload while the old certificate stays in service. Without --fips the same
-#     binary serves on a machine without a provider (fips_enabled false).
+#  2. `cargo test -p openssl-reload --features fips --test fips` with that
+#     OPENSSL_CONF: fips::enable, MD5 gone, TLS 1.2/1.3 handshakes with FIPS
+#     suites, reloads, encrypted PKCS#8 loading, and non-approved key material
+#     failing while the old stays served. OPENSSL_RELOAD_FIPS_REQUIRED=1 turns
+#     any skip into a failure.
+#  3. The binary (package openssl-reload-server, feature fips): `--fips` without
+#     a usable provider exits 1 naming OPENSSL_CONF and fipsmodule.cnf; with the
+#     provider it serves, /status says "fips_enabled": true, /metrics
+#     openssl_reload_fips_enabled 1, non-FIPS cipher suites are refused, and a
+#     key needing MD5 is refused on reload while the old certificate stays in
+#     service. Without --fips the same binary serves on a machine without a
+#     provider (fips_enabled false).
 #  4. A build without the `fips` feature refuses --fips with exit status 1.
 #
 # OPENSSL_CONF is set only for what must run under FIPS; cargo itself, curl and
@@ -55,18 +57,18 @@ $providers"
 echo "OPENSSL_CONF=$fips_conf"
 
 # ---- 2. the test suite -------------------------------------------------------------
-step "cargo test --features fips --test fips"
+step "cargo test -p openssl-reload --features fips --test fips"
 # Build without the FIPS configuration (cargo and build scripts are not under test),
 # then run the tests under it.
-plain cargo test --locked --features fips --test fips --no-run
+plain cargo test --locked -p openssl-reload --features fips --test fips --no-run
 OPENSSL_CONF=$fips_conf OPENSSL_RELOAD_FIPS_REQUIRED=1 \
-    cargo test --locked --features fips --test fips 2>&1 | tee "$work/test.log"
+    cargo test --locked -p openssl-reload --features fips --test fips 2>&1 | tee "$work/test.log"
 grep -q '^test result: ok\. [1-9][0-9]* passed; 0 failed' "$work/test.log" \
     || fail "the FIPS test suite did not pass"
 
 # ---- 3. the binary -----------------------------------------------------------------
-step "cargo build --features cli,fips"
-plain cargo build --locked --features cli,fips
+step "cargo build -p openssl-reload-server --features fips"
+plain cargo build --locked -p openssl-reload-server --features fips
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked \
     | perl -MJSON::PP -0777 -ne 'print decode_json($_)->{target_directory}')
 # A private copy: other cargo runs may rebuild target/debug/openssl-reload meanwhile.
@@ -224,10 +226,10 @@ stop_server
 
 # ---- 4. a build without the feature ---------------------------------------------------
 step "a build without the fips feature refuses --fips"
-plain cargo build --locked --features cli
+plain cargo build --locked -p openssl-reload-server
 cp "$target_dir/debug/openssl-reload" "$work/openssl-reload-nofips"
-# Put the cli,fips binary back for whoever runs it from target/ next.
-plain cargo build --locked --features cli,fips
+# Put the fips binary back for whoever runs it from target/ next.
+plain cargo build --locked -p openssl-reload-server --features fips
 status=0
 plain "$work/openssl-reload-nofips" "${serve_args[@]}" --fips >/dev/null 2>"$work/err" || status=$?
 [[ $status -eq 1 ]] || fail "without the feature, --fips exited $status, expected 1: $(cat "$work/err")"

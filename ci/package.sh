@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# ci/package.sh: build the .deb and the .rpm of openssl-reload and check them
-# (issue 8, docs/packaging.md). Run as root on Debian 12 (bookworm):
+# ci/package.sh: build the .deb and the .rpm of openssl-reload (the workspace
+# member server/, package openssl-reload-server, whose Cargo.toml holds the
+# packaging metadata) and check them (issue 8, docs/packaging.md). Run as root on
+# Debian 12 (bookworm):
 #
 #   bash ci/package.sh
 #
@@ -30,7 +32,9 @@ PORT="${OPENSSL_RELOAD_PKG_PORT:-}" # empty: a free one is picked
 # `systemd-analyze security` exposure above this fails the run (0 best, 10 worst).
 MAX_EXPOSURE=2.0
 
-PKG=openssl-reload
+PKG=openssl-reload              # the name of the .deb and .rpm
+CRATE=openssl-reload-server     # the Cargo package they are built from
+CRATE_DIR=server                # its directory, for cargo generate-rpm -p
 SVC_USER=openssl-reload
 TLS_DIR=/etc/openssl-reload/tls
 ENV_FILE=/etc/default/openssl-reload
@@ -172,9 +176,10 @@ ok "3 pages"
 # ---------------------------------------------------------------------------
 step "Release binary"
 # With `fips`: the packaged binary can run in FIPS mode (--fips / OPENSSL_RELOAD_FIPS=1).
-cargo build --release --locked --features fips --bin openssl-reload
-version="$(sed -n '/^\[package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)"
-[[ -n $version ]] || fail "cannot read the package version"
+cargo build --release --locked -p "$CRATE" --features fips --bin openssl-reload
+# Every package of the workspace has the version of [workspace.package].
+version="$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)"
+[[ -n $version ]] || fail "cannot read the version in [workspace.package] of Cargo.toml"
 # Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config).
 tdir="$(cargo metadata --format-version 1 --no-deps --locked |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
@@ -184,7 +189,7 @@ echo "version $version, target dir $tdir"
 # ---------------------------------------------------------------------------
 step "Build the .deb (cargo deb)"
 rm -rf "$tdir/debian"
-cargo deb --locked --no-build
+cargo deb -p "$CRATE" --locked --no-build
 deb="$tdir/debian/${PKG}_${version}-1_amd64.deb"
 [[ -f $deb ]] || fail "$deb not built"
 cp "$deb" "$work/"
@@ -212,7 +217,8 @@ step "Build the .rpm (cargo generate-rpm) and inspect it"
 # cargo-generate-rpm packages the binary as it is: strip it first, as cargo deb does.
 strip "$tdir/release/openssl-reload"
 rm -rf "$tdir/generate-rpm"
-cargo generate-rpm
+# From the root: the asset paths in server/Cargo.toml are relative to it.
+cargo generate-rpm -p "$CRATE_DIR"
 rpm_file="$(ls "$tdir/generate-rpm/${PKG}-${version}-1."*.rpm)"
 rpm -qpi "$rpm_file"
 echo "--- rpm -qpl"

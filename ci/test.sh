@@ -16,21 +16,33 @@ step "system packages"
 ci/apt.sh libssl-dev pkg-config openssl curl util-linux ca-certificates valgrind
 
 # Every feature but `vendored`, which would build OpenSSL 3.x from source and link
-# it instead of the system library that the tests are about (build.md).
-FEATURES=cli,fips
+# it instead of the system library that the tests are about (build.md): `fips` of
+# both members of the workspace, the library and the server.
+FEATURES=openssl-reload/fips,openssl-reload-server/fips
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --locked --all-targets --features "$FEATURES" -- -D warnings
-cargo clippy --locked --lib --no-default-features -- -D warnings
+cargo clippy --locked --workspace --all-targets --features "$FEATURES" -- -D warnings
+# The library alone, as a dependency with no features compiles it.
+cargo clippy --locked -p openssl-reload --lib --no-default-features -- -D warnings
+
+step "the library's dependencies: none of the server's"
+# What a library user compiles (issue 12): no command line, HTTP or JSON crates.
+server_deps=$(cargo tree --locked -e normal -p openssl-reload --prefix none --format '{p}' |
+  grep -E '^(clap|hyper|hyper-util|http-body-util|serde_json|tracing-subscriber) ' || true)
+if [ -n "$server_deps" ]; then
+  echo "openssl-reload depends on crates of the server:" $server_deps >&2
+  exit 1
+fi
+echo "none of clap, hyper, hyper-util, http-body-util, serde_json, tracing-subscriber"
 
 step "cargo test"
-cargo test --locked --features "$FEATURES"
+cargo test --locked --workspace --features "$FEATURES"
 
 step "cargo doc"
-RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps --features "$FEATURES"
+RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p openssl-reload --features fips
 
 # valgrind: 200 reload cycles under memcheck, 0 bytes definitely lost (~25 s).
 # ci/fuzz.sh (cargo-fuzz) is not run here: building the instrumented target takes

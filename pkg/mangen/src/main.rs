@@ -17,8 +17,12 @@ use clap_mangen::roff::{roman, Roff};
 use clap_mangen::Man;
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../../../src/bin/openssl-reload/cli.rs"]
+#[path = "../../../server/src/cli/mod.rs"]
 mod cli;
+// The server's RFC 3339 formatting (std only), for the footer date.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../../server/src/timefmt.rs"]
+mod timefmt;
 
 const MANUAL: &str = "openssl-reload manual";
 
@@ -200,9 +204,33 @@ fn create(dir: &Path, name: &str) -> std::io::Result<BufWriter<File>> {
 /// ENVIRONMENT, FILES and SEE ALSO, for the Debian/RPM service.
 fn service_sections(cmd: &clap::Command) -> Roff {
     let mut roff = Roff::new();
+    environment_section(&mut roff, cmd);
+    files_section(&mut roff);
 
-    // Every option of every subcommand that has a variable, from the clap
-    // definition itself, so the list cannot drift.
+    roff.control("SH", ["SEE ALSO"]);
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| format!("openssl-reload-{}(1)", s.get_name()))
+        .collect();
+    roff.text([roman(format!(
+        "{}, openssl(1), s_client(1ssl), systemd.service(5), systemd.exec(5)",
+        subs.join(", ")
+    ))]);
+    roff
+}
+
+/// One entry of a list: `name` in bold, then what it is.
+fn term(roff: &mut Roff, name: impl Into<String>, what: impl Into<String>) {
+    roff.control("TP", []);
+    roff.text([clap_mangen::roff::bold(name.into())]);
+    roff.text([roman(what.into())]);
+}
+
+/// ENVIRONMENT: every option of every subcommand that has a variable, from the
+/// clap definition itself, so the list cannot drift, and the two variables that
+/// are not options.
+fn environment_section(roff: &mut Roff, cmd: &clap::Command) {
     roff.control("SH", ["ENVIRONMENT"]);
     roff.text([roman(
         "Each option can also be given as an environment variable; an option on the command line wins. \
@@ -219,22 +247,23 @@ fn service_sections(cmd: &clap::Command) -> Roff {
                 continue;
             }
             seen.push(env.clone());
-            roff.control("TP", []);
-            roff.text([clap_mangen::roff::bold(env)]);
-            roff.text([roman(format!("Same as --{long}."))]);
+            term(roff, env, format!("Same as --{long}."));
         }
     }
-    roff.control("TP", []);
-    roff.text([clap_mangen::roff::bold("OPENSSL_RELOAD_KEY_PASSPHRASE")]);
-    roff.text([roman(
+    term(
+        roff,
+        "OPENSSL_RELOAD_KEY_PASSPHRASE",
         "The passphrase of an encrypted key or PKCS#12 bundle itself, when --key-passphrase-file is not given.",
-    )]);
-    roff.control("TP", []);
-    roff.text([clap_mangen::roff::bold("RUST_LOG")]);
-    roff.text([roman(
+    );
+    term(
+        roff,
+        "RUST_LOG",
         "Log filter, when neither --log nor OPENSSL_RELOAD_LOG is set.",
-    )]);
+    );
+}
 
+/// FILES: what the packages install and read.
+fn files_section(roff: &mut Roff) {
     roff.control("SH", ["FILES"]);
     for (path, what) in [
         (
@@ -256,22 +285,8 @@ fn service_sections(cmd: &clap::Command) -> Roff {
             "The systemd unit. systemctl reload openssl-reload sends SIGHUP, which reloads the files at once.",
         ),
     ] {
-        roff.control("TP", []);
-        roff.text([clap_mangen::roff::bold(path)]);
-        roff.text([roman(what)]);
+        term(roff, path, what);
     }
-
-    roff.control("SH", ["SEE ALSO"]);
-    let subs: Vec<String> = cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set())
-        .map(|s| format!("openssl-reload-{}(1)", s.get_name()))
-        .collect();
-    roff.text([roman(format!(
-        "{}, openssl(1), s_client(1ssl), systemd.service(5), systemd.exec(5)",
-        subs.join(", ")
-    ))]);
-    roff
 }
 
 /// The footer date: `SOURCE_DATE_EPOCH` as YYYY-MM-DD, or empty.
@@ -282,20 +297,8 @@ fn source_date() -> String {
     else {
         return String::new();
     };
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    // The date part of `2026-01-02T03:04:05Z`.
+    let mut date = timefmt::rfc3339(secs);
+    date.truncate(date.find('T').unwrap_or(date.len()));
+    date
 }

@@ -4,10 +4,13 @@
 //! It is the demo and packaged binary of the `openssl_reload` library. Run
 //! `openssl-reload help serve` and `openssl-reload help check` for the manual.
 //!
-//! Modules: `cli` (the clap definition, self-contained), `serve` (listeners,
-//! handshakes, signals, graceful shutdown), `routes` (the HTTP endpoints),
-//! `metrics` (Prometheus text), `dev_cert` (the development CA and certificate),
-//! `check` (the `check` subcommand) and `timefmt` (RFC 3339 times).
+//! Modules: `cli` (the clap definition, self-contained, also compiled by
+//! pkg/mangen for the man pages), `serve` (start-up, signals and graceful
+//! shutdown; `serve::connections` accepts, handshakes and serves HTTP),
+//! `routes` (the HTTP endpoints), `metrics` (Prometheus text), `dev_cert` (the
+//! development CA and certificate), `check` (the `check` subcommand) and
+//! `timefmt` (RFC 3339 times). Its tests are `tests/cli/`, which runs the
+//! binary with curl and `openssl s_client`.
 
 mod check;
 mod cli;

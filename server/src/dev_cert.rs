@@ -17,13 +17,14 @@ use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
 };
-use openssl::x509::{X509Name, X509};
+use openssl::x509::{X509Builder, X509Name, X509};
 use openssl_reload::{ClientAuth, Passphrase, ReloadingAcceptor};
 
 use crate::timefmt::now_unix;
 use crate::Failure;
 
-/// The names the development certificate is valid for.
+/// The subject of the development certificate, and the names it is valid for.
+const LEAF_CN: &str = "localhost";
 const DNS_NAMES: &[&str] = &["localhost"];
 const IP_ADDRESSES: &[&str] = &["127.0.0.1", "::1"];
 
@@ -99,41 +100,18 @@ pub(crate) fn ensure(dir: &Path) -> Result<(DevFiles, Outcome), Failure> {
     let (ca, mut outcome) = match load_ca(&files) {
         Some(ca) => (ca, Outcome::Reused),
         None => {
-            let ca = new_ca().map_err(|e| openssl_failure("create the development CA", &e))?;
-            write_file(
-                &files.ca_key,
-                &ca.key
-                    .private_key_to_pem_pkcs8()
-                    .map_err(|e| openssl_failure("encode a key", &e))?,
-                0o600,
-            )?;
-            write_file(
-                &files.ca_cert,
-                &ca.cert
-                    .to_pem()
-                    .map_err(|e| openssl_failure("encode a certificate", &e))?,
-                0o644,
-            )?;
+            let ca = ca_name()
+                .and_then(|cn| mint(&cn, CA_DAYS, None))
+                .map_err(|e| openssl_failure("create the development CA", &e))?;
+            write_pair(&ca, &files.ca_cert, &files.ca_key)?;
             tracing::info!(path = %files.ca_cert.display(), "created a development CA");
             (ca, Outcome::Created)
         }
     };
     if outcome == Outcome::Created || !leaf_is_good(&files) {
-        let (cert, key) =
-            new_leaf(&ca).map_err(|e| openssl_failure("issue the development certificate", &e))?;
-        write_file(
-            &files.key,
-            &key.private_key_to_pem_pkcs8()
-                .map_err(|e| openssl_failure("encode a key", &e))?,
-            0o600,
-        )?;
-        write_file(
-            &files.cert,
-            &cert
-                .to_pem()
-                .map_err(|e| openssl_failure("encode a certificate", &e))?,
-            0o644,
-        )?;
+        let leaf = mint(LEAF_CN, LEAF_DAYS, Some(&ca))
+            .map_err(|e| openssl_failure("issue the development certificate", &e))?;
+        write_pair(&leaf, &files.cert, &files.key)?;
         tracing::info!(path = %files.cert.display(), "issued a development certificate for localhost, 127.0.0.1 and ::1");
         if outcome == Outcome::Reused {
             outcome = Outcome::Reissued;
@@ -148,14 +126,29 @@ fn openssl_failure(what: &str, error: &ErrorStack) -> Failure {
     Failure::runtime(format!("cannot {what}: {error}"))
 }
 
-struct Ca {
+/// A certificate and its private key: the development CA, or the leaf it issued.
+struct Pair {
     cert: X509,
     key: PKey<Private>,
 }
 
+/// Writes the key (mode 0600) and then the certificate (0644) of `pair`.
+fn write_pair(pair: &Pair, cert: &Path, key: &Path) -> Result<(), Failure> {
+    let key_pem = pair
+        .key
+        .private_key_to_pem_pkcs8()
+        .map_err(|e| openssl_failure("encode a key", &e))?;
+    write_file(key, &key_pem, 0o600)?;
+    let cert_pem = pair
+        .cert
+        .to_pem()
+        .map_err(|e| openssl_failure("encode a certificate", &e))?;
+    write_file(cert, &cert_pem, 0o644)
+}
+
 /// The CA from an earlier run, if it is complete, consistent, and valid for
 /// longer than any leaf it would issue.
-fn load_ca(files: &DevFiles) -> Option<Ca> {
+fn load_ca(files: &DevFiles) -> Option<Pair> {
     let cert = X509::from_pem(&fs::read(&files.ca_cert).ok()?).ok()?;
     // An empty passphrase callback: a key that asks for one is not ours.
     let key =
@@ -163,9 +156,10 @@ fn load_ca(files: &DevFiles) -> Option<Ca> {
     if !cert.public_key().ok()?.public_eq(&key) {
         return None;
     }
-    let renew_at = Asn1Time::from_unix(now_unix() + i64::from(LEAF_DAYS) * DAY).ok()?;
-    let now = Asn1Time::days_from_now(0).ok()?;
-    (cert.not_after() > renew_at && cert.not_before() <= now).then_some(Ca { cert, key })
+    let now = now_unix();
+    let renew_at = Asn1Time::from_unix(now + i64::from(LEAF_DAYS) * DAY).ok()?;
+    let now = Asn1Time::from_unix(now).ok()?;
+    (cert.not_after() > renew_at && cert.not_before() <= now).then_some(Pair { cert, key })
 }
 
 /// Whether the leaf from an earlier run is what the server would accept, names
@@ -190,37 +184,52 @@ fn leaf_is_good(files: &DevFiles) -> bool {
     }
 }
 
-fn ec_key() -> Result<PKey<Private>, ErrorStack> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    PKey::from_ec_key(EcKey::generate(&group)?)
-}
-
-fn random_serial() -> Result<openssl::asn1::Asn1Integer, ErrorStack> {
-    let mut serial = BigNum::new()?;
-    // 127 random bits with the top bit set: positive, 16 bytes, never zero.
-    serial.rand(127, MsbOption::ONE, false)?;
-    serial.to_asn1_integer()
-}
-
-fn new_ca() -> Result<Ca, ErrorStack> {
-    let key = ec_key()?;
+/// The common name of a new development CA, with a random tag so that two
+/// machines' CAs are told apart in a trust store.
+fn ca_name() -> Result<String, ErrorStack> {
     let mut tag = [0u8; 4];
     openssl::rand::rand_bytes(&mut tag)?;
     let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("openssl-reload development CA {tag}"))
+}
+
+/// Mints a certificate named `cn`, valid for `days`, with a new P-256 key:
+/// the self-signed development CA without an `issuer`, else a server leaf for
+/// [`DNS_NAMES`] and [`IP_ADDRESSES`] signed by `issuer`.
+fn mint(cn: &str, days: u32, issuer: Option<&Pair>) -> Result<Pair, ErrorStack> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
     let mut name = X509Name::builder()?;
     name.append_entry_by_text("O", "openssl-reload (development only)")?;
-    name.append_entry_by_text("CN", &format!("openssl-reload development CA {tag}"))?;
+    name.append_entry_by_text("CN", cn)?;
     let name = name.build();
+    let mut serial = BigNum::new()?;
+    // 127 random bits with the top bit set: positive, 16 bytes, never zero.
+    serial.rand(127, MsbOption::ONE, false)?;
+    let now = now_unix();
 
     let mut b = X509::builder()?;
     b.set_version(2)?;
-    b.set_serial_number(random_serial()?.as_ref())?;
+    b.set_serial_number(serial.to_asn1_integer()?.as_ref())?;
     b.set_subject_name(&name)?;
-    b.set_issuer_name(&name)?;
+    b.set_issuer_name(issuer.map_or(&*name, |ca| ca.cert.subject_name()))?;
     b.set_pubkey(&key)?;
     // Back-dated an hour so that a slightly slow clock elsewhere still accepts it.
-    b.set_not_before(Asn1Time::from_unix(now_unix() - 3600)?.as_ref())?;
-    b.set_not_after(Asn1Time::days_from_now(CA_DAYS)?.as_ref())?;
+    b.set_not_before(Asn1Time::from_unix(now - 3600)?.as_ref())?;
+    b.set_not_after(Asn1Time::from_unix(now + i64::from(days) * DAY)?.as_ref())?;
+    match issuer {
+        None => ca_extensions(&mut b)?,
+        Some(ca) => leaf_extensions(&mut b, &ca.cert)?,
+    }
+    b.sign(issuer.map_or(&key, |ca| &ca.key), MessageDigest::sha256())?;
+    Ok(Pair {
+        cert: b.build(),
+        key,
+    })
+}
+
+/// A CA that signs leaves only (path length 0).
+fn ca_extensions(b: &mut X509Builder) -> Result<(), ErrorStack> {
     b.append_extension(BasicConstraints::new().critical().ca().pathlen(0).build()?)?;
     b.append_extension(
         KeyUsage::new()
@@ -230,29 +239,11 @@ fn new_ca() -> Result<Ca, ErrorStack> {
             .build()?,
     )?;
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
-    b.append_extension(ski)?;
-    b.sign(&key, MessageDigest::sha256())?;
-    Ok(Ca {
-        cert: b.build(),
-        key,
-    })
+    b.append_extension(ski)
 }
 
-fn new_leaf(ca: &Ca) -> Result<(X509, PKey<Private>), ErrorStack> {
-    let key = ec_key()?;
-    let mut name = X509Name::builder()?;
-    name.append_entry_by_text("O", "openssl-reload (development only)")?;
-    name.append_entry_by_text("CN", "localhost")?;
-    let name = name.build();
-
-    let mut b = X509::builder()?;
-    b.set_version(2)?;
-    b.set_serial_number(random_serial()?.as_ref())?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(ca.cert.subject_name())?;
-    b.set_pubkey(&key)?;
-    b.set_not_before(Asn1Time::from_unix(now_unix() - 3600)?.as_ref())?;
-    b.set_not_after(Asn1Time::days_from_now(LEAF_DAYS)?.as_ref())?;
+/// A TLS server certificate for the development names, issued by `ca`.
+fn leaf_extensions(b: &mut X509Builder, ca: &X509) -> Result<(), ErrorStack> {
     b.append_extension(BasicConstraints::new().critical().build()?)?;
     b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
     b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
@@ -263,16 +254,14 @@ fn new_leaf(ca: &Ca) -> Result<(X509, PKey<Private>), ErrorStack> {
     for ip in IP_ADDRESSES {
         san.ip(ip);
     }
-    let san = san.build(&b.x509v3_context(Some(&ca.cert), None))?;
+    let san = san.build(&b.x509v3_context(Some(ca), None))?;
     b.append_extension(san)?;
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&ca.cert), None))?;
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(ca), None))?;
     b.append_extension(ski)?;
     let aki = AuthorityKeyIdentifier::new()
         .keyid(true)
-        .build(&b.x509v3_context(Some(&ca.cert), None))?;
-    b.append_extension(aki)?;
-    b.sign(&ca.key, MessageDigest::sha256())?;
-    Ok((b.build(), key))
+        .build(&b.x509v3_context(Some(ca), None))?;
+    b.append_extension(aki)
 }
 
 /// Writes `bytes` to a temporary file in the same directory, created with `mode`,

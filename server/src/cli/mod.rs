@@ -1,0 +1,204 @@
+//! The command line of `openssl-reload`, as a clap derive.
+//!
+//! These files depend on nothing but clap and std, so that a build script (a man
+//! page generator with `clap_mangen`, shell completions) can include them with
+//! `#[path = "server/src/cli/mod.rs"] mod cli;` and call
+//! `<cli::Cli as clap::CommandFactory>::command()`: pkg/mangen does.
+//!
+//! `help` holds the manual's prose, `serve` the flags of `serve`, `duration`
+//! the parser of `250ms`-style durations.
+
+mod duration;
+mod help;
+pub(crate) mod serve;
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+use help::{
+    ABOUT, AFTER_LONG_HELP, CHECK_AFTER_LONG_HELP, CHECK_LONG_ABOUT, LONG_ABOUT,
+    SERVE_AFTER_LONG_HELP, SERVE_LONG_ABOUT,
+};
+use serve::ServeArgs;
+
+/// The environment variable that may hold the passphrase of an encrypted key or
+/// PKCS#12 bundle (read at every load, like `--key-passphrase-file`).
+pub(crate) const PASSPHRASE_ENV: &str = "OPENSSL_RELOAD_KEY_PASSPHRASE";
+
+/// The longest delay `GET /slow?ms=N` accepts, in milliseconds.
+pub(crate) const MAX_SLOW_MS: u64 = 30_000;
+
+/// `openssl-reload`: a hot-reloading HTTPS server and certificate checker.
+#[derive(Debug, Parser)]
+#[command(
+    name = "openssl-reload",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+
+    /// FIPS mode: use only the OpenSSL FIPS provider's algorithms, or exit 1
+    ///
+    /// Before any certificate or key is read, load OpenSSL 3's fips and base
+    /// providers and make every algorithm default to fips=yes; if that fails (no
+    /// provider configured, self-test failure), exit 1 naming what to check:
+    /// OPENSSL_CONF, OPENSSL_MODULES, fipsmodule.cnf. Keys encrypted with
+    /// non-approved algorithms (traditional PEM encryption, which uses MD5; PKCS#12)
+    /// then fail to load. Off by default, also in builds with FIPS support; a
+    /// build without it (cargo feature `fips`) refuses the flag. /status
+    /// (fips_enabled) and /metrics (openssl_reload_fips_enabled) show whether FIPS
+    /// mode is on. Set OPENSSL_RELOAD_FIPS=1 for the same effect.
+    #[arg(
+        long,
+        global = true,
+        env = "OPENSSL_RELOAD_FIPS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) fips: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve HTTPS with a certificate that hot-reloads
+    #[command(long_about = SERVE_LONG_ABOUT, after_long_help = SERVE_AFTER_LONG_HELP)]
+    Serve(ServeArgs),
+    /// Validate a certificate and key offline and describe the certificate
+    #[command(long_about = CHECK_LONG_ABOUT, after_long_help = CHECK_AFTER_LONG_HELP)]
+    Check(CheckArgs),
+}
+
+/// Logging, for every subcommand.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Logging")]
+pub(crate) struct LogArgs {
+    /// Log filter, in RUST_LOG syntax (e.g. `debug`, `info,openssl_reload=trace`)
+    ///
+    /// Without it OPENSSL_RELOAD_LOG, then RUST_LOG, is used; the default is
+    /// `info` for serve and `warn` for check.
+    #[arg(long, global = true, env = "OPENSSL_RELOAD_LOG", value_name = "FILTER")]
+    pub(crate) log: Option<String>,
+
+    /// Log format on standard error
+    #[arg(
+        long,
+        global = true,
+        env = "OPENSSL_RELOAD_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub(crate) log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines
+    Text,
+    /// One JSON object per line, fields at the top level
+    Json,
+}
+
+/// Where the certificate and key come from.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Certificate")]
+pub(crate) struct IdentityArgs {
+    /// Certificate chain file: PEM (leaf first, then intermediates) or DER
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_CERT",
+        value_name = "FILE",
+        requires = "key",
+        conflicts_with = "pkcs12"
+    )]
+    pub(crate) cert: Option<PathBuf>,
+
+    /// Private key file: PEM or DER; PKCS#1, SEC1 or PKCS#8, possibly encrypted
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_KEY",
+        value_name = "FILE",
+        requires = "cert",
+        conflicts_with = "pkcs12"
+    )]
+    pub(crate) key: Option<PathBuf>,
+
+    /// PKCS#12 bundle with the certificate, its chain and the key (instead of --cert/--key)
+    #[arg(long, env = "OPENSSL_RELOAD_PKCS12", value_name = "FILE")]
+    pub(crate) pkcs12: Option<PathBuf>,
+
+    /// File holding the passphrase of an encrypted key or PKCS#12 bundle
+    ///
+    /// One trailing newline is ignored. The file is read at every load and watched
+    /// like the certificate. Without it, the passphrase is taken from the
+    /// environment variable OPENSSL_RELOAD_KEY_PASSPHRASE when that is set.
+    #[arg(long, env = "OPENSSL_RELOAD_KEY_PASSPHRASE_FILE", value_name = "FILE")]
+    pub(crate) key_passphrase_file: Option<PathBuf>,
+}
+
+/// `openssl-reload check`.
+#[derive(Debug, Args)]
+#[command(
+    next_help_heading = "Certificate",
+    group(ArgGroup::new("identity").required(true).args(["cert", "pkcs12"]))
+)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) identity: IdentityArgs,
+
+    /// CA bundle (PEM) the certificate must chain to
+    #[arg(long, env = "OPENSSL_RELOAD_CA", value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+}
+
+/// `--client-auth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ClientAuthArg {
+    /// Every client must present a certificate that chains to --ca
+    Required,
+    /// A client may present a certificate; if it does, it must chain to --ca
+    Optional,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &["check"][..],
+            &["check", "--cert", "c.pem"],
+            &["check", "--key", "k.pem"],
+            &["check", "--cert", "c", "--key", "k", "--pkcs12", "p"],
+            &["serve", "--client-auth", "required"],
+            &["serve", "--poll-interval", "5"],
+            &["serve", "--listen", "localhost"],
+            &["serve", "--require-chain-to-ca"],
+            &["serve", "--ticket-keys", "k", "--ticket-key-rotation", "5m"],
+            &["serve", "--ticket-keys", "k", "--ticket-keys-kept", "2"],
+            &["serve", "--ticket-keys-kept", "0"],
+            &["serve", "--ticket-key-rotation", "0s"],
+        ] {
+            let argv = std::iter::once("openssl-reload").chain(args.iter().copied());
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! `openssl-reload serve`: listeners, TLS handshakes with a timeout, HTTP/1.1 and
+//! HTTP/2 through hyper, SIGHUP reloads, and graceful shutdown on SIGTERM/SIGINT.
+//!
+//! This module starts and stops the server; `connections` accepts, handshakes
+//! and serves HTTP, `sighup` reloads on SIGHUP, `banner` prints where the
+//! development certificate is.
+
+mod banner;
+mod connections;
+mod sighup;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssl::ssl::{select_next_proto, AlpnError, SslContextBuilder};
+use openssl_reload::openssl::error::ErrorStack;
+use openssl_reload::{ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::cli::serve::{ServeArgs, TicketArgs};
+use crate::cli::ClientAuthArg;
+use crate::dev_cert::{self, DevFiles, Outcome};
+use crate::metrics::Stats;
+use crate::routes::App;
+use crate::timefmt::human_duration;
+use crate::{acceptor_builder, Failure};
+
+/// ALPN protocols offered, in the server's order of preference (wire format).
+const ALPN: &[u8] = b"\x02h2\x08http/1.1";
+
+/// The TLS policy replayed on the front context and every reloaded one: ALPN.
+fn policy(ctx: &mut SslContextBuilder) -> Result<(), ErrorStack> {
+    ctx.set_alpn_select_callback(|_, client| {
+        select_next_proto(ALPN, client).ok_or(AlpnError::NOACK)
+    });
+    Ok(())
+}
+
+/// The signals the server handles, installed before anything slow happens.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Must run inside the runtime. From here on SIGHUP no longer has its default
+    /// action (exit): a `systemctl reload` right after a (re)start, while the key
+    /// is still being decrypted, must not stop the service.
+    fn install() -> Result<Self, Failure> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Failure::runtime(format!("cannot handle {name}: {e}")))
+        };
+        Ok(Self {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))?;
+    let signals = {
+        let _entered = runtime.enter();
+        Signals::install()?
+    };
+
+    // Listen first: an address in use is reported before anything else happens.
+    let listeners = bind(&args.listen)?;
+    let (builder, dev) = match acceptor_builder(&args.identity) {
+        Some(builder) => (builder, None),
+        None => {
+            let dir = args.dev_dir.clone().unwrap_or_else(dev_cert::default_dir);
+            let (files, outcome) = dev_cert::ensure(&dir)?;
+            let builder = ReloadingAcceptor::builder(&files.cert, &files.key);
+            (builder, Some((files, outcome)))
+        }
+    };
+    let tls = configure(builder, &args).build()?;
+
+    let result = runtime.block_on(serve(args, signals, listeners, tls, dev));
+    // Connections still open after the grace period are dropped here.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Binds every `--listen` address (non-blocking, for tokio).
+fn bind(addrs: &[SocketAddr]) -> Result<Vec<(std::net::TcpListener, SocketAddr)>, Failure> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let fail = |e: io::Error| Failure::runtime(format!("cannot listen on {addr}: {e}"));
+        let listener = std::net::TcpListener::bind(addr).map_err(fail)?;
+        listener.set_nonblocking(true).map_err(fail)?;
+        let local = listener.local_addr().map_err(fail)?;
+        listeners.push((listener, local));
+    }
+    Ok(listeners)
+}
+
+/// The flags' settings on top of the identity: polling, the handshake timeout
+/// (enforced by `ReloadingAcceptor::accept`), ALPN, mutual TLS, ticket keys.
+fn configure(builder: ReloadingAcceptorBuilder, args: &ServeArgs) -> ReloadingAcceptorBuilder {
+    let mut builder = builder
+        .poll_interval(args.poll_interval)
+        .handshake_timeout(args.handshake_timeout)
+        .policy(policy);
+    if let Some(ca) = &args.ca {
+        let auth = match args.client_auth.unwrap_or(ClientAuthArg::Required) {
+            ClientAuthArg::Required => ClientAuth::Required,
+            ClientAuthArg::Optional => ClientAuth::Optional,
+        };
+        builder = builder
+            .client_ca(ca, auth)
+            .check_chain_against_ca(args.require_chain_to_ca);
+    }
+    let tickets = &args.tickets;
+    match &tickets.ticket_keys {
+        Some(file) => builder.ticket_key_file(file),
+        None => builder.ticket_key_rotation(
+            tickets.ticket_key_rotation,
+            usize::try_from(tickets.ticket_keys_kept).unwrap_or(usize::MAX),
+        ),
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+async fn serve(
+    args: ServeArgs,
+    signals: Signals,
+    listeners: Vec<(std::net::TcpListener, SocketAddr)>,
+    tls: ReloadingAcceptor,
+    dev: Option<(DevFiles, Outcome)>,
+) -> Result<(), Failure> {
+    let Signals {
+        term: mut sigterm,
+        int: mut sigint,
+        hup: sighup,
+    } = signals;
+
+    if let Some((files, outcome)) = &dev {
+        let locals: Vec<_> = listeners.iter().map(|(_, local)| *local).collect();
+        banner::print_dev_banner(files, *outcome, &locals);
+    }
+
+    let stats = Arc::new(Stats::new());
+    let app = Arc::new(App {
+        tls: tls.clone(),
+        stats: Arc::clone(&stats),
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Every connection task holds a sender; `recv` returns `None` once all are gone.
+    let (open_tx, mut open_rx) = mpsc::channel::<Infallible>(1);
+    let accept_tasks = connections::spawn_accept_loops(
+        listeners,
+        &app,
+        args.handshake_timeout,
+        &shutdown_rx,
+        &open_tx,
+    )?;
+    log_serving(&args);
+    tokio::spawn(sighup::reload_on_sighup(sighup, tls));
+
+    let name = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    stop_accepting(name, args.shutdown_grace, &shutdown_tx, accept_tasks).await;
+    drop(open_tx);
+    drain(
+        &mut open_rx,
+        args.shutdown_grace,
+        &stats,
+        &mut sigterm,
+        &mut sigint,
+    )
+    .await;
+    Ok(())
+}
+
+/// The start-up line that says the server is up and how to drive it.
+fn log_serving(args: &ServeArgs) {
+    tracing::info!(
+        poll_interval = %human_duration(args.poll_interval),
+        handshake_timeout = %human_duration(args.handshake_timeout),
+        ticket_keys = %ticket_key_source(&args.tickets),
+        "serving; send SIGHUP to reload now, SIGTERM or SIGINT to stop"
+    );
+}
+
+/// The first step of a graceful shutdown: tells every task that it has begun
+/// and waits for the accept loops to end, which closes the listeners.
+async fn stop_accepting(
+    signal: &str,
+    grace: Duration,
+    shutdown: &watch::Sender<bool>,
+    accept_tasks: Vec<JoinHandle<()>>,
+) {
+    tracing::info!(
+        signal,
+        grace = %human_duration(grace),
+        "shutting down: no longer accepting connections; letting requests in flight finish"
+    );
+    let _ = shutdown.send(true);
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+}
+
+/// Waits for the connections still open, for at most `grace` or until a second signal.
+async fn drain(
+    open: &mut mpsc::Receiver<Infallible>,
+    grace: Duration,
+    stats: &Stats,
+    sigterm: &mut Signal,
+    sigint: &mut Signal,
+) {
+    tokio::select! {
+        _ = open.recv() => tracing::info!("all connections closed; exiting"),
+        () = tokio::time::sleep(grace) => tracing::warn!(
+            connections = Stats::get(&stats.connections_open),
+            "grace period over; closing the remaining connections"
+        ),
+        _ = sigterm.recv() => tracing::warn!("second signal; exiting now"),
+        _ = sigint.recv() => tracing::warn!("second signal; exiting now"),
+    }
+}
+
+/// Where the session ticket keys come from, for the start-up log.
+fn ticket_key_source(tickets: &TicketArgs) -> String {
+    match &tickets.ticket_keys {
+        Some(file) => format!("file {}", file.display()),
+        None => format!(
+            "in memory, rotated every {}, {} kept",
+            human_duration(tickets.ticket_key_rotation),
+            tickets.ticket_keys_kept
+        ),
+    }
+}

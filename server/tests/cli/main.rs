@@ -1,0 +1,38 @@
+//! The `openssl-reload` binary, spawned for real and driven with curl and
+//! `openssl s_client` from PATH.
+//!
+//! Every server listens on `127.0.0.1:0`; the test reads the bound address from the
+//! server's "listening" log line, so there is no port race. Waits are deadline
+//! loops; a server is killed when its guard drops, also when a test fails.
+//! Without curl or openssl the tests are skipped with a note, except under CI
+//! (`CI` set), where they fail.
+
+/// The test helpers every suite shares: certificates, file writes, deadlines.
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+// Helpers of this suite.
+
+/// curl and `openssl s_client`.
+mod clients;
+/// A CA, a leaf and its key in a temp dir.
+mod fixture;
+/// The command, a running server killed on drop, deadline loops.
+mod harness;
+/// A strict Prometheus text-format parser, for `/metrics`.
+mod prometheus;
+
+// The tests.
+
+/// `openssl-reload check` and its exit statuses.
+mod check;
+/// HTTP/2 and HTTP/1.1, `/metrics`, `/status`, mutual TLS, the chain to the CA.
+mod http;
+/// Rotation within the poll interval, SIGHUP, bad replacements.
+mod reload;
+/// Graceful shutdown on SIGTERM.
+mod shutdown;
+/// The development certificate, the environment, start-up errors, `--help`.
+mod startup;
+/// Session ticket keys: shared by a fleet, reread on SIGHUP, rotated in memory.
+mod tickets;
