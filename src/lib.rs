@@ -14,7 +14,7 @@
 //! use tokio::io::AsyncWriteExt;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let tls = ReloadingAcceptor::builder("/etc/tls/cert.pem", "/etc/tls/key.pem")
+//! let tls = ReloadingAcceptor::builder().identity("/etc/tls/cert.pem", "/etc/tls/key.pem")
 //!     .passphrase(Passphrase::from_env("TLS_KEY_PASSPHRASE"))
 //!     .policy(|ctx| {
 //!         ctx.set_min_proto_version(Some(openssl_reload::openssl::ssl::SslVersion::TLS1_2))
