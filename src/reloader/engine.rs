@@ -231,7 +231,7 @@ impl<T> Engine<T> {
             if trigger == (Trigger::Poll { changed: true }) && !state.mismatch_deferred {
                 state.mismatch_deferred = true;
                 state.retry_at = Some(Instant::now());
-                tracing::debug!(role = self.role, %error, "certificate and key do not match yet; waiting a tick for the other file");
+                tracing::debug!(role = self.role, error = %error.report(), "certificate and key do not match yet; waiting a tick for the other file");
                 return outcome.map(|_| Reload::Unchanged);
             }
         }

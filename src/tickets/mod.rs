@@ -195,8 +195,8 @@ impl TicketKeys {
             last_error: error.as_ref().map(|e| ReloadFailure::new(e, now)),
         };
         if let Some(error) = &error {
-            tracing::warn!(error = %error, "ticket-key file not usable at start-up, as allowed; using a random key until it is");
-            file.last_logged = Some(error.to_string());
+            tracing::warn!(error = %error.report(), "ticket-key file not usable at start-up, as allowed; using a random key until it is");
+            file.last_logged = Some(error.report().to_string());
         }
         Ok(Arc::new(Self {
             ring: ArcSwap::from_pointee(ring),
@@ -282,7 +282,7 @@ impl TicketKeys {
             }
             Err(error) => {
                 self.record_failure(&error);
-                let message = error.to_string();
+                let message = error.report().to_string();
                 if file.last_logged.as_deref() != Some(&message) {
                     tracing::warn!(path = %path.display(), error = %message, "ticket-key reload failed; keeping the keys in service");
                     file.last_logged = Some(message);
