@@ -2,23 +2,19 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use openssl::error::ErrorStack;
-use openssl::ssl::{ConnectConfiguration, SslConnector, SslContextBuilder, SslMethod};
+use openssl::ssl::{ConnectConfiguration, SslConnector, SslMethod};
 use openssl::x509::store::X509StoreBuilder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_openssl::SslStream;
 
-use crate::acceptor::{Policy, DEFAULT_POLL_INTERVAL, MIN_POLL_INTERVAL};
-use crate::material::{IdentityFiles, Material, Sources};
-use crate::reload::{Build, Engine};
-use crate::watch::Poller;
-use crate::{CertificateStatus, Error, Passphrase, Reload, ValidityPolicy};
+use crate::builder::{Builder, Policy};
+use crate::material::Material;
+use crate::reloader::{Build, Reloader};
+use crate::{CertificateInfo, CertificateStatus, Error, Reload};
 
 /// A TLS client whose client certificate, key and CA bundle follow the files on disk.
 ///
@@ -30,25 +26,26 @@ use crate::{CertificateStatus, Error, Passphrase, Reload, ValidityPolicy};
 /// when the last clone is dropped.
 #[derive(Clone)]
 pub struct ReloadingConnector {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    engine: Arc<Engine<SslConnector>>,
-    _poller: Poller,
+    inner: Arc<Reloader<SslConnector>>,
 }
 
 impl ReloadingConnector {
-    /// Starts a builder. With neither [`identity`](ReloadingConnectorBuilder::identity)
-    /// nor [`ca`](ReloadingConnectorBuilder::ca) it is a plain client trusting the
-    /// system's default CA paths.
+    /// Starts a builder. With neither an [`identity`](Builder::identity) nor a
+    /// [`ca`](Builder::ca) it is a plain client trusting the system's default CA
+    /// paths.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = openssl_reload::ReloadingConnector::builder()
+    ///     .identity("node.crt", "node.key")
+    ///     .ca("cluster-ca.pem")
+    ///     .build()?;
+    /// let tcp = tokio::net::TcpStream::connect("10.0.0.2:4002").await?;
+    /// let stream = client.connect("node2.cluster.internal", tcp).await?;
+    /// # drop(stream); Ok(()) }
+    /// ```
     pub fn builder() -> ReloadingConnectorBuilder {
-        ReloadingConnectorBuilder {
-            sources: Sources::new(),
-            poll_interval: DEFAULT_POLL_INTERVAL,
-            allow_missing_at_start: false,
-            policy: Arc::new(|_| Ok(())),
-        }
+        Builder::new()
     }
 
     /// The connector in service right now.
@@ -57,7 +54,7 @@ impl ReloadingConnector {
     }
 
     fn current(&self) -> &ArcSwap<SslConnector> {
-        self.inner.engine.current()
+        self.inner.current()
     }
 
     /// A configuration for one new connection from the current material, with
@@ -66,18 +63,18 @@ impl ReloadingConnector {
     /// # Errors
     ///
     /// OpenSSL's error from `SSL_new`.
-    pub fn configure(&self) -> Result<ConnectConfiguration, ErrorStack> {
+    pub fn configure(&self) -> Result<ConnectConfiguration, openssl::error::ErrorStack> {
         self.current().load().configure()
     }
 
-    /// Connects over `stream` with tokio-openssl, verifying that the server's
-    /// certificate is valid for `domain` (a DNS name or an IP address).
+    /// Connects over `stream` with tokio-openssl (`SSL_connect`), verifying that
+    /// the server's certificate is valid for `domain` (a DNS name or an IP address).
     ///
     /// # Errors
     ///
-    /// The handshake's error (`SSL_connect`), including a verification failure,
-    /// as an `io::Error` whose source is the `openssl::ssl::Error`; `InvalidInput`
-    /// for a `domain` with a NUL byte.
+    /// The handshake's error, including a verification failure, as an `io::Error`
+    /// whose source is the `openssl::ssl::Error`; `InvalidInput` for a `domain`
+    /// with a NUL byte.
     pub async fn connect<S>(&self, domain: &str, stream: S) -> io::Result<SslStream<S>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -97,21 +94,18 @@ impl ReloadingConnector {
         std::pin::Pin::new(&mut stream)
             .connect()
             .await
-            .map_err(|e| match e.into_io_error() {
-                Ok(io) => io,
-                Err(tls) => io::Error::other(tls),
-            })?;
+            .map_err(tls_to_io)?;
         Ok(stream)
     }
 
     /// A snapshot of what is in service and how reloading went.
     pub fn status(&self) -> CertificateStatus {
-        self.inner.engine.status()
+        self.inner.status()
     }
 
     /// A receiver that sees every change of [`status`](Self::status).
     pub fn subscribe(&self) -> watch::Receiver<CertificateStatus> {
-        self.inner.engine.subscribe()
+        self.inner.subscribe()
     }
 
     /// Reads and, if the content changed, publishes the files right now.
@@ -120,7 +114,16 @@ impl ReloadingConnector {
     ///
     /// The reason the files were not published; the previous material stays in service.
     pub fn reload_now(&self) -> Result<Reload, Error> {
-        self.inner.engine.reload_now()
+        self.inner.reload_now()
+    }
+}
+
+/// A handshake error as the `io::Error` both sides return: the I/O error itself,
+/// or an `Other` error whose source is OpenSSL's.
+pub(crate) fn tls_to_io(error: openssl::ssl::Error) -> io::Error {
+    match error.into_io_error() {
+        Ok(io) => io,
+        Err(tls) => io::Error::other(tls),
     }
 }
 
@@ -132,88 +135,27 @@ impl fmt::Debug for ReloadingConnector {
     }
 }
 
-/// Configures a [`ReloadingConnector`].
-#[must_use]
-pub struct ReloadingConnectorBuilder {
-    sources: Sources,
-    poll_interval: Duration,
-    allow_missing_at_start: bool,
-    policy: Policy,
-}
+/// The client's own settings in a [`Builder`]: none yet beyond the shared ones.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ClientSide {}
 
-impl ReloadingConnectorBuilder {
-    /// The client certificate chain and key presented to servers that ask for one.
-    pub fn identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        self.sources.identity = Some(IdentityFiles::Pair {
-            cert: cert.into(),
-            key: key.into(),
-        });
-        self
-    }
+/// Configures a [`ReloadingConnector`]: the shared settings of [`Builder`].
+pub type ReloadingConnectorBuilder = Builder<ClientSide>;
 
-    /// The client identity from a PKCS#12 bundle.
-    pub fn identity_pkcs12(mut self, path: impl Into<PathBuf>) -> Self {
-        self.sources.identity = Some(IdentityFiles::Pkcs12(path.into()));
-        self
-    }
-
-    /// Where the passphrase of an encrypted key or PKCS#12 bundle comes from.
-    pub fn passphrase(mut self, passphrase: Passphrase) -> Self {
-        self.sources.passphrase = passphrase;
-        self
-    }
-
-    /// Trusts only the CAs in this PEM bundle (instead of the system's), watched and
-    /// reloaded like the certificate.
-    pub fn ca(mut self, ca: impl Into<PathBuf>) -> Self {
-        self.sources.ca = Some(ca.into());
-        self
-    }
-
-    /// Whether the client certificate must also chain to the CA bundle (the one
-    /// that verifies servers) before it is published (default `false`; turn it on
-    /// for clusters where one CA signs every node). The chain file's own order is
-    /// checked either way.
-    pub fn check_chain_against_ca(mut self, check: bool) -> Self {
-        self.sources.chain_to_ca = check;
-        self
-    }
-
-    /// Start even when the initial files are missing or invalid (default `false`:
-    /// [`build`](Self::build) returns the error). Until valid files appear, connections fail
-    /// and [`status`](ReloadingConnector::status) shows the error; the files are adopted
-    /// as soon as they are valid, as with any reload.
-    pub fn allow_missing_at_start(mut self, allow: bool) -> Self {
-        self.allow_missing_at_start = allow;
-        self
-    }
-
-    /// How often the files are checked (default 1 s).
-    pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(MIN_POLL_INTERVAL);
-        self
-    }
-
-    /// What to do with a client certificate outside its validity period.
-    pub fn validity(mut self, policy: ValidityPolicy) -> Self {
-        self.sources.validity = policy;
-        self
-    }
-
-    /// The largest file the crate will read.
-    pub fn max_file_size(mut self, bytes: u64) -> Self {
-        self.sources.max_file_size = bytes;
-        self
-    }
-
-    /// The TLS policy (protocol floor, ALPN protocols, ciphers, ...), applied to
-    /// every connector built, on top of `SslConnector::builder`'s defaults.
-    pub fn policy<F>(mut self, policy: F) -> Self
-    where
-        F: Fn(&mut SslContextBuilder) -> Result<(), ErrorStack> + Send + Sync + 'static,
-    {
-        self.policy = Arc::new(policy);
-        self
+impl Builder<ClientSide> {
+    /// Loads and validates the files once, as [`build`](Self::build) would, and builds
+    /// a connector from them with the policy; starts nothing.
+    ///
+    /// # Errors
+    ///
+    /// The reason the material would be refused at start-up.
+    pub fn check(&self) -> Result<Option<CertificateInfo>, Error> {
+        let raw = self.files.read(&self.checks, &mut Default::default())?;
+        let material = self.files.parse(raw, &self.checks)?;
+        let info = material.identity.as_ref().map(|i| i.info.clone());
+        client_connector(&self.policy, self.files.ca.is_some(), material)?;
+        Ok(info)
     }
 
     /// Loads and validates the files and starts the poller.
@@ -223,35 +165,14 @@ impl ReloadingConnectorBuilder {
     /// Any problem with the initial material, an error from the policy, or a failure
     /// to spawn the poller thread.
     pub fn build(self) -> Result<ReloadingConnector, Error> {
-        let policy = self.policy;
-        let pinned = self.sources.ca.is_some();
+        let policy = Arc::clone(&self.policy);
+        let pinned = self.files.ca.is_some();
         let build: Build<SslConnector> =
-            Box::new(move |material: &Material| client_connector(&policy, pinned, material));
-        let engine = Arc::new(Engine::start(
-            "connector",
-            self.sources,
-            self.poll_interval,
-            build,
-            self.allow_missing_at_start,
-        )?);
-        let poll_engine = Arc::clone(&engine);
-        let poller = Poller::spawn(self.poll_interval, move || poll_engine.poll())
-            .map_err(|source| Error::Thread { source })?;
+            Box::new(move |material| client_connector(&policy, pinned, material));
+        let reloader = Reloader::start(self.setup("connector"), build, || {})?;
         Ok(ReloadingConnector {
-            inner: Arc::new(Inner {
-                engine,
-                _poller: poller,
-            }),
+            inner: Arc::new(reloader),
         })
-    }
-}
-
-impl fmt::Debug for ReloadingConnectorBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReloadingConnectorBuilder")
-            .field("sources", &self.sources)
-            .field("poll_interval", &self.poll_interval)
-            .finish_non_exhaustive()
     }
 }
 
@@ -260,16 +181,21 @@ impl fmt::Debug for ReloadingConnectorBuilder {
 fn client_connector(
     policy: &Policy,
     pinned: bool,
-    material: &Material,
+    material: Material,
 ) -> Result<SslConnector, Error> {
-    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
-    policy(&mut builder)?;
+    let mut builder = SslConnector::builder(SslMethod::tls_client())
+        .map_err(Error::openssl("build the client context"))?;
+    policy(&mut builder).map_err(Error::openssl("apply the TLS policy"))?;
     if let Some(identity) = &material.identity {
         identity.install(&mut builder)?;
     }
-    match material.ca_store()? {
-        Some(store) => builder.set_cert_store(store),
-        None if pinned => builder.set_cert_store(X509StoreBuilder::new()?.build()),
+    match material.trust {
+        Some(trust) => builder.set_cert_store(trust.store),
+        None if pinned => builder.set_cert_store(
+            X509StoreBuilder::new()
+                .map_err(Error::openssl("build an empty trust store"))?
+                .build(),
+        ),
         None => {}
     }
     Ok(builder.build())

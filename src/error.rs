@@ -1,3 +1,15 @@
+//! The crate's one error type.
+//!
+//! - Every variant about a file names the file; none carries passphrase or key
+//!   bytes, so an `Error` is safe to log.
+//! - Each cause is reported once: `Display` says what failed in this crate's
+//!   terms, and the underlying error (OpenSSL's stack, the OS error) is the
+//!   [`source`](std::error::Error::source), never repeated in `Display`. Print
+//!   the whole chain with [`Error::report`] (or any error-chain printer).
+//! - OpenSSL errors are mapped to the step that failed where they happen
+//!   ([`Error::OpenSsl`] names the step); there is no blanket conversion.
+
+use std::error::Error as _;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -5,9 +17,6 @@ use std::path::{Path, PathBuf};
 use openssl::error::ErrorStack;
 
 /// Why certificate material could not be loaded, validated or installed.
-///
-/// Every variant that comes from a file names that file. None of them carries
-/// passphrase or key bytes, so an `Error` is safe to log as it is.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -161,9 +170,14 @@ pub enum Error {
     },
     /// A new random session ticket key could not be made.
     TicketKeyGeneration(ErrorStack),
-    /// OpenSSL refused to build a context from valid-looking material, or the
-    /// user's policy closure failed.
-    Context {
+    /// An acceptor was built without [`identity`](crate::Builder::identity) or
+    /// [`identity_pkcs12`](crate::Builder::identity_pkcs12): a server needs a certificate.
+    NoIdentity,
+    /// An OpenSSL call failed outside any one file: building a context, the
+    /// user's policy closure, hashing, installing a callback.
+    OpenSsl {
+        /// What was being done, e.g. "build the server context".
+        step: &'static str,
         /// OpenSSL's errors.
         source: ErrorStack,
     },
@@ -195,8 +209,22 @@ impl Error {
             | Self::Panicked { .. }
             | Self::Fips { .. }
             | Self::TicketKeyGeneration(_)
-            | Self::Context { .. } => None,
+            | Self::NoIdentity
+            | Self::OpenSsl { .. } => None,
         }
+    }
+
+    /// The whole story in one line: this error and each of its sources, joined
+    /// by `: `, e.g. `cannot parse private key in /etc/tls/key.pem: error:1E08010C:...`.
+    /// What the crate logs and records in
+    /// [`CertificateStatus::last_error`](crate::CertificateStatus::last_error).
+    pub fn report(&self) -> impl fmt::Display + '_ {
+        Report(self)
+    }
+
+    /// Maps an OpenSSL failure to the step it happened in.
+    pub(crate) fn openssl(step: &'static str) -> impl FnOnce(ErrorStack) -> Self {
+        move |source| Self::OpenSsl { step, source }
     }
 
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
@@ -234,14 +262,14 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Self::Io { path, .. } => write!(f, "cannot read {}", path.display()),
             Self::TooLarge { path, limit } => write!(
                 f,
                 "{} is larger than the {limit}-byte limit for certificate material",
                 path.display()
             ),
-            Self::Parse { path, what, source } => {
-                write!(f, "cannot parse {what} in {}: {source}", path.display())
+            Self::Parse { path, what, .. } => {
+                write!(f, "cannot parse {what} in {}", path.display())
             }
             Self::NoCertificate { path } => {
                 write!(f, "no certificate found in {}", path.display())
@@ -254,9 +282,9 @@ impl fmt::Display for Error {
                 "private key {} is encrypted and no passphrase is configured",
                 path.display()
             ),
-            Self::Decrypt { path, source } => write!(
+            Self::Decrypt { path, .. } => write!(
                 f,
-                "cannot decrypt {}: wrong passphrase or an algorithm the loaded OpenSSL providers do not offer: {source}",
+                "cannot decrypt {}: wrong passphrase or an algorithm the loaded OpenSSL providers do not offer",
                 path.display()
             ),
             Self::Unsupported {
@@ -276,6 +304,16 @@ impl fmt::Display for Error {
                 key.display(),
                 cert.display()
             ),
+            _ => self.fmt_checks_and_steps(f),
+        }
+    }
+}
+
+impl Error {
+    /// `Display` for the variants about checks and steps; `fmt` writes those
+    /// about reading and parsing a file.
+    fn fmt_checks_and_steps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Self::Expired { path, not_after } => write!(
                 f,
                 "certificate {} expired (notAfter {not_after})",
@@ -292,20 +330,16 @@ impl fmt::Display for Error {
                 path.display(),
                 ca.display()
             ),
-            Self::Rejected { path, source } => write!(
+            Self::Rejected { path, .. } => write!(
                 f,
-                "OpenSSL refuses the material in {} for TLS: {source}",
+                "OpenSSL refuses the material in {} for TLS",
                 path.display()
             ),
             Self::Panicked { message } => write!(f, "reload attempt panicked: {message}"),
-            Self::Thread { source } => write!(f, "cannot spawn the poller thread: {source}"),
-            Self::Fips {
-                step,
-                config,
-                source,
-            } => write!(
+            Self::Thread { .. } => f.write_str("cannot spawn the poller thread"),
+            Self::Fips { step, config, .. } => write!(
                 f,
-                "FIPS mode: cannot {step}: {source} ({config}; check that OPENSSL_CONF includes the fipsmodule.cnf written by `openssl fipsinstall` and that OPENSSL_MODULES or its `module =` line locates fips.so)"
+                "FIPS mode: cannot {step} ({config}; check that OPENSSL_CONF includes the fipsmodule.cnf written by `openssl fipsinstall` and that OPENSSL_MODULES or its `module =` line locates fips.so)"
             ),
             Self::BrokenChain {
                 path,
@@ -321,10 +355,13 @@ impl fmt::Display for Error {
                 Some(line) => write!(f, "ticket-key file {}: line {line}: {reason}", path.display()),
                 None => write!(f, "ticket-key file {}: {reason}", path.display()),
             },
-            Self::TicketKeyGeneration(source) => {
-                write!(f, "cannot make a session ticket key: {source}")
-            }
-            Self::Context { source } => write!(f, "cannot build the TLS context: {source}"),
+            Self::TicketKeyGeneration(_) => f.write_str("cannot make a session ticket key"),
+            Self::NoIdentity => f.write_str(
+                "no certificate configured: a server needs identity(cert, key) or identity_pkcs12(path)",
+            ),
+            Self::OpenSsl { step, .. } => write!(f, "cannot {step}"),
+            // Written by `fmt`.
+            _ => fmt::Debug::fmt(self, f),
         }
     }
 }
@@ -339,15 +376,24 @@ impl std::error::Error for Error {
             | Self::Rejected { source, .. }
             | Self::Fips { source, .. }
             | Self::TicketKeyGeneration(source)
-            | Self::Context { source } => Some(source),
+            | Self::OpenSsl { source, .. } => Some(source),
             _ => None,
         }
     }
 }
 
-impl From<ErrorStack> for Error {
-    fn from(source: ErrorStack) -> Self {
-        Self::Context { source }
+/// [`Error::report`]: the error and each of its sources, joined by `: `.
+struct Report<'a>(&'a Error);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 

@@ -46,6 +46,7 @@ static PROVIDERS: std::sync::OnceLock<(Provider, Provider)> = std::sync::OnceLoc
 /// [`Error::Fips`](crate::Error::Fips), naming the step that failed and OpenSSL's reason; the process
 /// must then not serve (fail closed).
 #[cfg(feature = "fips")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fips")))]
 pub fn enable() -> Result<(), crate::Error> {
     let step = |step: &'static str| {
         move |source: ErrorStack| crate::Error::Fips {

@@ -14,7 +14,7 @@
 //! use tokio::io::AsyncWriteExt;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let tls = ReloadingAcceptor::builder("/etc/tls/cert.pem", "/etc/tls/key.pem")
+//! let tls = ReloadingAcceptor::builder().identity("/etc/tls/cert.pem", "/etc/tls/key.pem")
 //!     .passphrase(Passphrase::from_env("TLS_KEY_PASSPHRASE"))
 //!     .policy(|ctx| {
 //!         ctx.set_min_proto_version(Some(openssl_reload::openssl::ssl::SslVersion::TLS1_2))
@@ -76,36 +76,52 @@
 //!
 //! # Crate features
 //!
-//! - `cli` (default): the `openssl-reload` demo server binary. Library users can
-//!   turn it off (`default-features = false`) and compile no clap or hyper.
-//! - `vendored`: build and statically link OpenSSL from source (see `build.md`).
+//! None is on by default; the library pulls in no server dependencies (the demo
+//! server is the workspace's `openssl-reload-server` package).
+//!
 //! - `fips`: `fips::enable()` switches the process to OpenSSL 3's FIPS provider
-//!   (the demo binary's `--fips`).
+//!   (the demo server's `--fips`).
+//! - `vendored`: build and statically link OpenSSL from source (see `build.md`).
+//!
+//! # Design notes
+//!
+//! Why it is built this way, and the OpenSSL behaviour it rests on: [`design`].
 
 #![warn(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acceptor;
+mod builder;
 mod connector;
 mod error;
 mod ffi;
 pub mod fips;
 mod material;
-mod reload;
+mod poll;
+mod reloader;
 mod session;
 mod tickets;
-mod watch;
 
 pub use openssl;
 
 pub use crate::acceptor::{
-    ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_POLL_INTERVAL,
+    ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder, ServerSide, DEFAULT_HANDSHAKE_TIMEOUT,
 };
-pub use crate::connector::{ReloadingConnector, ReloadingConnectorBuilder};
+pub use crate::builder::{Builder, DEFAULT_POLL_INTERVAL};
+pub use crate::connector::{ClientSide, ReloadingConnector, ReloadingConnectorBuilder};
 pub use crate::error::Error;
 pub use crate::material::{CertificateInfo, Passphrase, ValidityPolicy, DEFAULT_MAX_FILE_SIZE};
-pub use crate::reload::{CertificateStatus, Reload, ReloadError};
+pub use crate::reloader::{CertificateStatus, Reload, ReloadFailure};
+pub use crate::session::SESSION_ID_CONTEXT;
 pub use crate::tickets::{TicketKeyStatus, DEFAULT_TICKET_KEYS_KEPT, DEFAULT_TICKET_KEY_ROTATION};
+
+/// The design notes (`docs/design.md`): the data flow from a file change to a
+/// handshake, change detection, failures, sessions and trust, ticket keys.
+/// Names in brackets are the tests that show each point.
+#[cfg(doc)]
+#[allow(rustdoc::broken_intra_doc_links)]
+#[doc = include_str!("../docs/design.md")]
+pub mod design {}
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -39,8 +39,9 @@ use crate::ffi;
 /// TLS 1.3 tickets and session ids are bound to a session id context, and OpenSSL
 /// refuses to resume a session of a client that sent a certificate when it is
 /// empty. The same on the front and every reloaded context, so `SSL_set_SSL_CTX`
-/// keeps it; with client authentication a [`TrustId`] follows it.
-pub(crate) const SESSION_ID_CONTEXT: &[u8] = b"openssl-reload";
+/// keeps it; with client authentication 16 bytes that identify the client CA
+/// bundle follow it.
+pub const SESSION_ID_CONTEXT: &[u8] = b"openssl-reload";
 
 const TRUST_ID_LEN: usize = 16;
 const SID_CTX_LEN: usize = SESSION_ID_CONTEXT.len() + TRUST_ID_LEN;

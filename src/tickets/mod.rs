@@ -18,26 +18,25 @@
 //! timeout wants `keys * period` above it; a shorter period tightens forward
 //! secrecy at no cost as long as that holds.
 
-#![allow(unsafe_code)] // The ticket key callback is an `extern "C"` function.
+#![allow(unsafe_code)] // Installing the callback of callback.rs.
 
-use std::ffi::{c_char, c_int, c_uchar, c_void};
+mod callback;
+mod file;
+
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
-use openssl::ex_data::Index;
-use openssl::hash::{hash, MessageDigest};
-use openssl::ssl::{SslContext, SslContextBuilder, SslRef};
+use openssl::ssl::SslContextBuilder;
 use zeroize::Zeroizing;
 
-use crate::material::read_key_file;
-use crate::watch::Fingerprint;
-use crate::{Error, ReloadError};
+use self::callback::{ex_index, ticket_key_callback};
+use self::file::load_file;
+use crate::poll::Fingerprint;
+use crate::{Error, ReloadFailure};
 
 /// How often in-memory ticket keys rotate by default: every hour.
 pub const DEFAULT_TICKET_KEY_ROTATION: Duration = Duration::from_secs(3600);
@@ -121,7 +120,7 @@ pub struct TicketKeyStatus {
     /// Failed loads of the file (or failed key generations) since start-up.
     pub failures: u64,
     /// The most recent failure; the keys in service stayed.
-    pub last_error: Option<ReloadError>,
+    pub last_error: Option<ReloadFailure>,
 }
 
 /// The ticket keys of one front context: what the callback reads, and what the
@@ -193,11 +192,11 @@ impl TicketKeys {
             rotations: 0,
             last_rotation: now,
             failures: u64::from(error.is_some()),
-            last_error: error.as_ref().map(|e| ReloadError::new(e, now)),
+            last_error: error.as_ref().map(|e| ReloadFailure::new(e, now)),
         };
         if let Some(error) = &error {
-            tracing::warn!(error = %error, "ticket-key file not usable at start-up, as allowed; using a random key until it is");
-            file.last_logged = Some(error.to_string());
+            tracing::warn!(error = %error.report(), "ticket-key file not usable at start-up, as allowed; using a random key until it is");
+            file.last_logged = Some(error.report().to_string());
         }
         Ok(Arc::new(Self {
             ring: ArcSwap::from_pointee(ring),
@@ -283,7 +282,7 @@ impl TicketKeys {
             }
             Err(error) => {
                 self.record_failure(&error);
-                let message = error.to_string();
+                let message = error.report().to_string();
                 if file.last_logged.as_deref() != Some(&message) {
                     tracing::warn!(path = %path.display(), error = %message, "ticket-key reload failed; keeping the keys in service");
                     file.last_logged = Some(message);
@@ -303,7 +302,7 @@ impl TicketKeys {
     fn record_failure(&self, error: &Error) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         status.failures += 1;
-        status.last_error = Some(ReloadError::new(error, SystemTime::now()));
+        status.last_error = Some(ReloadFailure::new(error, SystemTime::now()));
     }
 
     /// Makes `builder`'s ticket callback find these keys. Every context that a
@@ -337,214 +336,5 @@ impl TicketKeys {
         } else {
             Err(ErrorStack::get())
         }
-    }
-}
-
-/// Reads and parses the file; `Ok(None)` when its content is what is in service.
-fn load_file(path: &Path, limit: u64, file: &mut FileState) -> Result<Option<KeyRing>, Error> {
-    let bytes = Zeroizing::new(read_key_file(path, limit, &mut file.warned)?);
-    let digest = hash(MessageDigest::sha256(), &bytes)
-        .map_err(|source| Error::parse(path, "ticket-key file", source))?;
-    let mut digest_bytes = [0; 32];
-    digest_bytes.copy_from_slice(&digest);
-    if file.digest == Some(digest_bytes) {
-        return Ok(None);
-    }
-    let keys = parse_keys(path, &bytes)?;
-    file.digest = Some(digest_bytes);
-    Ok(Some(KeyRing {
-        keys,
-        made: Instant::now(),
-    }))
-}
-
-/// One key per line, base64 of 80 bytes; blank lines and `#` comments are skipped.
-/// Errors name the file and the line, never its content.
-fn parse_keys(path: &Path, bytes: &[u8]) -> Result<Vec<TicketKey>, Error> {
-    let bad = |line: Option<usize>, reason: String| Error::TicketKeys {
-        path: path.to_owned(),
-        line,
-        reason,
-    };
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| bad(None, "not text: expected lines of base64".to_owned()))?;
-    let mut keys = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let raw = Zeroizing::new(
-            openssl::base64::decode_block(line)
-                .map_err(|_| bad(Some(n + 1), "not base64".to_owned()))?,
-        );
-        let key: [u8; KEY_LEN] = raw[..].try_into().map_err(|_| {
-            bad(
-                Some(n + 1),
-                format!(
-                    "{} bytes, expected {KEY_LEN} (16 name, 32 HMAC, 32 AES)",
-                    raw.len()
-                ),
-            )
-        })?;
-        keys.push(TicketKey(Zeroizing::new(key)));
-    }
-    if keys.is_empty() {
-        return Err(bad(None, "no key in it".to_owned()));
-    }
-    Ok(keys)
-}
-
-fn ex_index() -> Result<Index<SslContext, Arc<TicketKeys>>, ErrorStack> {
-    static INDEX: OnceLock<Index<SslContext, Arc<TicketKeys>>> = OnceLock::new();
-    if let Some(index) = INDEX.get() {
-        return Ok(*index);
-    }
-    let index = SslContext::new_ex_index()?;
-    Ok(*INDEX.get_or_init(|| index))
-}
-
-/// `SSL_CTX_set_tlsext_ticket_key_evp_cb`'s callback: 1 = use this key, 2 = key
-/// found but old (accept and issue a new ticket), 0 = unknown key (full handshake),
-/// -1 = error.
-unsafe extern "C" fn ticket_key_callback(
-    ssl: *mut openssl_sys::SSL,
-    key_name: *mut c_uchar,
-    iv: *mut c_uchar,
-    cipher: *mut openssl_sys::EVP_CIPHER_CTX,
-    mac: *mut openssl_sys::EVP_MAC_CTX,
-    enc: c_int,
-) -> c_int {
-    // No panic may unwind into OpenSSL.
-    panic::catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: OpenSSL passes the live SSL of the handshake in progress.
-        let ssl = unsafe { SslRef::from_ptr(ssl) };
-        let Some(keys) = ex_index().ok().and_then(|i| ssl.ssl_context().ex_data(i)) else {
-            return -1;
-        };
-        let ring = keys.ring.load();
-        // SAFETY: OpenSSL passes a 16-byte key name buffer, an IV buffer of
-        // EVP_MAX_IV_LENGTH (16) bytes, and initialised cipher and MAC contexts.
-        unsafe {
-            if enc == 1 {
-                let key = &ring.keys[0];
-                std::ptr::copy_nonoverlapping(key.name().as_ptr(), key_name, NAME_LEN);
-                if openssl_sys::RAND_bytes(iv, 16) != 1 || !init(key, iv, cipher, mac, true) {
-                    return -1;
-                }
-                1
-            } else {
-                let name = std::slice::from_raw_parts(key_name, NAME_LEN);
-                let Some(position) = ring.keys.iter().position(|k| k.name() == name) else {
-                    return 0;
-                };
-                if !init(&ring.keys[position], iv, cipher, mac, false) {
-                    return -1;
-                }
-                if position == 0 {
-                    1
-                } else {
-                    2
-                }
-            }
-        }
-    }))
-    .unwrap_or(-1)
-}
-
-/// Keys AES-256-CBC and HMAC-SHA256 with `key`, as OpenSSL's own ticket code does.
-///
-/// # Safety
-///
-/// `iv` points to 16 readable bytes; `cipher` and `mac` are live contexts.
-unsafe fn init(
-    key: &TicketKey,
-    iv: *const c_uchar,
-    cipher: *mut openssl_sys::EVP_CIPHER_CTX,
-    mac: *mut openssl_sys::EVP_MAC_CTX,
-    encrypt: bool,
-) -> bool {
-    let mut digest = *b"SHA256\0";
-    // SAFETY: the parameters point into `key` and `digest`, which outlive the
-    // call; EVP_MAC_CTX_set_params only reads them (the `*mut` is the OSSL_PARAM
-    // field's type, not a licence to write).
-    unsafe {
-        let params = [
-            openssl_sys::OSSL_PARAM_construct_octet_string(
-                c"key".as_ptr(),
-                key.hmac_key().as_ptr() as *mut c_void,
-                key.hmac_key().len(),
-            ),
-            crate::ffi::OSSL_PARAM_construct_utf8_string(
-                c"digest".as_ptr(),
-                digest.as_mut_ptr().cast::<c_char>(),
-                0,
-            ),
-            openssl_sys::OSSL_PARAM_construct_end(),
-        ];
-        if openssl_sys::EVP_MAC_CTX_set_params(mac, params.as_ptr()) != 1 {
-            return false;
-        }
-        let aes = openssl_sys::EVP_aes_256_cbc();
-        let ok = if encrypt {
-            openssl_sys::EVP_EncryptInit_ex(
-                cipher,
-                aes,
-                std::ptr::null_mut(),
-                key.aes_key().as_ptr(),
-                iv,
-            )
-        } else {
-            openssl_sys::EVP_DecryptInit_ex(
-                cipher,
-                aes,
-                std::ptr::null_mut(),
-                key.aes_key().as_ptr(),
-                iv,
-            )
-        };
-        ok == 1
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(byte: u8, len: usize) -> String {
-        openssl::base64::encode_block(&vec![byte; len])
-    }
-
-    #[test]
-    fn parses_lines_and_names_bad_ones() {
-        let path = Path::new("/etc/tls/tickets.key");
-        let good = format!("# fleet keys\n{}\n\n{}\n", line(1, 80), line(2, 80));
-        let keys = parse_keys(path, good.as_bytes()).unwrap();
-        assert_eq!(keys.len(), 2);
-        assert_eq!(keys[0].name(), &[1; 16]);
-        assert_eq!(keys[1].aes_key(), &[2; 32]);
-
-        let short = format!("{}\n{}\n", line(1, 80), line(3, 48));
-        let err = parse_keys(path, short.as_bytes()).unwrap_err().to_string();
-        assert!(
-            err.contains("tickets.key") && err.contains("line 2") && err.contains("48 bytes"),
-            "{err}"
-        );
-        let err = parse_keys(path, b"!!!! not base64 !!!!\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("line 1") && err.contains("not base64"),
-            "{err}"
-        );
-        let err = parse_keys(path, b"\n# nothing\n").unwrap_err().to_string();
-        assert!(err.contains("no key"), "{err}");
-    }
-
-    #[test]
-    fn errors_never_show_key_bytes() {
-        let secret = line(0x5a, 79);
-        let err = parse_keys(Path::new("k"), secret.as_bytes()).unwrap_err();
-        assert!(!format!("{err} {err:?}").contains(&secret[..20]));
     }
 }

@@ -1,0 +1,255 @@
+//! The files of a reloader, read once and parsed once per reload:
+//!
+//! ```text
+//! read.rs (bytes, size cap, permissions) -> hash -> parse.rs (certificates, keys,
+//! PKCS#12; passphrase.rs) -> validate.rs (pair, dates, chain order) -> trust.rs
+//! (the CA bundle, once for every consumer) -> Material, consumed by the build
+//! ```
+//!
+//! A file kind is one field of [`RawMaterial`] and of [`Material`] and one parse
+//! function; the engine sees only `read` and `parse`.
+
+mod identity;
+mod info;
+mod parse;
+mod passphrase;
+mod read;
+mod trust;
+mod validate;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use openssl::error::ErrorStack;
+use openssl::hash::{Hasher, MessageDigest};
+use zeroize::Zeroizing;
+
+pub(crate) use self::identity::Identity;
+pub use self::info::CertificateInfo;
+pub use self::passphrase::Passphrase;
+pub(crate) use self::read::read_key_file;
+pub use self::read::DEFAULT_MAX_FILE_SIZE;
+pub(crate) use self::trust::Trust;
+pub use self::validate::ValidityPolicy;
+
+use crate::Error;
+
+/// The files of one identity: certificate chain and key, or a PKCS#12 bundle.
+#[derive(Clone, Debug)]
+pub(crate) enum IdentityFiles {
+    Pair { cert: PathBuf, key: PathBuf },
+    Pkcs12(PathBuf),
+}
+
+impl IdentityFiles {
+    fn cert_path(&self) -> &Path {
+        self.pair_paths().0
+    }
+
+    /// Certificate and key file; a PKCS#12 bundle is both.
+    fn pair_paths(&self) -> (&Path, &Path) {
+        match self {
+            Self::Pair { cert, key } => (cert, key),
+            Self::Pkcs12(path) => (path, path),
+        }
+    }
+}
+
+/// How material is read and what it must pass before it is published.
+#[derive(Clone, Debug)]
+pub(crate) struct Checks {
+    pub(crate) max_file_size: u64,
+    pub(crate) validity: ValidityPolicy,
+    /// Check that the identity chains to the CA bundle too (opt-in).
+    pub(crate) chain_to_ca: bool,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Self {
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            validity: ValidityPolicy::Enforce,
+            chain_to_ca: false,
+        }
+    }
+}
+
+/// The files a reloader watches.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WatchedFiles {
+    pub(crate) identity: Option<IdentityFiles>,
+    pub(crate) ca: Option<PathBuf>,
+    pub(crate) passphrase: Passphrase,
+}
+
+impl WatchedFiles {
+    /// The files the poller stats.
+    pub(crate) fn paths(&self) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        match &self.identity {
+            Some(IdentityFiles::Pair { cert, key }) => {
+                paths.push(cert.clone());
+                if key != cert {
+                    paths.push(key.clone());
+                }
+            }
+            Some(IdentityFiles::Pkcs12(path)) => paths.push(path.clone()),
+            None => {}
+        }
+        paths.extend(self.ca.clone());
+        paths.extend(self.passphrase.path().map(Path::to_owned));
+        paths
+    }
+
+    /// Reads every file (but parses nothing) and hashes the bytes, so that a rewrite
+    /// with identical content can be recognised before any key is decrypted.
+    pub(crate) fn read(
+        &self,
+        checks: &Checks,
+        warned: &mut HashSet<PathBuf>,
+    ) -> Result<RawMaterial, Error> {
+        let limit = checks.max_file_size;
+        let identity = match &self.identity {
+            None => None,
+            Some(IdentityFiles::Pair { cert, key }) => Some(RawIdentity::Pair {
+                cert_bytes: read::read_file(cert, limit)?,
+                key_bytes: Zeroizing::new(read_key_file(key, limit, warned)?),
+            }),
+            Some(IdentityFiles::Pkcs12(path)) => Some(RawIdentity::Pkcs12(Zeroizing::new(
+                read_key_file(path, limit, warned)?,
+            ))),
+        };
+        let ca = match &self.ca {
+            Some(path) => Some(read::read_file(path, limit)?),
+            None => None,
+        };
+        let digest =
+            digest(identity.as_ref(), ca.as_deref()).map_err(Error::openssl("hash the files"))?;
+        Ok(RawMaterial {
+            identity,
+            ca,
+            digest,
+        })
+    }
+
+    /// Parses and validates what [`read`](Self::read) returned.
+    pub(crate) fn parse(&self, raw: RawMaterial, checks: &Checks) -> Result<Material, Error> {
+        let trust = match (&self.ca, &raw.ca) {
+            (Some(path), Some(bytes)) => Some(Trust::parse(path, bytes)?),
+            _ => None,
+        };
+        let identity = match (&self.identity, raw.identity) {
+            (Some(files), Some(raw_identity)) => {
+                let identity = self.parse_identity(files, raw_identity, checks)?;
+                if let (Some(trust), true) = (&trust, checks.chain_to_ca) {
+                    trust.check_chain(files.cert_path(), &identity.cert, &identity.chain)?;
+                }
+                Some(identity)
+            }
+            _ => None,
+        };
+        Ok(Material {
+            identity,
+            trust,
+            digest: raw.digest,
+        })
+    }
+
+    fn parse_identity(
+        &self,
+        files: &IdentityFiles,
+        raw: RawIdentity,
+        checks: &Checks,
+    ) -> Result<Identity, Error> {
+        let pass = self.passphrase.resolve(checks.max_file_size)?;
+        let pass = pass.as_deref().map(|p| &p[..]);
+        // `read` made the raw form from these same files; the paths come from
+        // `files`, the bytes from `raw`, and a PKCS#12 file is its own "key".
+        let identity = match raw {
+            RawIdentity::Pair {
+                cert_bytes,
+                key_bytes,
+            } => {
+                let (cert, key) = files.pair_paths();
+                let mut certs = parse::parse_certificates(cert, &cert_bytes, "certificate chain")?;
+                validate::check_chain_order(cert, &certs)?;
+                let leaf = certs.remove(0);
+                let pkey = parse::parse_key(key, &key_bytes, pass)?;
+                Identity::new(cert, leaf, certs, pkey)?
+            }
+            RawIdentity::Pkcs12(bytes) => parse::parse_pkcs12(files.cert_path(), &bytes, pass)?,
+        };
+        validate::validate(files, &identity, checks.validity)?;
+        Ok(identity)
+    }
+}
+
+/// SHA-256 over the length-prefixed bytes of every file.
+fn digest(identity: Option<&RawIdentity>, ca: Option<&[u8]>) -> Result<[u8; 32], ErrorStack> {
+    let mut hasher = Hasher::new(MessageDigest::sha256())?;
+    let mut feed = |bytes: &[u8]| -> Result<(), ErrorStack> {
+        hasher.update(&(bytes.len() as u64).to_be_bytes())?;
+        hasher.update(bytes)
+    };
+    match identity {
+        Some(RawIdentity::Pair {
+            cert_bytes,
+            key_bytes,
+        }) => {
+            feed(cert_bytes)?;
+            feed(key_bytes)?;
+        }
+        Some(RawIdentity::Pkcs12(bytes)) => feed(bytes)?,
+        None => {}
+    }
+    if let Some(ca) = ca {
+        feed(ca)?;
+    }
+    let mut out = [0; 32];
+    out.copy_from_slice(&hasher.finish()?);
+    Ok(out)
+}
+
+/// Key bytes are zeroed when dropped: they may be an unencrypted private key.
+enum RawIdentity {
+    Pair {
+        cert_bytes: Vec<u8>,
+        key_bytes: Zeroizing<Vec<u8>>,
+    },
+    Pkcs12(Zeroizing<Vec<u8>>),
+}
+
+/// The bytes of every file, read but not yet parsed.
+pub(crate) struct RawMaterial {
+    identity: Option<RawIdentity>,
+    ca: Option<Vec<u8>>,
+    pub(crate) digest: [u8; 32],
+}
+
+/// Parsed and validated material, ready to be built into a context (which
+/// consumes it).
+pub(crate) struct Material {
+    pub(crate) identity: Option<Identity>,
+    pub(crate) trust: Option<Trust>,
+    pub(crate) digest: [u8; 32],
+}
+
+impl Material {
+    /// No identity and no CA: what a reloader serves while it waits for files.
+    pub(crate) fn empty() -> Self {
+        Self {
+            identity: None,
+            trust: None,
+            // No SHA-256 of real files is all zeroes, so the first good read publishes.
+            digest: [0; 32],
+        }
+    }
+
+    /// What the status reports of it: the certificate and the CA count.
+    pub(crate) fn summary(&self) -> (Option<CertificateInfo>, usize) {
+        (
+            self.identity.as_ref().map(|i| i.info.clone()),
+            self.trust.as_ref().map_or(0, Trust::len),
+        )
+    }
+}

@@ -1,0 +1,388 @@
+//! The reload engine shared by every reloader: compare fingerprints, read, skip
+//! identical content, parse and validate, build, publish, keep status.
+
+use std::collections::HashSet;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use super::status::{log_published, panic_message, CertificateStatus, Reload, ReloadFailure};
+use crate::material::{Checks, Material, WatchedFiles};
+use crate::poll::Fingerprint;
+use crate::Error;
+
+/// The longest wait between retries of a failed load whose files did not change.
+///
+/// A changed file is retried on the next tick. Unchanged files are retried with a
+/// doubling back-off, because what failed may depend on something other than the
+/// files: a not-yet-valid certificate becomes valid, a passphrase variable appears.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// Turns parsed material into the value handshakes use (a server context, a
+/// connector); it consumes the material, whose trust store goes into the context.
+pub(crate) type Build<T> = Box<dyn Fn(Material) -> Result<T, Error> + Send + Sync>;
+
+/// What the poller compares from tick to tick. Its lock is only ever held for a
+/// few comparisons and assignments, never across a `stat`, a read or a parse, so
+/// a hung mount cannot make a `status()` or `reload_now()` caller wait on it.
+struct PollState {
+    fingerprints: Vec<Fingerprint>,
+    /// The message of the last failure logged, so a failure repeats in the log only
+    /// when it changes.
+    last_logged: Option<String>,
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    /// A key/certificate mismatch seen right after a change was given one tick.
+    mismatch_deferred: bool,
+}
+
+/// What only an attempt (read, parse, build, publish) touches. Its lock makes
+/// attempts single-flight: `reload_now` waits for an attempt in progress to end,
+/// and the poller skips a tick rather than queue behind one.
+struct AttemptState {
+    served_digest: [u8; 32],
+    warned: HashSet<PathBuf>,
+}
+
+/// Why an attempt runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A poller tick saw changed fingerprints (`true`) or a due retry (`false`).
+    Poll { changed: bool },
+    /// `reload_now`: read whatever the fingerprints say.
+    Forced,
+}
+
+/// What an attempt found.
+enum Attempt {
+    Done(Reload),
+    /// A file changed while it was read; nothing was published or decided.
+    Torn,
+}
+
+pub(crate) struct Engine<T> {
+    /// "acceptor" or "connector", for the logs.
+    role: &'static str,
+    files: WatchedFiles,
+    checks: Checks,
+    paths: Vec<PathBuf>,
+    build: Build<T>,
+    current: Arc<ArcSwap<T>>,
+    poll_state: Mutex<PollState>,
+    attempts: Mutex<AttemptState>,
+    status: watch::Sender<CertificateStatus>,
+    /// Runs between the read and the re-stat of an attempt: tests use it to
+    /// change a file while it is being read.
+    #[cfg(test)]
+    pub(super) after_read: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// What [`Engine::start`] needs besides the build function.
+pub(crate) struct Setup {
+    pub(crate) role: &'static str,
+    pub(crate) files: WatchedFiles,
+    pub(crate) checks: Checks,
+    pub(crate) poll_interval: Duration,
+    pub(crate) allow_missing: bool,
+}
+
+impl<T> Engine<T> {
+    /// Loads, validates and builds the initial material. A failure is returned,
+    /// unless `allow_missing` says to start on empty material (no certificate, no
+    /// CA) and adopt the files once they are valid.
+    pub(crate) fn start(setup: Setup, build: Build<T>) -> Result<Self, Error> {
+        let Setup {
+            role,
+            files,
+            checks,
+            poll_interval,
+            allow_missing,
+        } = setup;
+        let paths = files.paths();
+        let fingerprints = paths.iter().map(|p| Fingerprint::of(p)).collect();
+        let mut warned = HashSet::new();
+        let loaded = files
+            .read(&checks, &mut warned)
+            .and_then(|raw| files.parse(raw, &checks))
+            .and_then(|material| {
+                let (summary, digest) = (material.summary(), material.digest);
+                Ok((build(material)?, summary, digest))
+            });
+        let (built, (certificate, ca_certificates), digest, error) = match loaded {
+            Ok((built, summary, digest)) => (built, summary, digest, None),
+            Err(error) if allow_missing => {
+                let empty = Material::empty();
+                let (summary, digest) = (empty.summary(), empty.digest);
+                (build(empty)?, summary, digest, Some(error))
+            }
+            Err(error) => return Err(error),
+        };
+        let status = initial_status(certificate, ca_certificates, poll_interval, error.as_ref());
+        let last_logged = log_start(role, &status, error.as_ref());
+        Ok(Self {
+            role,
+            files,
+            checks,
+            paths,
+            build,
+            current: Arc::new(ArcSwap::from_pointee(built)),
+            poll_state: Mutex::new(PollState {
+                fingerprints,
+                retry_at: last_logged
+                    .as_ref()
+                    .and_then(|_| Instant::now().checked_add(poll_interval)),
+                last_logged,
+                retry_delay: poll_interval,
+                mismatch_deferred: false,
+            }),
+            attempts: Mutex::new(AttemptState {
+                served_digest: digest,
+                warned,
+            }),
+            status: watch::channel(status).0,
+            #[cfg(test)]
+            after_read: None,
+        })
+    }
+
+    /// The published value, shared with handshake callbacks.
+    pub(crate) fn current(&self) -> &Arc<ArcSwap<T>> {
+        &self.current
+    }
+
+    pub(crate) fn status(&self) -> CertificateStatus {
+        self.status.borrow().clone()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<CertificateStatus> {
+        self.status.subscribe()
+    }
+
+    /// One poller tick: reload if a fingerprint changed or a retry is due.
+    pub(crate) fn poll(&self) {
+        let fingerprints = self.stat();
+        let changed = {
+            let state = self.lock_poll_state();
+            let changed = fingerprints != state.fingerprints;
+            let retry_due = state.retry_at.is_some_and(|at| Instant::now() >= at);
+            (changed || retry_due).then_some(changed)
+        };
+        if let Some(changed) = changed {
+            // An attempt in progress (a `reload_now`) reads the same files; this
+            // tick does not queue behind it, the next one looks again.
+            if let Ok(mut attempt) = self.attempts.try_lock() {
+                let _ = self.run(&mut attempt, fingerprints, Trigger::Poll { changed });
+            }
+        }
+        // Quietly: subscribers hear of publishes and failures, not of every tick.
+        let now = SystemTime::now();
+        self.status.send_if_modified(|s| {
+            s.last_poll = Some(now);
+            false
+        });
+    }
+
+    /// Reads the files now, whatever their fingerprints say. Waits for an attempt
+    /// in progress (its read, parse and build) first, never for a poller tick's `stat`s.
+    pub(crate) fn reload_now(&self) -> Result<Reload, Error> {
+        let mut attempt = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        let fingerprints = self.stat();
+        self.run(&mut attempt, fingerprints, Trigger::Forced)
+    }
+
+    fn stat(&self) -> Vec<Fingerprint> {
+        self.paths.iter().map(|p| Fingerprint::of(p)).collect()
+    }
+
+    fn lock_poll_state(&self) -> std::sync::MutexGuard<'_, PollState> {
+        self.poll_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One attempt, with its outcome recorded: `fingerprints` were taken before
+    /// the read, so a write that lands during or after it is seen again.
+    fn run(
+        &self,
+        attempt: &mut AttemptState,
+        fingerprints: Vec<Fingerprint>,
+        trigger: Trigger,
+    ) -> Result<Reload, Error> {
+        self.lock_poll_state().fingerprints = fingerprints.clone();
+        // A panic in a user callback (policy, passphrase) or in a dependency must
+        // not end reloading silently: it is recorded as a failed attempt.
+        let outcome =
+            panic::catch_unwind(AssertUnwindSafe(|| self.attempt(attempt, &fingerprints)))
+                .unwrap_or_else(|payload| {
+                    Err(Error::Panicked {
+                        message: panic_message(&*payload),
+                    })
+                });
+        let mut state = self.lock_poll_state();
+        if let Err(error @ Error::KeyMismatch { .. }) = &outcome {
+            // Writers that replace the certificate and the key as two files (cp,
+            // certbot hooks) are caught between the two now and then. Give the
+            // second file one tick before calling it a failure, so that a routine
+            // rotation does not log a warning or count in the failure metrics.
+            if trigger == (Trigger::Poll { changed: true }) && !state.mismatch_deferred {
+                state.mismatch_deferred = true;
+                state.retry_at = Some(Instant::now());
+                tracing::debug!(role = self.role, error = %error.report(), "certificate and key do not match yet; waiting a tick for the other file");
+                return outcome.map(|_| Reload::Unchanged);
+            }
+        }
+        state.mismatch_deferred = false;
+        match outcome {
+            // Nothing was decided about the files: the state stays as it was.
+            Ok(Attempt::Torn) => Ok(Reload::Unchanged),
+            Ok(Attempt::Done(reload)) => {
+                state.retry_at = None;
+                state.retry_delay = self.status.borrow().poll_interval;
+                if state.last_logged.take().is_some() {
+                    tracing::info!(role = self.role, "files on disk are valid again");
+                }
+                Ok(reload)
+            }
+            Err(error) => {
+                self.record_failure(&mut state, &error);
+                Err(error)
+            }
+        }
+    }
+
+    fn record_failure(&self, state: &mut PollState, error: &Error) {
+        let failure = ReloadFailure::new(error, SystemTime::now());
+        let message = failure.message.clone();
+        self.status.send_modify(|s| {
+            s.failures += 1;
+            s.consecutive_failures += 1;
+            s.last_error = Some(failure);
+        });
+        if state.last_logged.as_deref() != Some(message.as_str()) {
+            tracing::warn!(
+                role = self.role,
+                path = error.path().map(|p| p.display().to_string()),
+                error = %message,
+                "reload failed; keeping previous certificate"
+            );
+            state.last_logged = Some(message);
+        } else {
+            tracing::debug!(role = self.role, error = %message, "reload still failing");
+        }
+        state.retry_at = Instant::now().checked_add(state.retry_delay);
+        state.retry_delay = state.retry_delay.saturating_mul(2).min(MAX_RETRY_DELAY);
+    }
+
+    fn attempt(
+        &self,
+        attempt: &mut AttemptState,
+        fingerprints: &[Fingerprint],
+    ) -> Result<Attempt, Error> {
+        let raw = self.files.read(&self.checks, &mut attempt.warned)?;
+        #[cfg(test)]
+        if let Some(hook) = &self.after_read {
+            hook();
+        }
+        if self.stat() != fingerprints {
+            // A writer is still at work (a leaf written, its intermediates about to
+            // be appended): what was read may be a torn file. The fingerprints kept
+            // are those from before the read, so the next tick reads again.
+            tracing::debug!(
+                role = self.role,
+                "a file changed while it was read; reading it again next tick"
+            );
+            return Ok(Attempt::Torn);
+        }
+        if raw.digest == attempt.served_digest {
+            tracing::debug!(
+                role = self.role,
+                "files changed on disk but their content did not; nothing to publish"
+            );
+            self.status.send_if_modified(|s| {
+                let was_failing = s.consecutive_failures != 0;
+                s.consecutive_failures = 0;
+                was_failing
+            });
+            return Ok(Attempt::Done(Reload::Unchanged));
+        }
+        let material = self.files.parse(raw, &self.checks)?;
+        let ((certificate, ca_certificates), digest) = (material.summary(), material.digest);
+        let built = (self.build)(material)?;
+        // Status first, quietly; then the context; then wake subscribers. Whoever
+        // sees the new certificate in a handshake finds it in `status()` too, and
+        // a subscriber woken by the change finds it in service.
+        let mut generation = 0;
+        self.status.send_if_modified(|s| {
+            s.generation += 1;
+            s.reloads += 1;
+            s.consecutive_failures = 0;
+            s.certificate = certificate;
+            s.ca_certificates = ca_certificates;
+            s.last_reload = SystemTime::now();
+            generation = s.generation;
+            false
+        });
+        self.current.store(Arc::new(built));
+        self.status.send_modify(|_| {});
+        attempt.served_digest = digest;
+        log_published(self.role, &self.status.borrow());
+        Ok(Attempt::Done(Reload::Published(generation)))
+    }
+}
+
+/// The status of a reloader that just loaded `certificate` and `ca_certificates`
+/// (or, with `error`, started without them, as allowed).
+fn initial_status(
+    certificate: Option<crate::CertificateInfo>,
+    ca_certificates: usize,
+    poll_interval: Duration,
+    error: Option<&Error>,
+) -> CertificateStatus {
+    let now = SystemTime::now();
+    CertificateStatus {
+        certificate,
+        ca_certificates,
+        generation: u64::from(error.is_none()),
+        reloads: 0,
+        failures: u64::from(error.is_some()),
+        consecutive_failures: u64::from(error.is_some()),
+        last_error: error.map(|e| ReloadFailure::new(e, now)),
+        last_reload: now,
+        last_poll: None,
+        poll_interval,
+        fips_enabled: crate::fips::is_enabled(),
+    }
+}
+
+/// What start-up logs: the material loaded, or why it is missing (as allowed).
+/// Returns the message of the failure logged, if any.
+fn log_start(
+    role: &'static str,
+    status: &CertificateStatus,
+    error: Option<&Error>,
+) -> Option<String> {
+    match error {
+        None => {
+            log_published(role, status);
+            None
+        }
+        Some(error) => {
+            let message = error.report().to_string();
+            tracing::warn!(
+                role,
+                path = error.path().map(|p| p.display().to_string()),
+                error = %message,
+                "starting without a certificate, as allowed; handshakes fail until the files are valid"
+            );
+            Some(message)
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,70 @@
+//! The reloader core that both sides use: the watched files, the poller thread,
+//! the engine that reads, validates, builds and publishes, and the status.
+//!
+//! ```text
+//! Poller (poll.rs) --tick--> Engine::poll (engine.rs)
+//!   stat -> changed? -> WatchedFiles::read + parse (material/) -> Build (acceptor.rs,
+//!   connector.rs) -> ArcSwap::store -> CertificateStatus (status.rs), subscribers
+//! ```
+
+mod engine;
+pub(crate) mod status;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+pub(crate) use self::engine::{Build, Setup};
+pub use self::status::{CertificateStatus, Reload, ReloadFailure};
+
+use self::engine::Engine;
+use crate::poll::Poller;
+use crate::Error;
+
+/// An engine and the poller thread that ticks it; the thread stops when this
+/// is dropped.
+pub(crate) struct Reloader<T> {
+    engine: Arc<Engine<T>>,
+    _poller: Poller,
+}
+
+impl<T: Send + Sync + 'static> Reloader<T> {
+    /// Loads the initial material and starts polling; each tick also runs
+    /// `also` (the ticket keys' rotation, say).
+    pub(crate) fn start(
+        setup: Setup,
+        build: Build<T>,
+        also: impl Fn() + Send + 'static,
+    ) -> Result<Self, Error> {
+        let interval = setup.poll_interval;
+        let engine = Arc::new(Engine::start(setup, build)?);
+        let ticked = Arc::clone(&engine);
+        let poller = Poller::spawn(interval, move || {
+            ticked.poll();
+            also();
+        })
+        .map_err(|source| Error::Thread { source })?;
+        Ok(Self {
+            engine,
+            _poller: poller,
+        })
+    }
+
+    /// The published value, shared with handshake callbacks.
+    pub(crate) fn current(&self) -> &Arc<ArcSwap<T>> {
+        self.engine.current()
+    }
+
+    pub(crate) fn status(&self) -> CertificateStatus {
+        self.engine.status()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<CertificateStatus> {
+        self.engine.subscribe()
+    }
+
+    pub(crate) fn reload_now(&self) -> Result<Reload, Error> {
+        self.engine.reload_now()
+    }
+}

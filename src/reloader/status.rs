@@ -1,0 +1,101 @@
+//! What a reloader reports: the status snapshot, failure records, and the log
+//! line of each publish.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::{CertificateInfo, Error};
+
+/// A point-in-time view of a reloader, cheap to clone.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CertificateStatus {
+    /// The certificate in service (`None` for a connector without a client certificate).
+    pub certificate: Option<CertificateInfo>,
+    /// How many CA certificates the trust bundle in service holds (0 when none is configured).
+    pub ca_certificates: usize,
+    /// Bumped on every publish; the material loaded at start-up is generation 1
+    /// (0 while a reloader started with `allow_missing_at_start` waits for files).
+    pub generation: u64,
+    /// Successful reloads since start-up (the initial load not counted; after an
+    /// `allow_missing_at_start` start, the first good files count as a reload).
+    pub reloads: u64,
+    /// Failed reload attempts since start-up.
+    pub failures: u64,
+    /// Failed attempts since the last success; 0 when the files on disk are in service.
+    pub consecutive_failures: u64,
+    /// The most recent failure, kept after recovery for the record.
+    pub last_error: Option<ReloadFailure>,
+    /// When the material in service was published.
+    pub last_reload: SystemTime,
+    /// When the poller last finished a tick (`None` before its first). A value
+    /// that stops moving means a stuck poller: alert on it.
+    pub last_poll: Option<SystemTime>,
+    /// How often the files are checked.
+    pub poll_interval: Duration,
+    /// Whether the process fetched algorithms with `fips=yes` ([`crate::fips::is_enabled`])
+    /// when the reloader was built.
+    pub fips_enabled: bool,
+}
+
+/// The record of a failed reload attempt, as kept in [`CertificateStatus`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReloadFailure {
+    /// The error's full text ([`Error::report`]): what failed, the file, and
+    /// every cause down to OpenSSL's reason.
+    pub message: String,
+    /// The file the error is about, if any.
+    pub path: Option<PathBuf>,
+    /// When it happened.
+    pub at: SystemTime,
+}
+
+/// What a reload attempt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reload {
+    /// No file had changed, or the bytes were those already in service.
+    Unchanged,
+    /// New material was published with this generation.
+    Published(u64),
+}
+
+impl ReloadFailure {
+    pub(crate) fn new(error: &Error, at: SystemTime) -> Self {
+        Self {
+            message: error.report().to_string(),
+            path: error.path().map(Into::into),
+            at,
+        }
+    }
+}
+
+pub(crate) fn log_published(role: &'static str, status: &CertificateStatus) {
+    match &status.certificate {
+        Some(cert) => tracing::info!(
+            role,
+            generation = status.generation,
+            subject = %cert.subject,
+            serial = %cert.serial,
+            not_after = %cert.not_after,
+            sha256 = %cert.sha256,
+            ca_certificates = status.ca_certificates,
+            "certificate loaded"
+        ),
+        None => tracing::info!(
+            role,
+            generation = status.generation,
+            ca_certificates = status.ca_certificates,
+            "trust bundle loaded"
+        ),
+    }
+}
+
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
