@@ -47,13 +47,13 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let pair = Pair::generate(KeyKind::EcdsaP256, 1);
     let dir = tempfile::tempdir().unwrap();
     pair.write_to(dir.path()).unwrap();
-    let reloading =
-        ReloadingAcceptor::builder(dir.path().join("cert.pem"), dir.path().join("key.pem"))
-            // No reload happens during the micro-benchmark.
-            .poll_interval(Duration::from_secs(3600))
-            .policy(server_policy)
-            .build()
-            .unwrap();
+    let reloading = ReloadingAcceptor::builder()
+        .identity(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+        // No reload happens during the micro-benchmark.
+        .poll_interval(Duration::from_secs(3600))
+        .policy(server_policy)
+        .build()
+        .unwrap();
     Fixture {
         plain: static_acceptor(&pair),
         current: ArcSwap::from_pointee(reloading.current_context()),
@@ -78,7 +78,8 @@ static RELOADS: LazyLock<Reloads> = LazyLock::new(|| {
     let rotator = Rotator::new(dir.path(), &first);
     let a = rotator.stash("a", &first);
     let b = rotator.stash("b", &Pair::generate(KeyKind::EcdsaP256, 3));
-    let tls = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
+    let tls = ReloadingAcceptor::builder()
+        .identity(rotator.cert_path(), rotator.key_path())
         // Only reload_now reloads.
         .poll_interval(Duration::from_secs(3600))
         .policy(server_policy)

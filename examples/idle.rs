@@ -23,7 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let poll_ms: u64 = args.next().map_or(Ok(10), |a| a.parse())?;
     let seconds: u64 = args.next().map_or(Ok(60), |a| a.parse())?;
 
-    let tls = ReloadingAcceptor::builder(cert, key)
+    let tls = ReloadingAcceptor::builder()
+        .identity(cert, key)
         .poll_interval(Duration::from_millis(poll_ms))
         .build()?;
     let mut out = std::io::stdout().lock();

@@ -49,8 +49,10 @@ fn main() -> Result<()> {
     write_pair(dir.path(), &material.pairs[0])?;
     write_file(&ca_file, &material.bundles[0])?;
 
-    let tls = ReloadingAcceptor::builder(&cert, &key)
-        .client_ca(&ca_file, ClientAuth::Required)
+    let tls = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
+        .ca(&ca_file)
+        .client_auth(ClientAuth::Required)
         .ticket_key_rotation(Duration::from_millis(100), 10)
         .poll_interval(Duration::from_millis(20))
         .build()?;

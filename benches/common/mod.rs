@@ -24,10 +24,9 @@ use openssl::x509::X509;
 
 use support::{Alg, Leaf, LeafSpec};
 
-/// The session id context the crate sets on every context. The baselines set the
-/// same one so that all strategies are configured alike.
-// TODO(core): use openssl_reload::SESSION_ID_CONTEXT
-pub(crate) const SESSION_ID_CONTEXT: &[u8] = b"openssl-reload";
+/// The session id context the crate sets on every context: the baselines set the
+/// same one, so that all strategies are configured alike.
+use openssl_reload::SESSION_ID_CONTEXT;
 
 /// The key algorithms of the benchmark's two columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -39,7 +39,8 @@ pub(crate) fn reload_latency(cfg: &Config, dir: &Path, report: &mut Report) -> J
             &dir.join(format!("latency-{}", interval.as_millis())),
             &pairs[0],
         );
-        let tls = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
+        let tls = ReloadingAcceptor::builder()
+            .identity(rotator.cert_path(), rotator.key_path())
             .poll_interval(interval)
             .policy(server_policy)
             .build()

@@ -41,7 +41,8 @@ pub(crate) fn memory(cfg: &Config, dir: &Path, report: &mut Report) -> J {
     let dir_a = rotator.stash("a", &a);
     let dir_b = rotator.stash("b", &b);
     rotator.point_to(&dir_a);
-    let tls = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
+    let tls = ReloadingAcceptor::builder()
+        .identity(rotator.cert_path(), rotator.key_path())
         // Only reload_now reloads here.
         .poll_interval(Duration::from_secs(3600))
         .policy(server_policy)

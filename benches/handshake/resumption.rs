@@ -120,11 +120,12 @@ struct Served {
 impl Served {
     fn start(cfg: &Config, arm: &str, rotator: Rotator, client_ca: Option<&Path>) -> Self {
         if arm.starts_with("reloading") {
-            let mut builder = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
+            let mut builder = ReloadingAcceptor::builder()
+                .identity(rotator.cert_path(), rotator.key_path())
                 .poll_interval(cfg.reload_poll)
                 .policy(server_policy);
             if let Some(client_ca) = client_ca {
-                builder = builder.client_ca(client_ca, ClientAuth::Required);
+                builder = builder.ca(client_ca).client_auth(ClientAuth::Required);
             }
             let tls = builder.build().unwrap();
             let server = Server::start(Strategy::Reloading(tls.clone()), cfg.server_threads);

@@ -181,7 +181,8 @@ fn reloading(cfg: &Config, dir: &Path, first: &Pair) -> (Rotator, ReloadingAccep
     let rotator = Rotator::new(dir, first);
     // The thread that appears during build() is the poller.
     let before = task_ids();
-    let tls = ReloadingAcceptor::builder(rotator.cert_path(), rotator.key_path())
+    let tls = ReloadingAcceptor::builder()
+        .identity(rotator.cert_path(), rotator.key_path())
         .poll_interval(cfg.reload_poll)
         .policy(server_policy)
         .build()

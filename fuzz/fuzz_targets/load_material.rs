@@ -78,22 +78,22 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             write(&files.cert, cert);
             write(&files.key, key);
-            ReloadingAcceptor::builder(&files.cert, &files.key)
+            ReloadingAcceptor::builder().identity(&files.cert, &files.key)
         }
         1 => {
             write(&files.both, rest);
-            ReloadingAcceptor::builder(&files.both, &files.both)
+            ReloadingAcceptor::builder().identity(&files.both, &files.both)
         }
         2 => {
             write(&files.both, rest);
-            ReloadingAcceptor::builder_pkcs12(&files.both)
+            ReloadingAcceptor::builder().identity_pkcs12(&files.both)
         }
         _ => {
             write(&files.cert, cert);
             write(&files.key, key);
             write(&files.ca, cert);
-            ReloadingAcceptor::builder(&files.cert, &files.key)
-                .client_ca(&files.ca, ClientAuth::Optional)
+            ReloadingAcceptor::builder().identity(&files.cert, &files.key)
+                .ca(&files.ca).client_auth(ClientAuth::Optional)
         }
     };
     let validity = if mode & 4 == 0 {

@@ -17,7 +17,8 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
         // check's --ca is the bundle the certificate must chain to: what
         // `serve --ca ... --require-chain-to-ca` checks (the library's default is off).
         builder = builder
-            .client_ca(ca, ClientAuth::Required)
+            .ca(ca)
+            .client_auth(ClientAuth::Required)
             .check_chain_against_ca(true);
     }
     let info = builder.check()?;

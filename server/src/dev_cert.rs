@@ -165,9 +165,12 @@ fn load_ca(files: &DevFiles) -> Option<Pair> {
 /// Whether the leaf from an earlier run is what the server would accept, names
 /// localhost and the loopback addresses, chains to the CA, and is not about to expire.
 fn leaf_is_good(files: &DevFiles) -> bool {
-    let checked = ReloadingAcceptor::builder(&files.cert, &files.key)
+    let checked = ReloadingAcceptor::builder()
+        .identity(&files.cert, &files.key)
         .passphrase(Passphrase::none())
-        .client_ca(&files.ca_cert, ClientAuth::Optional)
+        .ca(&files.ca_cert)
+        .client_auth(ClientAuth::Optional)
+        .check_chain_against_ca(true)
         .check();
     match checked {
         Ok(info) => {
@@ -178,7 +181,7 @@ fn leaf_is_good(files: &DevFiles) -> bool {
             names_ok && info.not_after_unix - now_unix() > LEAF_RENEW_DAYS * DAY
         }
         Err(error) => {
-            tracing::debug!(%error, "the development certificate is not usable; issuing a new one");
+            tracing::debug!(error = %error.report(), "the development certificate is not usable; issuing a new one");
             false
         }
     }
@@ -322,8 +325,11 @@ mod tests {
         let (_, outcome) = ensure(&dev).unwrap();
         assert_eq!(outcome, Outcome::Reissued);
         assert_eq!(fs::read(&files.ca_cert).unwrap(), ca_before);
-        let info = ReloadingAcceptor::builder(&files.cert, &files.key)
-            .client_ca(&files.ca_cert, ClientAuth::Required)
+        let info = ReloadingAcceptor::builder()
+            .identity(&files.cert, &files.key)
+            .ca(&files.ca_cert)
+            .client_auth(ClientAuth::Required)
+            .check_chain_against_ca(true)
             .check()
             .unwrap();
         assert!(info.subject_alt_names.iter().any(|n| n == "::1"));

@@ -94,8 +94,10 @@ impl fmt::Display for Failure {
 }
 
 impl From<openssl_reload::Error> for Failure {
+    /// The whole chain, down to OpenSSL's reason: the library's `Display` names
+    /// only the step and the file.
     fn from(error: openssl_reload::Error) -> Self {
-        Self::runtime(error)
+        Self::runtime(error.report())
     }
 }
 
@@ -168,8 +170,8 @@ fn passphrase(identity: &IdentityArgs) -> Passphrase {
 /// `--cert`/`--key` nor `--pkcs12` was given.
 pub(crate) fn acceptor_builder(identity: &IdentityArgs) -> Option<ReloadingAcceptorBuilder> {
     let builder = match (&identity.cert, &identity.key, &identity.pkcs12) {
-        (Some(cert), Some(key), _) => ReloadingAcceptor::builder(cert, key),
-        (_, _, Some(pkcs12)) => ReloadingAcceptor::builder_pkcs12(pkcs12),
+        (Some(cert), Some(key), _) => ReloadingAcceptor::builder().identity(cert, key),
+        (_, _, Some(pkcs12)) => ReloadingAcceptor::builder().identity_pkcs12(pkcs12),
         _ => return None,
     };
     Some(builder.passphrase(passphrase(identity)))

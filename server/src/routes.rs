@@ -11,7 +11,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use openssl_reload::{
-    CertificateInfo, CertificateStatus, ReloadError, ReloadingAcceptor, TicketKeyStatus,
+    CertificateInfo, CertificateStatus, ReloadFailure, ReloadingAcceptor, TicketKeyStatus,
 };
 use serde_json::{json, Value};
 
@@ -175,7 +175,7 @@ fn certificate_json(cert: &CertificateInfo) -> Value {
     })
 }
 
-fn error_json(error: &ReloadError) -> Value {
+fn error_json(error: &ReloadFailure) -> Value {
     json!({
         "message": error.message,
         "path": error.path.as_ref().map(|p| p.display().to_string()),

@@ -165,7 +165,8 @@ pub(crate) fn write_leaf(dir: &Path, leaf: &Leaf, encrypted: bool) -> (PathBuf, 
 
 /// An acceptor on `cert` and an encrypted `key` (passphrase [`PASS`]).
 pub(crate) fn encrypted_acceptor(cert: &Path, key: &Path) -> ReloadingAcceptor {
-    ReloadingAcceptor::builder(cert, key)
+    ReloadingAcceptor::builder()
+        .identity(cert, key)
         .passphrase(Passphrase::from_bytes(PASS))
         .poll_interval(INTERVAL)
         .build()

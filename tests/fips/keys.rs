@@ -103,7 +103,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// `check()` on a key file with the suite's passphrase.
 fn check_pair(cert: &Path, key: &Path) -> Result<String, Error> {
-    ReloadingAcceptor::builder(cert, key)
+    ReloadingAcceptor::builder()
+        .identity(cert, key)
         .passphrase(Passphrase::from_bytes(PASS))
         .check()
         .map(|info| info.serial)
@@ -291,7 +292,8 @@ fn password_pkcs12_is_unsupported(d: &Path, cert: &Path, plain: &Path) {
     let modern = d.join("aes256.p12");
     pkcs12_by_cli(cert, plain, &modern, PASS, &[]);
     for p12 in [&legacy, &des3, &modern] {
-        let result = ReloadingAcceptor::builder_pkcs12(p12)
+        let result = ReloadingAcceptor::builder()
+            .identity_pkcs12(p12)
             .passphrase(Passphrase::from_bytes(PASS))
             .check()
             .map(|info| info.serial);
@@ -372,7 +374,8 @@ async fn legacy_pkcs12_swapped_in_keeps_the_old_certificate() {
     let first = fips_leaf(&ca);
     let (cert1, plain1) = write_plain(d, "first", &first);
     pkcs12_by_cli(&cert1, &plain1, &bundle, "", &CLEAR_PKCS12);
-    let tls = ReloadingAcceptor::builder_pkcs12(&bundle)
+    let tls = ReloadingAcceptor::builder()
+        .identity_pkcs12(&bundle)
         .passphrase(Passphrase::from_bytes(""))
         .poll_interval(INTERVAL)
         .build()

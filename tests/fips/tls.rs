@@ -77,7 +77,8 @@ async fn non_fips_cipher_suites_are_refused() {
     let ca = fips_ca();
     let leaf = fips_leaf(&ca);
     let (cert, key) = write_leaf(dir.path(), &leaf, false);
-    let tls = ReloadingAcceptor::builder(&cert, &key)
+    let tls = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
         .poll_interval(INTERVAL)
         .build()
         .unwrap();
@@ -151,7 +152,8 @@ async fn reload_under_fips() {
     let (cert3, key3) = (dir.path().join("cert3.pem"), dir.path().join("key3.pem"));
     fs::write(&cert3, third.cert_pem()).unwrap();
     fs::write(&key3, third.key_pem_pkcs8_aes256()).unwrap();
-    let tls3 = ReloadingAcceptor::builder(&cert3, &key3)
+    let tls3 = ReloadingAcceptor::builder()
+        .identity(&cert3, &key3)
         .passphrase(Passphrase::from_bytes(PASS))
         .poll_interval(std::time::Duration::from_secs(3600))
         .build()

@@ -556,7 +556,9 @@ impl Fixture {
         support::write_atomic(&ca_file, &ca.pem());
         write_pair(setup, &cert, &key, &good);
 
-        let mut builder = ReloadingAcceptor::builder(&cert, &key).poll_interval(INTERVAL);
+        let mut builder = ReloadingAcceptor::builder()
+            .identity(&cert, &key)
+            .poll_interval(INTERVAL);
         if setup.passphrase {
             builder = builder.passphrase(Passphrase::from_bytes(PASSPHRASE));
         }
@@ -564,7 +566,8 @@ impl Fixture {
             // The opt-in check that the server's chain leads to the client CA
             // bundle too, so that a stranger's leaf is a fault here.
             builder = builder
-                .client_ca(&ca_file, ClientAuth::Optional)
+                .ca(&ca_file)
+                .client_auth(ClientAuth::Optional)
                 .check_chain_against_ca(true);
         }
         let tls = builder.build().unwrap();

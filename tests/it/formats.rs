@@ -41,7 +41,7 @@ async fn every_algorithm_in_pkcs8_pem() {
         let dir = tempfile::tempdir().unwrap();
         let leaf = ca.leaf_with(LeafSpec::new(&format!("{alg:?}")).alg(alg));
         let (cert, key) = leaf.write(dir.path());
-        serves(&ca, &leaf, ReloadingAcceptor::builder(cert, key)).await;
+        serves(&ca, &leaf, ReloadingAcceptor::builder().identity(cert, key)).await;
     }
 }
 
@@ -65,7 +65,9 @@ async fn every_key_encoding() {
         serves(
             &ca,
             leaf,
-            ReloadingAcceptor::builder(cert, key).passphrase(pass),
+            ReloadingAcceptor::builder()
+                .identity(cert, key)
+                .passphrase(pass),
         )
         .await;
     }
@@ -128,10 +130,18 @@ async fn der_certificate_and_chain_with_intermediate() {
     let dir = tempfile::tempdir().unwrap();
     // PEM chain: leaf then intermediate; the client trusts only the root.
     let (cert, key) = leaf.write(dir.path());
-    serves(&root, &leaf, ReloadingAcceptor::builder(&cert, &key)).await;
+    serves(
+        &root,
+        &leaf,
+        ReloadingAcceptor::builder().identity(&cert, &key),
+    )
+    .await;
     // A lone DER certificate (no chain) loads as well.
     let der = write(dir.path(), "cert.der", &leaf.cert.to_der().unwrap());
-    let tls = ReloadingAcceptor::builder(der, &key).build().unwrap();
+    let tls = ReloadingAcceptor::builder()
+        .identity(der, &key)
+        .build()
+        .unwrap();
     assert_eq!(tls.status().certificate.unwrap().serial, leaf.serial);
 }
 
@@ -154,10 +164,13 @@ async fn pkcs12_bundle_with_chain_and_password() {
     serves(
         &root,
         &leaf,
-        ReloadingAcceptor::builder_pkcs12(&path).passphrase(Passphrase::from_bytes(PASS)),
+        ReloadingAcceptor::builder()
+            .identity_pkcs12(&path)
+            .passphrase(Passphrase::from_bytes(PASS)),
     )
     .await;
-    let err = ReloadingAcceptor::builder_pkcs12(&path)
+    let err = ReloadingAcceptor::builder()
+        .identity_pkcs12(&path)
         .passphrase(Passphrase::from_bytes("wrong"))
         .build()
         .unwrap_err();
@@ -187,7 +200,9 @@ async fn passphrase_from_file_env_and_callback() {
     serves(
         &ca,
         &leaf,
-        ReloadingAcceptor::builder(&cert, &key).passphrase(Passphrase::from_file(&pass_file)),
+        ReloadingAcceptor::builder()
+            .identity(&cert, &key)
+            .passphrase(Passphrase::from_file(&pass_file)),
     )
     .await;
 
@@ -196,11 +211,13 @@ async fn passphrase_from_file_env_and_callback() {
     serves(
         &ca,
         &leaf,
-        ReloadingAcceptor::builder(&cert, &key)
+        ReloadingAcceptor::builder()
+            .identity(&cert, &key)
             .passphrase(Passphrase::from_env("OPENSSL_RELOAD_TEST_FORMATS_PASS")),
     )
     .await;
-    let err = ReloadingAcceptor::builder(&cert, &key)
+    let err = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
         .passphrase(Passphrase::from_env("OPENSSL_RELOAD_TEST_UNSET_VARIABLE"))
         .build()
         .unwrap_err();
@@ -214,7 +231,8 @@ async fn passphrase_from_file_env_and_callback() {
     serves(
         &ca,
         &leaf,
-        ReloadingAcceptor::builder(&cert, &key)
+        ReloadingAcceptor::builder()
+            .identity(&cert, &key)
             .passphrase(Passphrase::from_callback(|| Ok(PASS.as_bytes().to_vec()))),
     )
     .await;
@@ -226,7 +244,8 @@ fn wrong_passphrase_is_a_clear_error() {
     let leaf = ca.leaf("wrong");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = write_encrypted(dir.path(), &leaf);
-    let err = ReloadingAcceptor::builder(&cert, &key)
+    let err = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
         .passphrase(Passphrase::from_bytes("not it"))
         .check()
         .unwrap_err();
@@ -246,7 +265,8 @@ fn child_load_encrypted_key_without_passphrase() {
         return;
     };
     let dir = Path::new(&dir);
-    let err = ReloadingAcceptor::builder(dir.join("cert.pem"), dir.join("key.pem"))
+    let err = ReloadingAcceptor::builder()
+        .identity(dir.join("cert.pem"), dir.join("key.pem"))
         .check()
         .unwrap_err();
     assert!(matches!(err, Error::PassphraseRequired { .. }), "{err:?}");

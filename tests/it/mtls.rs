@@ -56,8 +56,10 @@ impl Node {
         let node = Self::paths(dir.path());
         Self::issue(&node, ca, name);
         write_atomic(&node.ca, &ca.pem());
-        let server = ReloadingAcceptor::builder(&node.server_cert, &node.server_key)
-            .client_ca(&node.ca, ClientAuth::Required)
+        let server = ReloadingAcceptor::builder()
+            .identity(&node.server_cert, &node.server_key)
+            .ca(&node.ca)
+            .client_auth(ClientAuth::Required)
             .poll_interval(INTERVAL)
             .build()
             .unwrap();
@@ -323,8 +325,10 @@ async fn client_without_certificate_required_vs_optional() {
     let anonymous = outsider(dir.path(), None, &ca);
     let with_cert = outsider(dir.path(), Some(&ca.leaf("client")), &ca);
     for (auth, anonymous_ok) in [(ClientAuth::Required, false), (ClientAuth::Optional, true)] {
-        let tls = ReloadingAcceptor::builder(&cert, &key)
-            .client_ca(&ca_path, auth)
+        let tls = ReloadingAcceptor::builder()
+            .identity(&cert, &key)
+            .ca(&ca_path)
+            .client_auth(auth)
             .poll_interval(INTERVAL)
             .build()
             .unwrap();
@@ -348,7 +352,13 @@ async fn connector_verifies_hostname_and_ip() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = ca.leaf_with(LeafSpec::new("elsewhere").dns(&["elsewhere.example"]));
     let (cert, key) = wrong.write(dir.path());
-    let server = support::serve(ReloadingAcceptor::builder(&cert, &key).build().unwrap()).await;
+    let server = support::serve(
+        ReloadingAcceptor::builder()
+            .identity(&cert, &key)
+            .build()
+            .unwrap(),
+    )
+    .await;
     let client = outsider(dir.path(), None, &ca);
     let err = talk(&client, "localhost", server.addr).await.unwrap_err();
     assert!(err.contains("handshake"), "{err}");
@@ -359,7 +369,13 @@ async fn connector_verifies_hostname_and_ip() {
     // The default leaf names 127.0.0.1 as an IP SAN.
     let right = ca.leaf("ip");
     right.write(dir.path());
-    let server = support::serve(ReloadingAcceptor::builder(&cert, &key).build().unwrap()).await;
+    let server = support::serve(
+        ReloadingAcceptor::builder()
+            .identity(&cert, &key)
+            .build()
+            .unwrap(),
+    )
+    .await;
     talk(&client, "127.0.0.1", server.addr)
         .await
         .expect("IP SAN verifies");
@@ -428,8 +444,10 @@ fn leaf_not_chaining_to_the_bundle_is_refused() {
     let ca_path = dir.path().join("ca.pem");
     fs::write(&ca_path, ca.pem()).unwrap();
     // Opted in, for a cluster where one CA signs every node.
-    let err = ReloadingAcceptor::builder(&cert, &key)
-        .client_ca(&ca_path, ClientAuth::Required)
+    let err = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
+        .ca(&ca_path)
+        .client_auth(ClientAuth::Required)
         .check_chain_against_ca(true)
         .check()
         .unwrap_err();
@@ -437,8 +455,10 @@ fn leaf_not_chaining_to_the_bundle_is_refused() {
     assert!(err.to_string().contains("ca.pem"), "{err}");
     // The default: the bundle verifies clients, the server's certificate may
     // come from anywhere (a public server certificate, a private client CA).
-    ReloadingAcceptor::builder(&cert, &key)
-        .client_ca(&ca_path, ClientAuth::Required)
+    ReloadingAcceptor::builder()
+        .identity(&cert, &key)
+        .ca(&ca_path)
+        .client_auth(ClientAuth::Required)
         .check()
         .unwrap();
     let err = ReloadingConnector::builder()
@@ -463,7 +483,8 @@ async fn connector_follows_a_rotated_server_ca() {
     let dir = tempfile::tempdir().unwrap();
     let old_leaf = old_ca.leaf("srv");
     let (cert, key) = old_leaf.write(dir.path());
-    let tls = ReloadingAcceptor::builder(&cert, &key)
+    let tls = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
         .poll_interval(INTERVAL)
         .build()
         .unwrap();

@@ -199,7 +199,7 @@ proptest! {
         let (cert_path, key_path) = (dir.path().join("cert"), dir.path().join("key"));
         std::fs::write(&cert_path, mutate(&s.certs[cert], &cert_mutations)).unwrap();
         std::fs::write(&key_path, mutate(&s.keys[key], &key_mutations)).unwrap();
-        let result = ReloadingAcceptor::builder(&cert_path, &key_path)
+        let result = ReloadingAcceptor::builder().identity(&cert_path, &key_path)
             .passphrase(source(&pass))
             .check();
         assert_names_a_file(result, &[&cert_path, &key_path]);
@@ -214,7 +214,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bundle.p12");
         std::fs::write(&path, mutate(&samples().pkcs12[bundle], &mutations)).unwrap();
-        let result = ReloadingAcceptor::builder_pkcs12(&path)
+        let result = ReloadingAcceptor::builder().identity_pkcs12(&path)
             .passphrase(source(&pass))
             .check();
         assert_names_a_file(result, &[&path]);

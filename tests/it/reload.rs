@@ -33,9 +33,13 @@ impl Fixture {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = first.write(dir.path());
-        let tls = configure(ReloadingAcceptor::builder(&cert, &key).poll_interval(INTERVAL))
-            .build()
-            .unwrap();
+        let tls = configure(
+            ReloadingAcceptor::builder()
+                .identity(&cert, &key)
+                .poll_interval(INTERVAL),
+        )
+        .build()
+        .unwrap();
         let server = support::serve(tls.clone()).await;
         let client = support::client(&ca.pem());
         Self {
@@ -139,7 +143,8 @@ async fn kubernetes_data_symlink_swap_is_served() {
             ("tls.key", &first.key_pem()),
         ],
     );
-    let tls = ReloadingAcceptor::builder(volume.path("tls.crt"), volume.path("tls.key"))
+    let tls = ReloadingAcceptor::builder()
+        .identity(volume.path("tls.crt"), volume.path("tls.key"))
         .poll_interval(INTERVAL)
         .build()
         .unwrap();
@@ -332,7 +337,8 @@ async fn reload_now_publishes_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = first.write(dir.path());
     // A poll interval so long that only reload_now can be what reloads.
-    let tls = ReloadingAcceptor::builder(&cert, &key)
+    let tls = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
         .poll_interval(Duration::from_secs(3600))
         .build()
         .unwrap();
@@ -479,13 +485,17 @@ async fn bad_initial_material_fails_start_up_with_the_path() {
     let leaf = ca.leaf("leaf");
     let (cert, key) = leaf.write(dir.path());
     let missing = dir.path().join("missing.pem");
-    let err = ReloadingAcceptor::builder(&missing, &key)
+    let err = ReloadingAcceptor::builder()
+        .identity(&missing, &key)
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("missing.pem"), "{err}");
     assert_eq!(err.path(), Some(missing.as_path()));
     fs::write(&key, ca.leaf("other").key_pem()).unwrap();
-    let err = ReloadingAcceptor::builder(&cert, &key).build().unwrap_err();
+    let err = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
+        .build()
+        .unwrap_err();
     assert!(
         matches!(err, openssl_reload::Error::KeyMismatch { .. }),
         "{err}"
@@ -498,10 +508,14 @@ async fn missing_at_start_is_adopted_when_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     assert!(
-        ReloadingAcceptor::builder(&cert, &key).build().is_err(),
+        ReloadingAcceptor::builder()
+            .identity(&cert, &key)
+            .build()
+            .is_err(),
         "refused by default"
     );
-    let tls = ReloadingAcceptor::builder(&cert, &key)
+    let tls = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
         .poll_interval(INTERVAL)
         .allow_missing_at_start(true)
         .build()

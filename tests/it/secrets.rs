@@ -239,12 +239,14 @@ impl Printed {
         let mut builders: Vec<_> = files
             .keys
             .iter()
-            .map(|key| ReloadingAcceptor::builder(&files.cert, key))
+            .map(|key| ReloadingAcceptor::builder().identity(&files.cert, key))
             .collect();
-        builders.push(ReloadingAcceptor::builder_pkcs12(&files.pkcs12));
+        builders.push(ReloadingAcceptor::builder().identity_pkcs12(&files.pkcs12));
         builders.push(
-            ReloadingAcceptor::builder(&files.cert, &files.keys[0])
-                .client_ca(&files.ca_file, ClientAuth::Optional)
+            ReloadingAcceptor::builder()
+                .identity(&files.cert, &files.keys[0])
+                .ca(&files.ca_file)
+                .client_auth(ClientAuth::Optional)
                 .validity(ValidityPolicy::Warn),
         );
         for builder in builders {
@@ -328,7 +330,8 @@ impl Printed {
 async fn poller_reloads(files: &Files, printed: &mut Vec<String>) {
     let pass_file = files.dir.join("pass.txt");
     write_private(&pass_file, SECRET.as_bytes());
-    let tls = ReloadingAcceptor::builder(&files.cert, &files.keys[0])
+    let tls = ReloadingAcceptor::builder()
+        .identity(&files.cert, &files.keys[0])
         .passphrase(Passphrase::from_file(&pass_file))
         .poll_interval(INTERVAL)
         .build()
@@ -462,7 +465,8 @@ impl ModeFiles {
     /// three times each, with new files each time.
     async fn reloaded_six_times(&self, ca: &Ca, name: &str) -> ReloadingAcceptor {
         self.write(&ca.leaf(name));
-        let tls = ReloadingAcceptor::builder(&self.cert, &self.key)
+        let tls = ReloadingAcceptor::builder()
+            .identity(&self.cert, &self.key)
             .poll_interval(INTERVAL)
             .build()
             .unwrap();

@@ -77,7 +77,8 @@ async fn rotate_under_load(min_time: Duration, min_rotations: usize) {
             ("key.pem", &first.key_pem()),
         ],
     );
-    let tls = ReloadingAcceptor::builder(volume.path("cert.pem"), volume.path("key.pem"))
+    let tls = ReloadingAcceptor::builder()
+        .identity(volume.path("cert.pem"), volume.path("key.pem"))
         .poll_interval(INTERVAL)
         .build()
         .unwrap();
@@ -472,7 +473,8 @@ impl Cycling {
         support::write_atomic(&cert, &pairs[0].0);
         support::write_atomic(&key, &pairs[0].1);
         // The poller stays out of the way: every reload is a `reload_now`.
-        let tls = ReloadingAcceptor::builder(&cert, &key)
+        let tls = ReloadingAcceptor::builder()
+            .identity(&cert, &key)
             .poll_interval(Duration::from_secs(3600))
             .build()
             .unwrap();

@@ -33,9 +33,13 @@ async fn fixture(
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("tickets CA");
     let (cert, key) = ca.leaf("tickets").write(dir.path());
-    let tls = configure(ReloadingAcceptor::builder(cert, key).poll_interval(INTERVAL))
-        .build()
-        .unwrap();
+    let tls = configure(
+        ReloadingAcceptor::builder()
+            .identity(cert, key)
+            .poll_interval(INTERVAL),
+    )
+    .build()
+    .unwrap();
     let server = serve(tls.clone()).await;
     Fixture {
         tls,

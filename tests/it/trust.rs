@@ -231,8 +231,10 @@ async fn straddling_handshake_never_resumes(case: &str, version: SslVersion, opt
     let old = Ca::new(&format!("{case} old CA"));
     let new = Ca::new(&format!("{case} new CA"));
     let files = Files::new(&new.leaf("straddle server"), &[&old, &new]);
-    let tls = ReloadingAcceptor::builder(&files.cert, &files.key)
-        .client_ca(&files.ca, ClientAuth::Required)
+    let tls = ReloadingAcceptor::builder()
+        .identity(&files.cert, &files.key)
+        .ca(&files.ca)
+        .client_auth(ClientAuth::Required)
         .poll_interval(NO_POLLING)
         .build()
         .unwrap();
@@ -376,8 +378,10 @@ async fn straddling_handshake_tls12_session_id_never_resumes() {
 /// A server requiring client certificates from the bundle in `files`, polling
 /// every [`INTERVAL`]; its own certificate is not checked against that bundle.
 fn mtls_server(files: &Files) -> ReloadingAcceptor {
-    ReloadingAcceptor::builder(&files.cert, &files.key)
-        .client_ca(&files.ca, ClientAuth::Required)
+    ReloadingAcceptor::builder()
+        .identity(&files.cert, &files.key)
+        .ca(&files.ca)
+        .client_auth(ClientAuth::Required)
         .check_chain_against_ca(false)
         .poll_interval(INTERVAL)
         .build()
@@ -434,8 +438,10 @@ async fn intermediate_issued_client_resumes_after_server_rotation() {
 async fn policy_accepted_client_resumes_after_server_rotation() {
     let ca = Ca::new("policy bundle CA");
     let files = Files::new(&ca.leaf("server"), &[&ca]);
-    let tls = ReloadingAcceptor::builder(&files.cert, &files.key)
-        .client_ca(&files.ca, ClientAuth::Required)
+    let tls = ReloadingAcceptor::builder()
+        .identity(&files.cert, &files.key)
+        .ca(&files.ca)
+        .client_auth(ClientAuth::Required)
         .check_chain_against_ca(false)
         .poll_interval(INTERVAL)
         .policy(|ctx| {
@@ -550,8 +556,10 @@ async fn public_server_ca_with_private_client_ca() {
     let private_a = Ca::new("private CA A");
     let private_b = Ca::new("private CA B");
     let files = Files::new(&public.leaf("public server"), &[&private_a]);
-    let tls = ReloadingAcceptor::builder(&files.cert, &files.key)
-        .client_ca(&files.ca, ClientAuth::Required)
+    let tls = ReloadingAcceptor::builder()
+        .identity(&files.cert, &files.key)
+        .ca(&files.ca)
+        .client_auth(ClientAuth::Required)
         .poll_interval(INTERVAL)
         .build()
         .unwrap_or_else(|e| {
@@ -605,7 +613,8 @@ fn poller_drop_returns_quickly_with_long_interval() {
     let (cert, key) = ca.leaf("drop server").write(dir.path());
     let limit = Duration::from_millis(100);
     let build = move || {
-        ReloadingAcceptor::builder(&cert, &key)
+        ReloadingAcceptor::builder()
+            .identity(&cert, &key)
             .poll_interval(Duration::from_secs(3600))
             .build()
             .unwrap()

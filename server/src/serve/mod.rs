@@ -82,7 +82,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         None => {
             let dir = args.dev_dir.clone().unwrap_or_else(dev_cert::default_dir);
             let (files, outcome) = dev_cert::ensure(&dir)?;
-            let builder = ReloadingAcceptor::builder(&files.cert, &files.key);
+            let builder = ReloadingAcceptor::builder().identity(&files.cert, &files.key);
             (builder, Some((files, outcome)))
         }
     };
@@ -120,7 +120,8 @@ fn configure(builder: ReloadingAcceptorBuilder, args: &ServeArgs) -> ReloadingAc
             ClientAuthArg::Optional => ClientAuth::Optional,
         };
         builder = builder
-            .client_ca(ca, auth)
+            .ca(ca)
+            .client_auth(auth)
             .check_chain_against_ca(args.require_chain_to_ca);
     }
     let tickets = &args.tickets;

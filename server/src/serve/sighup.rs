@@ -22,7 +22,7 @@ pub(super) async fn reload_on_sighup(mut hangup: Signal, tls: ReloadingAcceptor)
             }
             Ok(Ok(other)) => tracing::info!(outcome = ?other, "SIGHUP: reload done"),
             Ok(Err(error)) => {
-                tracing::warn!(%error, "SIGHUP: reload failed; keeping previous certificate");
+                tracing::warn!(error = %error.report(), "SIGHUP: reload failed; keeping previous certificate");
             }
             Err(error) => {
                 tracing::warn!(%error, "SIGHUP: the reload task failed; keeping previous certificate");
