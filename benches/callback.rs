@@ -31,7 +31,10 @@ use openssl::ssl::{
 };
 use openssl_reload::{Reload, ReloadingAcceptor};
 
-use common::{acceptor_from_files, client, server_policy, static_acceptor, KeyKind, Pair, Rotator};
+use common::{
+    acceptor_from_files, client, reload_now_acceptor, server_policy, static_acceptor, KeyKind,
+    Pair, Rotator,
+};
 
 struct Fixture {
     /// Holds the certificate files for the reloading acceptor.
@@ -78,13 +81,7 @@ static RELOADS: LazyLock<Reloads> = LazyLock::new(|| {
     let rotator = Rotator::new(dir.path(), &first);
     let a = rotator.stash("a", &first);
     let b = rotator.stash("b", &Pair::generate(KeyKind::EcdsaP256, 3));
-    let tls = ReloadingAcceptor::builder()
-        .identity(rotator.cert_path(), rotator.key_path())
-        // Only reload_now reloads.
-        .poll_interval(Duration::from_secs(3600))
-        .policy(server_policy)
-        .build()
-        .unwrap();
+    let tls = reload_now_acceptor(&rotator);
     Reloads {
         _dir: dir,
         rotator,

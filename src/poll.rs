@@ -178,6 +178,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Instant, SystemTime};
 
+    fn set_mtime(path: &Path, mtime: SystemTime) {
+        let file = fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+
     #[test]
     fn fingerprint_sees_older_mtime_and_same_size_rewrite() {
         let dir = tempfile::tempdir().unwrap();
@@ -185,22 +190,12 @@ mod tests {
         fs::write(&path, b"aaaa").unwrap();
         let first = Fingerprint::of(&path);
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        set_mtime(&path, old);
         let older = Fingerprint::of(&path);
         assert_ne!(first, older, "an older mtime is a change");
         // Same size, same (restored) mtime: only ctime differs.
         fs::write(&path, b"bbbb").unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        set_mtime(&path, old);
         assert_ne!(older, Fingerprint::of(&path), "ctime catches the rewrite");
     }
 

@@ -170,6 +170,17 @@ pub(crate) fn server_policy(builder: &mut SslContextBuilder) -> Result<(), Error
     builder.set_session_id_context(SESSION_ID_CONTEXT)
 }
 
+/// This crate's acceptor over `rotator`'s files, reloaded only by `reload_now`
+/// (an hour's poll interval), for measurements that drive every reload.
+pub(crate) fn reload_now_acceptor(rotator: &Rotator) -> openssl_reload::ReloadingAcceptor {
+    openssl_reload::ReloadingAcceptor::builder()
+        .identity(rotator.cert_path(), rotator.key_path())
+        .poll_interval(std::time::Duration::from_secs(3600))
+        .policy(server_policy)
+        .build()
+        .unwrap()
+}
+
 /// A plain acceptor holding `pair`: the "static" baseline.
 pub(crate) fn static_acceptor(pair: &Pair) -> SslAcceptor {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();

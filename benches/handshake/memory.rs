@@ -2,11 +2,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openssl_reload::{Reload, ReloadingAcceptor};
 
-use crate::common::{server_policy, KeyKind, Pair, Rotator};
+use crate::common::{reload_now_acceptor, KeyKind, Pair, Rotator};
 use crate::report::{int, progress, round2, Report, J};
 use crate::Config;
 
@@ -41,13 +41,7 @@ pub(crate) fn memory(cfg: &Config, dir: &Path, report: &mut Report) -> J {
     let dir_a = rotator.stash("a", &a);
     let dir_b = rotator.stash("b", &b);
     rotator.point_to(&dir_a);
-    let tls = ReloadingAcceptor::builder()
-        .identity(rotator.cert_path(), rotator.key_path())
-        // Only reload_now reloads here.
-        .poll_interval(Duration::from_secs(3600))
-        .policy(server_policy)
-        .build()
-        .unwrap();
+    let tls = reload_now_acceptor(&rotator);
     let reload = |n: usize| alternate(&rotator, &tls, [&dir_b, &dir_a], n);
     let start_kib = rss_kib();
     // Warm-up: allocator arenas and OpenSSL's lazily built tables settle.
