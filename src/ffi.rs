@@ -12,6 +12,8 @@ use std::ffi::{c_char, c_int, c_uchar, c_uint};
 use openssl_sys::{EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX};
 
 /// The ticket key callback of `SSL_CTX_set_tlsext_ticket_key_evp_cb(3)`.
+// SAFETY: only the signature; OpenSSL calls it with a live SSL, a 16-byte name
+// buffer, a 16-byte IV buffer and initialised cipher and MAC contexts.
 pub(crate) type TicketKeyEvpCallback = unsafe extern "C" fn(
     ssl: *mut SSL,
     key_name: *mut c_uchar,

@@ -26,6 +26,8 @@ pub(super) fn ex_index() -> Result<Index<SslContext, Arc<TicketKeys>>, ErrorStac
 /// `SSL_CTX_set_tlsext_ticket_key_evp_cb`'s callback: 1 = use this key, 2 = key
 /// found but old (accept and issue a new ticket), 0 = unknown key (full handshake),
 /// -1 = error.
+// SAFETY: installed only through SSL_CTX_set_tlsext_ticket_key_evp_cb, so OpenSSL
+// is the only caller and passes what its documentation promises (see below).
 pub(super) unsafe extern "C" fn ticket_key_callback(
     ssl: *mut openssl_sys::SSL,
     key_name: *mut c_uchar,
@@ -76,6 +78,7 @@ pub(super) unsafe extern "C" fn ticket_key_callback(
 /// # Safety
 ///
 /// `iv` points to 16 readable bytes; `cipher` and `mac` are live contexts.
+// SAFETY: the caller's contract is in `# Safety` above; the body only reads `key`.
 unsafe fn init(
     key: &TicketKey,
     iv: *const c_uchar,
