@@ -29,7 +29,7 @@ cargo clippy --locked --workspace --all-targets --features "$FEATURES" -- -D war
 cargo clippy --locked -p openssl-reload --lib --no-default-features -- -D warnings
 
 step "the library's dependencies: none of the server's"
-# What a library user compiles (issue 12): no command line, HTTP or JSON crates.
+# What a library user compiles: no command line, HTTP or JSON crates.
 server_deps=$(cargo tree --locked -e normal -p openssl-reload --prefix none --format '{p}' |
   grep -E '^(clap|hyper|hyper-util|http-body-util|serde_json|tracing-subscriber) ' || true)
 if [ -n "$server_deps" ]; then
