@@ -234,22 +234,6 @@ impl Error {
         }
     }
 
-    /// An `Unsupported` error if OpenSSL could not fetch an algorithm, else `other`.
-    pub(crate) fn unsupported_or(
-        path: &Path,
-        source: ErrorStack,
-        other: impl FnOnce(ErrorStack) -> Self,
-    ) -> Self {
-        match unsupported_algorithm(&source) {
-            Some(algorithm) => Self::Unsupported {
-                path: path.to_owned(),
-                algorithm,
-                source,
-            },
-            None => other(source),
-        }
-    }
-
     pub(crate) fn parse(path: &Path, what: &'static str, source: ErrorStack) -> Self {
         Self::Parse {
             path: path.to_owned(),
@@ -395,19 +379,4 @@ impl fmt::Display for Report<'_> {
         }
         Ok(())
     }
-}
-
-/// `Some(algorithm)` if OpenSSL failed to fetch an algorithm (`unsupported`); its
-/// error data reads e.g. "Global default library context, Algorithm (MD5 : 100),
-/// Properties ()".
-fn unsupported_algorithm(stack: &ErrorStack) -> Option<Option<String>> {
-    let error = stack
-        .errors()
-        .iter()
-        .find(|e| e.reason() == Some("unsupported"))?;
-    Some(error.data().and_then(|data| {
-        let rest = &data[data.find("Algorithm (")? + "Algorithm (".len()..];
-        let name = rest[..rest.find(" :").or_else(|| rest.find(')'))?].trim();
-        (!name.is_empty()).then(|| name.to_owned())
-    }))
 }

@@ -77,11 +77,11 @@ pub(crate) fn parse_key(
         (true, None) => Error::PassphraseRequired {
             path: path.to_owned(),
         },
-        (true, Some(_)) => Error::unsupported_or(path, source, |source| Error::Decrypt {
+        (true, Some(_)) => unsupported_or(path, source, |source| Error::Decrypt {
             path: path.to_owned(),
             source,
         }),
-        (false, _) => Error::unsupported_or(path, source, |source| {
+        (false, _) => unsupported_or(path, source, |source| {
             Error::parse(path, "private key", source)
         }),
     })
@@ -107,7 +107,7 @@ pub(super) fn parse_pkcs12(
         },
     };
     let parsed = pkcs12.parse2(pass).map_err(|source| {
-        Error::unsupported_or(path, source, |source| {
+        unsupported_or(path, source, |source| {
             // Without a passphrase the empty one was tried: a MAC that does not
             // verify means the bundle has a real password.
             let mac_failed = source
@@ -137,4 +137,35 @@ pub(super) fn parse_pkcs12(
         .map(|s| s.into_iter().collect())
         .unwrap_or_default();
     Identity::new(path, cert, chain, key)
+}
+
+/// An `Unsupported` error if OpenSSL could not fetch an algorithm, else `other`.
+fn unsupported_or(
+    path: &Path,
+    source: ErrorStack,
+    other: impl FnOnce(ErrorStack) -> Error,
+) -> Error {
+    match unsupported_algorithm(&source) {
+        Some(algorithm) => Error::Unsupported {
+            path: path.to_owned(),
+            algorithm,
+            source,
+        },
+        None => other(source),
+    }
+}
+
+/// `Some(algorithm)` if OpenSSL failed to fetch an algorithm (`unsupported`); its
+/// error data reads e.g. "Global default library context, Algorithm (MD5 : 100),
+/// Properties ()".
+fn unsupported_algorithm(stack: &ErrorStack) -> Option<Option<String>> {
+    let error = stack
+        .errors()
+        .iter()
+        .find(|e| e.reason() == Some("unsupported"))?;
+    Some(error.data().and_then(|data| {
+        let rest = &data[data.find("Algorithm (")? + "Algorithm (".len()..];
+        let name = rest[..rest.find(" :").or_else(|| rest.find(')'))?].trim();
+        (!name.is_empty()).then(|| name.to_owned())
+    }))
 }
