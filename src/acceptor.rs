@@ -166,11 +166,21 @@ impl fmt::Debug for ReloadingAcceptor {
 
 /// The server's own settings in a [`Builder`]: client authentication, the
 /// handshake timeout and the session ticket keys.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServerSide {
     client_auth: ClientAuth,
-    handshake_timeout: Option<Duration>,
+    handshake_timeout: Duration,
     ticket_keys: KeySource,
+}
+
+impl Default for ServerSide {
+    fn default() -> Self {
+        Self {
+            client_auth: ClientAuth::default(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ticket_keys: KeySource::default(),
+        }
+    }
 }
 
 /// Configures a [`ReloadingAcceptor`]: the shared settings of [`Builder`] and the
@@ -206,7 +216,7 @@ impl Builder<ServerSide> {
     /// for ever). It also bounds how long a handshake that began before a reload
     /// can go on with the material it started with.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.side.handshake_timeout = Some(timeout);
+        self.side.handshake_timeout = timeout;
         self
     }
 
@@ -253,8 +263,7 @@ impl Builder<ServerSide> {
     /// The reason the material would be refused at start-up;
     /// [`Error::NoIdentity`] without an identity.
     pub fn check(&self) -> Result<CertificateInfo, Error> {
-        let raw = self.files.read(&self.checks, &mut Default::default())?;
-        let material = self.files.parse(raw, &self.checks)?;
+        let material = self.load_once()?;
         let info = material
             .identity
             .as_ref()
@@ -301,10 +310,7 @@ impl Builder<ServerSide> {
                 acceptor,
                 reloader,
                 tickets,
-                handshake_timeout: self
-                    .side
-                    .handshake_timeout
-                    .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+                handshake_timeout: self.side.handshake_timeout,
             }),
         })
     }

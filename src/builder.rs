@@ -223,6 +223,12 @@ impl<S> Builder<S> {
         self
     }
 
+    /// Reads and parses the files once, as a start would: what `check` builds from.
+    pub(crate) fn load_once(&self) -> Result<crate::material::Material, crate::Error> {
+        let raw = self.files.read(&self.checks, &mut Default::default())?;
+        self.files.parse(raw, &self.checks)
+    }
+
     /// What the reloader core needs to start.
     pub(crate) fn setup(&self, role: &'static str) -> Setup {
         Setup {

@@ -151,8 +151,7 @@ impl Builder<ClientSide> {
     ///
     /// The reason the material would be refused at start-up.
     pub fn check(&self) -> Result<Option<CertificateInfo>, Error> {
-        let raw = self.files.read(&self.checks, &mut Default::default())?;
-        let material = self.files.parse(raw, &self.checks)?;
+        let material = self.load_once()?;
         let info = material.identity.as_ref().map(|i| i.info.clone());
         client_connector(&self.policy, self.files.ca.is_some(), material)?;
         Ok(info)

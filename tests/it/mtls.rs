@@ -97,10 +97,8 @@ impl Node {
     fn issue(paths: &NodePaths, ca: &Ca, name: &str) -> (Leaf, Leaf) {
         let server = ca.leaf(&format!("{name} server"));
         let client = ca.leaf(&format!("{name} client"));
-        write_atomic(&paths.server_key, &server.key_pem());
-        write_atomic(&paths.server_cert, &server.cert_pem());
-        write_atomic(&paths.client_key, &client.key_pem());
-        write_atomic(&paths.client_cert, &client.cert_pem());
+        replace_pair(&paths.server_key, &paths.server_cert, &server);
+        replace_pair(&paths.client_key, &paths.client_cert, &client);
         (server, client)
     }
 }
@@ -213,6 +211,13 @@ async fn trust_everywhere(nodes: [&Node; 2], ca_pem: &[u8], count: usize, what: 
     }
 }
 
+/// Renames a new key, then its certificate, into place (a key/certificate
+/// mismatch in between is what the one-tick grace is for).
+fn replace_pair(key: &Path, cert: &Path, leaf: &Leaf) {
+    write_atomic(key, &leaf.key_pem());
+    write_atomic(cert, &leaf.cert_pem());
+}
+
 #[tokio::test]
 async fn two_nodes_rotate_everything_without_a_failed_exchange() {
     let old_ca = Ca::new("cluster CA 1");
@@ -223,16 +228,14 @@ async fn two_nodes_rotate_everything_without_a_failed_exchange() {
 
     // 1. Node A's server certificate rotates.
     let new_a_server = old_ca.leaf("a server 2");
-    write_atomic(&a.files().server_key, &new_a_server.key_pem());
-    write_atomic(&a.files().server_cert, &new_a_server.cert_pem());
+    replace_pair(&a.files().server_key, &a.files().server_cert, &new_a_server);
     let a_server = || a.server_serial();
     in_service("A's new server cert", a_server, &new_a_server.serial).await;
     traffic.progress(10).await;
 
     // 2. Node B's client certificate rotates.
     let new_b_client = old_ca.leaf("b client 2");
-    write_atomic(&b.files().client_key, &new_b_client.key_pem());
-    write_atomic(&b.files().client_cert, &new_b_client.cert_pem());
+    replace_pair(&b.files().client_key, &b.files().client_cert, &new_b_client);
     let b_client = || b.client_serial();
     in_service("B's new client cert", b_client, &new_b_client.serial).await;
     traffic.progress(10).await;
