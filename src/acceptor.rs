@@ -1,5 +1,6 @@
-//! The server side: one fixed front `SslAcceptor` whose servername callback switches
-//! every new handshake to the context published last.
+//! The server side: one fixed front `SslAcceptor` whose client hello callback
+//! switches every new handshake to the context published last and installs the
+//! certificates of the site its SNI name selects.
 
 use std::fmt;
 use std::io;
@@ -8,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use openssl::error::ErrorStack;
 use openssl::ssl::{
-    ClientHelloResponse, SniError, Ssl, SslAcceptor, SslAcceptorBuilder, SslContext, SslMethod,
+    ClientHelloResponse, Ssl, SslAcceptor, SslAcceptorBuilder, SslAlert, SslContext, SslMethod,
     SslVerifyMode,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,9 +19,13 @@ use tokio::sync::watch;
 use tokio_openssl::SslStream;
 
 use crate::builder::{Builder, Policy, MIN_POLL_INTERVAL};
-use crate::material::Material;
-use crate::reloader::{Build, Reloader};
+use crate::material::{IdentityFiles, Material, WatchedFiles};
+use crate::poll::Poller;
+use crate::reloader::{Build, Setup};
 use crate::session::{self, TrustId};
+use crate::sites::{
+    client_hello_sni, SiteOptions, SiteSetup, SiteStatus, Sites, Snapshot, TrustContext,
+};
 use crate::tickets::{KeySource, TicketKeyStatus, TicketKeys};
 use crate::{CertificateInfo, CertificateStatus, Error, Reload};
 
@@ -59,16 +65,10 @@ pub struct ReloadingAcceptor {
 
 struct Inner {
     acceptor: SslAcceptor,
-    reloader: Reloader<ServerContext>,
+    sites: Arc<Sites>,
     tickets: Arc<TicketKeys>,
     handshake_timeout: Duration,
-}
-
-/// What the servername callback installs: a context and the CA bundle in it.
-pub(crate) struct ServerContext {
-    ctx: SslContext,
-    /// Sessions that this context verifies are bound to this bundle.
-    trust: TrustId,
+    _poller: Poller,
 }
 
 impl ReloadingAcceptor {
@@ -87,26 +87,37 @@ impl ReloadingAcceptor {
     }
 
     /// The fixed front acceptor. Use it for every connection, as
-    /// `acceptor.accept(tcp)` or `Ssl::new(acceptor.context())`; its servername
+    /// `acceptor.accept(tcp)` or `Ssl::new(acceptor.context())`; its client hello
     /// callback installs the current certificate in each new handshake.
     pub fn acceptor(&self) -> &SslAcceptor {
         &self.inner.acceptor
     }
 
-    /// The context in service right now: the one the next handshake switches to.
+    /// The context in service right now: the one the next handshake switches to,
+    /// with the policy and the client CA bundle. Certificates are not in it: the
+    /// acceptor's callback puts the chosen site's on each connection.
     pub fn current_context(&self) -> SslContext {
-        self.inner.reloader.current().load().ctx.clone()
+        self.inner.sites.current().load().ctx.clone()
     }
 
-    /// A snapshot of what is in service and how reloading went.
+    /// A snapshot of what is in service and how reloading went: the default
+    /// site's certificate, the CA bundle, and failures summed over every site.
+    /// `generation` moves whenever anything new is published.
     pub fn status(&self) -> CertificateStatus {
-        self.inner.reloader.status()
+        self.inner.sites.status()
+    }
+
+    /// Every site, in order (the ones given one by one, then a directory's by
+    /// name), with its names, key type and its own reload status. Sites of a
+    /// directory that have not loaded are listed last, with their error.
+    pub fn sites(&self) -> Vec<SiteStatus> {
+        self.inner.sites.sites()
     }
 
     /// A receiver that sees every change of [`status`](Self::status): each publish
     /// and each failed attempt.
     pub fn subscribe(&self) -> watch::Receiver<CertificateStatus> {
-        self.inner.reloader.subscribe()
+        self.inner.sites.subscribe()
     }
 
     /// How the session ticket keys are doing: in-memory rotation or the ticket-key
@@ -116,17 +127,19 @@ impl ReloadingAcceptor {
     }
 
     /// Reads and, if the content changed, publishes the files right now, on the
-    /// caller's thread, whatever the poller last saw. For SIGHUP handlers and tests.
-    /// A ticket-key file is read again too; its failure is recorded in
+    /// caller's thread, whatever the poller last saw: every site, the CA bundle
+    /// and the site directories. For SIGHUP handlers and tests. A ticket-key file
+    /// is read again too; its failure is recorded in
     /// [`ticket_keys`](Self::ticket_keys) and does not change the result.
     ///
     /// # Errors
     ///
-    /// The reason the files were not published; the previous material stays in
-    /// service, and the error is also recorded in [`status`](Self::status).
+    /// The first reason a file was not published (every site is still tried);
+    /// the previous material stays in service, and the error is also recorded in
+    /// [`status`](Self::status).
     pub fn reload_now(&self) -> Result<Reload, Error> {
         let _ = self.inner.tickets.reload_now();
-        self.inner.reloader.reload_now()
+        self.inner.sites.reload_now()
     }
 
     /// Performs a server handshake on `stream` with tokio-openssl (`SSL_accept`),
@@ -171,6 +184,7 @@ pub struct ServerSide {
     client_auth: ClientAuth,
     handshake_timeout: Duration,
     ticket_keys: KeySource,
+    sites: SiteOptions,
 }
 
 impl Default for ServerSide {
@@ -179,6 +193,7 @@ impl Default for ServerSide {
             client_auth: ClientAuth::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             ticket_keys: KeySource::default(),
+            sites: SiteOptions::default(),
         }
     }
 }
@@ -254,6 +269,84 @@ impl Builder<ServerSide> {
         self
     }
 
+    /// Serves one more site: a certificate chain and its key, read as
+    /// [`identity`](Builder::identity) reads them. The identity, if any, is the
+    /// first site; the sites given here follow in order, and the first of all is
+    /// the default. Each site answers for its certificate's DNS names (its common
+    /// name when it has none) and reloads on its own.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), openssl_reload::Error> {
+    /// let tls = openssl_reload::ReloadingAcceptor::builder()
+    ///     .site("/etc/tls/api.crt", "/etc/tls/api.key")
+    ///     .site("/etc/tls/www-rsa.crt", "/etc/tls/www-rsa.key")
+    ///     .site("/etc/tls/www-ecdsa.crt", "/etc/tls/www-ecdsa.key")
+    ///     .build()?;
+    /// # drop(tls); Ok(()) }
+    /// ```
+    pub fn site(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.side.sites.explicit.push(IdentityFiles::Pair {
+            cert: cert.into(),
+            key: key.into(),
+        });
+        self
+    }
+
+    /// Serves one more site from a PKCS#12 bundle (see [`site`](Self::site)).
+    pub fn site_pkcs12(mut self, path: impl Into<PathBuf>) -> Self {
+        self.side
+            .sites
+            .explicit
+            .push(IdentityFiles::Pkcs12(path.into()));
+        self
+    }
+
+    /// Serves every site in `dir`: `NAME.crt` with `NAME.key`, `NAME.pem` with
+    /// `NAME.key` or holding both, `NAME.p12`, or a sub-directory `NAME/` holding
+    /// `tls.crt` and `tls.key` (a mounted Kubernetes secret). The directory is
+    /// watched: a site added is served within the poll interval; a changed site
+    /// reloads on its own; a site whose files are gone is served for the
+    /// [removal grace](Self::site_removal_grace) more, so that a delete-then-create
+    /// rotation never drops a name; a site that fails to load keeps its last good
+    /// certificate (or, if new, is not served) with one error naming the file.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), openssl_reload::Error> {
+    /// let tls = openssl_reload::ReloadingAcceptor::builder()
+    ///     .site_dir("/etc/tls/sites")
+    ///     .build()?;
+    /// # drop(tls); Ok(()) }
+    /// ```
+    pub fn site_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.side.sites.dirs.push(dir.into());
+        self
+    }
+
+    /// The site that answers handshakes without SNI or with a name no site has:
+    /// a site's name (`NAME` in a directory, the certificate path otherwise) or
+    /// one of its DNS names. Default: the first site. It must be served at
+    /// start-up; if it later goes away, the first site answers, with a warning.
+    pub fn default_site(mut self, name: impl Into<String>) -> Self {
+        self.side.sites.default = Some(name.into());
+        self
+    }
+
+    /// Refuses handshakes without SNI or with a name no site has, with the
+    /// `unrecognized_name` alert, instead of answering with the default site
+    /// (default `false`).
+    pub fn strict_sni(mut self, strict: bool) -> Self {
+        self.side.sites.strict = strict;
+        self
+    }
+
+    /// How long a directory site whose files are gone is still served (default
+    /// 5 s): a tool that deletes a pair and writes it again within it never
+    /// drops the name.
+    pub fn site_removal_grace(mut self, grace: Duration) -> Self {
+        self.side.sites.removal_grace = grace;
+        self
+    }
+
     /// Loads and validates the files once, as [`build`](Self::build) would, and builds
     /// a context from them with the policy; starts nothing. For offline checks
     /// (`openssl-reload check`) and for configuration tests.
@@ -261,16 +354,62 @@ impl Builder<ServerSide> {
     /// # Errors
     ///
     /// The reason the material would be refused at start-up;
-    /// [`Error::NoIdentity`] without an identity.
+    /// [`Error::NoIdentity`] without a site.
     pub fn check(&self) -> Result<CertificateInfo, Error> {
-        let material = self.load_once()?;
-        let info = material
-            .identity
-            .as_ref()
-            .map(|identity| identity.info.clone())
-            .ok_or(Error::NoIdentity)?;
-        server_context(&self.policy, self.active_client_auth(), material)?;
-        Ok(info)
+        self.check_sites()?
+            .into_iter()
+            .find(|site| site.default)
+            .and_then(|site| site.status.certificate)
+            .ok_or(Error::NoIdentity)
+    }
+
+    /// Like [`check`](Self::check), for every site: what the acceptor would serve,
+    /// with each directory site that would not load and its error.
+    ///
+    /// # Errors
+    ///
+    /// What would stop a start: a site given one by one that does not load, the
+    /// CA bundle, an unreadable directory, no site at all, an unknown default.
+    pub fn check_sites(&self) -> Result<Vec<SiteStatus>, Error> {
+        let policy = Arc::clone(&self.policy);
+        let auth = self.active_client_auth();
+        let build: Build<TrustContext> = Box::new(move |material: Material| {
+            let trust = material.trust.as_ref().map_or(TrustId::NONE, |t| t.id);
+            let ctx = server_context(&policy, auth, material)?
+                .build()
+                .into_context();
+            Ok(TrustContext { ctx, trust })
+        });
+        let (options, mut site_setup, mut trust_setup) = self.site_setups()?;
+        site_setup.allow_missing = false;
+        trust_setup.allow_missing = false;
+        Ok(Sites::start(options, site_setup, trust_setup, build)?.sites())
+    }
+
+    /// The sites, what every site's engine shares, and the trust engine's setup.
+    fn site_setups(&self) -> Result<(SiteOptions, SiteSetup, Setup), Error> {
+        let mut options = self.side.sites.clone();
+        if let Some(identity) = &self.files.identity {
+            options.explicit.insert(0, identity.clone());
+        }
+        if options.explicit.is_empty() && options.dirs.is_empty() {
+            return Err(Error::NoIdentity);
+        }
+        let site_setup = SiteSetup {
+            checks: self.checks.clone(),
+            passphrase: self.files.passphrase.clone(),
+            chain_ca: self.files.ca.clone().filter(|_| self.checks.chain_to_ca),
+            poll_interval: self.poll_interval,
+            allow_missing: self.allow_missing_at_start,
+        };
+        let mut trust_setup = self.setup("acceptor");
+        trust_setup.files = WatchedFiles {
+            identity: None,
+            ca: self.files.ca.clone(),
+            passphrase: crate::Passphrase::default(),
+        };
+        trust_setup.announce = self.files.ca.is_some();
+        Ok((options, site_setup, trust_setup))
     }
 
     /// Loads and validates the files, builds the front acceptor and starts the poller.
@@ -281,9 +420,7 @@ impl Builder<ServerSide> {
     /// expired), an error from the policy, [`Error::NoIdentity`], or a failure to
     /// spawn the poller thread ([`Error::Thread`]).
     pub fn build(self) -> Result<ReloadingAcceptor, Error> {
-        if self.files.identity.is_none() {
-            return Err(Error::NoIdentity);
-        }
+        let (options, site_setup, trust_setup) = self.site_setups()?;
         let auth = self.active_client_auth();
         let tickets = TicketKeys::start(
             self.side.ticket_keys.clone(),
@@ -291,26 +428,32 @@ impl Builder<ServerSide> {
             self.allow_missing_at_start,
         )?;
         let (policy, build_tickets) = (Arc::clone(&self.policy), Arc::clone(&tickets));
-        let build: Build<ServerContext> = Box::new(move |material: Material| {
+        let build: Build<TrustContext> = Box::new(move |material: Material| {
             let trust = material.trust.as_ref().map_or(TrustId::NONE, |t| t.id);
             let mut builder = server_context(&policy, auth, material)?;
             build_tickets
                 .attach(&mut builder)
                 .map_err(Error::openssl("attach the ticket keys to the context"))?;
-            Ok(ServerContext {
+            Ok(TrustContext {
                 ctx: builder.build().into_context(),
                 trust,
             })
         });
-        let poll_tickets = Arc::clone(&tickets);
-        let reloader = Reloader::start(self.setup("acceptor"), build, move || poll_tickets.poll())?;
-        let acceptor = front_acceptor(&self.policy, auth, &tickets, reloader.current())?;
+        let sites = Arc::new(Sites::start(options, site_setup, trust_setup, build)?);
+        let (poll_sites, poll_tickets) = (Arc::clone(&sites), Arc::clone(&tickets));
+        let poller = Poller::spawn(self.poll_interval, move || {
+            poll_sites.poll();
+            poll_tickets.poll();
+        })
+        .map_err(|source| Error::Thread { source })?;
+        let acceptor = front_acceptor(&self.policy, auth, &tickets, sites.current())?;
         Ok(ReloadingAcceptor {
             inner: Arc::new(Inner {
                 acceptor,
-                reloader,
+                sites,
                 tickets,
                 handshake_timeout: self.side.handshake_timeout,
+                _poller: poller,
             }),
         })
     }
@@ -322,41 +465,35 @@ impl Builder<ServerSide> {
 }
 
 /// The fixed front acceptor: the policy, the ticket key callback, and the
-/// callbacks that bind sessions to trust and switch each handshake to `current`.
+/// client hello callback that switches each handshake to `current`.
 fn front_acceptor(
     policy: &Policy,
     auth: Option<ClientAuth>,
     tickets: &Arc<TicketKeys>,
-    current: &Arc<ArcSwap<ServerContext>>,
+    current: &Arc<ArcSwap<Snapshot>>,
 ) -> Result<SslAcceptor, Error> {
     let mut front = base_builder(policy, auth)?;
     tickets
         .install(&mut front)
         .map_err(Error::openssl("install the ticket key callback"))?;
-    if auth.is_some() {
-        // Runs before OpenSSL looks the client's session up: only sessions that
-        // the bundle in service verified may resume (see session.rs).
-        let current = Arc::clone(current);
-        front.set_client_hello_callback(move |ssl, _alert| {
-            session::admit_sessions_of(ssl, current.load().trust)?;
-            Ok(ClientHelloResponse::SUCCESS)
-        });
-    }
     let current = Arc::clone(current);
-    let bind_sessions = auth.is_some();
-    front.set_servername_callback(move |ssl, _alert| {
-        // The whole handshake-path cost of reloading: an atomic load and
-        // SSL_set_SSL_CTX (reference counts, no I/O, no lock).
-        let published = current.load();
-        ssl.set_ssl_context(&published.ctx)
-            .map_err(|_| SniError::ALERT_FATAL)?;
-        if bind_sessions && !ssl.session_reused() {
-            // The new session records the bundle of the context that will verify
-            // its client, even if a reload landed since the client hello.
-            session::stamp_new_session(ssl, published.trust).map_err(|_| SniError::ALERT_FATAL)?;
-        }
-        Ok(())
+    front.set_client_hello_callback(move |ssl, alert| {
+        // The whole handshake-path cost of reloading: an atomic load, a hash
+        // lookup, SSL_set_SSL_CTX and the certificates' reference counts; no I/O,
+        // no lock. It runs before OpenSSL looks the client's session up, so the
+        // session id context set here decides which sessions may resume (see
+        // session.rs), and everything comes from one snapshot.
+        let snapshot = current.load();
+        let Some(served) = snapshot.table.select(client_hello_sni(ssl)) else {
+            *alert = SslAlert::UNRECOGNIZED_NAME;
+            return Err(ErrorStack::get());
+        };
+        ssl.set_ssl_context(&snapshot.ctx)?;
+        served.install(ssl)?;
+        Ok(ClientHelloResponse::SUCCESS)
     });
+    // Acknowledges the client's SNI, so that sessions record the name.
+    front.set_servername_callback(|_, _| Ok(()));
     Ok(front.build())
 }
 

@@ -237,6 +237,7 @@ impl<S> Builder<S> {
             checks: self.checks.clone(),
             poll_interval: self.poll_interval,
             allow_missing: self.allow_missing_at_start,
+            announce: true,
         }
     }
 }

@@ -170,9 +170,22 @@ pub enum Error {
     },
     /// A new random session ticket key could not be made.
     TicketKeyGeneration(ErrorStack),
-    /// An acceptor was built without [`identity`](crate::Builder::identity) or
-    /// [`identity_pkcs12`](crate::Builder::identity_pkcs12): a server needs a certificate.
+    /// An acceptor was built without [`identity`](crate::Builder::identity),
+    /// [`identity_pkcs12`](crate::Builder::identity_pkcs12) or a site: a server
+    /// needs a certificate.
     NoIdentity,
+    /// A site directory holds no site (see
+    /// [`site_dir`](crate::ReloadingAcceptorBuilder::site_dir) for the layouts).
+    NoSites {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The [default site](crate::ReloadingAcceptorBuilder::default_site) is not
+    /// among the sites served.
+    UnknownSite {
+        /// The name asked for.
+        name: String,
+    },
     /// An OpenSSL call failed outside any one file: building a context, the
     /// user's policy closure, hashing, installing a callback.
     OpenSsl {
@@ -198,6 +211,7 @@ impl Error {
             | Self::Decrypt { path, .. }
             | Self::Unsupported { path, .. }
             | Self::Rejected { path, .. }
+            | Self::NoSites { dir: path }
             | Self::Expired { path, .. }
             | Self::NotYetValid { path, .. }
             | Self::Untrusted { path, .. }
@@ -210,6 +224,7 @@ impl Error {
             | Self::Fips { .. }
             | Self::TicketKeyGeneration(_)
             | Self::NoIdentity
+            | Self::UnknownSite { .. }
             | Self::OpenSsl { .. } => None,
         }
     }
@@ -341,7 +356,16 @@ impl Error {
             },
             Self::TicketKeyGeneration(_) => f.write_str("cannot make a session ticket key"),
             Self::NoIdentity => f.write_str(
-                "no certificate configured: a server needs identity(cert, key) or identity_pkcs12(path)",
+                "no certificate configured: a server needs identity(cert, key), identity_pkcs12(path), a site or a site directory",
+            ),
+            Self::NoSites { dir } => write!(
+                f,
+                "site directory {} holds no site (NAME.crt with NAME.key, NAME.pem, NAME.p12, or NAME/tls.crt with NAME/tls.key)",
+                dir.display()
+            ),
+            Self::UnknownSite { name } => write!(
+                f,
+                "default site {name:?} is not served: no site has that name or DNS name"
             ),
             Self::OpenSsl { step, .. } => write!(f, "cannot {step}"),
             // Written by `fmt`.

@@ -32,19 +32,6 @@ extern "C" {
         sid_ctx_len: c_uint,
     ) -> c_int;
 
-    /// Replaces the session id context recorded in a session.
-    pub(crate) fn SSL_SESSION_set1_id_context(
-        session: *mut openssl_sys::SSL_SESSION,
-        sid_ctx: *const c_uchar,
-        sid_ctx_len: c_uint,
-    ) -> c_int;
-
-    /// The session id context recorded in a session (owned by the session).
-    pub(crate) fn SSL_SESSION_get0_id_context(
-        session: *const openssl_sys::SSL_SESSION,
-        len: *mut c_uint,
-    ) -> *const c_uchar;
-
     /// Installs the callback that names, encrypts and authenticates session tickets.
     pub(crate) fn SSL_CTX_set_tlsext_ticket_key_evp_cb(
         ctx: *mut SSL_CTX,

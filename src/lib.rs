@@ -100,6 +100,7 @@ mod material;
 mod poll;
 mod reloader;
 mod session;
+mod sites;
 mod tickets;
 
 pub use openssl;
@@ -113,6 +114,7 @@ pub use crate::error::Error;
 pub use crate::material::{CertificateInfo, Passphrase, ValidityPolicy, DEFAULT_MAX_FILE_SIZE};
 pub use crate::reloader::{CertificateStatus, Reload, ReloadFailure};
 pub use crate::session::SESSION_ID_CONTEXT;
+pub use crate::sites::SiteStatus;
 pub use crate::tickets::{TicketKeyStatus, DEFAULT_TICKET_KEYS_KEPT, DEFAULT_TICKET_KEY_ROTATION};
 
 /// The design notes (`docs/design.md`): the data flow from a file change to a

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use openssl_reload::ClientAuth;
+use openssl_reload::{ClientAuth, SiteStatus};
 
 use crate::cli::CheckArgs;
 use crate::timefmt::{now_unix, rfc3339};
@@ -10,8 +10,10 @@ use crate::{acceptor_builder, Failure};
 
 /// Validates the material as `serve` would and prints what it holds.
 pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
-    let Some(mut builder) = acceptor_builder(&args.identity) else {
-        return Err(Failure::usage("give --cert and --key, or --pkcs12"));
+    let Some(mut builder) = acceptor_builder(&args.identity)? else {
+        return Err(Failure::usage(
+            "give --cert and --key, --pkcs12, or --cert-dir",
+        ));
     };
     if let Some(ca) = &args.ca {
         // check's --ca is the bundle the certificate must chain to: what
@@ -21,7 +23,14 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
             .client_auth(ClientAuth::Required)
             .check_chain_against_ca(true);
     }
-    let info = builder.check()?;
+    let sites = builder.check_sites()?;
+    if sites.len() > 1 || args.identity.cert_dir.is_some() {
+        return list(&sites);
+    }
+    let info = sites
+        .into_iter()
+        .find_map(|site| site.status.certificate)
+        .ok_or_else(|| Failure::runtime("no certificate loaded"))?;
 
     let days_left = (info.not_after_unix - now_unix()).div_euclid(86_400);
     let sans = if info.subject_alt_names.is_empty() {
@@ -63,4 +72,51 @@ valid:      yes: {checks}
         .lock()
         .write_all(text.as_bytes())
         .map_err(|e| Failure::runtime(format!("cannot write to standard output: {e}")))
+}
+
+/// One line per site: what `serve` would answer for, and the sites it would
+/// leave out with their errors. Fails when any site does not load.
+fn list(sites: &[SiteStatus]) -> Result<(), Failure> {
+    let mut text = String::new();
+    let now = now_unix();
+    for site in sites {
+        match site.certificate() {
+            Some(info) if site.serving => {
+                text.push_str(&format!(
+                    "{name}: {names} | {key} | serial {serial} | notAfter {not_after} ({days} days left){default}\n",
+                    name = site.name,
+                    names = if site.names.is_empty() { "(no names)".to_owned() } else { site.names.join(", ") },
+                    key = site.key_type.as_deref().unwrap_or("?"),
+                    serial = info.serial,
+                    not_after = rfc3339(info.not_after_unix),
+                    days = (info.not_after_unix - now).div_euclid(86_400),
+                    default = if site.default { " | default" } else { "" },
+                ));
+            }
+            _ => {
+                let reason = site
+                    .status
+                    .last_error
+                    .as_ref()
+                    .map_or("not loaded", |e| e.message.as_str());
+                text.push_str(&format!("{}: NOT SERVED: {reason}\n", site.name));
+            }
+        }
+    }
+    let failed = sites.iter().filter(|s| !s.serving).count();
+    text.push_str(&format!(
+        "{} sites would be served, {failed} left out\n",
+        sites.len() - failed
+    ));
+    io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| Failure::runtime(format!("cannot write to standard output: {e}")))?;
+    if failed > 0 {
+        return Err(Failure::runtime(format!(
+            "{failed} of {} sites do not load",
+            sites.len()
+        )));
+    }
+    Ok(())
 }

@@ -166,13 +166,37 @@ fn passphrase(identity: &IdentityArgs) -> Passphrase {
     }
 }
 
-/// A builder for the identity given on the command line, or `None` when neither
-/// `--cert`/`--key` nor `--pkcs12` was given.
-pub(crate) fn acceptor_builder(identity: &IdentityArgs) -> Option<ReloadingAcceptorBuilder> {
-    let builder = match (&identity.cert, &identity.key, &identity.pkcs12) {
-        (Some(cert), Some(key), _) => ReloadingAcceptor::builder().identity(cert, key),
-        (_, _, Some(pkcs12)) => ReloadingAcceptor::builder().identity_pkcs12(pkcs12),
-        _ => return None,
-    };
-    Some(builder.passphrase(passphrase(identity)))
+/// A builder for the sites given on the command line, or `None` when none was
+/// (neither `--cert`/`--key`, `--pkcs12` nor `--cert-dir`).
+pub(crate) fn acceptor_builder(
+    identity: &IdentityArgs,
+) -> Result<Option<ReloadingAcceptorBuilder>, Failure> {
+    if !identity.given() {
+        return Ok(None);
+    }
+    if identity.cert.len() != identity.key.len() {
+        return Err(Failure::usage(format!(
+            "give one --key per --cert, in the same order ({} --cert, {} --key)",
+            identity.cert.len(),
+            identity.key.len()
+        )));
+    }
+    let mut builder = ReloadingAcceptor::builder();
+    for (cert, key) in identity.cert.iter().zip(&identity.key) {
+        builder = builder.site(cert, key);
+    }
+    if let Some(pkcs12) = &identity.pkcs12 {
+        builder = builder.site_pkcs12(pkcs12);
+    }
+    if let Some(dir) = &identity.cert_dir {
+        builder = builder.site_dir(dir);
+    }
+    if let Some(name) = &identity.default_site {
+        builder = builder.default_site(name);
+    }
+    Ok(Some(
+        builder
+            .strict_sni(identity.strict_sni)
+            .passphrase(passphrase(identity)),
+    ))
 }

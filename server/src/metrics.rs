@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use openssl_reload::{CertificateStatus, TicketKeyStatus};
+use openssl_reload::{CertificateInfo, CertificateStatus, SiteStatus, TicketKeyStatus};
 
 use crate::timefmt::unix_seconds_f64;
 use Kind::{Counter, Gauge};
@@ -115,12 +115,13 @@ fn format_value(value: f64) -> String {
 /// The `/metrics` document.
 pub(crate) fn render(
     status: &CertificateStatus,
+    sites: &[SiteStatus],
     tickets: &TicketKeyStatus,
     stats: &Stats,
 ) -> String {
     let mut m = Exposition::default();
     reload_families(&mut m, status);
-    certificate_families(&mut m, status);
+    certificate_families(&mut m, status, sites);
     ticket_key_families(&mut m, tickets);
     connection_families(&mut m, stats);
     process_families(&mut m, stats);
@@ -177,21 +178,38 @@ fn reload_families(m: &mut Exposition, status: &CertificateStatus) {
     );
 }
 
-/// The certificate and CA bundle in service.
-fn certificate_families(m: &mut Exposition, status: &CertificateStatus) {
-    if let Some(cert) = &status.certificate {
-        m.single(
+/// The certificates in service, one series per site, and the CA bundle.
+fn certificate_families(m: &mut Exposition, status: &CertificateStatus, sites: &[SiteStatus]) {
+    let serving: Vec<(&str, &CertificateInfo)> = sites
+        .iter()
+        .filter(|s| s.serving)
+        .filter_map(|s| Some((s.name.as_str(), s.certificate()?)))
+        .collect();
+    m.single(
+        "openssl_reload_sites",
+        Gauge,
+        "Sites with a certificate in service.",
+        serving.len() as f64,
+    );
+    for (name, help, value) in [
+        (
             "openssl_reload_certificate_not_after_seconds",
-            Gauge,
-            "notAfter of the certificate in service, in seconds since the Unix epoch.",
-            cert.not_after_unix as f64,
-        );
-        m.single(
+            "notAfter of each site's certificate in service, in seconds since the Unix epoch.",
+            (|c: &CertificateInfo| c.not_after_unix) as fn(&CertificateInfo) -> i64,
+        ),
+        (
             "openssl_reload_certificate_not_before_seconds",
-            Gauge,
-            "notBefore of the certificate in service, in seconds since the Unix epoch.",
-            cert.not_before_unix as f64,
-        );
+            "notBefore of each site's certificate in service, in seconds since the Unix epoch.",
+            |c: &CertificateInfo| c.not_before_unix,
+        ),
+    ] {
+        if serving.is_empty() {
+            continue;
+        }
+        m.family(name, Gauge, help);
+        for (site, cert) in &serving {
+            m.sample(name, &[("site", site)], value(cert) as f64);
+        }
     }
     m.single(
         "openssl_reload_ca_certificates",

@@ -11,7 +11,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use openssl_reload::{
-    CertificateInfo, CertificateStatus, ReloadFailure, ReloadingAcceptor, TicketKeyStatus,
+    CertificateInfo, CertificateStatus, ReloadFailure, ReloadingAcceptor, SiteStatus,
+    TicketKeyStatus,
 };
 use serde_json::{json, Value};
 
@@ -54,7 +55,12 @@ pub(crate) async fn handle(
         match path.as_str() {
             "/" => text(StatusCode::OK, index(&connection, version)),
             "/status" => {
-                let body = status_json(&app.tls.status(), &app.tls.ticket_keys(), &app.stats);
+                let body = status_json(
+                    &app.tls.status(),
+                    &app.tls.sites(),
+                    &app.tls.ticket_keys(),
+                    &app.stats,
+                );
                 let mut body = serde_json::to_string_pretty(&body).unwrap_or_default();
                 body.push('\n');
                 no_store(respond(StatusCode::OK, "application/json", body))
@@ -62,7 +68,12 @@ pub(crate) async fn handle(
             "/metrics" => no_store(respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(&app.tls.status(), &app.tls.ticket_keys(), &app.stats),
+                metrics::render(
+                    &app.tls.status(),
+                    &app.tls.sites(),
+                    &app.tls.ticket_keys(),
+                    &app.stats,
+                ),
             )),
             "/slow" => slow(request.uri().query(), &connection).await,
             _ => text(
@@ -175,6 +186,25 @@ fn certificate_json(cert: &CertificateInfo) -> Value {
     })
 }
 
+/// One site: its names and certificate, and its own reload record.
+fn site_json(site: &SiteStatus) -> Value {
+    let status = &site.status;
+    json!({
+        "name": site.name,
+        "path": site.path.display().to_string(),
+        "names": site.names,
+        "key_type": site.key_type,
+        "default": site.default,
+        "serving": site.serving,
+        "serial": site.certificate().map(|c| c.serial.clone()),
+        "not_after": site.certificate().map(|c| rfc3339(c.not_after_unix)),
+        "generation": status.generation,
+        "reloads": status.reloads,
+        "failures": status.failures,
+        "last_error": status.last_error.as_ref().map(error_json),
+    })
+}
+
 fn error_json(error: &ReloadFailure) -> Value {
     json!({
         "message": error.message,
@@ -202,10 +232,12 @@ fn ticket_keys_json(tickets: &TicketKeyStatus) -> Value {
 /// (with a human form alongside). Add a field here to publish it.
 pub(crate) fn status_json(
     status: &CertificateStatus,
+    sites: &[SiteStatus],
     tickets: &TicketKeyStatus,
     stats: &Stats,
 ) -> Value {
     json!({
+        "sites": sites.iter().map(site_json).collect::<Vec<_>>(),
         "certificate": status.certificate.as_ref().map(certificate_json),
         "generation": status.generation,
         "reloads": status.reloads,

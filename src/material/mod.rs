@@ -42,12 +42,12 @@ pub(crate) enum IdentityFiles {
 }
 
 impl IdentityFiles {
-    fn cert_path(&self) -> &Path {
+    pub(crate) fn cert_path(&self) -> &Path {
         self.pair_paths().0
     }
 
     /// Certificate and key file; a PKCS#12 bundle is both.
-    fn pair_paths(&self) -> (&Path, &Path) {
+    pub(crate) fn pair_paths(&self) -> (&Path, &Path) {
         match self {
             Self::Pair { cert, key } => (cert, key),
             Self::Pkcs12(path) => (path, path),

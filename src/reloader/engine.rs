@@ -57,6 +57,20 @@ enum Trigger {
     Forced,
 }
 
+/// What a poller tick did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Polled {
+    /// Nothing to do: no file changed and no retry was due.
+    Idle,
+    /// The files were read; their content was what is in service (the status
+    /// may have changed: a failure may have ended).
+    Checked,
+    /// New material is in service.
+    Published,
+    /// An attempt failed; the previous material stays.
+    Failed,
+}
+
 /// What an attempt found.
 enum Attempt {
     Done(Reload),
@@ -88,6 +102,9 @@ pub(crate) struct Setup {
     pub(crate) checks: Checks,
     pub(crate) poll_interval: Duration,
     pub(crate) allow_missing: bool,
+    /// Log the material loaded at start-up at info (else debug: one site among
+    /// thousands, which the site set sums up in one line).
+    pub(crate) announce: bool,
 }
 
 impl<T> Engine<T> {
@@ -101,6 +118,7 @@ impl<T> Engine<T> {
             checks,
             poll_interval,
             allow_missing,
+            announce,
         } = setup;
         let paths = files.paths();
         let fingerprints = paths.iter().map(|p| Fingerprint::of(p)).collect();
@@ -122,7 +140,7 @@ impl<T> Engine<T> {
             Err(error) => return Err(error),
         };
         let status = initial_status(certificate, ca_certificates, poll_interval, error.as_ref());
-        let last_logged = log_start(role, &status, error.as_ref());
+        let last_logged = log_start(role, &status, error.as_ref(), announce);
         Ok(Self {
             role,
             files,
@@ -162,8 +180,13 @@ impl<T> Engine<T> {
         self.status.subscribe()
     }
 
+    /// The status without a copy, for sums over many engines.
+    pub(crate) fn status_ref(&self) -> watch::Ref<'_, CertificateStatus> {
+        self.status.borrow()
+    }
+
     /// One poller tick: reload if a fingerprint changed or a retry is due.
-    pub(crate) fn poll(&self) {
+    pub(crate) fn poll(&self) -> Polled {
         let fingerprints = self.stat();
         let changed = {
             let state = self.lock_poll_state();
@@ -171,13 +194,23 @@ impl<T> Engine<T> {
             let retry_due = state.retry_at.is_some_and(|at| Instant::now() >= at);
             (changed || retry_due).then_some(changed)
         };
-        if let Some(changed) = changed {
-            // An attempt in progress (a `reload_now`) reads the same files; this
-            // tick does not queue behind it, the next one looks again.
-            if let Ok(mut attempt) = self.attempts.try_lock() {
-                let _ = self.run(&mut attempt, fingerprints, Trigger::Poll { changed });
-            }
+        let Some(changed) = changed else {
+            return Polled::Idle;
+        };
+        // An attempt in progress (a `reload_now`) reads the same files; this tick
+        // does not queue behind it, the next one looks again.
+        let Ok(mut attempt) = self.attempts.try_lock() else {
+            return Polled::Idle;
+        };
+        match self.run(&mut attempt, fingerprints, Trigger::Poll { changed }) {
+            Ok(Reload::Published(_)) => Polled::Published,
+            Ok(Reload::Unchanged) => Polled::Checked,
+            Err(_) => Polled::Failed,
         }
+    }
+
+    /// Records that the poller finished a tick.
+    pub(crate) fn mark_polled(&self) {
         // Quietly: subscribers hear of publishes and failures, not of every tick.
         let now = SystemTime::now();
         self.status.send_if_modified(|s| {
@@ -336,7 +369,7 @@ impl<T> Engine<T> {
 
 /// The status of a reloader that just loaded `certificate` and `ca_certificates`
 /// (or, with `error`, started without them, as allowed).
-fn initial_status(
+pub(crate) fn initial_status(
     certificate: Option<crate::CertificateInfo>,
     ca_certificates: usize,
     poll_interval: Duration,
@@ -364,10 +397,15 @@ fn log_start(
     role: &'static str,
     status: &CertificateStatus,
     error: Option<&Error>,
+    announce: bool,
 ) -> Option<String> {
     match error {
-        None => {
+        None if announce => {
             log_published(role, status);
+            None
+        }
+        None => {
+            tracing::debug!(role, certificate = ?status.certificate.as_ref().map(|c| &c.subject), "loaded");
             None
         }
         Some(error) => {

@@ -15,10 +15,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-pub(crate) use self::engine::{Build, Setup};
+pub(crate) use self::engine::{initial_status, Build, Engine, Polled, Setup};
 pub use self::status::{CertificateStatus, Reload, ReloadFailure};
 
-use self::engine::Engine;
 use crate::poll::Poller;
 use crate::Error;
 
@@ -42,6 +41,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
         let ticked = Arc::clone(&engine);
         let poller = Poller::spawn(interval, move || {
             ticked.poll();
+            ticked.mark_polled();
             also();
         })
         .map_err(|source| Error::Thread { source })?;

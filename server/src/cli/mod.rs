@@ -110,33 +110,67 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Where the certificate and key come from.
+/// Where the certificates and keys come from.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Certificate")]
 pub(crate) struct IdentityArgs {
     /// Certificate chain file: PEM (leaf first, then intermediates) or DER
+    ///
+    /// Give --cert and --key once per site, in pairs: each site answers for its
+    /// certificate's DNS names (SNI), and the first one also answers clients
+    /// without SNI or with a name no site has (see --default-site).
     #[arg(
         long,
         env = "OPENSSL_RELOAD_CERT",
         value_name = "FILE",
         requires = "key",
-        conflicts_with = "pkcs12"
+        conflicts_with = "pkcs12",
+        action = clap::ArgAction::Append
     )]
-    pub(crate) cert: Option<PathBuf>,
+    pub(crate) cert: Vec<PathBuf>,
 
     /// Private key file: PEM or DER; PKCS#1, SEC1 or PKCS#8, possibly encrypted
+    ///
+    /// One per --cert, in the same order.
     #[arg(
         long,
         env = "OPENSSL_RELOAD_KEY",
         value_name = "FILE",
         requires = "cert",
-        conflicts_with = "pkcs12"
+        conflicts_with = "pkcs12",
+        action = clap::ArgAction::Append
     )]
-    pub(crate) key: Option<PathBuf>,
+    pub(crate) key: Vec<PathBuf>,
 
     /// PKCS#12 bundle with the certificate, its chain and the key (instead of --cert/--key)
     #[arg(long, env = "OPENSSL_RELOAD_PKCS12", value_name = "FILE")]
     pub(crate) pkcs12: Option<PathBuf>,
+
+    /// Directory of sites, each chosen by SNI and reloaded on its own
+    ///
+    /// A site is NAME.crt with NAME.key, NAME.pem with NAME.key or holding both,
+    /// NAME.p12, or a sub-directory NAME/ with tls.crt and tls.key (a mounted
+    /// Kubernetes secret). A site added is served within the poll interval; a site
+    /// whose files are gone is served 5 s more (a delete-then-create rotation
+    /// keeps its names); a site that fails to load keeps its last good certificate,
+    /// or is left out if new, with one error naming the file.
+    #[arg(long, env = "OPENSSL_RELOAD_CERT_DIR", value_name = "DIR")]
+    pub(crate) cert_dir: Option<PathBuf>,
+
+    /// The site that answers clients without SNI or with an unknown name
+    ///
+    /// A site's name (NAME in --cert-dir, else the --cert path) or one of its DNS
+    /// names. Default: the first --cert, else the first site of --cert-dir by name.
+    #[arg(long, env = "OPENSSL_RELOAD_DEFAULT_SITE", value_name = "NAME")]
+    pub(crate) default_site: Option<String>,
+
+    /// Refuse clients without SNI or with a name no site has (alert unrecognized_name)
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_STRICT_SNI",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) strict_sni: bool,
 
     /// File holding the passphrase of an encrypted key or PKCS#12 bundle
     ///
@@ -147,11 +181,18 @@ pub(crate) struct IdentityArgs {
     pub(crate) key_passphrase_file: Option<PathBuf>,
 }
 
+impl IdentityArgs {
+    /// Whether any certificate was given (else `serve` uses its dev certificate).
+    pub(crate) fn given(&self) -> bool {
+        !self.cert.is_empty() || self.pkcs12.is_some() || self.cert_dir.is_some()
+    }
+}
+
 /// `openssl-reload check`.
 #[derive(Debug, Args)]
 #[command(
     next_help_heading = "Certificate",
-    group(ArgGroup::new("identity").required(true).args(["cert", "pkcs12"]))
+    group(ArgGroup::new("identity").required(true).multiple(true).args(["cert", "pkcs12", "cert_dir"]))
 )]
 pub(crate) struct CheckArgs {
     #[command(flatten)]

@@ -168,7 +168,7 @@ mod tests {
         };
         assert_eq!(serve.listen, ["127.0.0.1:8443".parse().unwrap()]);
         assert_eq!(serve.poll_interval, Duration::from_secs(1));
-        assert!(serve.identity.cert.is_none());
+        assert!(serve.identity.cert.is_empty());
         assert!(!serve.require_chain_to_ca);
         assert!(serve.tickets.ticket_keys.is_none());
         assert_eq!(serve.tickets.ticket_key_rotation, Duration::from_secs(3600));

@@ -77,7 +77,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
 
     // Listen first: an address in use is reported before anything else happens.
     let listeners = bind(&args.listen)?;
-    let (builder, dev) = match acceptor_builder(&args.identity) {
+    let (builder, dev) = match acceptor_builder(&args.identity)? {
         Some(builder) => (builder, None),
         None => {
             let dir = args.dev_dir.clone().unwrap_or_else(dev_cert::default_dir);
