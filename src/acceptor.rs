@@ -408,7 +408,8 @@ impl Builder<ServerSide> {
             ca: self.files.ca.clone(),
             passphrase: crate::Passphrase::default(),
         };
-        trust_setup.announce = self.files.ca.is_some();
+        // Sites::start says it once everything has loaded.
+        trust_setup.announce = false;
         Ok((options, site_setup, trust_setup))
     }
 

@@ -80,7 +80,8 @@ pub(crate) fn log_published(role: &'static str, status: &CertificateStatus) {
             serial = %cert.serial,
             not_after = %cert.not_after,
             sha256 = %cert.sha256,
-            ca_certificates = status.ca_certificates,
+            // A server's sites reload apart from its CA bundle, which logs its own line.
+            ca_certificates = (status.ca_certificates > 0).then_some(status.ca_certificates),
             "certificate loaded"
         ),
         None => tracing::info!(

@@ -210,6 +210,10 @@ impl Sites {
                 });
             }
         }
+        let ca_certificates = trust.status_ref().ca_certificates;
+        if ca_certificates > 0 {
+            tracing::info!(role = "acceptor", ca_certificates, "trust bundle loaded");
+        }
         if !options.dirs.is_empty() {
             tracing::info!(
                 sites = entries.len(),

@@ -92,6 +92,14 @@ fn metrics(server: &Server, f: &Files) -> BTreeMap<String, f64> {
     parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// The notAfter series of the one site, named by its certificate path.
+fn not_after_key(f: &Files) -> String {
+    format!(
+        r#"openssl_reload_certificate_not_after_seconds{{site="{}"}}"#,
+        f.cert.display()
+    )
+}
+
 /// The metrics (`text`) of a server that has served `f`'s leaf since start-up, polling
 /// every 20 ms, after [`fail_two_handshakes`].
 fn assert_fresh_metrics(text: &str, f: &Files) {
@@ -111,10 +119,8 @@ fn assert_fresh_metrics(text: &str, f: &Files) {
         0.0
     );
     let not_after = unix_time(f.leaf.cert.not_after());
-    assert_eq!(
-        value("openssl_reload_certificate_not_after_seconds"),
-        not_after as f64
-    );
+    assert_eq!(value(&not_after_key(f)), not_after as f64);
+    assert_eq!(value("openssl_reload_sites"), 1.0);
     assert_eq!(value("openssl_reload_poll_interval_seconds"), 0.02);
     assert!(value("openssl_reload_handshakes_total") >= 1.0);
     assert!(value(r#"openssl_reload_handshake_failures_total{reason="error"}"#) >= 1.0);
@@ -152,7 +158,7 @@ fn metrics_parse_as_prometheus_text_and_count_failed_handshakes() {
     });
     assert_eq!(samples["openssl_reload_generation"], 2.0);
     assert_eq!(
-        samples["openssl_reload_certificate_not_after_seconds"],
+        samples[&not_after_key(&f)],
         unix_time(next.cert.not_after()) as f64
     );
 }
