@@ -9,6 +9,7 @@
 //! A file kind is one field of [`RawMaterial`] and of [`Material`] and one parse
 //! function; the engine sees only `read` and `parse`.
 
+mod fastkey;
 mod identity;
 mod info;
 mod parse;

@@ -63,6 +63,9 @@ pub(crate) fn parse_key(
         }
     };
     let result = if is_pem(bytes) {
+        if let Some(key) = super::fastkey::decode(bytes) {
+            return Ok(key);
+        }
         PKey::private_key_from_pem_callback(bytes, callback)
     } else {
         // An encrypted PKCS#8 DER first: the reader only calls the callback for

@@ -53,11 +53,19 @@ pub(crate) fn scan(dir: &Path) -> io::Result<Scan> {
             continue;
         }
         let path = entry.path();
-        // Symlinks followed: a mounted secret's files are links into `..data`.
-        let Ok(meta) = fs::metadata(&path) else {
+        // The type readdir gave, without a stat, unless it is a symlink (a mounted
+        // secret's files are links into `..data`): a rescan of 10,000 sites is
+        // then one pass over the directory.
+        let Ok(mut kind) = entry.file_type() else {
             continue;
         };
-        if meta.is_dir() {
+        if kind.is_symlink() {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            kind = meta.file_type();
+        }
+        if kind.is_dir() {
             let (cert, key) = (path.join("tls.crt"), path.join("tls.key"));
             if cert.is_file() && key.is_file() {
                 scan.sites.push(SiteSource {
@@ -71,7 +79,7 @@ pub(crate) fn scan(dir: &Path) -> io::Result<Scan> {
         let Some((stem, ext)) = file_name.rsplit_once('.') else {
             continue;
         };
-        if stem.is_empty() || !meta.is_file() {
+        if stem.is_empty() || !kind.is_file() {
             continue;
         }
         let kinds = stems.entry(stem.to_owned()).or_default();
