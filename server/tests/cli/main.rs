@@ -32,6 +32,8 @@ mod http;
 mod reload;
 /// Graceful shutdown on SIGTERM.
 mod shutdown;
+/// Many sites by SNI: --cert-dir, repeated --cert/--key, --strict-sni, check on a directory.
+mod sites;
 /// The development certificate, the environment, start-up errors, `--help`.
 mod startup;
 /// Session ticket keys: shared by a fleet, reread on SIGHUP, rotated in memory.
