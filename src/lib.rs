@@ -39,9 +39,11 @@
 //!
 //! ```text
 //! poller thread (every interval)           handshake (any thread, many at once)
-//! stat each file -> fingerprint            servername callback:
-//! changed? read, hash, parse, validate       ctx = ArcSwap::load()
-//! build SslContext, ArcSwap::store           SSL_set_SSL_CTX(ssl, ctx)
+//! stat each file -> fingerprint            client hello callback:
+//! changed? read, hash, parse, validate       snapshot = ArcSwap::load()
+//! build, rebuild the site table,             site = snapshot.lookup(SNI)
+//! ArcSwap::store(snapshot)                   SSL_set_SSL_CTX(ssl, trust context)
+//!                                            install the site's cert, chain, key
 //! ```
 //!
 //! - A **fingerprint** is device, inode, size, mtime and ctime (nanoseconds) of the
@@ -54,9 +56,12 @@
 //!   certificate must be within its validity period ([`ValidityPolicy`]) and each
 //!   certificate of the chain must be signed by the next. The CA bundle verifies
 //!   peers; the server's own chain is checked against it only on request.
-//! - The fixed front `SslAcceptor`'s **servername callback** runs for every
-//!   handshake (with or without SNI) and switches it to the current context with
-//!   `SSL_set_SSL_CTX`: certificate, key, chain, trust store and client CA list.
+//! - The fixed front `SslAcceptor`'s **client hello callback** runs for every
+//!   handshake (with or without SNI) and switches it to the current trust context
+//!   with `SSL_set_SSL_CTX` (trust store and client CA list), then puts the
+//!   certificate, chain and key of the site its SNI name selects on the
+//!   connection. One acceptor serves many sites ([`ReloadingAcceptorBuilder::site`],
+//!   [`site_dir`](ReloadingAcceptorBuilder::site_dir)), each reloaded on its own.
 //!   Verify mode, options and protocol versions are not switched; they come from
 //!   the front context, which is why one **policy** closure configures the front
 //!   and every reloaded context alike.

@@ -13,6 +13,8 @@
 //! above the 16 KiB a site may cost at 10,000 sites. `docs/design.md`, "Many
 //! certificates", has the reasoning.
 
+#![allow(unsafe_code)] // One cache fill through openssl-sys, with its SAFETY note.
+
 mod dir;
 mod set;
 mod table;
@@ -20,6 +22,7 @@ mod table;
 use std::fmt;
 use std::path::PathBuf;
 
+use foreign_types::ForeignType;
 use openssl::error::ErrorStack;
 use openssl::pkey::Id;
 use openssl::ssl::SslRef;
@@ -47,6 +50,7 @@ pub(crate) struct SiteCert {
 
 impl SiteCert {
     pub(crate) fn new(site: String, identity: Identity) -> Self {
+        warm(&identity);
         let names = dns_names(&identity);
         let key_type = identity.key.id();
         let key_label = key_label(&identity);
@@ -81,6 +85,20 @@ impl fmt::Debug for SiteCert {
             .field("names", &self.names)
             .field("key_type", &self.key_label)
             .finish_non_exhaustive()
+    }
+}
+
+/// Computes now, off the handshake path, what OpenSSL otherwise computes and
+/// caches in each certificate the first time a handshake uses it (its
+/// extensions and SHA-1 hash, `X509_check_purpose`): with thousands of sites most
+/// handshakes of a fresh site would pay for it.
+fn warm(identity: &Identity) {
+    for cert in std::iter::once(&identity.cert).chain(&identity.chain) {
+        // SAFETY: `cert` is a live certificate owned by `identity`; the call only
+        // fills the certificate's own cache (under its lock) and returns flags.
+        unsafe {
+            openssl_sys::X509_get_extension_flags(cert.as_ptr());
+        }
     }
 }
 
