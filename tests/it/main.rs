@@ -16,6 +16,8 @@ mod props;
 mod reload;
 /// Secrets never reach logs or Debug output.
 mod secrets;
+/// Many sites chosen by SNI: selection, strict SNI, RSA + ECDSA, site directories, sessions.
+mod sites;
 /// Rotation under concurrent load; reload cycles and resource bounds.
 mod stress;
 /// Session ticket keys: automatic rotation and a ticket-key file shared by a fleet.
