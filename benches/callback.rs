@@ -1,10 +1,12 @@
-//! Micro-benchmark (divan) of what the crate adds to a handshake: the servername
-//! callback, i.e. `ArcSwap::load` + `SSL_set_SSL_CTX`, against no callback.
+//! Micro-benchmark (divan) of what the crate adds to a handshake: the client
+//! hello callback (`ArcSwap::load`, the SNI lookup, `SSL_set_SSL_CTX` and the
+//! site's certificate, chain and key on the `SSL`), against no callback.
 //!
 //! `cargo bench --bench callback`. Groups:
-//! - `callback_body`: the callback's work on a fresh `Ssl` of the front context,
-//!   its parts (`ArcSwap::load` alone, `set_ssl_context` alone) and an empty
-//!   baseline with the same setup;
+//! - `callback_body`: two parts of the callback's work on a fresh `Ssl` of the
+//!   front context (`ArcSwap::load` alone, `set_ssl_context` alone, both) and an
+//!   empty baseline with the same setup; the whole callback is in the handshake
+//!   group;
 //! - `ssl_new`: `Ssl::new` on a plain context and on the crate's front context;
 //! - `handshake_in_memory`: a whole TLS 1.3 handshake (ECDSA P-256) through
 //!   in-memory pipes, on a plain acceptor (no callback) and on the crate's front
@@ -166,13 +168,14 @@ mod ssl_new {
 mod handshake_in_memory {
     use super::*;
 
-    /// A plain acceptor: no servername callback.
+    /// A plain acceptor: no callback.
     #[divan::bench]
     fn plain_no_callback() {
         handshake(&FIXTURE.plain, &FIXTURE.connector);
     }
 
-    /// The crate's front acceptor: the servername callback switches the context.
+    /// The crate's front acceptor: the client hello callback switches the context
+    /// and installs the certificate.
     #[divan::bench]
     fn reloading_callback() {
         handshake(FIXTURE.reloading.acceptor(), &FIXTURE.connector);
