@@ -43,6 +43,25 @@ impl Fingerprint {
     }
 }
 
+impl Fingerprint {
+    /// Whether the file's mtime or ctime is less than `window` old (or in the
+    /// future): a write within the same timestamp tick may then still come
+    /// without changing the fingerprint.
+    pub(crate) fn changed_within(&self, window: Duration) -> bool {
+        let Self::File { mtime, ctime, .. } = self else {
+            return false;
+        };
+        let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+            return true;
+        };
+        let now = now.as_secs_f64();
+        let window = window.as_secs_f64();
+        [mtime, ctime]
+            .iter()
+            .any(|(secs, nanos)| now - (*secs as f64 + *nanos as f64 * 1e-9) < window)
+    }
+}
+
 /// A plain thread that calls `tick` every interval until dropped.
 ///
 /// No async runtime is needed, so blocking servers can use the crate as well.

@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::material::IdentityFiles;
+use crate::poll::Fingerprint;
 
 /// One site found in a directory, or given explicitly.
 #[derive(Clone, Debug)]
@@ -22,11 +23,13 @@ pub(crate) struct SiteSource {
 
 /// What a scan found: the sites, and the directories whose changes call for
 /// another scan (the directory itself and each sub-directory in it, so that a
-/// secret mounted as `NAME/` is seen when its files appear).
+/// secret mounted as `NAME/` is seen when its files appear), each with its
+/// fingerprint taken *before* it was listed: a change that lands during the
+/// listing then shows as a change on the next tick.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     pub(crate) sites: Vec<SiteSource>,
-    pub(crate) watched: Vec<PathBuf>,
+    pub(crate) watched: Vec<(PathBuf, Fingerprint)>,
 }
 
 #[derive(Default)]
@@ -41,7 +44,7 @@ struct Stem {
 pub(crate) fn scan(dir: &Path) -> io::Result<Scan> {
     let mut stems: BTreeMap<String, Stem> = BTreeMap::new();
     let mut scan = Scan {
-        watched: vec![dir.to_owned()],
+        watched: vec![(dir.to_owned(), Fingerprint::of(dir))],
         ..Scan::default()
     };
     for entry in fs::read_dir(dir)? {
@@ -66,6 +69,7 @@ pub(crate) fn scan(dir: &Path) -> io::Result<Scan> {
             kind = meta.file_type();
         }
         if kind.is_dir() {
+            scan.watched.push((path.clone(), Fingerprint::of(&path)));
             let (cert, key) = (path.join("tls.crt"), path.join("tls.key"));
             if cert.is_file() && key.is_file() {
                 scan.sites.push(SiteSource {
@@ -73,7 +77,6 @@ pub(crate) fn scan(dir: &Path) -> io::Result<Scan> {
                     files: IdentityFiles::Pair { cert, key },
                 });
             }
-            scan.watched.push(path);
             continue;
         }
         let Some((stem, ext)) = file_name.rsplit_once('.') else {

@@ -29,6 +29,11 @@ use crate::{CertificateStatus, Error, Reload, ReloadFailure};
 /// site stops answering soon.
 pub(crate) const DEFAULT_REMOVAL_GRACE: Duration = Duration::from_secs(5);
 
+/// How recent a directory's change must be for the listing that saw it to be
+/// repeated: coarser than any file system's timestamp granularity (ext4 moves
+/// directory times in jiffies, 4 ms here).
+const TIMESTAMP_SLACK: Duration = Duration::from_millis(100);
+
 /// The longest wait between retries of a new site that failed to load.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
@@ -110,6 +115,10 @@ struct Pending {
 /// What only the poller (or a `reload_now`) touches; its lock makes them take turns.
 struct ScanState {
     dir_prints: Vec<(PathBuf, Fingerprint)>,
+    /// A directory had changed just before it was listed: list it again next
+    /// tick, since a second change within the same timestamp tick would not
+    /// move its fingerprint.
+    recheck: bool,
     /// Directory sites no longer listed, since when.
     missing: HashMap<SiteKey, Instant>,
     pending: BTreeMap<SiteKey, Pending>,
@@ -158,6 +167,7 @@ impl Sites {
         }
         let mut scan = ScanState {
             dir_prints: Vec::new(),
+            recheck: false,
             missing: HashMap::new(),
             pending: BTreeMap::new(),
             overlaps_logged: HashSet::new(),
@@ -170,14 +180,13 @@ impl Sites {
                 path: dir.clone(),
                 source,
             })?;
-            scan.dir_prints.extend(
-                listed
-                    .watched
-                    .iter()
-                    .map(|p| (p.clone(), Fingerprint::of(p))),
-            );
+            scan.dir_prints.extend(listed.watched);
             found.extend(listed.sites);
         }
+        scan.recheck = scan
+            .dir_prints
+            .iter()
+            .any(|(_, p)| p.changed_within(TIMESTAMP_SLACK));
         let loaded = load_parallel(&setup, trust.current(), found);
         let from_dirs = loaded.len();
         let mut first_error = None;
@@ -322,21 +331,25 @@ impl Sites {
     /// Every site with its own status, in site order; sites that have not loaded
     /// last.
     pub(crate) fn sites(&self) -> Vec<SiteStatus> {
-        let default = self.current.load().table.default_site().map(str::to_owned);
+        let snapshot = self.current.load();
+        let default = snapshot.table.default_site();
         let mut out: Vec<SiteStatus> = self
             .entries()
             .iter()
             .map(|(key, entry)| {
-                let cert = entry.engine.current().load_full();
-                let cert = cert.as_deref();
+                // The certificate in the snapshot the handshakes read: a site's
+                // engine publishes a moment before the snapshot is rebuilt.
+                let cert = snapshot.certs.get(&key.path);
+                let mut status = entry.engine.status();
+                status.certificate = cert.map(|c| c.identity.info.clone());
                 SiteStatus {
                     name: key.name.clone(),
                     path: key.path.clone(),
                     names: cert.map(|c| c.names.clone()).unwrap_or_default(),
                     key_type: cert.map(|c| c.key_label.clone()),
-                    default: cert.is_some() && default.as_deref() == Some(key.name.as_str()),
+                    default: cert.is_some() && default == Some(key.name.as_str()),
                     serving: cert.is_some(),
-                    status: entry.engine.status(),
+                    status,
                 }
             })
             .collect();
@@ -366,9 +379,11 @@ impl Sites {
     }
 
     fn dirs_changed(&self, scan: &ScanState) -> bool {
-        scan.dir_prints
-            .iter()
-            .any(|(path, print)| Fingerprint::of(path) != *print)
+        scan.recheck
+            || scan
+                .dir_prints
+                .iter()
+                .any(|(path, print)| Fingerprint::of(path) != *print)
     }
 
     /// Lists the directories again: new sites are loaded, sites no longer listed
@@ -379,12 +394,7 @@ impl Sites {
         for dir in &self.options.dirs {
             match dir::scan(dir) {
                 Ok(listed) => {
-                    prints.extend(
-                        listed
-                            .watched
-                            .iter()
-                            .map(|p| (p.clone(), Fingerprint::of(p))),
-                    );
+                    prints.extend(listed.watched);
                     found.extend(listed.sites.into_iter().map(|s| (dir_key(&s), s)));
                 }
                 Err(source) => {
@@ -403,6 +413,9 @@ impl Sites {
             }
         }
         scan.dir_error_logged = None;
+        scan.recheck = prints
+            .iter()
+            .any(|(_, p)| p.changed_within(TIMESTAMP_SLACK));
         scan.dir_prints = prints;
         let entries = self.entries();
         let now = Instant::now();
@@ -834,5 +847,9 @@ fn build_snapshot(
     Ok(Snapshot {
         ctx: trust.ctx.clone(),
         table,
+        certs: certs
+            .into_iter()
+            .map(|c| (c.identity.path.clone(), c))
+            .collect(),
     })
 }

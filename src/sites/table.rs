@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use foreign_types::ForeignTypeRef;
@@ -19,6 +20,10 @@ use crate::session::{self, SidCtx, TrustId};
 pub(crate) struct Snapshot {
     pub(crate) ctx: SslContext,
     pub(crate) table: SiteTable,
+    /// Each site's certificate in this snapshot, by certificate path: what
+    /// `sites()` reports, so that a status that shows a certificate is never
+    /// ahead of the handshakes.
+    pub(crate) certs: HashMap<PathBuf, Arc<SiteCert>>,
 }
 
 /// The certificates one SNI name gets (one per key type; OpenSSL picks by the
