@@ -839,3 +839,36 @@ async fn a_hello_retry_installs_the_chain_once() {
         "the leaf and its intermediate, once each"
     );
 }
+
+/// Two sites with one name and one key type: the newer notBefore answers, both
+/// orders of the files alike, and the other site's own names still work.
+#[tokio::test]
+async fn the_newer_of_two_overlapping_sites_answers() {
+    let ca = Ca::new("overlap CA");
+    let dir = tempfile::tempdir().unwrap();
+    let older = ca.leaf_with(
+        LeafSpec::new("shared.example.test")
+            .dns(&["shared.example.test", "old.example.test"])
+            .validity(-7200, 86_400),
+    );
+    let newer = ca.leaf_with(
+        LeafSpec::new("shared.example.test")
+            .dns(&["shared.example.test"])
+            .validity(-60, 86_400),
+    );
+    // "a-newer" sorts first, "b-older" second: order does not decide.
+    write_site(dir.path(), "b-older", &older);
+    write_site(dir.path(), "a-newer", &newer);
+    let f = Fixture::start(ca, dir, vec![], |b| b).await;
+    assert_eq!(f.serial(Some("shared.example.test")).await, newer.serial);
+    assert_eq!(f.serial(Some("old.example.test")).await, older.serial);
+    // A newer certificate for the older site takes the name over.
+    let newest = f.ca.leaf_with(
+        LeafSpec::new("shared.example.test")
+            .dns(&["shared.example.test", "old.example.test"])
+            .validity(-1, 86_400),
+    );
+    write_site(f.path(), "b-older", &newest);
+    f.until_served("shared.example.test", &newest.serial, &[&newer.serial])
+        .await;
+}
