@@ -5,7 +5,6 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openssl::ssl::{SslConnector, SslMethod, SslSession, SslVersion};
@@ -19,70 +18,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
-use crate::support::{self, eventually, write_atomic, Ca, Leaf, INTERVAL};
+use crate::support::{self, eventually, write_atomic, Ca, CliCa, Leaf, INTERVAL};
 
 /// Only `reload_now` publishes.
 const NO_POLLING: Duration = Duration::from_secs(3600);
-
-/// A CA that the `openssl ca` command runs: its certificate and key (minted in
-/// process), an index of revocations and a CRL number.
-struct CliCa {
-    ca: Ca,
-    dir: TempDir,
-}
-
-impl CliCa {
-    fn new(ca: Ca) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::write(d.join("ca.pem"), ca.pem()).unwrap();
-        fs::write(d.join("ca.key"), ca.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-        fs::write(d.join("index.txt"), b"").unwrap();
-        fs::write(d.join("crlnumber"), b"01\n").unwrap();
-        fs::write(
-            d.join("ca.cnf"),
-            format!(
-                "[ca]\ndefault_ca = local\n[local]\ndir = {}\ndatabase = $dir/index.txt\n\
-                 crlnumber = $dir/crlnumber\ncertificate = $dir/ca.pem\nprivate_key = $dir/ca.key\n\
-                 default_md = sha256\ndefault_crl_days = 1\n",
-                d.display()
-            ),
-        )
-        .unwrap();
-        Self { ca, dir }
-    }
-
-    fn openssl(&self, args: &[&str]) -> Vec<u8> {
-        let cnf = self.dir.path().join("ca.cnf");
-        let out = Command::new("openssl")
-            .arg("ca")
-            .arg("-config")
-            .arg(&cnf)
-            .args(args)
-            .output()
-            .expect("run openssl ca");
-        assert!(
-            out.status.success(),
-            "openssl ca {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    /// `openssl ca -revoke`.
-    fn revoke(&self, cert: &X509) {
-        let path = self.dir.path().join("revoke.pem");
-        fs::write(&path, cert.to_pem().unwrap()).unwrap();
-        self.openssl(&["-revoke", path.to_str().unwrap()]);
-    }
-
-    /// `openssl ca -gencrl` with `extra` options, as PEM.
-    fn crl(&self, extra: &[&str]) -> Vec<u8> {
-        let mut args = vec!["-gencrl"];
-        args.extend_from_slice(extra);
-        self.openssl(&args)
-    }
-}
 
 /// A client presenting `identity` and trusting `ca`, TLS 1.3.
 fn client(identity: &Leaf, ca: &Ca) -> SslConnector {
