@@ -155,3 +155,58 @@ fn check_validates_a_crl() {
     assert!(stderr.contains(&stranger.display().to_string()), "{stderr}");
     assert!(stderr.contains("signed by no CA in the bundle"), "{stderr}");
 }
+
+#[test]
+fn a_crl_past_its_next_update_is_warned_about_once_and_enforced_or_refuses_all() {
+    if !clients_available() {
+        return;
+    }
+    let f = Files::new();
+    let ca = CliCa::new(Ca {
+        cert: f.ca.cert.clone(),
+        key: f.ca.key.clone(),
+    });
+    let alice_leaf = f.ca.leaf("alice");
+    let alice = client_files(&f, &alice_leaf, "alice");
+    let bob = client_files(&f, &f.ca.leaf("bob"), "bob");
+    ca.revoke(&alice_leaf.cert);
+    let crl = f.path("ca.crl");
+    write_atomic(&crl, &ca.crl(&["-crlsec", "2"]));
+    let (ca_arg, crl_arg) = (f.ca_pem.display().to_string(), crl.display().to_string());
+    let args = [
+        "--ca",
+        &ca_arg,
+        "--crl",
+        &crl_arg,
+        "--poll-interval",
+        "20ms",
+    ];
+    let enforcing = f.start(&args);
+    let refusing = f.start(&[&args[..], &["--stale-crl", "refuse"]].concat());
+    assert!(served(&refusing, &f, &bob));
+
+    let parsed = openssl::x509::X509Crl::from_pem(&fs::read(&crl).unwrap()).unwrap();
+    let next_update = crate::clients::unix_time(parsed.next_update().unwrap());
+    eventually("the CRL's nextUpdate to pass", || {
+        (unix_now() > next_update).then_some(())
+    });
+    let warning = "CRL in service is past its nextUpdate";
+    enforcing.wait_log(warning);
+    refusing.wait_log(warning);
+    // Revocation is still checked; only the refusing server turns Bob away.
+    assert!(!served(&enforcing, &f, &alice));
+    assert!(served(&enforcing, &f, &bob));
+    assert!(!served(&refusing, &f, &alice));
+    assert!(!served(&refusing, &f, &bob));
+    // Many polls later, still one warning.
+    assert_eq!(enforcing.log_count(warning), 1);
+    assert!(enforcing.log_count("still enforcing it") == 1);
+    assert!(refusing.log_count("every certificate it covers is refused") == 1);
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
