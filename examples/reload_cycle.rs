@@ -4,7 +4,9 @@
 //! reloads it CYCLES times (default 200), alternating two certificates: each cycle
 //! renames new files into place and calls `reload_now`, while the poller (20 ms)
 //! races it for the same files. Every tenth cycle the client CA bundle changes
-//! (one CA more or less), and the session ticket keys rotate every 100 ms. Every
+//! (one CA more or less), every fortieth the CRL file (two CRLs of the CA,
+//! one revoking a serial nobody presents, so `X509_STORE_add_crl` and the CRL
+//! check run), and the session ticket keys rotate every 100 ms. Every
 //! fifth cycle a client handshakes, offering its last session, and checks that
 //! the certificate it receives is the one just written; so the ticket key
 //! callback, the session-to-trust binding and declined sessions all run.
@@ -28,8 +30,10 @@ use openssl_reload::openssl::hash::MessageDigest;
 use openssl_reload::openssl::nid::Nid;
 use openssl_reload::openssl::pkey::{PKey, Private};
 use openssl_reload::openssl::ssl::{SslConnector, SslMethod, SslSession};
-use openssl_reload::openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
-use openssl_reload::openssl::x509::{X509Name, X509};
+use openssl_reload::openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, CrlNumber, SubjectAlternativeName,
+};
+use openssl_reload::openssl::x509::{X509CrlBuilder, X509Name, X509RevokedBuilder, X509};
 use openssl_reload::{ClientAuth, ReloadingAcceptor};
 
 const HANDSHAKE_EVERY: usize = 5;
@@ -48,10 +52,13 @@ fn main() -> Result<()> {
     let ca_file = dir.path().join("ca.pem");
     write_pair(dir.path(), &material.pairs[0])?;
     write_file(&ca_file, &material.bundles[0])?;
+    let crl_file = dir.path().join("ca.crl");
+    write_file(&crl_file, &material.crls[0])?;
 
     let tls = ReloadingAcceptor::builder()
         .identity(&cert, &key)
         .ca(&ca_file)
+        .crl(&crl_file)
         .client_auth(ClientAuth::Required)
         .ticket_key_rotation(Duration::from_millis(100), 10)
         .poll_interval(Duration::from_millis(20))
@@ -68,6 +75,9 @@ fn main() -> Result<()> {
         write_pair(dir.path(), pair)?;
         if i % 10 == 0 {
             write_file(&ca_file, &material.bundles[(i / 10) % 2])?;
+        }
+        if i % 40 == 25 {
+            write_file(&crl_file, &material.crls[(i / 40 + 1) % 2])?;
         }
         // `Unchanged` when the poller published these files first.
         tls.reload_now()?;
@@ -97,6 +107,8 @@ struct Material {
     pairs: [(X509, PKey<Private>); 2],
     client_pair: (X509, PKey<Private>),
     bundles: [Vec<u8>; 2],
+    /// PEM files of the CA's CRLs: one empty, one revoking serial 99 too.
+    crls: [Vec<u8>; 2],
 }
 
 impl Material {
@@ -112,11 +124,20 @@ impl Material {
             ca_cert.to_pem()?,
             [ca_cert.to_pem()?, other_ca.to_pem()?].concat(),
         ];
+        let crls = [
+            crl(&ca_cert, &ca_key, &[], 1)?,
+            [
+                crl(&ca_cert, &ca_key, &[99], 2)?,
+                crl(&ca_cert, &ca_key, &[98], 3)?,
+            ]
+            .concat(),
+        ];
         Ok(Self {
             ca_cert,
             pairs,
             client_pair,
             bundles,
+            crls,
         })
     }
 
@@ -180,6 +201,29 @@ fn handshake(
     }
     let _ = stream.shutdown();
     Ok((stream.ssl().session().map(ToOwned::to_owned), reused))
+}
+
+/// A PEM CRL of `ca` revoking `serials`, valid for a day.
+fn crl(ca: &X509, key: &PKey<Private>, serials: &[u32], number: u32) -> Result<Vec<u8>> {
+    let mut builder = X509CrlBuilder::new()?;
+    builder.set_issuer_name(ca.subject_name())?;
+    builder.set_last_update(&*Asn1Time::days_from_now(0)?)?;
+    builder.set_next_update(&*Asn1Time::days_from_now(1)?)?;
+    builder.append_extension(CrlNumber::new(BigNum::from_u32(number)?)?.build()?)?;
+    // The openssl crate's builder wants one; the issuer's name and serial do.
+    let context = X509::builder()?;
+    let aki = AuthorityKeyIdentifier::new()
+        .issuer(true)
+        .build(&context.x509v3_context(Some(ca), None))?;
+    builder.append_extension(aki)?;
+    for serial in serials {
+        let mut revoked = X509RevokedBuilder::new()?;
+        revoked.set_serial_number(&*BigNum::from_u32(*serial)?.to_asn1_integer()?)?;
+        revoked.set_revocation_date(&*Asn1Time::days_from_now(0)?)?;
+        builder.add_revoked(revoked.build())?;
+    }
+    builder.sign(key, MessageDigest::sha256())?;
+    Ok(builder.build()?.to_pem()?)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -406,6 +406,7 @@ impl Builder<ServerSide> {
         trust_setup.files = WatchedFiles {
             identity: None,
             ca: self.files.ca.clone(),
+            crl: self.files.crl.clone(),
             passphrase: crate::Passphrase::default(),
         };
         // Sites::start says it once everything has loaded.

@@ -13,7 +13,7 @@ use openssl::ssl::SslContextBuilder;
 
 use crate::material::{Checks, IdentityFiles, WatchedFiles};
 use crate::reloader::Setup;
-use crate::{Passphrase, ValidityPolicy};
+use crate::{CrlCheck, Passphrase, StaleCrl, ValidityPolicy};
 
 /// The default poll interval: one second.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -125,6 +125,49 @@ impl<S> Builder<S> {
     /// ```
     pub fn ca(mut self, ca: impl Into<PathBuf>) -> Self {
         self.files.ca = Some(ca.into());
+        self
+    }
+
+    /// Certificate revocation lists (a file of one or more PEM CRLs, or one DER
+    /// CRL) of the [`ca`](Self::ca) bundle's CAs, checked for every peer
+    /// certificate: a revoked client (on a server) or server (on a client) is
+    /// refused. Watched with the bundle; each CRL must be signed by a CA of the
+    /// bundle it is published with, be past its lastUpdate and not past its
+    /// nextUpdate, or the CRLs (and bundle) in service stay. A changed CRL is a
+    /// change of trust: sessions verified before it do not resume. With
+    /// [`CrlCheck::Leaf`] (the default) the file must hold a CRL of each CA
+    /// that issues peers, or their handshakes fail ("unable to get certificate
+    /// CRL"). See [`stale_crl`](Self::stale_crl) for a CRL that ages in service.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), openssl_reload::Error> {
+    /// use openssl_reload::{CrlCheck, ReloadingAcceptor};
+    /// let tls = ReloadingAcceptor::builder()
+    ///     .identity("tls.crt", "tls.key")
+    ///     .ca("clients-ca.pem")
+    ///     .crl("clients-ca.crl")
+    ///     .crl_check(CrlCheck::Leaf)
+    ///     .build()?;
+    /// # drop(tls); Ok(()) }
+    /// ```
+    pub fn crl(mut self, path: impl Into<PathBuf>) -> Self {
+        self.files.crl = Some(path.into());
+        self
+    }
+
+    /// Which certificates of a peer's chain the [CRLs](Self::crl) are checked for
+    /// (default [`CrlCheck::Leaf`]).
+    pub fn crl_check(mut self, check: CrlCheck) -> Self {
+        self.checks.crl.check = check;
+        self
+    }
+
+    /// What a CRL in service that passes its nextUpdate does until a fresh one
+    /// is published (default [`StaleCrl::KeepEnforcing`]: it is still enforced,
+    /// and a warning is logged once). A policy's own verify callback
+    /// (`set_verify_callback`) replaces the crate's and decides alone.
+    pub fn stale_crl(mut self, policy: StaleCrl) -> Self {
+        self.checks.crl.stale = policy;
         self
     }
 

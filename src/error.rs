@@ -158,6 +158,15 @@ pub enum Error {
         /// OpenSSL's verdict, e.g. "subject issuer mismatch".
         reason: String,
     },
+    /// A CRL file cannot be put in service: it holds no CRL, a CRL in it is not
+    /// signed by a CA of the bundle, is past its nextUpdate or not yet valid, or
+    /// there is no CA bundle to check it against.
+    Crl {
+        /// The CRL file.
+        path: PathBuf,
+        /// What is wrong, e.g. "CRL 2 (issuer CN=Other CA) is signed by no CA in the bundle".
+        reason: String,
+    },
     /// A session ticket-key file is not one base64 key of 80 bytes per line.
     /// The message never shows any of the file's content.
     TicketKeys {
@@ -216,7 +225,8 @@ impl Error {
             | Self::NotYetValid { path, .. }
             | Self::Untrusted { path, .. }
             | Self::BrokenChain { path, .. }
-            | Self::TicketKeys { path, .. } => Some(path),
+            | Self::TicketKeys { path, .. }
+            | Self::Crl { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
             Self::Passphrase { .. }
             | Self::Thread { .. }
@@ -354,6 +364,7 @@ impl Error {
                 Some(line) => write!(f, "ticket-key file {}: line {line}: {reason}", path.display()),
                 None => write!(f, "ticket-key file {}: {reason}", path.display()),
             },
+            Self::Crl { path, reason } => write!(f, "CRL file {}: {reason}", path.display()),
             Self::TicketKeyGeneration(_) => f.write_str("cannot make a session ticket key"),
             Self::NoIdentity => f.write_str(
                 "no certificate configured: a server needs identity(cert, key), identity_pkcs12(path), a site or a site directory",

@@ -9,7 +9,9 @@
 
 use std::ffi::{c_char, c_int, c_uchar, c_uint};
 
-use openssl_sys::{EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX};
+use openssl_sys::{
+    EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX, X509_CRL, X509_STORE, X509_STORE_CTX,
+};
 
 /// The ticket key callback of `SSL_CTX_set_tlsext_ticket_key_evp_cb(3)`.
 // SAFETY: only the signature; OpenSSL calls it with a live SSL, a 16-byte name
@@ -23,7 +25,23 @@ pub(crate) type TicketKeyEvpCallback = unsafe extern "C" fn(
     enc: c_int,
 ) -> c_int;
 
+/// A certificate store's verify callback (`X509_STORE_set_verify_cb(3)`).
+// SAFETY: only the signature; OpenSSL calls it with the verdict so far and the
+// live store context of the verification in progress.
+pub(crate) type VerifyCallback = unsafe extern "C" fn(ok: c_int, ctx: *mut X509_STORE_CTX) -> c_int;
+
 extern "C" {
+    /// Adds a CRL to a store; the store takes its own reference (`X509_CRL_up_ref`),
+    /// the caller keeps its own.
+    pub(crate) fn X509_STORE_add_crl(store: *mut X509_STORE, crl: *mut X509_CRL) -> c_int;
+
+    /// Sets the callback that every verification against this store starts with
+    /// (a connection's own verify callback, if any, replaces it).
+    pub(crate) fn X509_STORE_set_verify_cb(
+        store: *mut X509_STORE,
+        callback: Option<VerifyCallback>,
+    );
+
     /// Sets the session id context of one connection (at most 32 bytes); sessions
     /// created on it carry it, and only sessions carrying the same one resume on it.
     pub(crate) fn SSL_set_session_id_context(

@@ -116,7 +116,9 @@ pub use crate::acceptor::{
 pub use crate::builder::{Builder, DEFAULT_POLL_INTERVAL};
 pub use crate::connector::{ClientSide, ReloadingConnector, ReloadingConnectorBuilder};
 pub use crate::error::Error;
-pub use crate::material::{CertificateInfo, Passphrase, ValidityPolicy, DEFAULT_MAX_FILE_SIZE};
+pub use crate::material::{
+    CertificateInfo, CrlCheck, CrlInfo, Passphrase, StaleCrl, ValidityPolicy, DEFAULT_MAX_FILE_SIZE,
+};
 pub use crate::reloader::{CertificateStatus, Reload, ReloadFailure};
 pub use crate::session::SESSION_ID_CONTEXT;
 pub use crate::sites::SiteStatus;

@@ -32,7 +32,7 @@ use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::ssl::SslRef;
-use openssl::x509::X509;
+use openssl::x509::{X509Crl, X509};
 
 use crate::ffi;
 
@@ -55,9 +55,10 @@ const _: () = assert!(SID_CTX_LEN <= 32);
 /// The session id context of a connection: the prefix and the binding.
 pub(crate) type SidCtx = [u8; SID_CTX_LEN];
 
-/// The identity of a CA bundle: the first 16 bytes of SHA-256 over the DER of its
-/// certificates, in a canonical (sorted) order, so that re-encoding or reordering
-/// the file does not count as a change of trust.
+/// The identity of a CA bundle and its CRLs: the first 16 bytes of SHA-256 over
+/// the DER of its certificates, then of its CRLs, each in a canonical (sorted)
+/// order, so that re-encoding or reordering a file does not count as a change of
+/// trust, and a changed CRL does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TrustId([u8; TRUST_ID_LEN]);
 
@@ -65,15 +66,27 @@ impl TrustId {
     /// No CA bundle (yet): what a server started with `allow_missing_at_start` has.
     pub(crate) const NONE: Self = Self([0; TRUST_ID_LEN]);
 
-    pub(crate) fn of(certs: &[X509]) -> Result<Self, ErrorStack> {
+    pub(crate) fn of(certs: &[X509], crls: &[X509Crl]) -> Result<Self, ErrorStack> {
         let mut digests = certs
             .iter()
             .map(|cert| cert.digest(MessageDigest::sha256()))
             .collect::<Result<Vec<_>, _>>()?;
         digests.sort_by(|a, b| a[..].cmp(&b[..]));
+        let mut crl_digests = crls
+            .iter()
+            .map(|crl| Ok(openssl::hash::hash(MessageDigest::sha256(), &crl.to_der()?)?.to_vec()))
+            .collect::<Result<Vec<_>, ErrorStack>>()?;
+        crl_digests.sort();
         let mut hasher = Hasher::new(MessageDigest::sha256())?;
         for digest in &digests {
             hasher.update(digest)?;
+        }
+        // A bundle without CRLs keeps the identity it had before CRLs existed.
+        if !crl_digests.is_empty() {
+            hasher.update(b"crls")?;
+            for digest in &crl_digests {
+                hasher.update(digest)?;
+            }
         }
         let mut id = [0; TRUST_ID_LEN];
         id.copy_from_slice(&hasher.finish()?[..TRUST_ID_LEN]);

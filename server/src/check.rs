@@ -2,7 +2,9 @@
 
 use std::io::{self, Write};
 
-use openssl_reload::{ClientAuth, SiteStatus};
+use std::time::Duration;
+
+use openssl_reload::{ClientAuth, CrlInfo, ReloadingConnector, SiteStatus};
 
 use crate::cli::CheckArgs;
 use crate::timefmt::{now_unix, rfc3339};
@@ -22,9 +24,17 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
             .ca(ca)
             .client_auth(ClientAuth::Required)
             .check_chain_against_ca(true);
+        if let Some(crl) = &args.crl {
+            builder = builder.crl(crl);
+        }
     }
     let sites = builder.check_sites()?;
+    let crls = match (&args.ca, &args.crl) {
+        (Some(ca), Some(crl)) => describe_crls(ca, crl)?,
+        _ => Vec::new(),
+    };
     if sites.len() > 1 || args.identity.cert_dir.is_some() {
+        print_crls(&crls)?;
         return list(&sites);
     }
     let info = sites
@@ -45,6 +55,9 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
     ];
     if args.ca.is_some() {
         checks.push("chains to the CA bundle");
+    }
+    if !crls.is_empty() {
+        checks.push("CRLs signed by the CA bundle and before their nextUpdate");
     }
     let text = format!(
         "\
@@ -68,6 +81,37 @@ valid:      yes: {checks}
         sha256 = info.sha256,
         checks = checks.join(", "),
     );
+    io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| Failure::runtime(format!("cannot write to standard output: {e}")))?;
+    print_crls(&crls)
+}
+
+/// The CRLs as the connector side of the same files loads them (the acceptor's
+/// check has validated them already): the library's own parse and checks.
+fn describe_crls(ca: &std::path::Path, crl: &std::path::Path) -> Result<Vec<CrlInfo>, Failure> {
+    let connector = ReloadingConnector::builder()
+        .ca(ca)
+        .crl(crl)
+        .poll_interval(Duration::MAX)
+        .build()?;
+    Ok(connector.status().crls)
+}
+
+fn print_crls(crls: &[CrlInfo]) -> Result<(), Failure> {
+    let mut text = String::new();
+    for crl in crls {
+        text.push_str(&format!(
+            "CRL:        {issuer} | number {number} | {revoked} revoked | nextUpdate {next}\n",
+            issuer = crl.issuer,
+            number = crl.number.as_deref().unwrap_or("(none)"),
+            revoked = crl.revoked,
+            next = crl
+                .next_update_unix
+                .map_or_else(|| "(none)".to_owned(), rfc3339),
+        ));
+    }
     io::stdout()
         .lock()
         .write_all(text.as_bytes())

@@ -193,8 +193,13 @@ fn certificate_families(m: &mut Exposition, status: &CertificateStatus, sites: &
     );
     for (name, help, value) in [
         (
-            "openssl_reload_certificate_not_after_seconds",
+            "openssl_reload_certificate_expiration_timestamp_seconds",
             "notAfter of each site's certificate in service, in seconds since the Unix epoch.",
+            (|c: &CertificateInfo| c.not_after_unix) as fn(&CertificateInfo) -> i64,
+        ),
+        (
+            "openssl_reload_certificate_not_after_seconds",
+            "Deprecated alias of openssl_reload_certificate_expiration_timestamp_seconds, removed in the next release.",
             (|c: &CertificateInfo| c.not_after_unix) as fn(&CertificateInfo) -> i64,
         ),
         (
@@ -217,6 +222,31 @@ fn certificate_families(m: &mut Exposition, status: &CertificateStatus, sites: &
         "Certificates in the client CA bundle in service (0 without --ca).",
         status.ca_certificates as f64,
     );
+    crl_families(m, status);
+}
+
+/// The CRLs in service, one series per CRL, labelled with its issuer.
+fn crl_families(m: &mut Exposition, status: &CertificateStatus) {
+    if status.crls.is_empty() {
+        return;
+    }
+    let name = "openssl_reload_crl_next_update_timestamp_seconds";
+    m.family(
+        name,
+        Gauge,
+        "nextUpdate of each CRL in service, in seconds since the Unix epoch (CRLs without one are left out). \
+         Alert well before it: a CRL past it is still enforced (--stale-crl enforce) or refuses every client (refuse).",
+    );
+    for crl in &status.crls {
+        if let Some(next) = crl.next_update_unix {
+            m.sample(name, &[("issuer", &crl.issuer)], next as f64);
+        }
+    }
+    let name = "openssl_reload_crl_revoked_certificates";
+    m.family(name, Gauge, "Certificates each CRL in service revokes.");
+    for crl in &status.crls {
+        m.sample(name, &[("issuer", &crl.issuer)], crl.revoked as f64);
+    }
 }
 
 /// The session ticket keys.

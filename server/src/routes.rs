@@ -11,7 +11,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use openssl_reload::{
-    CertificateInfo, CertificateStatus, ReloadFailure, ReloadingAcceptor, SiteStatus,
+    CertificateInfo, CertificateStatus, CrlInfo, ReloadFailure, ReloadingAcceptor, SiteStatus,
     TicketKeyStatus,
 };
 use serde_json::{json, Value};
@@ -205,6 +205,18 @@ fn site_json(site: &SiteStatus) -> Value {
     })
 }
 
+/// A CRL in service: `number` and `next_update` are null when the CRL has none.
+fn crl_json(crl: &CrlInfo) -> Value {
+    json!({
+        "path": crl.path.display().to_string(),
+        "issuer": crl.issuer,
+        "number": crl.number,
+        "revoked": crl.revoked,
+        "last_update": rfc3339(crl.last_update_unix),
+        "next_update": crl.next_update_unix.map(rfc3339),
+    })
+}
+
 fn error_json(error: &ReloadFailure) -> Value {
     json!({
         "message": error.message,
@@ -249,6 +261,7 @@ pub(crate) fn status_json(
         "poll_interval": human_duration(status.poll_interval),
         "poll_interval_seconds": status.poll_interval.as_secs_f64(),
         "ca_certificates": status.ca_certificates,
+        "crls": status.crls.iter().map(crl_json).collect::<Vec<_>>(),
         "ticket_keys": ticket_keys_json(tickets),
         "handshakes": {
             "completed": Stats::get(&stats.handshakes),

@@ -86,7 +86,7 @@ fn ip_to_string(bytes: &[u8]) -> Option<String> {
     Some(ip.to_string())
 }
 
-fn name_to_string(name: &X509NameRef) -> String {
+pub(super) fn name_to_string(name: &X509NameRef) -> String {
     name.entries()
         .map(|entry| {
             let key = entry.object().nid().short_name().unwrap_or("?");
@@ -97,7 +97,7 @@ fn name_to_string(name: &X509NameRef) -> String {
         .join(", ")
 }
 
-fn unix_seconds(time: &Asn1TimeRef) -> Result<i64, ErrorStack> {
+pub(super) fn unix_seconds(time: &Asn1TimeRef) -> Result<i64, ErrorStack> {
     let diff = Asn1Time::from_unix(0)?.diff(time)?;
     Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
 }

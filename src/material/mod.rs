@@ -9,6 +9,7 @@
 //! A file kind is one field of [`RawMaterial`] and of [`Material`] and one parse
 //! function; the engine sees only `read` and `parse`.
 
+mod crl;
 mod fastkey;
 mod identity;
 mod info;
@@ -25,6 +26,8 @@ use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use zeroize::Zeroizing;
 
+pub(crate) use self::crl::CrlOptions;
+pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
 pub use self::passphrase::Passphrase;
@@ -63,6 +66,8 @@ pub(crate) struct Checks {
     pub(crate) validity: ValidityPolicy,
     /// Check that the identity chains to the CA bundle too (opt-in).
     pub(crate) chain_to_ca: bool,
+    /// How the CRLs, if any, are enforced.
+    pub(crate) crl: CrlOptions,
 }
 
 impl Default for Checks {
@@ -71,6 +76,7 @@ impl Default for Checks {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             validity: ValidityPolicy::Enforce,
             chain_to_ca: false,
+            crl: CrlOptions::default(),
         }
     }
 }
@@ -80,6 +86,8 @@ impl Default for Checks {
 pub(crate) struct WatchedFiles {
     pub(crate) identity: Option<IdentityFiles>,
     pub(crate) ca: Option<PathBuf>,
+    /// CRLs of the CA bundle's CAs (PEM, one or more, or DER); only with `ca`.
+    pub(crate) crl: Option<PathBuf>,
     pub(crate) passphrase: Passphrase,
 }
 
@@ -98,6 +106,7 @@ impl WatchedFiles {
             None => {}
         }
         paths.extend(self.ca.clone());
+        paths.extend(self.crl.clone());
         paths.extend(self.passphrase.path().map(Path::to_owned));
         paths
     }
@@ -124,20 +133,38 @@ impl WatchedFiles {
             Some(path) => Some(read::read_file(path, limit)?),
             None => None,
         };
-        let digest =
-            digest(identity.as_ref(), ca.as_deref()).map_err(Error::openssl("hash the files"))?;
+        let crl = match &self.crl {
+            Some(path) => Some(read::read_file(path, limit)?),
+            None => None,
+        };
+        let digest = digest(identity.as_ref(), ca.as_deref(), crl.as_deref())
+            .map_err(Error::openssl("hash the files"))?;
         Ok(RawMaterial {
             identity,
             ca,
+            crl,
             digest,
         })
     }
 
     /// Parses and validates what [`read`](Self::read) returned.
     pub(crate) fn parse(&self, raw: RawMaterial, checks: &Checks) -> Result<Material, Error> {
-        let trust = match (&self.ca, &raw.ca) {
-            (Some(path), Some(bytes)) => Some(Trust::parse(path, bytes)?),
+        let crl = match (&self.crl, &raw.crl) {
+            (Some(path), Some(bytes)) => Some((path.as_path(), bytes.as_slice())),
             _ => None,
+        };
+        let trust = match (&self.ca, &raw.ca) {
+            (Some(path), Some(bytes)) => Some(Trust::parse(path, bytes, crl, checks.crl)?),
+            // The builders refuse a CRL without a CA bundle; never drop one silently.
+            _ => match crl {
+                Some((path, _)) => {
+                    return Err(Error::Crl {
+                        path: path.to_owned(),
+                        reason: "a CRL needs a CA bundle (`ca`) that signed it".to_owned(),
+                    })
+                }
+                None => None,
+            },
         };
         let identity = match (&self.identity, raw.identity) {
             (Some(files), Some(raw_identity)) => {
@@ -186,7 +213,11 @@ impl WatchedFiles {
 }
 
 /// SHA-256 over the length-prefixed bytes of every file.
-fn digest(identity: Option<&RawIdentity>, ca: Option<&[u8]>) -> Result<[u8; 32], ErrorStack> {
+fn digest(
+    identity: Option<&RawIdentity>,
+    ca: Option<&[u8]>,
+    crl: Option<&[u8]>,
+) -> Result<[u8; 32], ErrorStack> {
     let mut hasher = Hasher::new(MessageDigest::sha256())?;
     let mut feed = |bytes: &[u8]| -> Result<(), ErrorStack> {
         hasher.update(&(bytes.len() as u64).to_be_bytes())?;
@@ -206,6 +237,9 @@ fn digest(identity: Option<&RawIdentity>, ca: Option<&[u8]>) -> Result<[u8; 32],
     if let Some(ca) = ca {
         feed(ca)?;
     }
+    if let Some(crl) = crl {
+        feed(crl)?;
+    }
     let mut out = [0; 32];
     out.copy_from_slice(&hasher.finish()?);
     Ok(out)
@@ -224,6 +258,7 @@ enum RawIdentity {
 pub(crate) struct RawMaterial {
     identity: Option<RawIdentity>,
     ca: Option<Vec<u8>>,
+    crl: Option<Vec<u8>>,
     pub(crate) digest: [u8; 32],
 }
 
@@ -252,5 +287,13 @@ impl Material {
             self.identity.as_ref().map(|i| i.info.clone()),
             self.trust.as_ref().map_or(0, Trust::len),
         )
+    }
+
+    /// The CRLs it would put in service.
+    pub(crate) fn crls(&self) -> Vec<CrlInfo> {
+        self.trust
+            .as_ref()
+            .map(|t| t.crls.clone())
+            .unwrap_or_default()
     }
 }

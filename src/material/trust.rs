@@ -9,6 +9,7 @@ use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509Name, X509StoreContext, X509};
 
+use super::crl::{self, CrlInfo, CrlOptions};
 use super::parse::parse_certificates;
 use crate::session::TrustId;
 use crate::Error;
@@ -18,13 +19,30 @@ pub(crate) struct Trust {
     pub(crate) store: X509Store,
     pub(crate) names: Stack<X509Name>,
     pub(crate) id: TrustId,
+    /// The CRLs in the store, as the status reports them.
+    pub(crate) crls: Vec<CrlInfo>,
     certs: Vec<X509>,
     path: PathBuf,
 }
 
 impl Trust {
-    pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<Self, Error> {
+    /// The bundle in `bytes` and, from `crl` (its path and bytes), the CRLs that
+    /// must be signed by its CAs.
+    pub(super) fn parse(
+        path: &Path,
+        bytes: &[u8],
+        crl: Option<(&Path, &[u8])>,
+        options: CrlOptions,
+    ) -> Result<Self, Error> {
         let certs = parse_certificates(path, bytes, "CA bundle")?;
+        let (crls, crl_infos) = match crl {
+            Some((crl_path, crl_bytes)) => {
+                let crls = crl::parse_crls(crl_path, crl_bytes)?;
+                let infos = crl::check(crl_path, &crls, &certs)?;
+                (crls, infos)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         let failed = |e| Error::parse(path, "CA bundle", e);
         let mut store = X509StoreBuilder::new().map_err(failed)?;
         let mut names = Stack::new().map_err(failed)?;
@@ -34,10 +52,15 @@ impl Trust {
                 .push(cert.subject_name().to_owned().map_err(failed)?)
                 .map_err(failed)?;
         }
+        if let Some((crl_path, _)) = crl {
+            crl::install(&mut store, &crls, options)
+                .map_err(|e| Error::parse(crl_path, "CRL", e))?;
+        }
         Ok(Self {
             store: store.build(),
             names,
-            id: TrustId::of(&certs).map_err(failed)?,
+            id: TrustId::of(&certs, &crls).map_err(failed)?,
+            crls: crl_infos,
             certs,
             path: path.to_owned(),
         })

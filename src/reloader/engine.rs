@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::status::{log_published, panic_message, CertificateStatus, Reload, ReloadFailure};
-use crate::material::{Checks, Material, WatchedFiles};
+use crate::material::{Checks, CrlInfo, Material, StaleCrl, WatchedFiles};
 use crate::poll::Fingerprint;
 use crate::Error;
 
@@ -38,6 +38,8 @@ struct PollState {
     retry_delay: Duration,
     /// A key/certificate mismatch seen right after a change was given one tick.
     mismatch_deferred: bool,
+    /// The generation whose stale CRLs were warned about.
+    stale_crl_warned: u64,
 }
 
 /// What only an attempt (read, parse, build, publish) touches. Its lock makes
@@ -127,19 +129,22 @@ impl<T> Engine<T> {
             .read(&checks, &mut warned)
             .and_then(|raw| files.parse(raw, &checks))
             .and_then(|material| {
-                let (summary, digest) = (material.summary(), material.digest);
-                Ok((build(material)?, summary, digest))
+                let (summary, digest, crls) =
+                    (material.summary(), material.digest, material.crls());
+                Ok((build(material)?, summary, digest, crls))
             });
-        let (built, (certificate, ca_certificates), digest, error) = match loaded {
-            Ok((built, summary, digest)) => (built, summary, digest, None),
+        let (built, (certificate, ca_certificates), digest, crls, error) = match loaded {
+            Ok((built, summary, digest, crls)) => (built, summary, digest, crls, None),
             Err(error) if allow_missing => {
                 let empty = Material::empty();
                 let (summary, digest) = (empty.summary(), empty.digest);
-                (build(empty)?, summary, digest, Some(error))
+                (build(empty)?, summary, digest, Vec::new(), Some(error))
             }
             Err(error) => return Err(error),
         };
-        let status = initial_status(certificate, ca_certificates, poll_interval, error.as_ref());
+        let mut status =
+            initial_status(certificate, ca_certificates, poll_interval, error.as_ref());
+        status.crls = crls;
         let last_logged = log_start(role, &status, error.as_ref(), announce);
         Ok(Self {
             role,
@@ -156,6 +161,7 @@ impl<T> Engine<T> {
                 last_logged,
                 retry_delay: poll_interval,
                 mismatch_deferred: false,
+                stale_crl_warned: 0,
             }),
             attempts: Mutex::new(AttemptState {
                 served_digest: digest,
@@ -187,6 +193,7 @@ impl<T> Engine<T> {
 
     /// One poller tick: reload if a fingerprint changed or a retry is due.
     pub(crate) fn poll(&self) -> Polled {
+        self.warn_stale_crls();
         let fingerprints = self.stat();
         let changed = {
             let state = self.lock_poll_state();
@@ -206,6 +213,54 @@ impl<T> Engine<T> {
             Ok(Reload::Published(_)) => Polled::Published,
             Ok(Reload::Unchanged) => Polled::Checked,
             Err(_) => Polled::Failed,
+        }
+    }
+
+    /// Warns once per generation when a CRL in service has passed its nextUpdate
+    /// (the file has not been replaced by a fresher one that loads).
+    fn warn_stale_crls(&self) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let (generation, stale) = {
+            let status = self.status.borrow();
+            let stale: Vec<CrlInfo> = status
+                .crls
+                .iter()
+                .filter(|crl| crl.next_update_unix.is_some_and(|next| next < now))
+                .cloned()
+                .collect();
+            (status.generation, stale)
+        };
+        if stale.is_empty() {
+            return;
+        }
+        {
+            let mut state = self.lock_poll_state();
+            if state.stale_crl_warned == generation {
+                return;
+            }
+            state.stale_crl_warned = generation;
+        }
+        for crl in stale {
+            let path = crl.path.display().to_string();
+            let next_update = crl.next_update.unwrap_or_default();
+            match self.checks.crl.stale {
+                StaleCrl::KeepEnforcing => tracing::warn!(
+                    role = self.role,
+                    path,
+                    issuer = %crl.issuer,
+                    next_update,
+                    "CRL in service is past its nextUpdate; still enforcing it until a fresh one is published"
+                ),
+                _ => tracing::warn!(
+                    role = self.role,
+                    path,
+                    issuer = %crl.issuer,
+                    next_update,
+                    "CRL in service is past its nextUpdate; every certificate it covers is refused until a fresh one is published"
+                ),
+            }
         }
     }
 
@@ -344,6 +399,7 @@ impl<T> Engine<T> {
         }
         let material = self.files.parse(raw, &self.checks)?;
         let ((certificate, ca_certificates), digest) = (material.summary(), material.digest);
+        let crls = material.crls();
         let built = (self.build)(material)?;
         // Status first, quietly; then the context; then wake subscribers. Whoever
         // sees the new certificate in a handshake finds it in `status()` too, and
@@ -355,6 +411,7 @@ impl<T> Engine<T> {
             s.consecutive_failures = 0;
             s.certificate = certificate;
             s.ca_certificates = ca_certificates;
+            s.crls = crls;
             s.last_reload = SystemTime::now();
             generation = s.generation;
             false
@@ -379,6 +436,7 @@ pub(crate) fn initial_status(
     CertificateStatus {
         certificate,
         ca_certificates,
+        crls: Vec::new(),
         generation: u64::from(error.is_none()),
         reloads: 0,
         failures: u64::from(error.is_some()),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::{CertificateInfo, Error};
+use crate::{CertificateInfo, CrlInfo, Error};
 
 /// A point-in-time view of a reloader, cheap to clone.
 #[derive(Clone, Debug)]
@@ -14,6 +14,8 @@ pub struct CertificateStatus {
     pub certificate: Option<CertificateInfo>,
     /// How many CA certificates the trust bundle in service holds (0 when none is configured).
     pub ca_certificates: usize,
+    /// The CRLs in service with the trust bundle (empty when none is configured).
+    pub crls: Vec<CrlInfo>,
     /// Bumped on every publish; the material loaded at start-up is generation 1
     /// (0 while a reloader started with `allow_missing_at_start` waits for files).
     pub generation: u64,

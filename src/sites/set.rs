@@ -579,6 +579,7 @@ impl Sites {
             newer(&Some(pending.failure.clone()));
         }
         let ca_certificates = trust.ca_certificates;
+        let crls = trust.crls.clone();
         drop(trust);
         let update = |s: &mut CertificateStatus| {
             let before = (
@@ -597,6 +598,7 @@ impl Sites {
             }
             s.certificate = certificate;
             s.ca_certificates = ca_certificates;
+            s.crls = crls;
             s.failures = failures;
             s.consecutive_failures = consecutive;
             s.last_error = last_error;
@@ -742,6 +744,7 @@ fn site_engine(
     let files = WatchedFiles {
         identity: Some(source.files.clone()),
         ca: setup.chain_ca.clone(),
+        crl: None,
         passphrase: setup.passphrase.clone(),
     };
     Engine::start(

@@ -4,6 +4,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+/// CRLs made with `openssl ca`: revoked clients and servers, bad CRL files, staleness.
+mod crl;
 /// One table-driven test of every fault a writer or an operator can cause.
 mod faults;
 /// Every key format and algorithm the crate promises, passphrases, PKCS#12.

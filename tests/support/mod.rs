@@ -14,18 +14,21 @@
 //! - [`files`]: atomic and in-place writes, Kubernetes secret volumes.
 //! - [`tls`]: the echo server, the verifying client, one exchange.
 //! - [`wait`]: the poll interval, the deadline, `eventually`, `wait_status`.
+//! - [`openssl_ca`]: a CA run by `openssl ca`: revocations and CRLs.
 //! - [`process`]: tests alone in a child process; CPU, RSS and descriptor counts.
 
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod certs;
 pub mod files;
+pub mod openssl_ca;
 pub mod process;
 pub mod tls;
 pub mod wait;
 
 pub use certs::*;
 pub use files::*;
+pub use openssl_ca::*;
 pub use process::*;
 pub use tls::*;
 pub use wait::*;

@@ -70,11 +70,14 @@ ENDPOINTS
                 error with its file and time, the last reload time, the poll
                 interval and when the files were last polled (last_poll), the
                 session ticket keys (ticket_keys: file, rotation period, keys,
-                rotations, failures, last error), handshake counts, and whether
+                rotations, failures, last error), the CRLs in service (crls:
+                issuer, number, revoked count, last and next update), handshake
+                counts, and whether
                 FIPS mode is on (fips_enabled). Times are RFC 3339 UTC strings
                 (e.g. 2026-01-02T03:04:05Z); durations are in seconds.
   GET /metrics  Prometheus text format: openssl_reload_reloads_total{result},
-                openssl_reload_certificate_not_after_seconds,
+                openssl_reload_certificate_expiration_timestamp_seconds{site},
+                openssl_reload_crl_next_update_timestamp_seconds{issuer},
                 openssl_reload_generation,
                 openssl_reload_last_poll_timestamp_seconds,
                 openssl_reload_ticket_keys, openssl_reload_handshakes_total,
@@ -88,6 +91,11 @@ SIGNALS
                    keeps the previous certificate (or ticket keys).
   SIGTERM, SIGINT  stop accepting connections, let in-flight requests finish for at
                    most --shutdown-grace, then exit 0. A second signal exits at once.
+
+REVOCATION
+  --crl names a CRL file (PEM with one or more CRLs, or DER) of the --ca bundle's CAs, watched and reloaded with the bundle. A revoked client is refused within the poll interval of the file's update, also on resumption: sessions verified before the update do not resume. Each CRL must be signed by a CA of the bundle and not be past its nextUpdate, or the CRLs in service stay and the failure is logged once. With --crl-check leaf (the default) the file needs a CRL of each CA that issues clients; chain needs one of every CA of the chain. A CRL in service that passes its nextUpdate is still enforced and warned about (--stale-crl enforce), or refuses every client it covers (--stale-crl refuse), until a fresh one loads.
+  Revoke and publish with the openssl CLI:
+    openssl ca -revoke lost-laptop.pem && openssl ca -gencrl -out /etc/tls/clients.crl
 
 SESSION TICKETS
   Clients resume TLS sessions with tickets encrypted under the server's ticket \
@@ -147,7 +155,9 @@ passphrase (--key-passphrase-file, or the OPENSSL_RELOAD_KEY_PASSPHRASE \
 variable), the key must match the certificate, the certificate must be within its \
 validity period, each certificate of the chain file must be signed by the next \
 and, with --ca, the certificate must chain to that CA bundle (as `serve \
---require-chain-to-ca` requires).
+--require-chain-to-ca` requires). With --crl, every CRL in the file must be signed \
+by a CA of the --ca bundle and not be past its nextUpdate; each is described \
+(issuer, number, revoked count, nextUpdate).
 
 On success the subject, subject alternative names, issuer, serial number, \
 notBefore and notAfter, days left and SHA-256 fingerprint are printed on standard \
@@ -156,7 +166,8 @@ output. Otherwise the reason is printed on standard error.
 EXIT STATUS:
   0  the material is valid
   1  it is not: unreadable, unparsable, wrong passphrase, key mismatch, expired or
-     not yet valid, a chain out of order, or not chaining to the CA
+     not yet valid, a chain out of order, not chaining to the CA, or a CRL that
+     is unparsable, signed by another CA or past its nextUpdate
   2  a usage error";
 
 pub(super) const CHECK_AFTER_LONG_HELP: &str = "\

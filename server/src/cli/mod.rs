@@ -201,6 +201,28 @@ pub(crate) struct CheckArgs {
     /// CA bundle (PEM) the certificate must chain to
     #[arg(long, env = "OPENSSL_RELOAD_CA", value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
+
+    /// CRL file to validate against --ca (signed by one of its CAs, not past nextUpdate)
+    #[arg(long, env = "OPENSSL_RELOAD_CRL", value_name = "FILE", requires = "ca")]
+    pub(crate) crl: Option<PathBuf>,
+}
+
+/// `--crl-check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CrlCheckArg {
+    /// The client's own certificate
+    Leaf,
+    /// Every certificate of the client's chain (the file needs a CRL of each CA)
+    Chain,
+}
+
+/// `--stale-crl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StaleCrlArg {
+    /// Keep enforcing the stale CRL and warn
+    Enforce,
+    /// Refuse every client it covers
+    Refuse,
 }
 
 /// `--client-auth`.
@@ -233,6 +255,18 @@ mod tests {
             &["serve", "--poll-interval", "5"],
             &["serve", "--listen", "localhost"],
             &["serve", "--require-chain-to-ca"],
+            &["serve", "--crl", "crl.pem"],
+            &["serve", "--ca", "ca.pem", "--crl-check", "chain"],
+            &[
+                "serve",
+                "--ca",
+                "ca.pem",
+                "--crl",
+                "c",
+                "--crl-check",
+                "all",
+            ],
+            &["check", "--cert", "c", "--key", "k", "--crl", "crl.pem"],
             &["serve", "--ticket-keys", "k", "--ticket-key-rotation", "5m"],
             &["serve", "--ticket-keys", "k", "--ticket-keys-kept", "2"],
             &["serve", "--ticket-keys-kept", "0"],

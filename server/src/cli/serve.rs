@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::duration::{parse_duration, parse_positive_duration};
-use super::{ClientAuthArg, IdentityArgs};
+use super::{ClientAuthArg, CrlCheckArg, IdentityArgs, StaleCrlArg};
 
 /// `openssl-reload serve`.
 #[derive(Debug, Args)]
@@ -23,6 +23,40 @@ pub(crate) struct ServeArgs {
     /// --require-chain-to-ca).
     #[arg(long, env = "OPENSSL_RELOAD_CA", value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
+
+    /// CRL file of the --ca bundle's CAs (PEM, one or more CRLs, or DER): revoked clients are refused
+    ///
+    /// Watched and reloaded with the bundle. Each CRL must be signed by a CA of the
+    /// bundle and not be past its nextUpdate, or the CRLs in service stay (at
+    /// start-up: exit 1). A changed CRL ends the resumption of sessions verified
+    /// before it. With --crl-check leaf (the default) the file needs a CRL of each
+    /// CA that issues clients, or their handshakes fail.
+    #[arg(long, env = "OPENSSL_RELOAD_CRL", value_name = "FILE", requires = "ca")]
+    pub(crate) crl: Option<PathBuf>,
+
+    /// Which certificates of a client's chain the --crl is checked for (default: leaf)
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_CRL_CHECK",
+        value_enum,
+        requires = "crl",
+        value_name = "WHICH"
+    )]
+    pub(crate) crl_check: Option<CrlCheckArg>,
+
+    /// What a CRL in service does once past its nextUpdate (default: enforce)
+    ///
+    /// enforce: revoked clients stay refused, others are accepted, and a warning is
+    /// logged once, until a fresh CRL is published. refuse: every client the stale
+    /// CRL covers is refused until then.
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_STALE_CRL",
+        value_enum,
+        requires = "crl",
+        value_name = "POLICY"
+    )]
+    pub(crate) stale_crl: Option<StaleCrlArg>,
 
     /// Refuse a server certificate that does not chain to the --ca bundle
     ///

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use openssl::ssl::{select_next_proto, AlpnError, SslContextBuilder};
 use openssl_reload::openssl::error::ErrorStack;
-use openssl_reload::{ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder};
+use openssl_reload::{ClientAuth, CrlCheck, ReloadingAcceptor, ReloadingAcceptorBuilder, StaleCrl};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cli::serve::{ServeArgs, TicketArgs};
-use crate::cli::ClientAuthArg;
+use crate::cli::{ClientAuthArg, CrlCheckArg, StaleCrlArg};
 use crate::dev_cert::{self, DevFiles, Outcome};
 use crate::metrics::Stats;
 use crate::routes::App;
@@ -123,6 +123,18 @@ fn configure(builder: ReloadingAcceptorBuilder, args: &ServeArgs) -> ReloadingAc
             .ca(ca)
             .client_auth(auth)
             .check_chain_against_ca(args.require_chain_to_ca);
+        if let Some(crl) = &args.crl {
+            builder = builder
+                .crl(crl)
+                .crl_check(match args.crl_check.unwrap_or(CrlCheckArg::Leaf) {
+                    CrlCheckArg::Leaf => CrlCheck::Leaf,
+                    CrlCheckArg::Chain => CrlCheck::Chain,
+                })
+                .stale_crl(match args.stale_crl.unwrap_or(StaleCrlArg::Enforce) {
+                    StaleCrlArg::Enforce => StaleCrl::KeepEnforcing,
+                    StaleCrlArg::Refuse => StaleCrl::RefuseAll,
+                });
+        }
     }
     let tickets = &args.tickets;
     match &tickets.ticket_keys {

@@ -190,6 +190,16 @@ impl Server {
             .any(|l| l.contains(needle))
     }
 
+    /// How many log lines so far contain `needle`.
+    pub(crate) fn log_count(&self, needle: &str) -> usize {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     pub(crate) fn wait_log(&self, needle: &str) {
         eventually(&format!("log line containing {needle:?}"), || {
             self.log_has(needle).then_some(())

@@ -26,6 +26,8 @@ mod prometheus;
 
 /// `openssl-reload check` and its exit statuses.
 mod check;
+/// `--crl`: revoked clients, the CRL in `/status` and `/metrics`, `check --crl`.
+mod crl;
 /// HTTP/2 and HTTP/1.1, `/metrics`, `/status`, mutual TLS, the chain to the CA.
 mod http;
 /// Rotation within the poll interval, SIGHUP, bad replacements.
