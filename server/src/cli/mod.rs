@@ -196,6 +196,11 @@ mod tests {
             &["serve", "--ticket-keys", "k", "--ticket-keys-kept", "2"],
             &["serve", "--ticket-keys-kept", "0"],
             &["serve", "--ticket-key-rotation", "0s"],
+            &["serve", "--max-connections", "0"],
+            &["serve", "--idle-timeout", "0s"],
+            &["serve", "--max-header-size", "10"],
+            &["serve", "--max-concurrent-streams", "0"],
+            &["serve", "--admin-listen", "localhost"],
         ] {
             let argv = std::iter::once("openssl-reload").chain(args.iter().copied());
             assert!(Cli::try_parse_from(argv).is_err(), "{args:?} accepted");
