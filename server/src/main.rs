@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => init_logging(&cli.log, "info")
             .and_then(|()| enable_fips(fips))
-            .and_then(|()| serve::run(args)),
+            .and_then(|()| serve::run(*args)),
         Command::Check(args) => init_logging(&cli.log, "warn")
             .and_then(|()| enable_fips(fips))
             .and_then(|()| check::run(&args)),

@@ -72,7 +72,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve HTTPS with a certificate that hot-reloads
     #[command(long_about = SERVE_LONG_ABOUT, after_long_help = SERVE_AFTER_LONG_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a certificate and key offline and describe the certificate
     #[command(long_about = CHECK_LONG_ABOUT, after_long_help = CHECK_AFTER_LONG_HELP)]
     Check(CheckArgs),
