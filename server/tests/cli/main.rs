@@ -24,10 +24,14 @@ mod prometheus;
 
 // The tests.
 
+/// `--admin-listen`: /status and /metrics there, 404 on the public port; /slow.
+mod admin;
 /// `openssl-reload check` and its exit statuses.
 mod check;
 /// HTTP/2 and HTTP/1.1, `/metrics`, `/status`, mutual TLS, the chain to the CA.
 mod http;
+/// Idle timeouts, the connection limit, running out of file descriptors.
+mod limits;
 /// Rotation within the poll interval, SIGHUP, bad replacements.
 mod reload;
 /// Graceful shutdown on SIGTERM.
