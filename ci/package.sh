@@ -350,7 +350,11 @@ start_service() {
     (
         umask "${svc_umask:-0022}"
         # LimitCORE= and LimitNOFILE= of the unit (soft and hard alike, as systemd sets them).
-        exec prlimit --core="$(unit_values LimitCORE)" --nofile="$(unit_values LimitNOFILE)" -- \
+        # Raising the hard limit needs CAP_SYS_RESOURCE, which a sandbox's root may lack.
+        nofile="$(unit_values LimitNOFILE)"
+        hard="$(ulimit -Hn)"
+        if [[ $hard != unlimited ]] && ((nofile > hard)); then nofile=$hard; fi
+        exec prlimit --core="$(unit_values LimitCORE)" --nofile="$nofile" -- \
             env -i "${svc_env[@]}" "${svc_priv[@]}" -- "${svc_exec[@]}"
     ) >"$1" 2>&1 </dev/null &
     server_pid=$!
