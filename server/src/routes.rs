@@ -37,6 +37,9 @@ pub(crate) struct Connection {
     pub(crate) tls_version: &'static str,
     /// `served` described, at the first request for `/`.
     pub(crate) description: OnceLock<Description>,
+    /// The body of `/` for the connection's first HTTP version: made once per
+    /// connection, then sent as is (a reference-counted buffer).
+    pub(crate) index: OnceLock<(Version, Bytes)>,
 }
 
 /// Subject and serial of the served certificate, subject of the client's.
@@ -88,9 +91,9 @@ pub(crate) async fn handle(
     Stats::bump(&app.stats.requests);
     let method = request.method().clone();
     let version = request.version();
-    let path = request.uri().path().to_owned();
+    let path = request.uri().path();
     let mut response = if method == Method::GET || method == Method::HEAD {
-        route(&request, &path, &app, &connection, endpoints).await
+        route(&request, path, &app, &connection, endpoints).await
     } else {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -136,7 +139,7 @@ async fn route(
         Endpoints::Admin => (false, true, false),
     };
     match path {
-        "/" if public => text(StatusCode::OK, index(connection, request.version(), admin)),
+        "/" if public => index_response(connection, request.version(), admin),
         "/status" if admin => {
             let body = status_json(&app.tls.status(), &app.tls.ticket_keys(), &app.stats);
             let mut body = serde_json::to_string_pretty(&body).unwrap_or_default();
@@ -178,6 +181,24 @@ fn no_store(mut response: Response<Body>) -> Response<Body> {
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /`, its body made at the connection's first request for it.
+fn index_response(connection: &Connection, version: Version, admin_here: bool) -> Response<Body> {
+    let (first, body) = connection
+        .index
+        .get_or_init(|| (version, Bytes::from(index(connection, version, admin_here))));
+    let body = if *first == version {
+        body.clone()
+    } else {
+        Bytes::from(index(connection, version, admin_here))
+    };
+    let mut response = Response::new(Full::new(body));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 

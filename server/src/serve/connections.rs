@@ -150,6 +150,7 @@ pub(super) async fn connection(
             served: None,
             tls_version: "no TLS",
             description: OnceLock::new(),
+            index: OnceLock::new(),
         };
         serve_http(tcp, None, Arc::new(info), endpoints, &shared, shutdown).await;
         return;
@@ -200,6 +201,7 @@ fn describe(stream: &SslStream<TcpStream>, peer: SocketAddr) -> (Connection, Opt
         served,
         tls_version: ssl.version_str(),
         description: OnceLock::new(),
+        index: OnceLock::new(),
     };
     tracing::debug!(
         %peer,
