@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Peer comparison: Debian's nginx (1 worker process) against the demo binary
-# `openssl-reload serve` (1 tokio worker thread: TOKIO_WORKER_THREADS=1), both on
-# 127.0.0.1 with the same ECDSA P-256 certificate, measured by the same client
-# (the handshake benchmark in client-only mode: 2 threads, full TLS 1.3
-# handshakes, interleaved rounds). Reports both handshake rates and their ratio.
+# Peer comparison: Debian's nginx against the demo binary `openssl-reload
+# serve`, with 1 and then 2 workers each (nginx `worker_processes N`, the demo
+# TOKIO_WORKER_THREADS=N), both on 127.0.0.1 with the same ECDSA P-256
+# certificate, measured by the same clients:
+#   - full TLS 1.3 handshakes: the handshake benchmark in client-only mode (2
+#     threads, handshake then close, interleaved rounds);
+#   - requests over keep-alive connections, HTTP/1.1 and HTTP/2: h2load
+#     (Debian's nghttp2-client), GET / on both, nginx answering a static body
+#     of the same length as the demo's (`return 200`), rounds alternating
+#     between the servers; p50/p99 from h2load's per-request log.
 #
-# Writes $OUT/nginx.md and $OUT/peers.{md,json} (OUT defaults to target/bench).
-# Installs nginx when missing (root; apt-get update first). Environment:
-# OPENSSL_RELOAD_BENCH_QUICK=1, OPENSSL_RELOAD_BENCH_SEGMENT_MS/_ROUNDS,
+# Writes $OUT/nginx.md and $OUT/nginx.json (OUT defaults to target/bench).
+# Installs nginx and nghttp2-client when missing (root; apt-get update first).
+# Environment: OPENSSL_RELOAD_BENCH_QUICK=1, OPENSSL_RELOAD_BENCH_SEGMENT_MS/_ROUNDS
+# (handshakes), OPENSSL_RELOAD_BENCH_H2LOAD_SECONDS (5) and _H2LOAD_ROUNDS (3),
 # OPENSSL_RELOAD_BENCH_NGINX_PORT (18443), OPENSSL_RELOAD_BENCH_DEMO_PORT (18444).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +22,16 @@ out=${OPENSSL_RELOAD_BENCH_OUT:-${CARGO_TARGET_DIR:-$PWD/target}/bench}
 target=${CARGO_TARGET_DIR:-$PWD/target}
 nginx_port=${OPENSSL_RELOAD_BENCH_NGINX_PORT:-18443}
 demo_port=${OPENSSL_RELOAD_BENCH_DEMO_PORT:-18444}
+h2_seconds=${OPENSSL_RELOAD_BENCH_H2LOAD_SECONDS:-5}
+h2_rounds=${OPENSSL_RELOAD_BENCH_H2LOAD_ROUNDS:-3}
+if [ "${OPENSSL_RELOAD_BENCH_QUICK:-0}" = 1 ]; then h2_seconds=1 h2_rounds=1; fi
 mkdir -p "$out"
 
-# nginx: Debian's package (policy-rc.d, where present, keeps its service from starting).
+# nginx and h2load: Debian's packages (policy-rc.d, where present, keeps nginx's service from starting).
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   ci/apt.sh nginx
 fi
+command -v h2load >/dev/null 2>&1 || ci/apt.sh nghttp2-client
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --locked --release --bin openssl-reload
@@ -30,49 +40,20 @@ cargo bench --locked --bench handshake --no-run
 work=$(mktemp -d)
 nginx_pid=
 demo_pid=
-cleanup() {
+stop_servers() {
   for pid in "$nginx_pid" "$demo_pid"; do
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
   done
   for pid in "$nginx_pid" "$demo_pid"; do
     if [ -n "$pid" ]; then wait "$pid" 2>/dev/null || true; fi
   done
+  nginx_pid= demo_pid=
+}
+cleanup() {
+  stop_servers
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-cargo bench --locked --bench handshake -- --write-cert "$work" >/dev/null
-mkdir -p "$work/nginx-tmp"
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx-tmp/body;
-  proxy_temp_path $work/nginx-tmp/proxy;
-  fastcgi_temp_path $work/nginx-tmp/fastcgi;
-  uwsgi_temp_path $work/nginx-tmp/uwsgi;
-  scgi_temp_path $work/nginx-tmp/scgi;
-  server {
-    listen 127.0.0.1:$nginx_port ssl;
-    ssl_certificate $work/cert.pem;
-    ssl_certificate_key $work/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { return 200 "ok\n"; }
-  }
-}
-EOF
-# The key must be readable by the master process only, which is root here.
-"$nginx_bin" -e "$work/nginx-error.log" -p "$work" -c "$work/nginx.conf" &
-nginx_pid=$!
-
-TOKIO_WORKER_THREADS=1 "$target/release/openssl-reload" serve \
-  --cert "$work/cert.pem" --key "$work/key.pem" \
-  --listen "127.0.0.1:$demo_port" --log warn 2>"$work/demo.log" &
-demo_pid=$!
 
 wait_port() {
   for _ in $(seq 200); do
@@ -83,18 +64,177 @@ wait_port() {
   cat "$work/nginx-error.log" "$work/demo.log" >&2 || true
   return 1
 }
-wait_port "$nginx_port"
-wait_port "$demo_port"
+
+cargo bench --locked --bench handshake -- --write-cert "$work" >/dev/null
+mkdir -p "$work/nginx-tmp"
+
+# The demo's GET / body, whose length nginx's static body copies.
+start_demo() {
+  TOKIO_WORKER_THREADS=$1 "$target/release/openssl-reload" serve \
+    --cert "$work/cert.pem" --key "$work/key.pem" \
+    --listen "127.0.0.1:$demo_port" --log warn 2>"$work/demo.log" &
+  demo_pid=$!
+  wait_port "$demo_port"
+}
+start_demo 1
+body_len=$(curl -sk --http1.1 "https://127.0.0.1:$demo_port/" | wc -c)
+stop_servers
+nginx_body=$(head -c "$((body_len - 1))" /dev/zero | tr '\0' 'x')
+
+start_nginx() {
+  cat >"$work/nginx.conf" <<EOF
+worker_processes $1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx-tmp/body;
+  proxy_temp_path $work/nginx-tmp/proxy;
+  fastcgi_temp_path $work/nginx-tmp/fastcgi;
+  uwsgi_temp_path $work/nginx-tmp/uwsgi;
+  scgi_temp_path $work/nginx-tmp/scgi;
+  server {
+    listen 127.0.0.1:$nginx_port ssl http2;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    http2_max_requests 1000000;
+    location / { return 200 "$nginx_body\n"; }
+  }
+}
+EOF
+  # The key must be readable by the master process only, which is root here.
+  "$nginx_bin" -e "$work/nginx-error.log" -p "$work" -c "$work/nginx.conf" &
+  nginx_pid=$!
+  wait_port "$nginx_port"
+}
+
+# h2load against $1 (port), protocol $2 (h1|h2), into $3 (prefix of its files).
+run_h2load() {
+  local port=$1 proto=$2 prefix=$3 flags=()
+  if [ "$proto" = h1 ]; then flags=(--h1 -m 1); else flags=(-m 10); fi
+  h2load -t 1 -c 32 "${flags[@]}" -D "$h2_seconds" --warm-up-time=1 \
+    --log-file="$prefix.log" "https://127.0.0.1:$port/" >"$prefix.txt" 2>&1 || {
+    cat "$prefix.txt" >&2
+    return 1
+  }
+}
+
+for workers in 1 2; do
+  echo "=== $workers worker(s) each" >&2
+  start_nginx "$workers"
+  start_demo "$workers"
+  cargo bench --locked --bench handshake -- \
+    --peers "nginx=127.0.0.1:$nginx_port,openssl-reload=127.0.0.1:$demo_port"
+  mv "$out/peers.json" "$out/peers-$workers.json"
+  mv "$out/peers.md" "$out/peers-$workers.md"
+  for proto in h1 h2; do
+    for round in $(seq "$h2_rounds"); do
+      # Alternate which server goes first, so that drift cancels.
+      if [ $((round % 2)) = 1 ]; then order="nginx demo"; else order="demo nginx"; fi
+      for server in $order; do
+        port=$nginx_port
+        [ "$server" = demo ] && port=$demo_port
+        echo "h2load $proto $server round $round" >&2
+        run_h2load "$port" "$proto" "$work/h2load-$workers-$proto-$server-$round"
+      done
+    done
+  done
+  stop_servers
+done
 
 nginx_version=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')
 demo_version=$("$target/release/openssl-reload" --version)
-cargo bench --locked --bench handshake -- \
-  --peers "nginx=127.0.0.1:$nginx_port,openssl-reload=127.0.0.1:$demo_port"
+export WORK=$work OUT=$out ROUNDS=$h2_rounds NGINX_VERSION=$nginx_version DEMO_VERSION=$demo_version
+export H2LOAD_VERSION BODY_LEN=$body_len H2_SECONDS=$h2_seconds
+H2LOAD_VERSION=$(h2load --version | head -1)
+python3 - <<'PY'
+import json, os, pathlib, re, statistics
 
-{
-  printf '### Peer: %s (1 worker process) vs %s serve (TOKIO_WORKER_THREADS=1)\n\n' "$nginx_version" "$demo_version"
-  printf 'Same ECDSA P-256 certificate, same client (2 threads, full TLS 1.3 handshakes, then close), interleaved rounds.\n\n'
-  cat "$out/peers.md"
-} >"$out/nginx.md"
-echo
-cat "$out/nginx.md"
+work = pathlib.Path(os.environ["WORK"])
+out = pathlib.Path(os.environ["OUT"])
+rounds = int(os.environ["ROUNDS"])
+
+def h2load_run(prefix):
+    text = (work / f"{prefix}.txt").read_text()
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    if not m:
+        raise SystemExit(f"bench-nginx: no req/s in {prefix}.txt:\n{text}")
+    ok = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", text)
+    lat = []
+    for line in (work / f"{prefix}.log").read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            lat.append(int(parts[2]))
+    return float(m.group(1)), lat, int(ok.group(2)) if ok else 0
+
+def pct(values, p):
+    values = sorted(values)
+    if not values:
+        return 0
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+doc = {"handshakes": {}, "h2load": {}}
+md = [
+    f"### Peer: {os.environ['NGINX_VERSION']} vs {os.environ['DEMO_VERSION']} serve",
+    "",
+    "Same ECDSA P-256 certificate and clients; nginx `worker_processes N` against the demo with "
+    "`TOKIO_WORKER_THREADS=N`. Ratios are openssl-reload / nginx (≥ 1.00: at least nginx's speed).",
+    "",
+    "**Full TLS 1.3 handshakes** (the handshake harness's client: 2 threads, handshake then close, interleaved rounds):",
+    "",
+    "| workers | nginx handshakes/s | openssl-reload handshakes/s | × nginx: median of rounds (min–max) | p50 µs nginx / openssl-reload | p99 µs nginx / openssl-reload |",
+    "|---:|---:|---:|---:|---:|---:|",
+]
+for workers in (1, 2):
+    peers = json.loads((out / f"peers-{workers}.json").read_text())
+    doc["handshakes"][workers] = peers
+    n = next(p for p in peers["peers"] if p["server"] == "nginx")
+    d = next(p for p in peers["peers"] if p["server"] == "openssl-reload")
+    rr = d["per_round_ratio_to_first"]
+    md.append(
+        f'| {workers} | {n["handshakes_per_sec"]:.0f} | {d["handshakes_per_sec"]:.0f} | '
+        f'**{d["ratio_to_first"]:.3f}** ({min(rr):.3f}–{max(rr):.3f}) | '
+        f'{n["p50_us"]:.0f} / {d["p50_us"]:.0f} | {n["p99_us"]:.0f} / {d["p99_us"]:.0f} |'
+    )
+md += [
+    "",
+    f"**Requests over keep-alive connections** ({os.environ['H2LOAD_VERSION']}: `h2load -t 1 -c 32`, "
+    f"HTTP/1.1 `--h1 -m 1`, HTTP/2 `-m 10`; GET /, a {os.environ['BODY_LEN']}-byte body on both; "
+    f"{rounds} alternating rounds of {os.environ['H2_SECONDS']} s after 1 s of warm-up; "
+    "req/s is the median of rounds, latency (request to response, from `--log-file`) over all rounds):",
+    "",
+    "| workers | protocol | nginx req/s | openssl-reload req/s | × nginx: median of rounds (min–max) | p50 µs nginx / openssl-reload | p99 µs nginx / openssl-reload | failed |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|",
+]
+for workers in (1, 2):
+    for proto, label in (("h1", "HTTP/1.1"), ("h2", "HTTP/2")):
+        res = {}
+        for server in ("nginx", "demo"):
+            runs = [h2load_run(f"h2load-{workers}-{proto}-{server}-{r}") for r in range(1, rounds + 1)]
+            res[server] = {
+                "rates": [r[0] for r in runs],
+                "p50_us": pct([x for r in runs for x in r[1]], 50),
+                "p99_us": pct([x for r in runs for x in r[1]], 99),
+                "failed": sum(r[2] for r in runs),
+            }
+        ratios = [d / n for d, n in zip(res["demo"]["rates"], res["nginx"]["rates"])]
+        row = {
+            "nginx": res["nginx"], "openssl-reload": res["demo"],
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        }
+        doc["h2load"][f"{workers}-{proto}"] = row
+        md.append(
+            f'| {workers} | {label} | {statistics.median(res["nginx"]["rates"]):.0f} | '
+            f'{statistics.median(res["demo"]["rates"]):.0f} | **{row["ratio"]:.3f}** '
+            f'({row["ratio_min"]:.3f}–{row["ratio_max"]:.3f}) | '
+            f'{res["nginx"]["p50_us"]} / {res["demo"]["p50_us"]} | {res["nginx"]["p99_us"]} / {res["demo"]["p99_us"]} | '
+            f'{res["nginx"]["failed"]} / {res["demo"]["failed"]} |'
+        )
+(out / "nginx.json").write_text(json.dumps(doc, indent=2) + "\n")
+(out / "nginx.md").write_text("\n".join(md) + "\n")
+print("\n".join(md))
+PY

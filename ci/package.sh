@@ -162,7 +162,12 @@ else
     done
     [[ -n $PORT ]] || fail "no free loopback port found"
 fi
-echo "test server port: 127.0.0.1:$PORT"
+ADMIN_PORT=""
+for candidate in $(shuf -i "10000-$((ephemeral_low - 1))" -n 50); do
+    if [[ $candidate != "$PORT" ]] && ! port_in_use "$candidate"; then ADMIN_PORT=$candidate; break; fi
+done
+[[ -n $ADMIN_PORT ]] || fail "no free loopback port found for the admin address"
+echo "test server port: 127.0.0.1:$PORT, admin: 127.0.0.1:$ADMIN_PORT"
 
 # ---------------------------------------------------------------------------
 step "Man pages from the clap definition (pkg/man.sh)"
@@ -236,7 +241,10 @@ echo "--- rpm -qpc"
 rpm -qpc "$rpm_file" | grep -qx /etc/sysconfig/openssl-reload || fail "/etc/sysconfig/openssl-reload is not a config file"
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm_file" | grep ' /etc/'
 rpm -qp --scripts "$rpm_file" | grep -q 'useradd -r' || fail "the .rpm has no %pre creating the user"
-ok "files, libssl requirement, config file and scriptlets present"
+rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm_file" |
+    grep -qx -- "-rw-r----- root:$SVC_USER /etc/sysconfig/openssl-reload" ||
+    fail "/etc/sysconfig/openssl-reload is not root:$SVC_USER 0640 in the .rpm"
+ok "files, libssl requirement, config file (root:$SVC_USER 0640) and scriptlets present"
 
 # ---------------------------------------------------------------------------
 step "Install the .deb (dpkg -i)"
@@ -251,6 +259,11 @@ getent passwd "$SVC_USER" >/dev/null || fail "user $SVC_USER was not created"
 ok "user: $(getent passwd "$SVC_USER")"
 [[ $(stat -c '%U:%G %a' "$TLS_DIR") == "root:$SVC_USER 750" ]] || fail "$TLS_DIR is $(stat -c '%U:%G %a' "$TLS_DIR")"
 ok "$TLS_DIR: root:$SVC_USER 0750, $(find "$TLS_DIR" -mindepth 1 | wc -l) files (no key or certificate shipped)"
+# It may hold the key's passphrase: not world-readable; the service's group.
+[[ $(stat -c '%U:%G %a' "$ENV_FILE") == "root:$SVC_USER 640" ]] || fail "$ENV_FILE is $(stat -c '%U:%G %a' "$ENV_FILE")"
+ok "$ENV_FILE: root:$SVC_USER 0640"
+grep -qx 'OPENSSL_RELOAD_ADMIN_LISTEN=127.0.0.1:[0-9]*' "$ENV_FILE" || fail "$ENV_FILE does not set a loopback admin address"
+ok "$ENV_FILE: $(grep '^OPENSSL_RELOAD_ADMIN_LISTEN=' "$ENV_FILE")"
 [[ -L /etc/systemd/system/multi-user.target.wants/openssl-reload.service ]] || fail "the unit was not enabled"
 ok "unit enabled (multi-user.target.wants)"
 man -w openssl-reload >/dev/null 2>&1 || echo "  note: man pages not installed (dpkg path-exclude?)"
@@ -271,6 +284,11 @@ cat "$work/verify.txt"
 # verify exits 0 on some warnings; catch the ones about this unit.
 if grep -i 'openssl-reload' "$work/verify.txt"; then fail "systemd-analyze verify complained about the unit"; fi
 ok "systemd-analyze verify $UNIT"
+[[ $(sed -n 's/^LimitCORE=//p' "$UNIT") == 0 ]] || fail "the unit does not set LimitCORE=0"
+ok "LimitCORE=0 (no core dump holds the key)"
+read -r -a no_restart <<<"$(sed -n 's/^RestartPreventExitStatus=//p' "$UNIT")"
+printf '%s\n' "${no_restart[@]}" | grep -qx 78 || fail "RestartPreventExitStatus= does not list 78"
+ok "RestartPreventExitStatus=${no_restart[*]}"
 
 # ---------------------------------------------------------------------------
 step "Unit hardening: systemd-analyze security --offline=true"
@@ -331,7 +349,13 @@ start_service() {
     printf '  env: %s\n' "${svc_env[@]}" | grep OPENSSL_RELOAD_ || true
     (
         umask "${svc_umask:-0022}"
-        exec env -i "${svc_env[@]}" "${svc_priv[@]}" -- "${svc_exec[@]}"
+        # LimitCORE= and LimitNOFILE= of the unit (soft and hard alike, as systemd sets them).
+        # Raising the hard limit needs CAP_SYS_RESOURCE, which a sandbox's root may lack.
+        nofile="$(unit_values LimitNOFILE)"
+        hard="$(ulimit -Hn)"
+        if [[ $hard != unlimited ]] && ((nofile > hard)); then nofile=$hard; fi
+        exec prlimit --core="$(unit_values LimitCORE)" --nofile="$nofile" -- \
+            env -i "${svc_env[@]}" "${svc_priv[@]}" -- "${svc_exec[@]}"
     ) >"$1" 2>&1 </dev/null &
     server_pid=$!
 }
@@ -344,6 +368,7 @@ cat >>"$ENV_FILE" <<EOF
 
 # Added by ci/package.sh
 OPENSSL_RELOAD_LISTEN=127.0.0.1:$PORT
+OPENSSL_RELOAD_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT
 OPENSSL_RELOAD_POLL_INTERVAL=1m
 EOF
 
@@ -357,7 +382,7 @@ rc=0
 wait "$server_pid" || rc=$?
 server_pid=""
 sed 's/^/  | /' "$work/unconfigured.log"
-((rc != 0)) || fail "exit status 0 without a certificate"
+((rc == 78)) || fail "exit status $rc without a certificate, not 78 (EX_CONFIG, in RestartPreventExitStatus=)"
 grep -q "$TLS_DIR/tls.crt" "$work/unconfigured.log" || fail "the message does not name $TLS_DIR/tls.crt"
 if grep -qiE 'panicked|backtrace' "$work/unconfigured.log"; then fail "a panic instead of an error message"; fi
 lines=$(grep -c . "$work/unconfigured.log")
@@ -418,6 +443,15 @@ uid="$(awk '/^Uid:/ { print $2 }' "/proc/$server_pid/status")"
 [[ $(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$server_pid/status") == 1 ]] || fail "NoNewPrivs is not set"
 [[ $(awk '/^CapEff:/ { print $2 }' "/proc/$server_pid/status") == 0000000000000000 ]] || fail "the server has capabilities"
 ok "runs as $SVC_USER (uid $uid), no_new_privs, no capabilities"
+code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$ADMIN_PORT/status")" || code=none
+[[ $code == 200 ]] || fail "GET /status on the admin address: $code"
+code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$work/ca.crt" \
+    --resolve "localhost:$PORT:127.0.0.1" "https://localhost:$PORT/metrics")" || code=none
+[[ $code == 404 ]] || fail "GET /metrics on the public address: $code, not 404"
+[[ $(awk '/^Max core file size/ { print $5, $6 }' "/proc/$server_pid/limits") == "0 0" ]] ||
+    fail "core dumps are not disabled: $(grep '^Max core' "/proc/$server_pid/limits")"
+ok "core file size limit 0"
+ok "/status on the admin address (127.0.0.1:$ADMIN_PORT); /metrics 404 on the public one"
 
 # ---------------------------------------------------------------------------
 step "Rotate the certificate, then reload with the unit's ExecReload (SIGHUP)"

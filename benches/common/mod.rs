@@ -77,7 +77,12 @@ impl Pair {
             cert_pem: leaf.cert_pem(),
             key_pem: leaf.key_pem(),
             serial: leaf.cert.serial_number().to_bn().unwrap().to_vec(),
-            cert: leaf.cert,
+            // Parsed back from its PEM, as a server reads it from a file: an
+            // `X509` fresh from `X509Builder` has no cached DER, so OpenSSL would
+            // encode it again at every handshake (`i2d_X509` in the Certificate
+            // message, ~37,000 instructions) and a static acceptor holding it
+            // would pay more than the reloading one, whose certificate is parsed.
+            cert: X509::from_pem(&leaf.cert_pem()).unwrap(),
             key: leaf.key,
         }
     }

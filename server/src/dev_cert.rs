@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use openssl::asn1::Asn1Time;
+use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
@@ -17,7 +17,7 @@ use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
 };
-use openssl::x509::{X509Builder, X509Name, X509};
+use openssl::x509::{X509Builder, X509Extension, X509Name, X509};
 use openssl_reload::{ClientAuth, Passphrase, ReloadingAcceptor};
 
 use crate::timefmt::now_unix;
@@ -159,7 +159,9 @@ fn load_ca(files: &DevFiles) -> Option<Pair> {
     let now = now_unix();
     let renew_at = Asn1Time::from_unix(now + i64::from(LEAF_DAYS) * DAY).ok()?;
     let now = Asn1Time::from_unix(now).ok()?;
-    (cert.not_after() > renew_at && cert.not_before() <= now).then_some(Pair { cert, key })
+    let current = has_name_constraints(&cert);
+    (current && cert.not_after() > renew_at && cert.not_before() <= now)
+        .then_some(Pair { cert, key })
 }
 
 /// Whether the leaf from an earlier run is what the server would accept, names
@@ -231,9 +233,12 @@ fn mint(cn: &str, days: u32, issuer: Option<&Pair>) -> Result<Pair, ErrorStack> 
     })
 }
 
-/// A CA that signs leaves only (path length 0).
+/// A CA that signs leaves only (path length 0), and only for the development
+/// names: a leaked CA key cannot mint a certificate for any other name that a
+/// developer's browser or curl, trusting the CA, would accept.
 fn ca_extensions(b: &mut X509Builder) -> Result<(), ErrorStack> {
     b.append_extension(BasicConstraints::new().critical().ca().pathlen(0).build()?)?;
+    b.append_extension(name_constraints()?)?;
     b.append_extension(
         KeyUsage::new()
             .critical()
@@ -243,6 +248,45 @@ fn ca_extensions(b: &mut X509Builder) -> Result<(), ErrorStack> {
     )?;
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
     b.append_extension(ski)
+}
+
+/// The object identifier of the name constraints extension (RFC 5280, 4.2.1.10).
+const NAME_CONSTRAINTS_OID: &str = "2.5.29.30";
+
+/// A critical name constraints extension permitting only DNS `localhost` (and
+/// names under it), IP 127.0.0.0/8 and IP ::1: the DER is written here, the
+/// openssl crate having no builder for it.
+fn name_constraints() -> Result<X509Extension, ErrorStack> {
+    let mut v6 = [0u8; 32];
+    v6[15] = 1; // ::1
+    v6[16..].fill(0xff); // /128
+    let subtrees = [
+        der(0x82, b"localhost"),                  // dNSName
+        der(0x87, &[127, 0, 0, 0, 255, 0, 0, 0]), // iPAddress 127.0.0.0/8
+        der(0x87, &v6),                           // iPAddress ::1/128
+    ];
+    let permitted: Vec<u8> = subtrees.iter().flat_map(|name| der(0x30, name)).collect();
+    let value = der(0x30, &der(0xa0, &permitted)); // NameConstraints { permittedSubtrees }
+    let oid = Asn1Object::from_str(NAME_CONSTRAINTS_OID)?;
+    let value = Asn1OctetString::new_from_bytes(&value)?;
+    X509Extension::new_from_der(&oid, true, &value)
+}
+
+/// One DER element, tag and content (shorter than 128 bytes here).
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    debug_assert!(content.len() < 128);
+    let mut out = vec![tag, content.len() as u8];
+    out.extend_from_slice(content);
+    out
+}
+
+/// Whether `cert` carries the name constraints [`name_constraints`] writes:
+/// a CA from before they were added is replaced.
+fn has_name_constraints(cert: &X509) -> bool {
+    cert.to_text().is_ok_and(|text| {
+        let text = String::from_utf8_lossy(&text);
+        text.contains("X509v3 Name Constraints: critical") && text.contains("DNS:localhost")
+    })
 }
 
 /// A TLS server certificate for the development names, issued by `ca`.
@@ -314,6 +358,7 @@ mod tests {
         assert_eq!(mode(&files.ca_key), 0o600);
         assert_eq!(mode(&dev), 0o700);
         let ca_before = fs::read(&files.ca_cert).unwrap();
+        assert!(has_name_constraints(&X509::from_pem(&ca_before).unwrap()));
         let leaf_before = fs::read(&files.cert).unwrap();
 
         let (_, outcome) = ensure(&dev).unwrap();

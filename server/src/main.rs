@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => init_logging(&cli.log, "info")
             .and_then(|()| enable_fips(fips))
-            .and_then(|()| serve::run(args)),
+            .and_then(|()| serve::run(*args)),
         Command::Check(args) => init_logging(&cli.log, "warn")
             .and_then(|()| enable_fips(fips))
             .and_then(|()| check::run(&args)),
@@ -50,6 +50,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// The exit status of a configuration error at start-up: 78, `EX_CONFIG` of
+/// sysexits.h. The packaged unit lists it in `RestartPreventExitStatus=`.
+pub(crate) const EXIT_CONFIG: u8 = 78;
+
 /// Why the program stops with a non-zero exit status.
 #[derive(Debug)]
 pub(crate) struct Failure {
@@ -62,6 +66,15 @@ impl Failure {
     pub(crate) fn runtime(message: impl fmt::Display) -> Self {
         Self {
             code: 1,
+            message: message.to_string(),
+        }
+    }
+
+    /// A configuration error that a restart cannot cure (material missing,
+    /// unreadable or invalid at start-up): exit status [`EXIT_CONFIG`].
+    pub(crate) fn config(message: impl fmt::Display) -> Self {
+        Self {
+            code: EXIT_CONFIG,
             message: message.to_string(),
         }
     }

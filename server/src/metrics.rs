@@ -18,12 +18,21 @@ pub(crate) struct Stats {
     pub(crate) handshake_errors: AtomicU64,
     pub(crate) handshake_timeouts: AtomicU64,
     pub(crate) connections_open: AtomicU64,
+    /// `--max-connections`, in force.
+    pub(crate) connections_max: u64,
+    /// Connections closed for having had no request in flight for `--idle-timeout`.
+    pub(crate) idle_closed: AtomicU64,
+    /// `accept(2)` failures for lack of file descriptors or memory.
+    pub(crate) accept_errors: AtomicU64,
     pub(crate) requests: AtomicU64,
 }
 
 impl Stats {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(connections_max: u64) -> Self {
         Self {
+            connections_max,
+            idle_closed: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
             started: SystemTime::now(),
             handshakes: AtomicU64::new(0),
             handshake_errors: AtomicU64::new(0),
@@ -294,6 +303,24 @@ fn connection_families(m: &mut Exposition, stats: &Stats) {
         Gauge,
         "Client connections open now, in handshake or serving HTTP.",
         Stats::get(&stats.connections_open) as f64,
+    );
+    m.single(
+        "openssl_reload_connections_max",
+        Gauge,
+        "Most client connections open at once (--max-connections); more wait in the listen backlog.",
+        stats.connections_max as f64,
+    );
+    m.single(
+        "openssl_reload_connections_idle_closed_total",
+        Counter,
+        "Connections closed after --idle-timeout without a request in flight.",
+        Stats::get(&stats.idle_closed) as f64,
+    );
+    m.single(
+        "openssl_reload_accept_errors_total",
+        Counter,
+        "Failed accept(2) calls for lack of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).",
+        Stats::get(&stats.accept_errors) as f64,
     );
     m.single(
         "openssl_reload_http_requests_total",

@@ -1,8 +1,9 @@
-//! The HTTP endpoints: `/`, `/status`, `/metrics` and the diagnostic `/slow`.
+//! The HTTP endpoints: `/`, `/status`, `/metrics` and the diagnostic `/slow`,
+//! and which listener serves which (`Endpoints`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http_body_util::Full;
@@ -10,6 +11,7 @@ use hyper::body::Body as _;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode, Version};
+use openssl::x509::X509;
 use openssl_reload::{
     CertificateInfo, CertificateStatus, CrlInfo, ReloadFailure, ReloadingAcceptor, SiteStatus,
     TicketKeyStatus,
@@ -31,56 +33,68 @@ pub(crate) struct App {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) peer: SocketAddr,
-    /// Subject and serial of the certificate this connection was served with.
-    pub(crate) certificate: Option<(String, String)>,
+    /// The certificate this connection was served with, and the client's (mutual TLS).
+    pub(crate) served: Option<(X509, Option<X509>)>,
     pub(crate) tls_version: &'static str,
-    /// Subject of the client's certificate, with mutual TLS.
-    pub(crate) client: Option<String>,
+    /// `served` described, at the first request for `/`.
+    pub(crate) description: OnceLock<Description>,
+    /// The body of `/` for the connection's first HTTP version: made once per
+    /// connection, then sent as is (a reference-counted buffer).
+    pub(crate) index: OnceLock<(Version, Bytes)>,
+}
+
+/// Subject and serial of the served certificate, subject of the client's.
+#[derive(Debug, Default)]
+pub(crate) struct Description {
+    certificate: Option<(String, String)>,
+    client: Option<String>,
+}
+
+impl Connection {
+    fn description(&self) -> &Description {
+        self.description.get_or_init(|| {
+            let Some((cert, client)) = &self.served else {
+                return Description::default();
+            };
+            Description {
+                certificate: CertificateInfo::of(cert)
+                    .ok()
+                    .map(|info| (info.subject, info.serial)),
+                client: client
+                    .as_ref()
+                    .and_then(|cert| CertificateInfo::of(cert).ok())
+                    .map(|info| info.subject),
+            }
+        })
+    }
 }
 
 type Body = Full<Bytes>;
+
+/// Which endpoints a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoints {
+    /// A `--listen` address: `/`, plus `/status` and `/metrics` when there is no
+    /// admin address, plus `/slow` with `--diagnostics`.
+    Public { admin: bool, diagnostics: bool },
+    /// The `--admin-listen` address: `/status` and `/metrics`.
+    Admin,
+}
 
 /// Routes one request.
 pub(crate) async fn handle(
     request: Request<Incoming>,
     app: Arc<App>,
     connection: Arc<Connection>,
+    endpoints: Endpoints,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     Stats::bump(&app.stats.requests);
     let method = request.method().clone();
     let version = request.version();
-    let path = request.uri().path().to_owned();
+    let path = request.uri().path();
     let mut response = if method == Method::GET || method == Method::HEAD {
-        match path.as_str() {
-            "/" => text(StatusCode::OK, index(&connection, version)),
-            "/status" => {
-                let body = status_json(
-                    &app.tls.status(),
-                    &app.tls.sites(),
-                    &app.tls.ticket_keys(),
-                    &app.stats,
-                );
-                let mut body = serde_json::to_string_pretty(&body).unwrap_or_default();
-                body.push('\n');
-                no_store(respond(StatusCode::OK, "application/json", body))
-            }
-            "/metrics" => no_store(respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(
-                    &app.tls.status(),
-                    &app.tls.sites(),
-                    &app.tls.ticket_keys(),
-                    &app.stats,
-                ),
-            )),
-            "/slow" => slow(request.uri().query(), &connection).await,
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "not found; try /, /status or /metrics\n".to_owned(),
-            ),
-        }
+        route(&request, path, &app, &connection, endpoints).await
     } else {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -107,9 +121,58 @@ pub(crate) async fn handle(
         version = ?version,
         status = response.status().as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64,
+        admin = endpoints == Endpoints::Admin,
         "request"
     );
     Ok(response)
+}
+
+/// The response to a GET or HEAD of `path` on a listener serving `endpoints`.
+async fn route(
+    request: &Request<Incoming>,
+    path: &str,
+    app: &App,
+    connection: &Connection,
+    endpoints: Endpoints,
+) -> Response<Body> {
+    let (public, admin, diagnostics) = match endpoints {
+        Endpoints::Public { admin, diagnostics } => (true, !admin, diagnostics),
+        Endpoints::Admin => (false, true, false),
+    };
+    match path {
+        "/" if public => index_response(connection, request.version(), admin),
+        "/status" if admin => {
+            let body = status_json(
+                &app.tls.status(),
+                &app.tls.sites(),
+                &app.tls.ticket_keys(),
+                &app.stats,
+            );
+            let mut body = serde_json::to_string_pretty(&body).unwrap_or_default();
+            body.push('\n');
+            no_store(respond(StatusCode::OK, "application/json", body))
+        }
+        "/metrics" if admin => no_store(respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(
+                &app.tls.status(),
+                &app.tls.sites(),
+                &app.tls.ticket_keys(),
+                &app.stats,
+            ),
+        )),
+        "/slow" if diagnostics => slow(request.uri().query(), connection).await,
+        _ if admin && !public => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /status or /metrics\n".to_owned(),
+        ),
+        _ if admin => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /, /status or /metrics\n".to_owned(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found; try /\n".to_owned()),
+    }
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
@@ -132,9 +195,28 @@ fn no_store(mut response: Response<Body>) -> Response<Body> {
     response
 }
 
-fn index(connection: &Connection, version: Version) -> String {
+/// `GET /`, its body made at the connection's first request for it.
+fn index_response(connection: &Connection, version: Version, admin_here: bool) -> Response<Body> {
+    let (first, body) = connection
+        .index
+        .get_or_init(|| (version, Bytes::from(index(connection, version, admin_here))));
+    let body = if *first == version {
+        body.clone()
+    } else {
+        Bytes::from(index(connection, version, admin_here))
+    };
+    let mut response = Response::new(Full::new(body));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn index(connection: &Connection, version: Version, admin_here: bool) -> String {
     let mut body = String::from("Hello from openssl-reload.\n\n");
-    match &connection.certificate {
+    let description = connection.description();
+    match &description.certificate {
         Some((subject, serial)) => {
             body.push_str("This connection was served the certificate\n");
             body.push_str(&format!("  subject: {subject}\n  serial:  {serial}\n"));
@@ -147,10 +229,12 @@ fn index(connection: &Connection, version: Version) -> String {
         _ => "HTTP/1.1",
     };
     body.push_str(&format!("over {} and {http}.\n", connection.tls_version));
-    if let Some(client) = &connection.client {
+    if let Some(client) = &description.client {
         body.push_str(&format!("Your client certificate: {client}\n"));
     }
-    body.push_str("\nMore: /status (JSON) and /metrics (Prometheus).\n");
+    if admin_here {
+        body.push_str("\nMore: /status (JSON) and /metrics (Prometheus).\n");
+    }
     body
 }
 
@@ -269,6 +353,9 @@ pub(crate) fn status_json(
             "timed_out": Stats::get(&stats.handshake_timeouts),
         },
         "connections_open": Stats::get(&stats.connections_open),
+        "connections_max": stats.connections_max,
+        "connections_idle_closed": Stats::get(&stats.idle_closed),
+        "accept_errors": Stats::get(&stats.accept_errors),
         "fips_enabled": crate::fips_enabled(),
         "started": rfc3339_millis(stats.started),
         "version": env!("CARGO_PKG_VERSION"),

@@ -34,10 +34,14 @@ EXAMPLES:
     openssl-reload help serve
 
 EXIT STATUS:
-  0  success (for serve: stopped by SIGTERM or SIGINT)
-  1  a runtime error (unreadable or invalid material, address in use, FIPS mode
-     unavailable with --fips) or, for check, invalid material
-  2  a usage error";
+  0   success (for serve: stopped by SIGTERM or SIGINT)
+  1   a runtime error (address in use, FIPS mode unavailable with --fips) or,
+      for check, invalid material
+  2   a usage error
+  78  serve: a configuration error (EX_CONFIG): the certificate, key, CA or
+      ticket-key file is missing, unreadable or invalid at start-up. Restarting
+      does not help until the files are fixed; the packaged unit lists 78 (and 2)
+      in RestartPreventExitStatus=.";
 
 pub(super) const SERVE_LONG_ABOUT: &str = "\
 Serve HTTPS on one or more addresses with a certificate that hot-reloads.
@@ -82,8 +86,14 @@ ENDPOINTS
                 openssl_reload_last_poll_timestamp_seconds,
                 openssl_reload_ticket_keys, openssl_reload_handshakes_total,
                 openssl_reload_handshake_failures_total{reason}, and more.
-  GET /slow?ms=N  diagnostics: waits N milliseconds (at most 30000) before
-                answering, to try graceful shutdown with a request in flight.
+  GET /slow?ms=N  with --diagnostics only: waits N milliseconds (at most
+                30000) before answering, to try graceful shutdown with a
+                request in flight; 404 otherwise.
+  Without --admin-listen every --listen address serves all of these. With it,
+  /status and /metrics are served on the admin address only (plain HTTP on a
+  loopback address, HTTPS with the serving certificate on any other) and answer
+  404 on the --listen addresses: they name files, errors and the exact OpenSSL
+  version, which the public need not see.
 
 SIGNALS
   SIGHUP           reload the files now, whatever the poll interval, the
@@ -106,7 +116,13 @@ resumes on any of them; whoever writes the file rotates the keys.
 
 CONNECTIONS
   HTTP/2 and HTTP/1.1 are offered through ALPN. A client that does not finish the \
-TLS handshake within --handshake-timeout is disconnected. Failed handshakes (a \
+TLS handshake within --handshake-timeout is disconnected; one with no request in \
+flight for --idle-timeout (HTTP/1.1 and HTTP/2 alike) is closed. At most \
+--max-connections are open at once (by default the open-file limit less 64); \
+further clients wait in the listen backlog until one closes. Running out of file \
+descriptors (EMFILE, ENFILE) makes the server back off and say so at most once a \
+second. Request headers are bounded by --max-header-size, HTTP/2 streams per \
+connection by --max-concurrent-streams. Failed handshakes (a \
 plain-HTTP client, a port scanner, an untrusted client certificate) are logged at \
 debug level with the peer's address and counted in /metrics.
 
@@ -144,7 +160,18 @@ EXAMPLES:
 
   Watch what happens:
     curl -s --cacert ca.pem https://localhost:8443/status
-    curl -s --cacert ca.pem https://localhost:8443/metrics";
+    curl -s --cacert ca.pem https://localhost:8443/metrics
+
+  Keep /status and /metrics off the public port, for a local Prometheus:
+    openssl-reload serve --cert cert.pem --key key.pem --listen 0.0.0.0:443 --admin-listen 127.0.0.1:9443
+    curl -s http://127.0.0.1:9443/metrics
+
+EXIT STATUS:
+  0   stopped by SIGTERM or SIGINT
+  1   a runtime error (address in use, FIPS mode unavailable with --fips)
+  2   a usage error
+  78  a configuration error (EX_CONFIG): the certificate, key, CA or ticket-key
+      file is missing, unreadable or invalid at start-up";
 
 pub(super) const CHECK_LONG_ABOUT: &str = "\
 Validate a certificate and its private key offline, exactly as `serve` would \

@@ -72,7 +72,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve HTTPS with a certificate that hot-reloads
     #[command(long_about = SERVE_LONG_ABOUT, after_long_help = SERVE_AFTER_LONG_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a certificate and key offline and describe the certificate
     #[command(long_about = CHECK_LONG_ABOUT, after_long_help = CHECK_AFTER_LONG_HELP)]
     Check(CheckArgs),
@@ -271,6 +271,11 @@ mod tests {
             &["serve", "--ticket-keys", "k", "--ticket-keys-kept", "2"],
             &["serve", "--ticket-keys-kept", "0"],
             &["serve", "--ticket-key-rotation", "0s"],
+            &["serve", "--max-connections", "0"],
+            &["serve", "--idle-timeout", "0s"],
+            &["serve", "--max-header-size", "10"],
+            &["serve", "--max-concurrent-streams", "0"],
+            &["serve", "--admin-listen", "localhost"],
         ] {
             let argv = std::iter::once("openssl-reload").chain(args.iter().copied());
             assert!(Cli::try_parse_from(argv).is_err(), "{args:?} accepted");

@@ -138,7 +138,101 @@ pub(crate) struct ServeArgs {
     pub(crate) shutdown_grace: Duration,
 
     #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+
+    #[command(flatten)]
+    pub(crate) admin: AdminArgs,
+
+    #[command(flatten)]
     pub(crate) tickets: TicketArgs,
+}
+
+/// Resource bounds, for `serve`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub(crate) struct LimitArgs {
+    /// Most client connections open at once, on all --listen addresses together
+    ///
+    /// At the limit the server stops accepting: new connections wait in the
+    /// kernel's listen backlog and are served as open ones close, rather than
+    /// failing. The default is the open-file limit (RLIMIT_NOFILE, see `ulimit
+    /// -n`) less a reserve of 64 descriptors for the certificate files, the
+    /// listeners and the admin port (at least 1). If accepting fails for lack of
+    /// file descriptors (EMFILE, ENFILE) the server backs off and logs it at most
+    /// once a second, with a count.
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_MAX_CONNECTIONS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_connections: Option<u32>,
+
+    /// Close a connection that has had no request in flight for this long
+    ///
+    /// For HTTP/1.1 and HTTP/2 alike: counted from the end of the handshake or of
+    /// the last response, whatever the client sends meanwhile (an HTTP/2 client
+    /// that only sends SETTINGS or PINGs is idle). HTTP/2 connections get a
+    /// GOAWAY first. It also bounds the time an HTTP/1.1 client may take to send
+    /// a request's headers. HTTP/2 connections are pinged after 30 s without
+    /// traffic (or --idle-timeout, if shorter), and closed when a ping is not
+    /// answered within 20 s (or --idle-timeout, if shorter), also while a request
+    /// is in flight.
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_positive_duration
+    )]
+    pub(crate) idle_timeout: Duration,
+
+    /// Largest request header block accepted, in bytes (request line and headers; at least 8192)
+    ///
+    /// Larger requests get 431 over HTTP/1.1; over HTTP/2 it is announced as
+    /// SETTINGS_MAX_HEADER_LIST_SIZE and larger requests are refused.
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_MAX_HEADER_SIZE",
+        value_name = "BYTES",
+        default_value_t = 16384,
+        value_parser = clap::value_parser!(u32).range(8192..=1_048_576)
+    )]
+    pub(crate) max_header_size: u32,
+
+    /// Most requests in flight at once on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_MAX_CONCURRENT_STREAMS",
+        value_name = "N",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_concurrent_streams: u32,
+}
+
+/// The admin endpoints and diagnostics, for `serve`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Admin")]
+pub(crate) struct AdminArgs {
+    /// Serve /status and /metrics on this address only, not on the --listen ones
+    ///
+    /// On a loopback address (127.0.0.0/8, ::1) they are served over plain HTTP
+    /// (HTTP/1.1, or HTTP/2 with prior knowledge); on any other address over
+    /// HTTPS with the serving certificate. The public addresses then answer 404
+    /// for them. At most 64 admin connections are open at once, apart from
+    /// --max-connections. Without this flag /status and /metrics are served on
+    /// every --listen address.
+    #[arg(long, env = "OPENSSL_RELOAD_ADMIN_LISTEN", value_name = "ADDR")]
+    pub(crate) admin_listen: Option<SocketAddr>,
+
+    /// Enable the diagnostic endpoint /slow?ms=N (off by default)
+    #[arg(
+        long,
+        env = "OPENSSL_RELOAD_DIAGNOSTICS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) diagnostics: bool,
 }
 
 /// Session ticket keys, for `serve`.
@@ -207,5 +301,11 @@ mod tests {
         assert!(serve.tickets.ticket_keys.is_none());
         assert_eq!(serve.tickets.ticket_key_rotation, Duration::from_secs(3600));
         assert_eq!(serve.tickets.ticket_keys_kept, 3);
+        assert_eq!(serve.limits.max_connections, None);
+        assert_eq!(serve.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(serve.limits.max_header_size, 16384);
+        assert_eq!(serve.limits.max_concurrent_streams, 100);
+        assert!(serve.admin.admin_listen.is_none());
+        assert!(!serve.admin.diagnostics);
     }
 }

@@ -1,10 +1,12 @@
 //! `openssl-reload serve`: listeners, TLS handshakes with a timeout, HTTP/1.1 and
 //! HTTP/2 through hyper, SIGHUP reloads, and graceful shutdown on SIGTERM/SIGINT.
 //!
-//! This module starts and stops the server; `connections` accepts, handshakes
-//! and serves HTTP, `sighup` reloads on SIGHUP, `banner` prints where the
-//! development certificate is.
+//! This module starts and stops the server; `accept` accepts within the
+//! connection limit, `connections` handshakes and serves HTTP with the idle
+//! timeout, `sighup` reloads on SIGHUP, `banner` prints where the development
+//! certificate is.
 
+mod accept;
 mod banner;
 mod connections;
 mod sighup;
@@ -15,30 +17,64 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openssl::ssl::{select_next_proto, AlpnError, SslContextBuilder};
+use openssl::ssl::{select_next_proto, AlpnError, SslContextBuilder, SslMode};
 use openssl_reload::openssl::error::ErrorStack;
 use openssl_reload::{ClientAuth, CrlCheck, ReloadingAcceptor, ReloadingAcceptorBuilder, StaleCrl};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::cli::serve::{ServeArgs, TicketArgs};
+use crate::cli::serve::{AdminArgs, ServeArgs, TicketArgs};
 use crate::cli::{ClientAuthArg, CrlCheckArg, StaleCrlArg};
 use crate::dev_cert::{self, DevFiles, Outcome};
 use crate::metrics::Stats;
-use crate::routes::App;
+use crate::routes::{App, Endpoints};
 use crate::timefmt::human_duration;
 use crate::{acceptor_builder, Failure};
+use accept::{AcceptErrors, Gate};
+use connections::{HttpLimits, Shared, Transport};
 
 /// ALPN protocols offered, in the server's order of preference (wire format).
 const ALPN: &[u8] = b"\x02h2\x08http/1.1";
 
-/// The TLS policy replayed on the front context and every reloaded one: ALPN.
+/// The TLS policy replayed on the front context and every reloaded one: ALPN,
+/// and how records are read and buffered (taken from the front context at
+/// `SSL_new`, so the same for every certificate):
+/// - read-ahead: one `read(2)` fetches as many records as have arrived, where
+///   OpenSSL otherwise reads each record's 5-byte header and then its body;
+/// - the record buffers are kept for the connection's life
+///   (`SSL_MODE_RELEASE_BUFFERS`, which `SslAcceptor`'s profiles set, is
+///   cleared): with keep-alive, freeing and reallocating them around every
+///   request cost more than the rest of the request's handling. An idle
+///   connection holds them until `--idle-timeout` closes it.
+/// - `SSL_MODE_NO_AUTO_CHAIN`: the chain file is sent as it is, as nginx does;
+///   OpenSSL does not try to complete it from the context's store at every
+///   handshake (with `--ca`, that store holds the client CAs).
 fn policy(ctx: &mut SslContextBuilder) -> Result<(), ErrorStack> {
     ctx.set_alpn_select_callback(|_, client| {
         select_next_proto(ALPN, client).ok_or(AlpnError::NOACK)
     });
+    ctx.set_read_ahead(true);
+    keep_record_buffers(ctx);
+    ctx.set_mode(SslMode::NO_AUTO_CHAIN);
     Ok(())
+}
+
+/// Clears `SSL_MODE_RELEASE_BUFFERS`, which the openssl crate has no call for.
+fn keep_record_buffers(ctx: &mut SslContextBuilder) {
+    const SSL_CTRL_CLEAR_MODE: libc::c_int = 78;
+    let mode = SslMode::RELEASE_BUFFERS.bits() as libc::c_long;
+    // SAFETY: `ctx` is a valid SSL_CTX that we hold exclusively; SSL_CTX_ctrl
+    // with SSL_CTRL_CLEAR_MODE only clears bits of its mode and reads no pointer.
+    #[allow(unsafe_code)]
+    unsafe {
+        openssl_sys::SSL_CTX_ctrl(
+            ctx.as_ptr(),
+            SSL_CTRL_CLEAR_MODE,
+            mode,
+            std::ptr::null_mut(),
+        );
+    }
 }
 
 /// The signals the server handles, installed before anything slow happens.
@@ -77,6 +113,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
 
     // Listen first: an address in use is reported before anything else happens.
     let listeners = bind(&args.listen)?;
+    let admin = match args.admin.admin_listen {
+        Some(addr) => bind(&[addr])?.pop(),
+        None => None,
+    };
     let (builder, dev) = match acceptor_builder(&args.identity)? {
         Some(builder) => (builder, None),
         None => {
@@ -86,9 +126,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             (builder, Some((files, outcome)))
         }
     };
-    let tls = configure(builder, &args).build()?;
+    // Material that cannot be loaded at start-up is a configuration error: the
+    // service manager must not restart into the same failure (exit status 78).
+    let tls = configure(builder, &args)
+        .build()
+        .map_err(|error| Failure::config(error.report()))?;
 
-    let result = runtime.block_on(serve(args, signals, listeners, tls, dev));
+    let result = runtime.block_on(serve(args, signals, listeners, admin, tls, dev));
     // Connections still open after the grace period are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -151,6 +195,7 @@ async fn serve(
     args: ServeArgs,
     signals: Signals,
     listeners: Vec<(std::net::TcpListener, SocketAddr)>,
+    admin: Option<(std::net::TcpListener, SocketAddr)>,
     tls: ReloadingAcceptor,
     dev: Option<(DevFiles, Outcome)>,
 ) -> Result<(), Failure> {
@@ -165,7 +210,8 @@ async fn serve(
         banner::print_dev_banner(files, *outcome, &locals);
     }
 
-    let stats = Arc::new(Stats::new());
+    let max_connections = max_connections(&args);
+    let stats = Arc::new(Stats::new(max_connections));
     let app = Arc::new(App {
         tls: tls.clone(),
         stats: Arc::clone(&stats),
@@ -173,14 +219,29 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Every connection task holds a sender; `recv` returns `None` once all are gone.
     let (open_tx, mut open_rx) = mpsc::channel::<Infallible>(1);
-    let accept_tasks = connections::spawn_accept_loops(
-        listeners,
-        &app,
+    let limits = HttpLimits {
+        idle_timeout: args.limits.idle_timeout,
+        max_header_size: args.limits.max_header_size,
+        max_concurrent_streams: args.limits.max_concurrent_streams,
+    };
+    let shared = Arc::new(Shared::new(
+        app,
         args.handshake_timeout,
+        limits,
+        open_tx,
+        shutdown_rx.clone(),
+    ));
+    let accept_tasks = spawn_accept_loops(
+        listeners,
+        admin,
+        &shared,
+        &args.admin,
+        max_connections,
         &shutdown_rx,
-        &open_tx,
     )?;
-    log_serving(&args);
+    let open_tx = shared.open.clone();
+    drop(shared);
+    log_serving(&args, max_connections);
     tokio::spawn(sighup::reload_on_sighup(sighup, tls));
 
     let name = tokio::select! {
@@ -200,11 +261,107 @@ async fn serve(
     Ok(())
 }
 
+/// `--max-connections`, or the default from the open-file limit; warns when
+/// the limit given leaves fewer file descriptors than the reserve.
+fn max_connections(args: &ServeArgs) -> u64 {
+    let open_files = accept::open_file_limit();
+    match args.limits.max_connections {
+        Some(n) => {
+            let n = u64::from(n);
+            if let Some(limit) = open_files.filter(|&l| n.saturating_add(accept::FD_RESERVE) > l) {
+                tracing::warn!(
+                    max_connections = n,
+                    open_file_limit = limit,
+                    reserve = accept::FD_RESERVE,
+                    "--max-connections leaves too few file descriptors (raise `ulimit -n` or \
+                     LimitNOFILE=); accepting will back off when they run out"
+                );
+            }
+            n
+        }
+        None => accept::default_max_connections(open_files),
+    }
+}
+
+/// One accept loop per `--listen` address, all under one connection limit, and
+/// one for the admin address under its own.
+fn spawn_accept_loops(
+    listeners: Vec<(std::net::TcpListener, SocketAddr)>,
+    admin: Option<(std::net::TcpListener, SocketAddr)>,
+    shared: &Arc<Shared>,
+    admin_args: &AdminArgs,
+    max_connections: u64,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, Failure> {
+    let errors = Arc::new(AcceptErrors::new(&shared.app.stats));
+    let public = Endpoints::Public {
+        admin: admin.is_some(),
+        diagnostics: admin_args.diagnostics,
+    };
+    let gate = Gate::new(max_connections);
+    let mut tasks = Vec::new();
+    let mut spawn = |(listener, local): (std::net::TcpListener, SocketAddr),
+                     gate: Gate,
+                     transport: Transport,
+                     endpoints: Endpoints|
+     -> Result<(), Failure> {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| Failure::runtime(format!("cannot listen on {local}: {e}")))?;
+        let shared = Arc::clone(shared);
+        tasks.push(accept::spawn_accept_loop(
+            listener,
+            local,
+            gate,
+            Arc::clone(&errors),
+            shutdown.clone(),
+            move |tcp, peer, permit| {
+                tokio::spawn(connections::connection(
+                    tcp,
+                    peer,
+                    Arc::clone(&shared),
+                    transport,
+                    endpoints,
+                    permit,
+                ));
+            },
+        ));
+        Ok(())
+    };
+    for listener in listeners {
+        tracing::info!(addr = %listener.1, "listening");
+        spawn(listener, gate.clone(), Transport::Tls, public)?;
+    }
+    if let Some(listener) = admin {
+        let local = listener.1;
+        let transport = if local.ip().is_loopback() {
+            Transport::Plain
+        } else {
+            Transport::Tls
+        };
+        let scheme = if transport == Transport::Plain {
+            "http"
+        } else {
+            "https"
+        };
+        // Not `addr=`: that field names the public addresses.
+        tracing::info!(admin_addr = %local, scheme, "admin endpoints /status and /metrics listening");
+        spawn(
+            listener,
+            Gate::new(accept::ADMIN_CONNECTIONS as u64),
+            transport,
+            Endpoints::Admin,
+        )?;
+    }
+    Ok(tasks)
+}
+
 /// The start-up line that says the server is up and how to drive it.
-fn log_serving(args: &ServeArgs) {
+fn log_serving(args: &ServeArgs, max_connections: u64) {
     tracing::info!(
         poll_interval = %human_duration(args.poll_interval),
         handshake_timeout = %human_duration(args.handshake_timeout),
+        idle_timeout = %human_duration(args.limits.idle_timeout),
+        max_connections,
         ticket_keys = %ticket_key_source(&args.tickets),
         "serving; send SIGHUP to reload now, SIGTERM or SIGINT to stop"
     );

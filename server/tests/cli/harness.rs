@@ -133,6 +133,22 @@ impl Server {
         server
     }
 
+    /// The address of `--admin-listen`, from its log line.
+    pub(crate) fn admin_addr(&self) -> SocketAddr {
+        eventually("the admin listening line", || {
+            self.stderr.lock().unwrap().iter().find_map(|line| {
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+                    return json["admin_addr"].as_str()?.parse().ok();
+                }
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix("admin_addr="))?
+                    .trim_matches('"')
+                    .parse()
+                    .ok()
+            })
+        })
+    }
+
     pub(crate) fn port(&self) -> u16 {
         self.addr.port()
     }

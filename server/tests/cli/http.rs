@@ -224,7 +224,7 @@ fn require_chain_to_ca_flag() {
         .arg("--require-chain-to-ca");
     let out = output_within_deadline(&mut cmd, b"");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
     assert!(stderr.starts_with("openssl-reload: error: "), "{stderr}");
     assert!(stderr.contains(&f.cert.display().to_string()), "{stderr}");

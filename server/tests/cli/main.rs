@@ -24,12 +24,16 @@ mod prometheus;
 
 // The tests.
 
+/// `--admin-listen`: /status and /metrics there, 404 on the public port; /slow.
+mod admin;
 /// `openssl-reload check` and its exit statuses.
 mod check;
 /// `--crl`: revoked clients, the CRL in `/status` and `/metrics`, `check --crl`.
 mod crl;
 /// HTTP/2 and HTTP/1.1, `/metrics`, `/status`, mutual TLS, the chain to the CA.
 mod http;
+/// Idle timeouts, the connection limit, running out of file descriptors.
+mod limits;
 /// Rotation within the poll interval, SIGHUP, bad replacements.
 mod reload;
 /// Graceful shutdown on SIGTERM.

@@ -13,7 +13,7 @@ fn sigterm_lets_a_slow_request_finish_and_exits_0() {
         return;
     }
     let f = Files::new();
-    let mut server = f.start(&["--log", "openssl_reload=debug"]);
+    let mut server = f.start(&["--log", "openssl_reload=debug", "--diagnostics"]);
     let mut args = server.curl_args(&f.ca_pem);
     args.push(server.url("/slow?ms=5000"));
     let mut slow = Command::new("curl")
@@ -56,7 +56,13 @@ fn the_grace_period_is_bounded() {
         return;
     }
     let f = Files::new();
-    let mut server = f.start(&["--shutdown-grace", "300ms", "--log", "openssl_reload=debug"]);
+    let mut server = f.start(&[
+        "--shutdown-grace",
+        "300ms",
+        "--log",
+        "openssl_reload=debug",
+        "--diagnostics",
+    ]);
     let mut args = server.curl_args(&f.ca_pem);
     args.push(server.url("/slow?ms=30000"));
     let mut slow = Command::new("curl")

@@ -120,6 +120,129 @@ fn dev_dir_flag_and_expired_dev_certificate_is_reissued() {
     assert_ne!(first, second);
 }
 
+/// Runs `openssl` with `args` in `dir`, failing the test if it fails.
+fn openssl_in(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn dev_ca_is_name_constrained() {
+    if !clients_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = tmp.path().join("dev");
+    let dev_arg = dev.display().to_string();
+    let server = Server::start(&["--dev-dir", &dev_arg, "--listen", "127.0.0.1:0"]);
+    let ca = dev.join("ca.pem");
+    server.served_serial(&ca);
+    drop(server);
+
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for needle in [
+        "X509v3 Name Constraints: critical",
+        "DNS:localhost",
+        "IP:127.0.0.0/255.0.0.0",
+        "IP:0:0:0:0:0:0:0:1/FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF",
+    ] {
+        assert!(text.contains(needle), "the dev CA lacks {needle:?}: {text}");
+    }
+    // `check` accepts the development certificate, chained to the dev CA.
+    let out = command()
+        .args(["check", "--cert"])
+        .arg(dev.join("cert.pem"))
+        .arg("--key")
+        .arg(dev.join("key.pem"))
+        .arg("--ca")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A certificate for another name, signed with the dev CA's key, is refused
+    // by a client that trusts the dev CA.
+    fs::write(
+        tmp.path().join("evil.ext"),
+        "subjectAltName=DNS:evil.example\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ca_key = dev.join("ca-key.pem").display().to_string();
+    let ca_arg = ca.display().to_string();
+    openssl_in(
+        tmp.path(),
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "evil.key",
+            "-out",
+            "evil.csr",
+            "-subj",
+            "/CN=evil.example",
+        ],
+    );
+    openssl_in(
+        tmp.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "evil.csr",
+            "-CA",
+            &ca_arg,
+            "-CAkey",
+            &ca_key,
+            "-set_serial",
+            "0x4242",
+            "-days",
+            "2",
+            "-extfile",
+            "evil.ext",
+            "-out",
+            "evil.pem",
+        ],
+    );
+    let evil_key = tmp.path().join("evil.key");
+    fs::set_permissions(&evil_key, fs::Permissions::from_mode(0o600)).unwrap();
+    let cert = tmp.path().join("evil.pem").display().to_string();
+    let key = evil_key.display().to_string();
+    let server = Server::start(&["--cert", &cert, "--key", &key, "--listen", "127.0.0.1:0"]);
+    let port = server.port();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert", &ca_arg, "--resolve"])
+        .arg(format!("evil.example:{port}:127.0.0.1"))
+        .arg(format!("https://evil.example:{port}/"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 60: the peer's certificate cannot be verified.
+    assert_eq!(out.status.code(), Some(60), "curl accepted it: {stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+}
+
 #[test]
 fn environment_variables_configure_serve_and_json_logs() {
     if !clients_available() {
@@ -154,31 +277,36 @@ fn environment_variables_configure_serve_and_json_logs() {
 }
 
 #[test]
-fn start_up_errors_are_one_line_and_exit_1() {
+fn start_up_errors_are_one_line_with_their_exit_status() {
     let f = Files::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let missing = f.path("missing.pem").display().to_string();
     let cert = f.cert.display().to_string();
     let key = f.key.display().to_string();
-    let cases: &[(&[&str], &str)] = &[
+    // A runtime error exits 1; a certificate that cannot be loaded is a
+    // configuration error (78, EX_CONFIG), which the unit does not restart.
+    let cases: &[(&[&str], &str, i32)] = &[
         (
             &["--cert", &cert, "--key", &key, "--listen", &addr],
             "Address already in use",
+            1,
         ),
         (
             &["--cert", &missing, "--key", &key, "--listen", "127.0.0.1:0"],
             "missing.pem",
+            78,
         ),
         (
             &["--cert", &key, "--key", &key, "--listen", "127.0.0.1:0"],
             "no certificate found in",
+            78,
         ),
     ];
-    for (args, reason) in cases {
+    for (args, reason, code) in cases {
         let out = command().arg("serve").args(*args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
         assert_eq!(
             stderr.lines().count(),
             1,
@@ -193,6 +321,9 @@ fn start_up_errors_are_one_line_and_exit_1() {
         &["--listen", "localhost"],
         &["--client-auth", "required"],
         &["--cert", &cert],
+        &["--idle-timeout", "0s"],
+        &["--max-connections", "0"],
+        &["--admin-listen", "localhost"],
         &["--no-such-flag"],
     ] {
         let out = command().arg("serve").args(args).output().unwrap();
@@ -221,6 +352,14 @@ fn help_reads_like_a_manual() {
                 "--ticket-key-rotation",
                 "--require-chain-to-ca",
                 "last_poll",
+                "--max-connections",
+                "RLIMIT_NOFILE",
+                "--idle-timeout",
+                "--max-header-size",
+                "--max-concurrent-streams",
+                "--admin-listen",
+                "--diagnostics",
+                "78",
             ][..],
         ),
         (

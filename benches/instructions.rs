@@ -1,0 +1,193 @@
+//! Instructions per in-memory TLS 1.3 handshake, for callgrind: a plain
+//! `SslAcceptor` against this crate's front acceptor
+//! (`ReloadingAcceptor::builder()...build()`, public API only).
+//!
+//! Not a benchmark that measures anything by itself: `ci/bench-instructions.sh`
+//! runs it under `valgrind --tool=callgrind` and reads the inclusive instruction
+//! counts of [`server_side`] (everything the server does: `Ssl::new` on the
+//! acceptor's context, every handshake step, the servername callback) and of
+//! [`one_handshake`] (server and client), for two handshake counts, and divides
+//! the difference by the difference of the counts, so that one-time costs
+//! (OpenSSL's lazy initialisation, the first handshake) cancel.
+//!
+//! Usage: `instructions STRATEGY CHAIN N` with STRATEGY `static` or
+//! `reloading`, CHAIN `no-auto-chain` (`SSL_MODE_NO_AUTO_CHAIN`: the
+//! certificate file is served as it is) or `auto-chain` (OpenSSL's default: with
+//! a leaf-only file, OpenSSL tries to build the chain from the context's store
+//! at every handshake), and N handshakes after 5 warm-up ones.
+//!
+//! Both strategies get the same settings: Mozilla's intermediate profile (the
+//! crate's front and reloaded contexts use it; the static acceptor is built
+//! with `SslAcceptor::mozilla_intermediate_v5`), the same session id context,
+//! the same policy hook, the same ECDSA P-256 self-signed certificate (a
+//! leaf-only file; nothing to chain) and the same client.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use openssl::error::ErrorStack;
+use openssl::ssl::{
+    HandshakeError, MidHandshakeSslStream, SslAcceptor, SslConnector, SslContextBuilder, SslMethod,
+    SslMode, SslStream,
+};
+
+use common::{client, server_policy, KeyKind, Pair};
+
+/// One direction of an in-memory connection.
+#[derive(Clone, Debug, Default)]
+struct Pipe(Rc<RefCell<VecDeque<u8>>>);
+
+/// One end: reads what the other end wrote; `WouldBlock` when there is nothing.
+#[derive(Debug)]
+struct End {
+    rx: Pipe,
+    tx: Pipe,
+}
+
+impl Read for End {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut queue = self.rx.0.borrow_mut();
+        if queue.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(queue.len());
+        for (slot, byte) in buf.iter_mut().zip(queue.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for End {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tx.0.borrow_mut().extend(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Side {
+    Mid(MidHandshakeSslStream<End>),
+    Done(SslStream<End>),
+}
+
+fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Side {
+    match result {
+        Ok(stream) => Side::Done(stream),
+        Err(HandshakeError::WouldBlock(mid)) => Side::Mid(mid),
+        Err(e) => panic!("in-memory handshake failed: {e}"),
+    }
+}
+
+/// Everything the server does for a connection goes through here: callgrind's
+/// inclusive count of this function is the server's cost.
+#[inline(never)]
+fn server_side(f: impl FnOnce() -> Side) -> Side {
+    f()
+}
+
+/// One whole handshake, client and server, driven alternately on this thread.
+#[inline(never)]
+fn one_handshake(acceptor: &SslAcceptor, connector: &SslConnector) {
+    let (up, down) = (Pipe::default(), Pipe::default());
+    let client_end = End {
+        rx: down.clone(),
+        tx: up.clone(),
+    };
+    let server_end = End { rx: up, tx: down };
+    let mut config = connector.configure().unwrap();
+    config.set_verify_hostname(false);
+    let mut client = step(config.connect("localhost", client_end));
+    let mut server = server_side(|| step(acceptor.accept(server_end)));
+    loop {
+        match (client, server) {
+            (Side::Done(c), Side::Done(s)) => {
+                black_box((c, s));
+                return;
+            }
+            (c, s) => {
+                client = match c {
+                    Side::Mid(mid) => step(mid.handshake()),
+                    done => done,
+                };
+                server = match s {
+                    Side::Mid(mid) => server_side(|| step(mid.handshake())),
+                    done => done,
+                };
+            }
+        }
+    }
+}
+
+fn no_auto_chain(builder: &mut SslContextBuilder) -> Result<(), ErrorStack> {
+    server_policy(builder)?;
+    builder.set_mode(SslMode::NO_AUTO_CHAIN);
+    Ok(())
+}
+
+fn usage() -> ! {
+    eprintln!("usage: instructions static|reloading no-auto-chain|auto-chain N");
+    std::process::exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`: no arguments of ours means nothing to do.
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.is_empty() {
+        println!("instructions: run by ci/bench-instructions.sh under callgrind");
+        return;
+    }
+    let [strategy, chain, n] = args[..] else {
+        usage()
+    };
+    let n: usize = n.parse().unwrap_or_else(|_| usage());
+    let policy: fn(&mut SslContextBuilder) -> Result<(), ErrorStack> = match chain {
+        "no-auto-chain" => no_auto_chain,
+        "auto-chain" => server_policy,
+        _ => usage(),
+    };
+    let pair = Pair::generate(KeyKind::EcdsaP256, 1);
+    let dir = tempfile::tempdir().unwrap();
+    pair.write_to(dir.path()).unwrap();
+    // Kept alive for the whole run: the poller stops when the acceptor drops.
+    let reloading;
+    let acceptor = match strategy {
+        "static" => {
+            let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+            policy(&mut b).unwrap();
+            b.set_certificate(&pair.cert).unwrap();
+            b.set_private_key(&pair.key).unwrap();
+            b.check_private_key().unwrap();
+            b.build()
+        }
+        "reloading" => {
+            reloading = openssl_reload::ReloadingAcceptor::builder()
+                .identity(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+                .poll_interval(Duration::from_secs(3600))
+                .policy(policy)
+                .build()
+                .unwrap();
+            reloading.acceptor().clone()
+        }
+        _ => usage(),
+    };
+    let connector = client();
+    for _ in 0..5 + n {
+        one_handshake(&acceptor, &connector);
+    }
+}
