@@ -5,7 +5,7 @@
 //! Not a benchmark that measures anything by itself: `ci/bench-instructions.sh`
 //! runs it under `valgrind --tool=callgrind` and reads the inclusive instruction
 //! counts of [`server_side`] (everything the server does: `Ssl::new` on the
-//! acceptor's context, every handshake step, the servername callback) and of
+//! acceptor's context, every handshake step, the client hello callback) and of
 //! [`one_handshake`] (server and client), for two handshake counts, and divides
 //! the difference by the difference of the counts, so that one-time costs
 //! (OpenSSL's lazy initialisation, the first handshake) cancel.

@@ -93,7 +93,7 @@ md = [
     f"### Instructions per in-memory TLS 1.3 handshake (callgrind, {os.environ['VALGRIND_VERSION']}; `ci/bench-instructions.sh`)",
     "",
     f"ECDSA P-256, leaf-only certificate file, Mozilla intermediate on every context; (count at {n2} − count at {n1} handshakes) / {n2 - n1}. "
-    "Server: `Ssl::new` on the acceptor's context and every server handshake step (the servername callback included); "
+    "Server: `Ssl::new` on the acceptor's context and every server handshake step (the client hello callback included); "
     "whole: server and client.",
     "",
     "| strategy | chain handling | server instructions | × static | whole handshake instructions | × static |",
