@@ -18,21 +18,16 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::rc::Rc;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use divan::{black_box, Bencher};
 use openssl::ssl::SslMethod;
-use openssl::ssl::{
-    HandshakeError, MidHandshakeSslStream, Ssl, SslAcceptor, SslConnector, SslContext, SslStream,
-};
+use openssl::ssl::{HandshakeError, Ssl, SslAcceptor, SslConnector, SslContext, SslStream};
 use openssl_reload::{Reload, ReloadingAcceptor};
 
+use common::memory::{self, End, Side};
 use common::{
     acceptor_from_files, client, reload_now_acceptor, server_policy, static_acceptor, KeyKind,
     Pair, Rotator,
@@ -182,64 +177,14 @@ mod handshake_in_memory {
     }
 }
 
-/// One direction of an in-memory connection.
-#[derive(Clone, Debug, Default)]
-struct Pipe(Rc<RefCell<VecDeque<u8>>>);
-
-/// One end: reads what the other end wrote; `WouldBlock` when there is nothing.
-#[derive(Debug)]
-struct End {
-    rx: Pipe,
-    tx: Pipe,
-}
-
-impl Read for End {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut queue = self.rx.0.borrow_mut();
-        if queue.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(queue.len());
-        for (slot, byte) in buf.iter_mut().zip(queue.drain(..n)) {
-            *slot = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for End {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tx.0.borrow_mut().extend(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-enum Side {
-    Mid(MidHandshakeSslStream<End>),
-    Done(SslStream<End>),
-}
-
 fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Side {
-    match result {
-        Ok(stream) => Side::Done(stream),
-        Err(HandshakeError::WouldBlock(mid)) => Side::Mid(mid),
-        Err(e) => panic!("in-memory handshake failed: {e}"),
-    }
+    memory::step(result).unwrap_or_else(|e| panic!("in-memory handshake failed: {e}"))
 }
 
 /// A full handshake between `acceptor` and `connector`, driven alternately on
 /// this thread until both sides are done.
 fn handshake(acceptor: &SslAcceptor, connector: &SslConnector) {
-    let (up, down) = (Pipe::default(), Pipe::default());
-    let client_end = End {
-        rx: down.clone(),
-        tx: up.clone(),
-    };
-    let server_end = End { rx: up, tx: down };
+    let (client_end, server_end) = memory::ends();
     let mut config = connector.configure().unwrap();
     config.set_verify_hostname(false);
     let mut client = step(config.connect("localhost", client_end));

@@ -25,68 +25,19 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::hint::black_box;
-use std::io::{self, Read, Write};
-use std::rc::Rc;
 use std::time::Duration;
 
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    HandshakeError, MidHandshakeSslStream, SslAcceptor, SslConnector, SslContextBuilder, SslMethod,
-    SslMode, SslStream,
+    HandshakeError, SslAcceptor, SslConnector, SslContextBuilder, SslMethod, SslMode, SslStream,
 };
 
+use common::memory::{self, End, Side};
 use common::{client, server_policy, KeyKind, Pair};
 
-/// One direction of an in-memory connection.
-#[derive(Clone, Debug, Default)]
-struct Pipe(Rc<RefCell<VecDeque<u8>>>);
-
-/// One end: reads what the other end wrote; `WouldBlock` when there is nothing.
-#[derive(Debug)]
-struct End {
-    rx: Pipe,
-    tx: Pipe,
-}
-
-impl Read for End {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut queue = self.rx.0.borrow_mut();
-        if queue.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(queue.len());
-        for (slot, byte) in buf.iter_mut().zip(queue.drain(..n)) {
-            *slot = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for End {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tx.0.borrow_mut().extend(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-enum Side {
-    Mid(MidHandshakeSslStream<End>),
-    Done(SslStream<End>),
-}
-
 fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Side {
-    match result {
-        Ok(stream) => Side::Done(stream),
-        Err(HandshakeError::WouldBlock(mid)) => Side::Mid(mid),
-        Err(e) => panic!("in-memory handshake failed: {e}"),
-    }
+    memory::step(result).unwrap_or_else(|e| panic!("in-memory handshake failed: {e}"))
 }
 
 /// Everything the server does for a connection goes through here: callgrind's
@@ -99,12 +50,7 @@ fn server_side(f: impl FnOnce() -> Side) -> Side {
 /// One whole handshake, client and server, driven alternately on this thread.
 #[inline(never)]
 fn one_handshake(acceptor: &SslAcceptor, connector: &SslConnector) {
-    let (up, down) = (Pipe::default(), Pipe::default());
-    let client_end = End {
-        rx: down.clone(),
-        tx: up.clone(),
-    };
-    let server_end = End { rx: up, tx: down };
+    let (client_end, server_end) = memory::ends();
     let mut config = connector.configure().unwrap();
     config.set_verify_hostname(false);
     let mut client = step(config.connect("localhost", client_end));

@@ -17,20 +17,20 @@
 //!   (client and server together), the time spent in the server's steps alone
 //!   is summed, which is the cost the site table adds to.
 
+#[path = "common/memory.rs"]
+mod memory;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use memory::{End, Side};
 use openssl::ssl::{
-    HandshakeError, MidHandshakeSslStream, Ssl, SslAcceptor, SslConnector, SslMethod, SslStream,
-    SslVersion,
+    HandshakeError, Ssl, SslAcceptor, SslConnector, SslMethod, SslStream, SslVersion,
 };
 use openssl::x509::store::X509StoreBuilder;
 use openssl_reload::ReloadingAcceptor;
@@ -341,64 +341,8 @@ fn served_serial(tls: &ReloadingAcceptor, client: &SslConnector, name: &str) -> 
     Some(support::serial_hex(&cert))
 }
 
-/// Two ends of an in-memory byte pipe.
-#[derive(Clone, Debug)]
-struct Pipe {
-    rx: Rc<RefCell<VecDeque<u8>>>,
-    tx: Rc<RefCell<VecDeque<u8>>>,
-}
-
-impl Read for Pipe {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut rx = self.rx.borrow_mut();
-        if rx.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = rx.len().min(buf.len());
-        for (b, v) in buf.iter_mut().zip(rx.drain(..n)) {
-            *b = v;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tx.borrow_mut().extend(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn pipes() -> (Pipe, Pipe) {
-    let (a, b) = (Rc::default(), Rc::default());
-    (
-        Pipe {
-            rx: Rc::clone(&a),
-            tx: Rc::clone(&b),
-        },
-        Pipe { rx: b, tx: a },
-    )
-}
-
-enum Side {
-    Mid(MidHandshakeSslStream<Pipe>),
-    Done(SslStream<Pipe>),
-}
-
-fn step(result: Result<SslStream<Pipe>, HandshakeError<Pipe>>) -> Option<Side> {
-    match result {
-        Ok(stream) => Some(Side::Done(stream)),
-        Err(HandshakeError::WouldBlock(mid)) => Some(Side::Mid(mid)),
-        Err(e) => {
-            if std::env::var_os("BENCH_DEBUG").is_some() {
-                eprintln!("handshake: {e}");
-            }
-            None
-        }
-    }
+fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Option<Side> {
+    memory::step(result).ok()
 }
 
 /// A full handshake over memory; the server's steps are timed into `server_time`.
@@ -408,8 +352,8 @@ fn handshake(
     client: &SslConnector,
     name: &str,
     server_time: &mut Duration,
-) -> Option<SslStream<Pipe>> {
-    let (client_end, server_end) = pipes();
+) -> Option<SslStream<End>> {
+    let (client_end, server_end) = memory::ends();
     let mut timed = |f: &mut dyn FnMut() -> Option<Side>| {
         let t = Instant::now();
         let side = f();

@@ -6,6 +6,7 @@
 // Each bench binary uses a different subset; the items are crate-private anyway.
 #![allow(dead_code)]
 
+pub(crate) mod memory;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
