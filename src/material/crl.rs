@@ -219,6 +219,8 @@ pub(super) fn install(
 /// The store's verify callback under [`StaleCrl::KeepEnforcing`]: a CRL past
 /// its nextUpdate is still used (OpenSSL goes on to look the certificate up in
 /// it), every other verdict is OpenSSL's.
+// SAFETY: the X509_STORE_CTX_verify_cb signature; callers (OpenSSL only, through
+// X509_STORE_set_verify_cb) pass the live context of the verification in progress.
 unsafe extern "C" fn keep_enforcing_stale(
     ok: c_int,
     ctx: *mut openssl_sys::X509_STORE_CTX,

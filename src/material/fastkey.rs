@@ -75,6 +75,8 @@ fn pkcs8_type(body: &str) -> Option<&'static CStr> {
 
 /// Never hands a passphrase: the blocks decoded here are not encrypted, and a
 /// decoder must not fall back to a terminal prompt if one turns out to be.
+// SAFETY: OpenSSL's OSSL_PASSPHRASE_CALLBACK signature; the body dereferences
+// none of its pointers, so any arguments OpenSSL passes are sound.
 unsafe extern "C" fn no_passphrase(
     _pass: *mut c_char,
     _size: usize,
