@@ -14,11 +14,10 @@ use openssl_reload::{
     ClientAuth, CrlCheck, Error, Reload, ReloadingAcceptor, ReloadingConnector, StaleCrl,
 };
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
-use crate::support::{self, eventually, write_atomic, Ca, CliCa, Leaf, INTERVAL};
+use crate::support::{self, eventually, write_atomic, Ca, CliCa, Leaf, Seen, INTERVAL};
 
 /// Only `reload_now` publishes.
 const NO_POLLING: Duration = Duration::from_secs(3600);
@@ -35,51 +34,18 @@ fn client(identity: &Leaf, ca: &Ca) -> SslConnector {
     b.build()
 }
 
-/// What one connection saw: whether it resumed and its session.
-struct Talked {
-    resumed: bool,
-    session: Option<SslSession>,
-}
-
 /// Connects, offering `session`, and exchanges one line. A refused client
 /// certificate shows in TLS 1.3 only after the handshake, as a closed stream.
 async fn talk(
     connector: &SslConnector,
     addr: SocketAddr,
     session: Option<&SslSession>,
-) -> Result<Talked, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let mut ssl = connector
-        .configure()
-        .unwrap()
-        .into_ssl("localhost")
-        .unwrap();
-    if let Some(s) = session {
-        // SAFETY: the session comes from this same connector.
-        #[allow(unsafe_code)]
-        unsafe {
-            ssl.set_session(s).unwrap();
-        }
-    }
-    let mut stream = SslStream::new(ssl, tcp).unwrap();
-    Pin::new(&mut stream)
-        .connect()
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    stream
-        .write_all(b"ping\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = [0; 512];
-    let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
-    if n == 0 {
+) -> Result<Seen, String> {
+    let seen = support::exchange(connector, addr, session.map(|s| &**s)).await?;
+    if seen.reply.is_empty() {
         return Err("closed by the server".to_owned());
     }
-    let _ = Pin::new(&mut stream).shutdown().await;
-    Ok(Talked {
-        resumed: stream.ssl().session_reused(),
-        session: stream.ssl().session().map(|s| s.to_owned()),
-    })
+    Ok(seen)
 }
 
 /// A server requiring client certificates of `ca.pem`, checked against `crl.pem`.

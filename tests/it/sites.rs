@@ -14,19 +14,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openssl::ssl::{SslConnector, SslConnectorBuilder, SslMethod, SslSessionRef, SslVersion};
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslMethod, SslVersion};
 use openssl::x509::store::X509StoreBuilder;
 use openssl_reload::{
     ClientAuth, ReloadFailure, ReloadingAcceptor, ReloadingAcceptorBuilder, SiteStatus,
 };
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
 use crate::support::{
-    eventually, serial_hex, serve, write_atomic, Alg, Ca, K8sVolume, Leaf, LeafSpec, Seen, Server,
-    DEADLINE,
+    eventually, exchange_sni, serial_hex, serve, write_atomic, Alg, Ca, K8sVolume, Leaf, LeafSpec,
+    Seen, Server, DEADLINE,
 };
 
 /// The sites' poll interval.
@@ -104,63 +103,9 @@ fn pin_version(b: &mut SslConnectorBuilder, version: SslVersion) {
     b.set_max_proto_version(Some(version)).unwrap();
 }
 
-/// One exchange sending `sni` (no SNI for `None`) and offering `session`.
-async fn hello(
-    client: &SslConnector,
-    addr: SocketAddr,
-    sni: Option<&str>,
-    session: Option<&SslSessionRef>,
-) -> Result<Seen, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
-    let mut ssl = client
-        .configure()
-        .unwrap()
-        .verify_hostname(false)
-        .use_server_name_indication(sni.is_some())
-        .into_ssl(sni.unwrap_or("localhost"))
-        .unwrap();
-    if let Some(s) = session {
-        // SAFETY: the session comes from a TLS client context of the same method
-        // and version, which is all SSL_set_session needs.
-        #[allow(unsafe_code)]
-        unsafe {
-            ssl.set_session(s).unwrap();
-        }
-    }
-    let mut stream = SslStream::new(ssl, tcp).unwrap();
-    let handshake = Pin::new(&mut stream).connect().await;
-    handshake.map_err(|e| format!("handshake: {e}"))?;
-    stream
-        .write_all(b"ping\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = vec![0; 1024];
-    // TLS 1.3 tickets arrive after the handshake; this read receives them. A
-    // refused client certificate shows up here too, as an error or as EOF.
-    let n = stream
-        .read(&mut buf)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    let _ = Pin::new(&mut stream).shutdown().await;
-    let ssl = stream.ssl();
-    Ok(Seen {
-        serial: ssl
-            .peer_certificate()
-            .map(|c| serial_hex(&c))
-            .unwrap_or_default(),
-        reply: String::from_utf8_lossy(&buf[..n]).into_owned(),
-        alpn: None,
-        resumed: ssl.session_reused(),
-        session: ssl.session().map(|s| s.to_owned()),
-        version: ssl.version_str(),
-        cipher: ssl.current_cipher().map_or("", |c| c.name()),
-    })
-}
-
 /// The serial served for `sni`; the handshake must succeed.
 async fn serial_for(client: &SslConnector, addr: SocketAddr, sni: Option<&str>) -> String {
-    hello(client, addr, sni, None)
+    exchange_sni(client, addr, sni, None)
         .await
         .unwrap_or_else(|e| panic!("SNI {sni:?}: {e}"))
         .serial
@@ -356,7 +301,7 @@ async fn no_or_unknown_sni_gets_the_default_site() {
 async fn strict_sni_refuses_unknown_names_with_unrecognized_name() {
     let f = Fixture::new(NAMED, |b| b.strict_sni(true)).await;
     for sni in [None, Some("unknown.example.org"), Some("a.b.example.com")] {
-        match hello(&f.client, f.server.addr, sni, None).await {
+        match exchange_sni(&f.client, f.server.addr, sni, None).await {
             Ok(seen) => panic!("SNI {sni:?} was served serial {}", seen.serial),
             Err(e) => assert!(
                 e.contains("unrecognized name"),
@@ -562,7 +507,7 @@ async fn delete_then_recreate_within_the_grace_never_drops_the_name() {
     let looping = tokio::spawn(async move {
         let mut seen = Vec::new();
         while !done.load(Ordering::SeqCst) {
-            let result = hello(&client, addr, Some("b.example.test"), None).await;
+            let result = exchange_sni(&client, addr, Some("b.example.test"), None).await;
             seen.push(result.map(|s| s.serial));
         }
         seen
@@ -680,7 +625,7 @@ async fn session_resumes_only_on_its_own_site() {
     let (addr, peer) = (f.server.addr, format!("peer={}", identity.serial));
     let show =
         |r: &Result<Seen, String>| format!("{:?}", r.as_ref().map(|s| (s.resumed, &s.reply)));
-    let first = hello(&with_cert, addr, Some("a.example.test"), None).await;
+    let first = exchange_sni(&with_cert, addr, Some("a.example.test"), None).await;
     assert!(
         served(&first),
         "the client with a certificate: {}",
@@ -688,7 +633,7 @@ async fn session_resumes_only_on_its_own_site() {
     );
     let session = first.unwrap().session.expect("a session ticket");
 
-    let on_b = hello(&with_cert, addr, Some("b.example.test"), Some(&session))
+    let on_b = exchange_sni(&with_cert, addr, Some("b.example.test"), Some(&session))
         .await
         .unwrap();
     assert!(
@@ -701,7 +646,7 @@ async fn session_resumes_only_on_its_own_site() {
         on_b.reply
     );
     assert_eq!(on_b.serial, f.leaves[1].serial);
-    let cross = hello(&anonymous, addr, Some("b.example.test"), Some(&session)).await;
+    let cross = exchange_sni(&anonymous, addr, Some("b.example.test"), Some(&session)).await;
     assert!(
         !served(&cross),
         "a client without a certificate was served site b on site a's session: {}",
@@ -713,7 +658,7 @@ async fn session_resumes_only_on_its_own_site() {
         (&with_cert, "a.example.test"),
         (&anonymous, "alias.example.test"),
     ] {
-        let own = hello(client, addr, Some(sni), Some(&session)).await;
+        let own = exchange_sni(client, addr, Some(sni), Some(&session)).await;
         assert!(
             served(&own)
                 && own

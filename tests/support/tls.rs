@@ -107,17 +107,42 @@ pub struct Seen {
     pub cipher: &'static str,
 }
 
-/// Connects, sends one line, and returns what the server's certificate and reply were.
+/// Connects as `localhost` (SNI and host name check), sends one line, and returns
+/// what the server's certificate and reply were.
 pub async fn exchange(
     connector: &SslConnector,
     addr: SocketAddr,
     session: Option<&SslSessionRef>,
 ) -> Result<Seen, String> {
+    connect_and_ping(connector, addr, Some("localhost"), true, session).await
+}
+
+/// [`exchange`] sending `sni` (no SNI for `None`) without checking the host
+/// name: for tests that judge the server's choice by the serial it presented.
+pub async fn exchange_sni(
+    connector: &SslConnector,
+    addr: SocketAddr,
+    sni: Option<&str>,
+    session: Option<&SslSessionRef>,
+) -> Result<Seen, String> {
+    connect_and_ping(connector, addr, sni, false, session).await
+}
+
+async fn connect_and_ping(
+    connector: &SslConnector,
+    addr: SocketAddr,
+    sni: Option<&str>,
+    verify_hostname: bool,
+    session: Option<&SslSessionRef>,
+) -> Result<Seen, String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
     let mut ssl = connector
         .configure()
         .unwrap()
-        .into_ssl("localhost")
+        .verify_hostname(verify_hostname)
+        .use_server_name_indication(sni.is_some())
+        .into_ssl(sni.unwrap_or("localhost"))
         .unwrap();
     if let Some(s) = session {
         // SAFETY: `set_session` is unsafe because the session must come from a
