@@ -304,9 +304,9 @@ impl Sites {
         let mut first_error = None;
         let mut note = |result: Result<Reload, Error>, outcome: &mut Outcome| match result {
             Ok(Reload::Published(_)) => outcome.published = true,
-            Ok(_) => outcome.failed = true,
+            Ok(_) => outcome.attempted = true,
             Err(error) => {
-                outcome.failed = true;
+                outcome.attempted = true;
                 first_error.get_or_insert(error);
             }
         };
@@ -449,7 +449,7 @@ impl Sites {
                         pending.log(&error);
                     }
                     scan.pending.insert(key, pending);
-                    outcome.failed = true;
+                    outcome.attempted = true;
                 }
             }
         }
@@ -484,7 +484,7 @@ impl Sites {
                 }
                 Err(error) => {
                     pending.failed(&error, prints, self.setup.poll_interval);
-                    outcome.failed = true;
+                    outcome.attempted = true;
                 }
             }
         }
@@ -521,7 +521,7 @@ impl Sites {
         });
         Outcome {
             published: true,
-            failed: false,
+            attempted: false,
         }
     }
 
@@ -541,7 +541,7 @@ impl Sites {
                 }
             }
         }
-        if published || outcome.failed {
+        if published || outcome.attempted {
             self.refresh_status(scan, published, true);
         }
         published
@@ -638,21 +638,21 @@ impl Sites {
 struct Outcome {
     published: bool,
     /// Something was tried: a failure to record, or one that ended.
-    failed: bool,
+    attempted: bool,
 }
 
 impl Outcome {
     fn add(&mut self, polled: Polled) {
         match polled {
             Polled::Published => self.published = true,
-            Polled::Failed | Polled::Checked => self.failed = true,
+            Polled::Failed | Polled::Checked => self.attempted = true,
             Polled::Idle => {}
         }
     }
 
     fn merge(&mut self, other: Self) {
         self.published |= other.published;
-        self.failed |= other.failed;
+        self.attempted |= other.attempted;
     }
 }
 

@@ -11,6 +11,14 @@ use crate::prometheus::parse_prometheus;
 use crate::support::{write_atomic, Ca, CliCa, Leaf};
 
 /// A client's certificate and key files, for curl's `--cert`/`--key`.
+/// An `openssl ca` directory over the fixture's CA, to revoke and issue CRLs.
+fn cli_ca(f: &Files) -> CliCa {
+    CliCa::new(Ca {
+        cert: f.ca.cert.clone(),
+        key: f.ca.key.clone(),
+    })
+}
+
 fn client_files(f: &Files, leaf: &Leaf, name: &str) -> (PathBuf, PathBuf) {
     let (cert, key) = (
         f.path(&format!("{name}.pem")),
@@ -39,10 +47,7 @@ fn a_revoked_client_is_refused_and_the_crl_is_reported() {
         return;
     }
     let f = Files::new();
-    let ca = CliCa::new(Ca {
-        cert: f.ca.cert.clone(),
-        key: f.ca.key.clone(),
-    });
+    let ca = cli_ca(&f);
     let alice_leaf = f.ca.leaf("alice");
     let alice = client_files(&f, &alice_leaf, "alice");
     let bob_leaf = f.ca.leaf("bob");
@@ -115,10 +120,7 @@ fn a_revoked_client_is_refused_and_the_crl_is_reported() {
 #[test]
 fn check_validates_a_crl() {
     let f = Files::new();
-    let ca = CliCa::new(Ca {
-        cert: f.ca.cert.clone(),
-        key: f.ca.key.clone(),
-    });
+    let ca = cli_ca(&f);
     let good = f.path("good.crl");
     write_atomic(&good, &ca.crl(&[]));
     let stranger = f.path("stranger.crl");
@@ -162,10 +164,7 @@ fn a_crl_past_its_next_update_is_warned_about_once_and_enforced_or_refuses_all()
         return;
     }
     let f = Files::new();
-    let ca = CliCa::new(Ca {
-        cert: f.ca.cert.clone(),
-        key: f.ca.key.clone(),
-    });
+    let ca = cli_ca(&f);
     let alice_leaf = f.ca.leaf("alice");
     let alice = client_files(&f, &alice_leaf, "alice");
     let bob = client_files(&f, &f.ca.leaf("bob"), "bob");

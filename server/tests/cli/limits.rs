@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{SslConnector, SslMethod, SslStream};
 
+use crate::clients::curl;
 use crate::fixture::Files;
 use crate::harness::{clients_available, eventually, Server, BIN};
 use crate::support::DEADLINE;
@@ -141,11 +142,7 @@ fn spawn_curl(server: &Server, f: &Files) -> Child {
 
 /// `GET /status` on the plain-HTTP admin address.
 fn admin_status(admin: SocketAddr) -> serde_json::Value {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .arg(format!("http://{admin}/status"))
-        .output()
-        .unwrap();
+    let out = curl(&[], &[&format!("http://{admin}/status")]);
     assert!(
         out.status.success(),
         "{}",
