@@ -10,7 +10,6 @@ use crate::harness::{clients_available, command, eventually, Server};
 use crate::prometheus::parse_prometheus;
 use crate::support::{write_atomic, Ca, CliCa, Leaf};
 
-/// A client's certificate and key files, for curl's `--cert`/`--key`.
 /// An `openssl ca` directory over the fixture's CA, to revoke and issue CRLs.
 fn cli_ca(f: &Files) -> CliCa {
     CliCa::new(Ca {
@@ -19,6 +18,7 @@ fn cli_ca(f: &Files) -> CliCa {
     })
 }
 
+/// A client's certificate and key files, for curl's `--cert`/`--key`.
 fn client_files(f: &Files, leaf: &Leaf, name: &str) -> (PathBuf, PathBuf) {
     let (cert, key) = (
         f.path(&format!("{name}.pem")),
