@@ -371,15 +371,7 @@ impl Builder<ServerSide> {
     /// What would stop a start: a site given one by one that does not load, the
     /// CA bundle, an unreadable directory, no site at all, an unknown default.
     pub fn check_sites(&self) -> Result<Vec<SiteStatus>, Error> {
-        let policy = Arc::clone(&self.policy);
-        let auth = self.active_client_auth();
-        let build: Build<TrustContext> = Box::new(move |material: Material| {
-            let trust = material.trust.as_ref().map_or(TrustId::NONE, |t| t.id);
-            let ctx = server_context(&policy, auth, material)?
-                .build()
-                .into_context();
-            Ok(TrustContext { ctx, trust })
-        });
+        let build = trust_builder(&self.policy, self.active_client_auth(), None);
         let (options, mut site_setup, mut trust_setup) = self.site_setups()?;
         site_setup.allow_missing = false;
         trust_setup.allow_missing = false;
@@ -429,18 +421,7 @@ impl Builder<ServerSide> {
             self.checks.max_file_size,
             self.allow_missing_at_start,
         )?;
-        let (policy, build_tickets) = (Arc::clone(&self.policy), Arc::clone(&tickets));
-        let build: Build<TrustContext> = Box::new(move |material: Material| {
-            let trust = material.trust.as_ref().map_or(TrustId::NONE, |t| t.id);
-            let mut builder = server_context(&policy, auth, material)?;
-            build_tickets
-                .attach(&mut builder)
-                .map_err(Error::openssl("attach the ticket keys to the context"))?;
-            Ok(TrustContext {
-                ctx: builder.build().into_context(),
-                trust,
-            })
-        });
+        let build = trust_builder(&self.policy, auth, Some(Arc::clone(&tickets)));
         let sites = Arc::new(Sites::start(options, site_setup, trust_setup, build)?);
         let (poll_sites, poll_tickets) = (Arc::clone(&sites), Arc::clone(&tickets));
         let poller = Poller::spawn(self.poll_interval, move || {
@@ -464,6 +445,29 @@ impl Builder<ServerSide> {
     fn active_client_auth(&self) -> Option<ClientAuth> {
         self.files.ca.as_ref().map(|_| self.side.client_auth)
     }
+}
+
+/// How the trust engine turns CA material into the context handshakes switch
+/// to; with `tickets`, the context finds the ticket keys (a check needs none).
+fn trust_builder(
+    policy: &Policy,
+    auth: Option<ClientAuth>,
+    tickets: Option<Arc<TicketKeys>>,
+) -> Build<TrustContext> {
+    let policy = Arc::clone(policy);
+    Box::new(move |material: Material| {
+        let trust = material.trust.as_ref().map_or(TrustId::NONE, |t| t.id);
+        let mut builder = server_context(&policy, auth, material)?;
+        if let Some(tickets) = &tickets {
+            tickets
+                .attach(&mut builder)
+                .map_err(Error::openssl("attach the ticket keys to the context"))?;
+        }
+        Ok(TrustContext {
+            ctx: builder.build().into_context(),
+            trust,
+        })
+    })
 }
 
 /// The fixed front acceptor: the policy, the ticket key callback, and the
