@@ -45,7 +45,7 @@ pub enum ClientAuth {
 }
 
 impl ClientAuth {
-    fn verify_mode(self) -> SslVerifyMode {
+    pub(crate) fn verify_mode(self) -> SslVerifyMode {
         match self {
             Self::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
             Self::Optional => SslVerifyMode::PEER,
@@ -60,12 +60,15 @@ impl ClientAuth {
 /// when the last clone is dropped. See the [crate docs](crate) for how it works.
 #[derive(Clone)]
 pub struct ReloadingAcceptor {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     acceptor: SslAcceptor,
-    sites: Arc<Sites>,
+    pub(crate) sites: Arc<Sites>,
+    /// How clients are verified, when a CA bundle is configured: what
+    /// [`attach`](ReloadingAcceptor::attach) sets on a foreign connection.
+    pub(crate) auth: Option<ClientAuth>,
     tickets: Arc<TicketKeys>,
     handshake_timeout: Duration,
     _poller: Poller,
@@ -434,6 +437,7 @@ impl Builder<ServerSide> {
             inner: Arc::new(Inner {
                 acceptor,
                 sites,
+                auth,
                 tickets,
                 handshake_timeout: self.side.handshake_timeout,
                 _poller: poller,

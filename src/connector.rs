@@ -27,6 +27,9 @@ use crate::{CertificateInfo, CertificateStatus, Error, Reload};
 #[derive(Clone)]
 pub struct ReloadingConnector {
     inner: Arc<Reloader<SslConnector>>,
+    /// A CA bundle is configured: [`configure_ssl`](Self::configure_ssl) puts its
+    /// store on foreign connections.
+    pub(crate) pinned: bool,
 }
 
 impl ReloadingConnector {
@@ -53,7 +56,7 @@ impl ReloadingConnector {
         self.current().load_full()
     }
 
-    fn current(&self) -> &ArcSwap<SslConnector> {
+    pub(crate) fn current(&self) -> &ArcSwap<SslConnector> {
         self.inner.current()
     }
 
@@ -171,6 +174,7 @@ impl Builder<ClientSide> {
         let reloader = Reloader::start(self.setup("connector"), build, || {})?;
         Ok(ReloadingConnector {
             inner: Arc::new(reloader),
+            pinned,
         })
     }
 }

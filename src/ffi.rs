@@ -9,8 +9,11 @@
 
 use std::ffi::{c_char, c_int, c_uchar, c_uint};
 
+use std::ffi::c_void;
+
 use openssl_sys::{
-    EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX, X509_CRL, X509_STORE, X509_STORE_CTX,
+    stack_st_X509_NAME, EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX, X509_CRL,
+    X509_STORE, X509_STORE_CTX,
 };
 
 /// The ticket key callback of `SSL_CTX_set_tlsext_ticket_key_evp_cb(3)`.
@@ -30,7 +33,30 @@ pub(crate) type TicketKeyEvpCallback = unsafe extern "C" fn(
 // live store context of the verification in progress.
 pub(crate) type VerifyCallback = unsafe extern "C" fn(ok: c_int, ctx: *mut X509_STORE_CTX) -> c_int;
 
+/// A certificate callback (`SSL_CTX_set_cert_cb(3)`): 1 to go on, 0 to fail the
+/// handshake.
+// SAFETY: only the signature; OpenSSL calls it with the live SSL of the handshake
+// in progress and the argument given with the callback.
+pub(crate) type CertCallback = unsafe extern "C" fn(ssl: *mut SSL, arg: *mut c_void) -> c_int;
+
 extern "C" {
+    /// Sets the callback that a server runs once it has processed the client hello,
+    /// before it chooses a certificate; `arg` is passed to it unchanged.
+    pub(crate) fn SSL_CTX_set_cert_cb(
+        ctx: *mut SSL_CTX,
+        callback: Option<CertCallback>,
+        arg: *mut c_void,
+    );
+
+    /// Removes every certificate, chain and key from one connection.
+    pub(crate) fn SSL_certs_clear(ssl: *mut SSL);
+
+    /// The CA names a context sends in its CertificateRequest (owned by the context).
+    pub(crate) fn SSL_CTX_get_client_CA_list(ctx: *const SSL_CTX) -> *mut stack_st_X509_NAME;
+
+    /// A deep copy of a list of CA names, owned by the caller.
+    pub(crate) fn SSL_dup_CA_list(list: *const stack_st_X509_NAME) -> *mut stack_st_X509_NAME;
+
     /// Adds a CRL to a store; the store takes its own reference (`X509_CRL_up_ref`),
     /// the caller keeps its own.
     pub(crate) fn X509_STORE_add_crl(store: *mut X509_STORE, crl: *mut X509_CRL) -> c_int;

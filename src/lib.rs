@@ -96,6 +96,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acceptor;
+mod attach;
 mod builder;
 mod connector;
 mod error;

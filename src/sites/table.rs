@@ -44,7 +44,18 @@ impl Served {
     /// service, and installs the certificates. Call after `SSL_set_SSL_CTX`,
     /// which replaces the certificates with the context's (none).
     pub(crate) fn install(&self, ssl: &mut SslRef) -> Result<(), ErrorStack> {
-        session::set_session_id_context(ssl, &self.sid)?;
+        self.bind(ssl)?;
+        self.install_certs(ssl)
+    }
+
+    /// Binds the connection's sessions to this name's sites and the trust in
+    /// service: from the client hello callback, before OpenSSL looks a session up.
+    pub(crate) fn bind(&self, ssl: &mut SslRef) -> Result<(), ErrorStack> {
+        session::set_session_id_context(ssl, &self.sid)
+    }
+
+    /// Puts every certificate of this name on the connection.
+    pub(crate) fn install_certs(&self, ssl: &mut SslRef) -> Result<(), ErrorStack> {
         for cert in &self.certs {
             cert.install(ssl)?;
         }
@@ -141,7 +152,7 @@ impl SiteTable {
 
     /// What a handshake that sent `sni` (raw, as on the wire) gets: its name's
     /// certificates, else the default unless SNI is strict. `None` means refuse.
-    pub(crate) fn select(&self, sni: Option<&[u8]>) -> Option<&Served> {
+    pub(crate) fn select(&self, sni: Option<&[u8]>) -> Option<&Arc<Served>> {
         let mut buf = [0; 255];
         let found = sni
             .and_then(|raw| normalize_into(raw, &mut buf))
@@ -149,7 +160,7 @@ impl SiteTable {
         match found {
             Some(served) => Some(served),
             None if self.strict => None,
-            None => self.default.as_deref(),
+            None => self.default.as_ref(),
         }
     }
 

@@ -5,6 +5,8 @@
 mod support;
 
 /// CRLs made with `openssl ca`: revoked clients and servers, bad CRL files, staleness.
+/// A context the application owns: attach and install.
+mod attach;
 mod crl;
 /// One table-driven test of every fault a writer or an operator can cause.
 mod faults;

@@ -1,0 +1,222 @@
+//! A context the application owns: `ReloadingAcceptor::attach` (the C
+//! interface's default mode) and `install` from the application's own
+//! servername callback, over real sockets with the application's own ALPN
+//! callback, verify settings and accept loop.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::thread;
+
+use openssl::ssl::{
+    AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslMethod, SslVerifyMode,
+};
+use openssl_reload::{ClientAuth, ReloadingAcceptor};
+use tempfile::TempDir;
+
+use crate::support::{self, write_atomic, Ca, LeafSpec, DEADLINE, INTERVAL};
+
+/// The application's context: Mozilla's profile, its own ALPN callback
+/// preferring `h2`, no certificate of its own.
+fn app_context() -> openssl::ssl::SslAcceptorBuilder {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    b.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
+    });
+    b
+}
+
+/// A blocking accept loop, the application's: each connection gets "ok\n".
+fn serve(ctx: SslContext) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let ctx = ctx.clone();
+            thread::spawn(move || {
+                let ssl = Ssl::new(&ctx).unwrap();
+                if let Ok(mut tls) = ssl.accept(tcp) {
+                    let _ = tls.write_all(b"ok\n");
+                    let _ = tls.shutdown();
+                }
+            });
+        }
+    });
+    addr
+}
+
+struct Seen {
+    serial: String,
+    alpn: Option<String>,
+}
+
+/// One connection with SNI `localhost` and ALPN `h2, http/1.1`; `Err` when the
+/// handshake or the first read fails (TLS 1.3 refuses a client after it).
+fn connect(connector: &SslConnector, addr: SocketAddr) -> Result<Seen, String> {
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let mut config = connector.configure().unwrap();
+    config.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
+    let mut tls = config
+        .connect("localhost", tcp)
+        .map_err(|e| format!("handshake: {e}"))?;
+    let mut buf = [0; 16];
+    let n = tls.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+    if n == 0 {
+        return Err("closed by the server".into());
+    }
+    let ssl = tls.ssl();
+    Ok(Seen {
+        serial: support::serial_hex(ssl.peer_certificate().unwrap().as_ref()),
+        alpn: ssl
+            .selected_alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+    })
+}
+
+fn client(ca: &Ca, identity: Option<&support::Leaf>) -> SslConnector {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.cert_store_mut().add_cert(ca.cert.clone()).unwrap();
+    if let Some(leaf) = identity {
+        b.set_certificate(&leaf.cert).unwrap();
+        b.set_private_key(&leaf.key).unwrap();
+    }
+    b.set_verify(SslVerifyMode::PEER);
+    b.build()
+}
+
+fn leaf(ca: &Ca) -> support::Leaf {
+    ca.leaf_with(LeafSpec::new("localhost").dns(&["localhost"]))
+}
+
+/// Retries `check` until it returns `Some`, or panics after the deadline.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {DEADLINE:?}"
+        );
+        thread::sleep(INTERVAL / 4);
+    }
+}
+
+fn acceptor(dir: &Path, ca: Option<&Path>) -> ReloadingAcceptor {
+    let mut b = ReloadingAcceptor::builder()
+        .identity(dir.join("cert.pem"), dir.join("key.pem"))
+        .poll_interval(INTERVAL);
+    if let Some(ca) = ca {
+        b = b.ca(ca).client_auth(ClientAuth::Required);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn attached_context_keeps_its_alpn_and_follows_rotations() {
+    let dir = TempDir::new().unwrap();
+    let ca = Ca::new("attach CA");
+    let first = leaf(&ca);
+    first.write(dir.path());
+    let tls = acceptor(dir.path(), None);
+    let mut app = app_context();
+    tls.attach(&mut app).unwrap();
+    // The application may drop its handle: the context keeps the reloader.
+    drop(tls);
+    let ctx = app.build().into_context();
+    let addr = serve(ctx);
+    let connector = client(&ca, None);
+
+    let seen = connect(&connector, addr).unwrap();
+    assert_eq!(seen.serial, first.serial);
+    assert_eq!(
+        seen.alpn.as_deref(),
+        Some("h2"),
+        "the application's ALPN callback"
+    );
+
+    let second = leaf(&ca);
+    second.write(dir.path());
+    let seen = eventually("the rotated certificate", || {
+        connect(&connector, addr)
+            .ok()
+            .filter(|s| s.serial == second.serial)
+    });
+    assert_eq!(seen.alpn.as_deref(), Some("h2"));
+
+    // Garbage keeps the certificate in service.
+    write_atomic(&dir.path().join("cert.pem"), b"not a certificate");
+    for _ in 0..5 {
+        assert_eq!(connect(&connector, addr).unwrap().serial, second.serial);
+        thread::sleep(INTERVAL);
+    }
+}
+
+#[test]
+fn attached_context_verifies_clients_against_the_reloaded_bundle() {
+    let dir = TempDir::new().unwrap();
+    let (old_ca, new_ca) = (Ca::new("clients old"), Ca::new("clients new"));
+    let server_ca = Ca::new("attach server CA");
+    leaf(&server_ca).write(dir.path());
+    let bundle = dir.path().join("clients.pem");
+    write_atomic(&bundle, &old_ca.pem());
+    let tls = acceptor(dir.path(), Some(&bundle));
+    let mut app = app_context();
+    tls.attach(&mut app).unwrap();
+    let addr = serve(app.build().into_context());
+
+    let old_client = client(&server_ca, Some(&old_ca.leaf("old client")));
+    let new_client = client(&server_ca, Some(&new_ca.leaf("new client")));
+    let anonymous = client(&server_ca, None);
+    connect(&old_client, addr).unwrap();
+    assert!(
+        connect(&anonymous, addr).is_err(),
+        "a client without a certificate"
+    );
+    assert!(
+        connect(&new_client, addr).is_err(),
+        "a client of a CA not yet trusted"
+    );
+
+    write_atomic(&bundle, &new_ca.pem());
+    eventually("the new bundle", || connect(&new_client, addr).ok());
+    assert!(
+        connect(&old_client, addr).is_err(),
+        "a client of the dropped CA"
+    );
+    assert!(tls.status().generation >= 2);
+}
+
+#[test]
+fn install_from_the_applications_servername_callback() {
+    let dir = TempDir::new().unwrap();
+    let ca = Ca::new("install CA");
+    let first = leaf(&ca);
+    first.write(dir.path());
+    let tls = acceptor(dir.path(), None);
+    // The application switches every handshake to a context of its own, then
+    // asks the reloader for the certificate.
+    let other = app_context().build().into_context();
+    let mut front = app_context();
+    let reloader = tls.clone();
+    front.set_servername_callback(move |ssl, _| {
+        ssl.set_ssl_context(&other).unwrap();
+        reloader
+            .install(ssl)
+            .map_err(|_| openssl::ssl::SniError::ALERT_FATAL)
+    });
+    let addr = serve(front.build().into_context());
+    let connector = client(&ca, None);
+    let seen = connect(&connector, addr).unwrap();
+    assert_eq!(seen.serial, first.serial);
+    assert_eq!(seen.alpn.as_deref(), Some("h2"));
+    let second = leaf(&ca);
+    second.write(dir.path());
+    eventually("the rotated certificate", || {
+        connect(&connector, addr)
+            .ok()
+            .filter(|s| s.serial == second.serial)
+    });
+}
