@@ -1,0 +1,695 @@
+//! The builders: what to load and how, for a server and for a client.
+//!
+//! Every setter takes effect at `_build`; a builder is not thread-safe (use it
+//! from one thread at a time), and `_build` frees it.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::time::Duration;
+
+use reload::{Builder, ClientAuth, ClientSide, CrlCheck, Passphrase, ServerSide, ValidityPolicy};
+use zeroize::Zeroizing;
+
+use crate::openssl_reload_result::{self, *};
+use crate::{arg_mut, guard, path_arg, string_arg, Failure};
+
+/// Settings for a server reloader; made by [`openssl_reload_server_builder_new`].
+#[derive(Debug)]
+pub struct openssl_reload_server_builder {
+    inner: Option<Builder<ServerSide>>,
+}
+
+/// Settings for a client reloader; made by [`openssl_reload_client_builder_new`].
+#[derive(Debug)]
+pub struct openssl_reload_client_builder {
+    inner: Option<Builder<ClientSide>>,
+}
+
+/// Whether a server requires client certificates once a client CA is set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum openssl_reload_client_auth {
+    /// A client must present a certificate that chains to the CA bundle.
+    OPENSSL_RELOAD_CLIENT_AUTH_REQUIRED = 0,
+    /// A client may present one; if it does, it must chain to the bundle.
+    OPENSSL_RELOAD_CLIENT_AUTH_OPTIONAL = 1,
+}
+
+/// Which certificates a CRL is checked against.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum openssl_reload_crl_check {
+    /// The peer's own certificate (the default).
+    OPENSSL_RELOAD_CRL_CHECK_LEAF = 0,
+    /// Every certificate of the peer's chain.
+    OPENSSL_RELOAD_CRL_CHECK_CHAIN = 1,
+}
+
+/// What to do with a certificate outside its validity period.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum openssl_reload_validity {
+    /// Refuse it (the default): the previous certificate stays in service.
+    OPENSSL_RELOAD_VALIDITY_ENFORCE = 0,
+    /// Serve it and log a warning.
+    OPENSSL_RELOAD_VALIDITY_WARN = 1,
+}
+
+/// Produces a key's passphrase: writes it (no NUL needed) into `buf`, which has
+/// room for `len` bytes, sets `*out_len` and returns 0; any other return value
+/// is a failure. It runs on the library's poller thread at each load of an
+/// encrypted key, never during a handshake, and must be thread-safe.
+pub type openssl_reload_passphrase_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        buf: *mut c_char,
+        len: usize,
+        out_len: *mut usize,
+    ) -> c_int,
+>;
+
+/// The largest passphrase a callback may give.
+const PASSPHRASE_MAX: usize = 1024;
+
+/// The caller's userdata, which the header's contract makes usable from any thread.
+struct UserData(*mut c_void);
+// SAFETY: the callback's documented contract: thread-safe, userdata included.
+unsafe impl Send for UserData {}
+// SAFETY: as above.
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    /// Through a method, so that closures capture the whole (Send) wrapper.
+    fn get(&self) -> *mut c_void {
+        self.0
+    }
+}
+
+fn passphrase_from_callback(
+    callback: unsafe extern "C" fn(*mut c_void, *mut c_char, usize, *mut usize) -> c_int,
+    userdata: *mut c_void,
+) -> Passphrase {
+    let userdata = UserData(userdata);
+    Passphrase::from_callback(move || {
+        let mut buf = Zeroizing::new(vec![0u8; PASSPHRASE_MAX]);
+        let mut len = 0usize;
+        // SAFETY: the buffer has PASSPHRASE_MAX bytes, `len` is writable, and the
+        // callback's contract covers `userdata`.
+        let rc = unsafe { callback(userdata.get(), buf.as_mut_ptr().cast(), buf.len(), &mut len) };
+        if rc != 0 {
+            return Err(format!("the passphrase callback returned {rc}"));
+        }
+        if len > PASSPHRASE_MAX {
+            return Err(format!(
+                "the passphrase callback reported {len} bytes, more than the {PASSPHRASE_MAX} it was given"
+            ));
+        }
+        Ok(buf[..len].to_vec())
+    })
+}
+
+/// The builder of a handle, taken for one change and put back.
+fn update<S>(
+    slot: &mut Option<Builder<S>>,
+    change: impl FnOnce(Builder<S>) -> Result<Builder<S>, Failure>,
+) -> Result<(), Failure> {
+    let builder = slot.take().ok_or_else(|| {
+        Failure::new(
+            OPENSSL_RELOAD_INVALID_PARAMETER,
+            "the builder was already built",
+        )
+    })?;
+    *slot = Some(change(builder)?);
+    Ok(())
+}
+
+/// Takes the builder out of its handle and frees the handle.
+///
+/// # Safety
+///
+/// `handle` is NULL or came from `Box::into_raw` and is not used again.
+pub(crate) unsafe fn take<T, S>(
+    handle: *mut T,
+    slot: impl FnOnce(&mut T) -> Option<Builder<S>>,
+) -> Result<Builder<S>, Failure> {
+    if handle.is_null() {
+        return Err(Failure::null("builder"));
+    }
+    // SAFETY: per the contract, the box is ours now.
+    let mut boxed = unsafe { Box::from_raw(handle) };
+    slot(&mut boxed).ok_or_else(|| {
+        Failure::new(
+            OPENSSL_RELOAD_INVALID_PARAMETER,
+            "the builder was already built",
+        )
+    })
+}
+
+fn interval(ms: u64) -> Result<Duration, Failure> {
+    if ms == 0 {
+        return Err(Failure::new(
+            OPENSSL_RELOAD_INVALID_PARAMETER,
+            "the poll interval must be at least 1 ms",
+        ));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+// ---------------------------------------------------------------------------
+// Server builder
+
+/// Makes a server builder in `*out`. Free it with
+/// [`openssl_reload_server_builder_free`], or let `_build` consume it.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_new(
+    out: *mut *mut openssl_reload_server_builder,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let out = unsafe { arg_mut(out, "out") }?;
+        crate::check_openssl_version()?;
+        let builder = openssl_reload_server_builder {
+            inner: Some(reload::ReloadingAcceptor::builder()),
+        };
+        *out = Box::into_raw(Box::new(builder));
+        Ok(())
+    })
+}
+
+/// Frees a server builder that was not built; NULL is ignored.
+///
+/// # Safety
+///
+/// `builder` is NULL or a builder not freed or built before.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_free(
+    builder: *mut openssl_reload_server_builder,
+) {
+    crate::guard_void(|| {
+        if !builder.is_null() {
+            // SAFETY: per the contract.
+            drop(unsafe { Box::from_raw(builder) });
+        }
+    });
+}
+
+/// Runs `change` on a server builder argument.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder, used by no other thread during the call.
+unsafe fn server(
+    builder: *mut openssl_reload_server_builder,
+    change: impl FnOnce(Builder<ServerSide>) -> Result<Builder<ServerSide>, Failure>,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let builder = unsafe { arg_mut(builder, "builder") }?;
+        update(&mut builder.inner, change)
+    })
+}
+
+/// Runs `change` on a client builder argument.
+///
+/// # Safety
+///
+/// As [`server`].
+unsafe fn client(
+    builder: *mut openssl_reload_client_builder,
+    change: impl FnOnce(Builder<ClientSide>) -> Result<Builder<ClientSide>, Failure>,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let builder = unsafe { arg_mut(builder, "builder") }?;
+        update(&mut builder.inner, change)
+    })
+}
+
+/// The certificate chain (PEM: leaf first, then intermediates) and its key
+/// (PEM or DER, PKCS#8, traditional or encrypted). The first certificate
+/// configured (this, a PKCS#12 bundle or a site) is the default site.
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call; `cert`
+/// and `key` are NUL-terminated paths.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
+    builder: *mut openssl_reload_server_builder,
+    cert: *const c_char,
+    key: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        server(builder, |b| {
+            Ok(b.identity(path_arg(cert, "cert")?, path_arg(key, "key")?))
+        })
+    }
+}
+
+/// A PKCS#12 bundle (certificate, chain and key) instead of PEM files.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
+    builder: *mut openssl_reload_server_builder,
+    path: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { server(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
+}
+
+/// One more site: a chain and key chosen by the client's SNI name for the
+/// certificate's DNS names. Each site reloads on its own.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
+    builder: *mut openssl_reload_server_builder,
+    cert: *const c_char,
+    key: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        server(builder, |b| {
+            Ok(b.site(path_arg(cert, "cert")?, path_arg(key, "key")?))
+        })
+    }
+}
+
+/// Every site in a directory (`NAME.crt` + `NAME.key`, `NAME.pem`, `NAME.p12`,
+/// `NAME/tls.crt` + `NAME/tls.key`), watched for sites added and removed.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_add_site_dir(
+    builder: *mut openssl_reload_server_builder,
+    dir: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { server(builder, |b| Ok(b.site_dir(path_arg(dir, "dir")?))) }
+}
+
+/// Refuses handshakes whose SNI name no site has (and those without SNI)
+/// instead of answering with the default site.
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
+    builder: *mut openssl_reload_server_builder,
+    strict: bool,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { server(builder, |b| Ok(b.strict_sni(strict))) }
+}
+
+/// A client CA bundle (PEM), reloaded like the certificates: attached
+/// contexts then verify clients against it, with `auth`.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
+    builder: *mut openssl_reload_server_builder,
+    path: *const c_char,
+    auth: u32,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        server(builder, |b| {
+            let auth = match auth {
+                x if x
+                    == openssl_reload_client_auth::OPENSSL_RELOAD_CLIENT_AUTH_REQUIRED as u32 =>
+                {
+                    ClientAuth::Required
+                }
+                x if x
+                    == openssl_reload_client_auth::OPENSSL_RELOAD_CLIENT_AUTH_OPTIONAL as u32 =>
+                {
+                    ClientAuth::Optional
+                }
+                _ => return Err(invalid("auth", auth)),
+            };
+            Ok(b.ca(path_arg(path, "path")?).client_auth(auth))
+        })
+    }
+}
+
+/// A CRL file (PEM with one or more CRLs, or DER) for the client CA bundle,
+/// reloaded with it; `check` says which certificates are checked.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
+    builder: *mut openssl_reload_server_builder,
+    path: *const c_char,
+    check: u32,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        server(builder, |b| {
+            Ok(b.crl(path_arg(path, "path")?).crl_check(crl_check(check)?))
+        })
+    }
+}
+
+/// How often the files are checked, in milliseconds (default 1000).
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
+    builder: *mut openssl_reload_server_builder,
+    ms: u64,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { server(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
+}
+
+/// What to do with a certificate outside its validity period.
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
+    builder: *mut openssl_reload_server_builder,
+    policy: u32,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { server(builder, |b| Ok(b.validity(validity(policy)?))) }
+}
+
+/// The passphrase of an encrypted key or PKCS#12 bundle: the first line of a
+/// file, read at each load (and watched).
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
+    builder: *mut openssl_reload_server_builder,
+    path: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        server(builder, |b| {
+            Ok(b.passphrase(Passphrase::from_file(path_arg(path, "path")?)))
+        })
+    }
+}
+
+/// The passphrase from an environment variable, read at each load.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_env(
+    builder: *mut openssl_reload_server_builder,
+    name: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        server(builder, |b| {
+            Ok(b.passphrase(Passphrase::from_env(string_arg(name, "name")?)))
+        })
+    }
+}
+
+/// The passphrase from `callback`, called with `userdata` at each load.
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call;
+/// `callback` and `userdata` stay valid as long as the reloader runs.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_callback(
+    builder: *mut openssl_reload_server_builder,
+    callback: openssl_reload_passphrase_callback,
+    userdata: *mut c_void,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        server(builder, |b| {
+            let callback = callback.ok_or_else(|| Failure::null("callback"))?;
+            Ok(b.passphrase(passphrase_from_callback(callback, userdata)))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client builder
+
+/// Makes a client builder in `*out`: without an identity or a CA it is a
+/// plain client of the system's CAs.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_new(
+    out: *mut *mut openssl_reload_client_builder,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let out = unsafe { arg_mut(out, "out") }?;
+        crate::check_openssl_version()?;
+        let builder = openssl_reload_client_builder {
+            inner: Some(reload::ReloadingConnector::builder()),
+        };
+        *out = Box::into_raw(Box::new(builder));
+        Ok(())
+    })
+}
+
+/// Frees a client builder that was not built; NULL is ignored.
+///
+/// # Safety
+///
+/// `builder` is NULL or a builder not freed or built before.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_free(
+    builder: *mut openssl_reload_client_builder,
+) {
+    crate::guard_void(|| {
+        if !builder.is_null() {
+            // SAFETY: per the contract.
+            drop(unsafe { Box::from_raw(builder) });
+        }
+    });
+}
+
+/// The client certificate chain and key presented to servers.
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call; `cert`
+/// and `key` are NUL-terminated paths.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
+    builder: *mut openssl_reload_client_builder,
+    cert: *const c_char,
+    key: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        client(builder, |b| {
+            Ok(b.identity(path_arg(cert, "cert")?, path_arg(key, "key")?))
+        })
+    }
+}
+
+/// A PKCS#12 bundle as the client identity.
+///
+/// # Safety
+///
+/// As [`openssl_reload_client_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
+    builder: *mut openssl_reload_client_builder,
+    path: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { client(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
+}
+
+/// The CA bundle servers are verified against (instead of the system's).
+///
+/// # Safety
+///
+/// As [`openssl_reload_client_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
+    builder: *mut openssl_reload_client_builder,
+    path: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { client(builder, |b| Ok(b.ca(path_arg(path, "path")?))) }
+}
+
+/// A CRL file for the CA bundle (see the server's).
+///
+/// # Safety
+///
+/// As [`openssl_reload_client_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_crl(
+    builder: *mut openssl_reload_client_builder,
+    path: *const c_char,
+    check: u32,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        client(builder, |b| {
+            Ok(b.crl(path_arg(path, "path")?).crl_check(crl_check(check)?))
+        })
+    }
+}
+
+/// How often the files are checked, in milliseconds (default 1000).
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_poll_interval_ms(
+    builder: *mut openssl_reload_client_builder,
+    ms: u64,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { client(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
+}
+
+/// What to do with a certificate outside its validity period.
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
+    builder: *mut openssl_reload_client_builder,
+    policy: u32,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { client(builder, |b| Ok(b.validity(validity(policy)?))) }
+}
+
+/// The key's passphrase from a file (see the server's).
+///
+/// # Safety
+///
+/// As [`openssl_reload_client_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
+    builder: *mut openssl_reload_client_builder,
+    path: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        client(builder, |b| {
+            Ok(b.passphrase(Passphrase::from_file(path_arg(path, "path")?)))
+        })
+    }
+}
+
+/// The key's passphrase from an environment variable.
+///
+/// # Safety
+///
+/// As [`openssl_reload_client_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
+    builder: *mut openssl_reload_client_builder,
+    name: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        client(builder, |b| {
+            Ok(b.passphrase(Passphrase::from_env(string_arg(name, "name")?)))
+        })
+    }
+}
+
+/// The key's passphrase from a callback (see the server's).
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_passphrase_callback`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_callback(
+    builder: *mut openssl_reload_client_builder,
+    callback: openssl_reload_passphrase_callback,
+    userdata: *mut c_void,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        client(builder, |b| {
+            let callback = callback.ok_or_else(|| Failure::null("callback"))?;
+            Ok(b.passphrase(passphrase_from_callback(callback, userdata)))
+        })
+    }
+}
+
+// Enumerations arrive as integers: a value C passes that no variant has
+// would be undefined behaviour in a Rust enum parameter.
+
+fn crl_check(check: u32) -> Result<CrlCheck, Failure> {
+    match check {
+        x if x == openssl_reload_crl_check::OPENSSL_RELOAD_CRL_CHECK_LEAF as u32 => {
+            Ok(CrlCheck::Leaf)
+        }
+        x if x == openssl_reload_crl_check::OPENSSL_RELOAD_CRL_CHECK_CHAIN as u32 => {
+            Ok(CrlCheck::Chain)
+        }
+        _ => Err(invalid("check", check)),
+    }
+}
+
+fn validity(policy: u32) -> Result<ValidityPolicy, Failure> {
+    match policy {
+        x if x == openssl_reload_validity::OPENSSL_RELOAD_VALIDITY_ENFORCE as u32 => {
+            Ok(ValidityPolicy::Enforce)
+        }
+        x if x == openssl_reload_validity::OPENSSL_RELOAD_VALIDITY_WARN as u32 => {
+            Ok(ValidityPolicy::Warn)
+        }
+        _ => Err(invalid("policy", policy)),
+    }
+}
+
+fn invalid(what: &str, value: u32) -> Failure {
+    Failure::new(
+        OPENSSL_RELOAD_INVALID_PARAMETER,
+        format!("{what} {value} is not one of its constants"),
+    )
+}
+
+/// The builder inside a server builder handle.
+pub(crate) fn server_slot(b: &mut openssl_reload_server_builder) -> Option<Builder<ServerSide>> {
+    b.inner.take()
+}
+
+/// The builder inside a client builder handle.
+pub(crate) fn client_slot(b: &mut openssl_reload_client_builder) -> Option<Builder<ClientSide>> {
+    b.inner.take()
+}

@@ -1,0 +1,251 @@
+//! The client reloader: a client certificate, key and CA bundle for outgoing
+//! connections the application makes with its own `SSL_CTX`.
+
+use std::ffi::{c_char, c_void};
+use std::mem::ManuallyDrop;
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::{SslContextBuilder, SslRef};
+use openssl_sys::{SSL, SSL_CTX};
+use reload::{Reload, ReloadingConnector};
+
+use crate::builder::{client_slot, openssl_reload_client_builder, take};
+use crate::openssl_reload_result;
+use crate::status::{
+    fill, last_error, openssl_reload_change_callback, openssl_reload_status, to_json, Watcher,
+    WatcherSlot,
+};
+use crate::{arg, arg_mut, check_openssl_version, copy_out, guard, guard_void, Failure};
+
+/// A client reloader; made by [`openssl_reload_client_builder_build`]. Every
+/// function taking a `const` one is thread-safe.
+pub struct openssl_reload_client {
+    connector: ReloadingConnector,
+    watcher: WatcherSlot,
+}
+
+/// Loads and validates the files and starts polling them. The builder is
+/// freed, whatever the result.
+///
+/// # Safety
+///
+/// `builder` is a live builder, not used again; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_builder_build(
+    builder: *mut openssl_reload_client_builder,
+    out: *mut *mut openssl_reload_client,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract; the builder is consumed even if `out` is NULL.
+        let builder = unsafe { take(builder, client_slot) }?;
+        // SAFETY: per the contract.
+        let out = unsafe { arg_mut(out, "out") }?;
+        let connector = builder.build()?;
+        *out = Box::into_raw(Box::new(openssl_reload_client {
+            connector,
+            watcher: WatcherSlot::default(),
+        }));
+        Ok(())
+    })
+}
+
+/// Puts the current client certificate, chain and key on `ssl`, an outgoing
+/// connection made from the application's context, before `SSL_connect`; with
+/// a CA bundle, also its store and `SSL_VERIFY_PEER`. Host name checks stay
+/// the application's (`SSL_set1_host`).
+///
+/// Thread-safe for `client`; `ssl` is the caller's.
+///
+/// # Safety
+///
+/// `client` is live; `ssl` is a live `SSL` of the process's libssl.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
+    client: *const openssl_reload_client,
+    ssl: *mut SSL,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { arg(client, "client") }?;
+        if ssl.is_null() {
+            return Err(Failure::null("ssl"));
+        }
+        check_openssl_version()?;
+        // SAFETY: `ssl` is live and not aliased during the call.
+        let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
+        client.connector.configure_ssl(ssl)?;
+        Ok(())
+    })
+}
+
+/// Like [`openssl_reload_client_configure_ssl`], once, on a context: the
+/// connections made from it afterwards get the material in service now. Call
+/// it again from the change callback to follow reloads.
+///
+/// Thread-safe for `client`; `ctx` must not be in use by another thread.
+///
+/// # Safety
+///
+/// `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
+    client: *const openssl_reload_client,
+    ctx: *mut SSL_CTX,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { arg(client, "client") }?;
+        if ctx.is_null() {
+            return Err(Failure::null("ctx"));
+        }
+        check_openssl_version()?;
+        // SAFETY: `ctx` is live; ManuallyDrop keeps the caller's reference.
+        let mut ctx = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
+        client.connector.configure_context(&mut ctx)?;
+        Ok(())
+    })
+}
+
+/// Reads the files now and publishes them if they changed (see the server's).
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `client` is live; `changed` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_reload_now(
+    client: *const openssl_reload_client,
+    changed: *mut bool,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { arg(client, "client") }?;
+        let reload = client.connector.reload_now()?;
+        if !changed.is_null() {
+            // SAFETY: per the contract.
+            unsafe { *changed = matches!(reload, Reload::Published(_)) };
+        }
+        Ok(())
+    })
+}
+
+/// Fills `*out` with the client's status.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `client` is live; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_status(
+    client: *const openssl_reload_client,
+    out: *mut openssl_reload_status,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let (client, out) = unsafe { (arg(client, "client")?, arg_mut(out, "out")?) };
+        fill(&client.connector.status(), out);
+        Ok(())
+    })
+}
+
+/// Copies the text of the last failed reload into `buf` (see the server's).
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_reload_error(
+    client: *const openssl_reload_client,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { arg(client, "client") }?;
+        let text = last_error(&client.connector.status());
+        // SAFETY: per the contract.
+        unsafe { copy_out(&text, buf, len, out_len) }
+    })
+}
+
+/// Copies the client's status as JSON into `buf`.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// As [`openssl_reload_client_reload_error`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_status_json(
+    client: *const openssl_reload_client,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { arg(client, "client") }?;
+        let text = to_json(&client.connector.status(), None);
+        // SAFETY: per the contract.
+        unsafe { copy_out(&text, buf, len, out_len) }
+    })
+}
+
+/// Sets the change callback (see the server's); NULL removes it.
+///
+/// Thread-safe; do not call it from the callback.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_set_change_callback`](crate::openssl_reload_server_set_change_callback).
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
+    client: *const openssl_reload_client,
+    callback: openssl_reload_change_callback,
+    userdata: *mut c_void,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { arg(client, "client") }?;
+        let mut slot = client.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        slot.take();
+        if let Some(callback) = callback {
+            *slot = Some(Watcher::start(
+                client.connector.subscribe(),
+                callback,
+                userdata,
+            )?);
+        }
+        Ok(())
+    })
+}
+
+/// Frees the client and stops its poller and change callback; NULL is ignored.
+///
+/// Not thread-safe: no other call may use `client` during or after it.
+///
+/// # Safety
+///
+/// `client` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_client) {
+    guard_void(|| {
+        if !client.is_null() {
+            // SAFETY: per the contract.
+            drop(unsafe { Box::from_raw(client) });
+        }
+    });
+}
+
+impl std::fmt::Debug for openssl_reload_client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("openssl_reload_client")
+            .field("connector", &self.connector)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,277 @@
+//! The server reloader: attached to the application's `SSL_CTX`, or installed
+//! on one `SSL` from the application's own servername callback.
+
+use std::ffi::{c_char, c_void};
+use std::mem::ManuallyDrop;
+
+use foreign_types::ForeignTypeRef;
+
+use openssl::ssl::{SslContextBuilder, SslRef};
+use openssl_sys::{SSL, SSL_CTX};
+use reload::{Reload, ReloadingAcceptor};
+
+use crate::builder::{openssl_reload_server_builder, server_slot, take};
+use crate::openssl_reload_result;
+use crate::status::{
+    fill, last_error, openssl_reload_change_callback, openssl_reload_status, to_json, Watcher,
+    WatcherSlot,
+};
+use crate::{arg, arg_mut, check_openssl_version, copy_out, guard, guard_void};
+
+/// A server reloader: polls the files on a thread of its own and keeps the
+/// material that attached contexts serve. Made by
+/// [`openssl_reload_server_builder_build`]; every function taking a `const`
+/// one is thread-safe.
+pub struct openssl_reload_server {
+    acceptor: ReloadingAcceptor,
+    watcher: WatcherSlot,
+}
+
+/// Loads and validates the files and starts polling them. The builder is
+/// freed, whatever the result. On failure nothing is started and
+/// [`openssl_reload_last_error`](crate::openssl_reload_last_error) names the
+/// file and the reason.
+///
+/// # Safety
+///
+/// `builder` is a live builder, not used again; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_build(
+    builder: *mut openssl_reload_server_builder,
+    out: *mut *mut openssl_reload_server,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract; the builder is consumed even if `out` is NULL.
+        let builder = unsafe { take(builder, server_slot) }?;
+        // SAFETY: per the contract.
+        let out = unsafe { arg_mut(out, "out") }?;
+        let acceptor = builder.build()?;
+        *out = Box::into_raw(Box::new(openssl_reload_server {
+            acceptor,
+            watcher: WatcherSlot::default(),
+        }));
+        Ok(())
+    })
+}
+
+/// Makes `ctx`, a context the application owns and configured, serve the
+/// reloader's certificates; call it before the context's first `SSL_new`.
+///
+/// It sets a client hello callback (binding sessions to the site and the CA
+/// bundle in service) and a certificate callback (installing the current
+/// certificate, chain and key of the SNI-selected site, and with a client CA
+/// the CA store, names and verify mode) on `ctx`, replacing any the context
+/// had. The application's options, protocol versions, verify callback, ALPN
+/// and servername callbacks, session cache and ticket keys stay in force. The
+/// context keeps the reloader alive: the handle may be freed before it.
+///
+/// Thread-safe for `server`; `ctx` must not be in use by another thread.
+///
+/// # Safety
+///
+/// `server` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_attach(
+    server: *const openssl_reload_server,
+    ctx: *mut SSL_CTX,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let server = unsafe { arg(server, "server") }?;
+        if ctx.is_null() {
+            return Err(crate::Failure::null("ctx"));
+        }
+        check_openssl_version()?;
+        // SAFETY: `ctx` is live; ManuallyDrop keeps the application's reference:
+        // the builder is a view, never freed here.
+        let mut ctx = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
+        server.acceptor.attach(&mut ctx)?;
+        Ok(())
+    })
+}
+
+/// Puts the reloader's current certificate, chain and key for the
+/// connection's SNI name on `ssl` (replacing the ones it has), and with a
+/// client CA the CA store, names and verify mode: for applications that switch
+/// contexts in their own servername callback, called there after
+/// `SSL_set_SSL_CTX`. `OPENSSL_RELOAD_UNKNOWN_SITE` when strict SNI refuses
+/// the name (answer with `SSL_TLSEXT_ERR_ALERT_FATAL`).
+///
+/// Thread-safe for `server`; `ssl` is the caller's handshake.
+///
+/// # Safety
+///
+/// `server` is live; `ssl` is a live `SSL` of the process's libssl.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_install(
+    server: *const openssl_reload_server,
+    ssl: *mut SSL,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let server = unsafe { arg(server, "server") }?;
+        if ssl.is_null() {
+            return Err(crate::Failure::null("ssl"));
+        }
+        // SAFETY: `ssl` is live and the caller's handshake, not aliased here.
+        let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
+        server.acceptor.install(ssl)?;
+        Ok(())
+    })
+}
+
+/// Reads the files now, on the calling thread (for a SIGHUP handler's thread,
+/// not the handler itself), and publishes them if they changed. `*changed`
+/// (if not NULL) says whether anything new was published. On failure the
+/// previous material stays in service.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `server` is live; `changed` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_reload_now(
+    server: *const openssl_reload_server,
+    changed: *mut bool,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let server = unsafe { arg(server, "server") }?;
+        let reload = server.acceptor.reload_now()?;
+        if !changed.is_null() {
+            // SAFETY: per the contract.
+            unsafe { *changed = matches!(reload, Reload::Published(_)) };
+        }
+        Ok(())
+    })
+}
+
+/// Fills `*out` with the status of the default site's certificate and the
+/// counts summed over every site.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `server` is live; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_status(
+    server: *const openssl_reload_server,
+    out: *mut openssl_reload_status,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let (server, out) = unsafe { (arg(server, "server")?, arg_mut(out, "out")?) };
+        fill(&server.acceptor.status(), out);
+        Ok(())
+    })
+}
+
+/// Copies the full text of the last failed reload (the file and the reason)
+/// into `buf`; empty when none has failed. It is kept after a later success.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_reload_error(
+    server: *const openssl_reload_server,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let server = unsafe { arg(server, "server") }?;
+        let text = last_error(&server.acceptor.status());
+        // SAFETY: per the contract.
+        unsafe { copy_out(&text, buf, len, out_len) }
+    })
+}
+
+/// Copies the whole status as JSON (every site, the CA bundle, the CRLs, the
+/// last error) into `buf`.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_reload_error`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_status_json(
+    server: *const openssl_reload_server,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let server = unsafe { arg(server, "server") }?;
+        let sites = server.acceptor.sites();
+        let text = to_json(&server.acceptor.status(), Some(&sites));
+        // SAFETY: per the contract.
+        unsafe { copy_out(&text, buf, len, out_len) }
+    })
+}
+
+/// Calls `callback(userdata, generation)` after each change of the status
+/// (a publish or a failed attempt), on a thread of the library, until the
+/// handle is freed or another callback is set; NULL removes it.
+///
+/// Thread-safe; it waits for a running callback to return (do not call it from
+/// the callback).
+///
+/// # Safety
+///
+/// `server` is live; `callback` and `userdata` follow
+/// [`openssl_reload_change_callback`]'s rules until replaced or freed.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
+    server: *const openssl_reload_server,
+    callback: openssl_reload_change_callback,
+    userdata: *mut c_void,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let server = unsafe { arg(server, "server") }?;
+        let mut slot = server.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        slot.take();
+        if let Some(callback) = callback {
+            *slot = Some(Watcher::start(
+                server.acceptor.subscribe(),
+                callback,
+                userdata,
+            )?);
+        }
+        Ok(())
+    })
+}
+
+/// Frees the handle, stopping its change callback; NULL is ignored. The
+/// reloader goes on polling as long as a context it is attached to lives.
+///
+/// Not thread-safe: no other call may use `server` during or after it.
+///
+/// # Safety
+///
+/// `server` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_free(server: *mut openssl_reload_server) {
+    guard_void(|| {
+        if !server.is_null() {
+            // SAFETY: per the contract.
+            drop(unsafe { Box::from_raw(server) });
+        }
+    });
+}
+
+impl std::fmt::Debug for openssl_reload_server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("openssl_reload_server")
+            .field("acceptor", &self.acceptor)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,221 @@
+//! What a reloader reports to C: a status struct, the status as JSON, and a
+//! change callback run on a thread of the library.
+
+use std::ffi::{c_char, c_void};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::UNIX_EPOCH;
+
+use reload::{CertificateStatus, SiteStatus};
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+
+use crate::openssl_reload_result::*;
+use crate::Failure;
+
+/// Length of [`openssl_reload_status::serial`]: a serial of up to 20 bytes in
+/// hex, its NUL, and room to spare.
+pub const OPENSSL_RELOAD_SERIAL_LEN: usize = 64;
+
+/// A reloader's status at one moment, filled by `_status`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct openssl_reload_status {
+    /// Moves on every publish; 1 for the material loaded at start-up.
+    pub generation: u64,
+    /// Successful reloads since start-up.
+    pub reloads: u64,
+    /// Failed reload attempts since start-up.
+    pub failures: u64,
+    /// Failed attempts since the last success: 0 when the files on disk are in service.
+    pub consecutive_failures: u64,
+    /// The certificate in service's notAfter, in seconds since the Unix epoch
+    /// (0 without a certificate).
+    pub not_after: i64,
+    /// The CA certificates of the trust bundle in service (0 without one).
+    pub ca_certificates: u64,
+    /// The certificate in service's serial number, upper-case hex, NUL-terminated
+    /// (empty without a certificate).
+    pub serial: [c_char; OPENSSL_RELOAD_SERIAL_LEN],
+}
+
+pub(crate) fn fill(status: &CertificateStatus, out: &mut openssl_reload_status) {
+    out.generation = status.generation;
+    out.reloads = status.reloads;
+    out.failures = status.failures;
+    out.consecutive_failures = status.consecutive_failures;
+    out.ca_certificates = status.ca_certificates as u64;
+    out.serial = [0; OPENSSL_RELOAD_SERIAL_LEN];
+    out.not_after = 0;
+    if let Some(cert) = &status.certificate {
+        out.not_after = cert.not_after_unix;
+        for (slot, byte) in out
+            .serial
+            .iter_mut()
+            .zip(cert.serial.bytes().take(OPENSSL_RELOAD_SERIAL_LEN - 1))
+        {
+            *slot = byte as c_char;
+        }
+    }
+}
+
+/// The last failure's text, or "" when nothing has failed.
+pub(crate) fn last_error(status: &CertificateStatus) -> String {
+    status
+        .last_error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default()
+}
+
+fn unix(at: std::time::SystemTime) -> Value {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(Value::Null, |d| json!(d.as_secs()))
+}
+
+/// The status as JSON, as the demo server's `/status` shows it.
+pub(crate) fn to_json(status: &CertificateStatus, sites: Option<&[SiteStatus]>) -> String {
+    let mut value = status_value(status);
+    if let Some(sites) = sites {
+        value["sites"] = sites
+            .iter()
+            .map(|site| {
+                json!({
+                    "name": site.name,
+                    "path": site.path,
+                    "names": site.names,
+                    "key_type": site.key_type,
+                    "default": site.default,
+                    "serving": site.serving,
+                    "status": status_value(&site.status),
+                })
+            })
+            .collect();
+    }
+    value.to_string()
+}
+
+fn status_value(status: &CertificateStatus) -> Value {
+    json!({
+        "generation": status.generation,
+        "reloads": status.reloads,
+        "failures": status.failures,
+        "consecutive_failures": status.consecutive_failures,
+        "certificate": status.certificate.as_ref().map(|c| json!({
+            "subject": c.subject,
+            "issuer": c.issuer,
+            "serial": c.serial,
+            "subject_alt_names": c.subject_alt_names,
+            "not_before": c.not_before,
+            "not_after": c.not_after,
+            "not_after_unix": c.not_after_unix,
+            "sha256": c.sha256,
+        })),
+        "ca_certificates": status.ca_certificates,
+        "crls": status.crls.iter().map(|crl| json!({
+            "path": crl.path,
+            "issuer": crl.issuer,
+            "number": crl.number,
+            "revoked": crl.revoked,
+            "next_update_unix": crl.next_update_unix,
+        })).collect::<Vec<_>>(),
+        "last_error": status.last_error.as_ref().map(|e| json!({
+            "message": e.message,
+            "path": e.path,
+            "at_unix": unix(e.at),
+        })),
+        "last_reload_unix": unix(status.last_reload),
+        "last_poll_unix": status.last_poll.map_or(Value::Null, unix),
+        "poll_interval_ms": status.poll_interval.as_millis() as u64,
+        "fips_enabled": status.fips_enabled,
+    })
+}
+
+/// Called with the new generation after each change of the status (a publish
+/// or a failed attempt), on a thread of the library: it must be thread-safe and
+/// must not free the reloader it is called for.
+pub type openssl_reload_change_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, generation: u64)>;
+
+/// A thread that calls a change callback until told to stop.
+pub(crate) struct Watcher {
+    stop: Arc<Notify>,
+    thread: Option<JoinHandle<()>>,
+    id: ThreadId,
+}
+
+struct UserData(*mut c_void);
+// SAFETY: the change callback's documented contract makes it and its userdata
+// usable from the library's thread.
+unsafe impl Send for UserData {}
+
+impl Watcher {
+    pub(crate) fn start(
+        mut changes: watch::Receiver<CertificateStatus>,
+        callback: unsafe extern "C" fn(*mut c_void, u64),
+        userdata: *mut c_void,
+    ) -> Result<Self, Failure> {
+        let stop = Arc::new(Notify::new());
+        let stopped = Arc::clone(&stop);
+        let userdata = UserData(userdata);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| {
+                Failure::new(
+                    OPENSSL_RELOAD_THREAD,
+                    format!("start the change callback's runtime: {e}"),
+                )
+            })?;
+        changes.mark_unchanged();
+        let thread = thread::Builder::new()
+            .name("openssl-reload-change".into())
+            .spawn(move || {
+                let userdata = userdata;
+                runtime.block_on(async move {
+                    loop {
+                        tokio::select! {
+                            changed = changes.changed() => {
+                                if changed.is_err() {
+                                    return;
+                                }
+                                let generation = changes.borrow_and_update().generation;
+                                // A panic cannot come out of C; a C callback that
+                                // unwinds is the caller's bug.
+                                // SAFETY: the callback's contract.
+                                unsafe { callback(userdata.0, generation) };
+                            }
+                            () = stopped.notified() => return,
+                        }
+                    }
+                });
+            })
+            .map_err(|e| {
+                Failure::new(
+                    OPENSSL_RELOAD_THREAD,
+                    format!("start the change callback's thread: {e}"),
+                )
+            })?;
+        let id = thread.thread().id();
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            id,
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        if let Some(thread) = self.thread.take() {
+            // From the callback itself (against the rule) the thread is left to
+            // end on its own rather than joined into a deadlock.
+            if thread::current().id() != self.id {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// A handle's change callback slot.
+pub(crate) type WatcherSlot = Mutex<Option<Watcher>>;
