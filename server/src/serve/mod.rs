@@ -102,7 +102,7 @@ impl Signals {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = runtime_builder()
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))?;
@@ -136,6 +136,22 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
     // Connections still open after the grace period are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// With one worker (`TOKIO_WORKER_THREADS=1`), a current-thread runtime: the
+/// accept loop, the connections and HTTP/2's stream tasks all run on the main
+/// thread, with no work-stealing queues, no cross-thread wake-ups of the I/O
+/// driver and no second thread parked beside it. Otherwise tokio's
+/// multi-thread runtime, which reads the variable itself (one thread per core
+/// by default).
+fn runtime_builder() -> tokio::runtime::Builder {
+    let one_worker = std::env::var("TOKIO_WORKER_THREADS")
+        .is_ok_and(|n| n.trim().parse::<usize>().is_ok_and(|n| n == 1));
+    if one_worker {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
 }
 
 /// Binds every `--listen` address (non-blocking, for tokio).
