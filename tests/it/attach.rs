@@ -200,7 +200,7 @@ fn install_from_the_applications_servername_callback() {
     // asks the reloader for the certificate.
     let other = app_context().build().into_context();
     let mut front = app_context();
-    let reloader = tls.clone();
+    let reloader = tls;
     front.set_servername_callback(move |ssl, _| {
         ssl.set_ssl_context(&other).unwrap();
         reloader
