@@ -91,7 +91,7 @@ impl ReloadingAcceptor {
     /// dropped CA's clients do not resume), and a certificate callback, which
     /// puts the current certificate, chain and key of the SNI-selected site on
     /// the connection, and, with a [`ca`](crate::Builder::ca), the CA store, the
-    /// CA names and the [`ClientAuth`] verify mode. Everything else stays the
+    /// CA names and the [`ClientAuth`](crate::ClientAuth) verify mode. Everything else stays the
     /// application's: options, protocol versions, its verify callback and
     /// depth, its ALPN and servername callbacks (a servername callback that
     /// switches to another context attached to a reloader gets that one's
