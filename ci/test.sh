@@ -12,8 +12,9 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "system packages"
 # libssl-dev + pkg-config: openssl-sys links the system OpenSSL; curl and openssl:
-# the real clients the binary is tested with; util-linux: `script` for the pty test.
-ci/apt.sh libssl-dev pkg-config openssl curl util-linux ca-certificates valgrind
+# the real clients the binary is tested with; util-linux: `script` for the pty test;
+# gcc, g++, binutils (readelf): the C interface's header and C test (ci/capi.sh).
+ci/apt.sh libssl-dev pkg-config openssl curl util-linux ca-certificates valgrind gcc g++ binutils
 
 # Every feature but `vendored`, which would build OpenSSL 3.x from source and link
 # it instead of the system library that the tests are about (build.md): `fips` of
@@ -44,10 +45,11 @@ cargo test --locked --workspace --features "$FEATURES"
 step "cargo doc"
 RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p openssl-reload --features fips
 
+# capi: the C header against cbindgen, as C and C++, a C program under valgrind.
 # valgrind: 200 reload cycles under memcheck, 0 bytes definitely lost (~25 s).
 # ci/fuzz.sh (cargo-fuzz) is not run here: building the instrumented target takes
 # minutes; the proptest properties in tests/it/props.rs run instead.
-for suite in valgrind fips package; do
+for suite in capi valgrind fips package; do
   if [ -x "ci/$suite.sh" ]; then
     step "ci/$suite.sh"
     "ci/$suite.sh"
