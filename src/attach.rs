@@ -180,7 +180,6 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef) -> Result<(), Refused
         let name = name.map(String::from_utf8_lossy).unwrap_or_default();
         return Err(Refused::Name(name.into_owned()));
     };
-    let served = Arc::clone(served);
     // SAFETY: `ssl` is a live SSL borrowed mutably for the call.
     unsafe { ffi::SSL_certs_clear(ssl.as_ptr()) };
     served.install_certs(ssl)?;

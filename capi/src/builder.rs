@@ -58,6 +58,8 @@ pub enum openssl_reload_validity {
 /// room for `len` bytes, sets `*out_len` and returns 0; any other return value
 /// is a failure. It runs on the library's poller thread at each load of an
 /// encrypted key, never during a handshake, and must be thread-safe.
+// SAFETY: only the signature; the library calls it with a buffer of `len`
+// writable bytes and a writable `out_len`, and the caller's `userdata`.
 pub type openssl_reload_passphrase_callback = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -84,6 +86,8 @@ impl UserData {
     }
 }
 
+// SAFETY (of the parameter type): the header's contract for the callback, as
+// for `openssl_reload_passphrase_callback`.
 fn passphrase_from_callback(
     callback: unsafe extern "C" fn(*mut c_void, *mut c_char, usize, *mut usize) -> c_int,
     userdata: *mut c_void,

@@ -1,13 +1,9 @@
 //! The client reloader: a client certificate, key and CA bundle for outgoing
 //! connections the application makes with its own `SSL_CTX`.
 
-use std::ffi::{c_char, c_void};
-use std::mem::ManuallyDrop;
-
-use foreign_types::ForeignTypeRef;
-use openssl::ssl::{SslContextBuilder, SslRef};
 use openssl_sys::{SSL, SSL_CTX};
 use reload::{Reload, ReloadingConnector};
+use std::ffi::{c_char, c_void};
 
 use crate::builder::{client_slot, openssl_reload_client_builder, take};
 use crate::openssl_reload_result;
@@ -15,7 +11,7 @@ use crate::status::{
     fill, last_error, openssl_reload_change_callback, openssl_reload_status, to_json, Watcher,
     WatcherSlot,
 };
-use crate::{arg, arg_mut, check_openssl_version, copy_out, guard, guard_void, Failure};
+use crate::{arg, arg_mut, copy_out, ctx_arg, guard, guard_void, ssl_arg};
 
 /// A client reloader; made by [`openssl_reload_client_builder_build`]. Every
 /// function taking a `const` one is thread-safe.
@@ -67,12 +63,8 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
     guard(|| {
         // SAFETY: per the contract.
         let client = unsafe { arg(client, "client") }?;
-        if ssl.is_null() {
-            return Err(Failure::null("ssl"));
-        }
-        check_openssl_version()?;
-        // SAFETY: `ssl` is live and not aliased during the call.
-        let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
+        // SAFETY: per the contract.
+        let ssl = unsafe { ssl_arg(ssl) }?;
         client.connector.configure_ssl(ssl)?;
         Ok(())
     })
@@ -95,12 +87,8 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
     guard(|| {
         // SAFETY: per the contract.
         let client = unsafe { arg(client, "client") }?;
-        if ctx.is_null() {
-            return Err(Failure::null("ctx"));
-        }
-        check_openssl_version()?;
-        // SAFETY: `ctx` is live; ManuallyDrop keeps the caller's reference.
-        let mut ctx = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
+        // SAFETY: per the contract.
+        let mut ctx = unsafe { ctx_arg(ctx) }?;
         client.connector.configure_context(&mut ctx)?;
         Ok(())
     })

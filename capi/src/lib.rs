@@ -231,6 +231,44 @@ pub(crate) unsafe fn path_arg(ptr: *const c_char, what: &str) -> Result<PathBuf,
     Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
 }
 
+/// An `SSL_CTX*` argument as the openssl crate's builder, which is only a view:
+/// `ManuallyDrop` keeps the caller's reference from being freed.
+///
+/// # Safety
+///
+/// `ctx` is NULL or a live `SSL_CTX` of the process's libssl, not used by
+/// another thread during the call.
+pub(crate) unsafe fn ctx_arg(
+    ctx: *mut openssl_sys::SSL_CTX,
+) -> Result<std::mem::ManuallyDrop<openssl::ssl::SslContextBuilder>, Failure> {
+    if ctx.is_null() {
+        return Err(Failure::null("ctx"));
+    }
+    check_openssl_version()?;
+    // SAFETY: `ctx` is live per the contract; the builder is never dropped.
+    Ok(std::mem::ManuallyDrop::new(unsafe {
+        openssl::ssl::SslContextBuilder::from_ptr(ctx)
+    }))
+}
+
+/// An `SSL*` argument as a reference.
+///
+/// # Safety
+///
+/// `ssl` is NULL or a live `SSL` of the process's libssl, the caller's
+/// handshake, not aliased during the call.
+pub(crate) unsafe fn ssl_arg<'a>(
+    ssl: *mut openssl_sys::SSL,
+) -> Result<&'a mut openssl::ssl::SslRef, Failure> {
+    use foreign_types::ForeignTypeRef;
+    if ssl.is_null() {
+        return Err(Failure::null("ssl"));
+    }
+    check_openssl_version()?;
+    // SAFETY: per the contract.
+    Ok(unsafe { openssl::ssl::SslRef::from_ptr_mut(ssl) })
+}
+
 /// Copies `text` and a NUL into the caller's buffer and writes its length
 /// (without the NUL) to `out_len`. A buffer too small gets nothing, and
 /// `out_len` the size needed (with the NUL).
@@ -268,9 +306,18 @@ pub(crate) unsafe fn copy_out(
 /// Fails unless the process's OpenSSL has the major.minor version the library
 /// was built against: an `SSL_CTX*` of another OpenSSL is not ours to touch.
 pub(crate) fn check_openssl_version() -> Result<(), Failure> {
+    // Once per process: install() runs it on the handshake path.
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(compare_openssl_versions)
+        .clone()
+        .map_err(|text| Failure::new(OPENSSL_RELOAD_VERSION_MISMATCH, text))
+}
+
+fn compare_openssl_versions() -> Result<(), String> {
     let built = u64::from_str_radix(env!("OPENSSL_RELOAD_BUILT_OPENSSL"), 16).unwrap_or(0);
-    // SAFETY: OpenSSL_version_num has no preconditions.
     #[allow(clippy::useless_conversion)] // c_ulong is u32 on some targets.
+    // SAFETY: OpenSSL_version_num has no preconditions.
     let running = u64::from(unsafe { openssl_sys::OpenSSL_version_num() });
     // 0xMNN00PP0 (OpenSSL 3): major and minor in the top 12 bits.
     let major_minor = |v: u64| (v >> 28, (v >> 20) & 0xff);
@@ -278,13 +325,10 @@ pub(crate) fn check_openssl_version() -> Result<(), Failure> {
         return Ok(());
     }
     let ((bm, bn), (rm, rn)) = (major_minor(built), major_minor(running));
-    Err(Failure::new(
-        OPENSSL_RELOAD_VERSION_MISMATCH,
-        format!(
-            "libopenssl_reload was built against OpenSSL {bm}.{bn}, \
-             but this process runs OpenSSL {rm}.{rn} ({})",
-            openssl::version::version()
-        ),
+    Err(format!(
+        "libopenssl_reload was built against OpenSSL {bm}.{bn}, \
+         but this process runs OpenSSL {rm}.{rn} ({})",
+        openssl::version::version()
     ))
 }
 

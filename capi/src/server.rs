@@ -2,11 +2,7 @@
 //! on one `SSL` from the application's own servername callback.
 
 use std::ffi::{c_char, c_void};
-use std::mem::ManuallyDrop;
 
-use foreign_types::ForeignTypeRef;
-
-use openssl::ssl::{SslContextBuilder, SslRef};
 use openssl_sys::{SSL, SSL_CTX};
 use reload::{Reload, ReloadingAcceptor};
 
@@ -16,7 +12,7 @@ use crate::status::{
     fill, last_error, openssl_reload_change_callback, openssl_reload_status, to_json, Watcher,
     WatcherSlot,
 };
-use crate::{arg, arg_mut, check_openssl_version, copy_out, guard, guard_void};
+use crate::{arg, arg_mut, copy_out, ctx_arg, guard, guard_void, ssl_arg};
 
 /// A server reloader: polls the files on a thread of its own and keeps the
 /// material that attached contexts serve. Made by
@@ -78,13 +74,8 @@ pub unsafe extern "C" fn openssl_reload_server_attach(
     guard(|| {
         // SAFETY: per the contract.
         let server = unsafe { arg(server, "server") }?;
-        if ctx.is_null() {
-            return Err(crate::Failure::null("ctx"));
-        }
-        check_openssl_version()?;
-        // SAFETY: `ctx` is live; ManuallyDrop keeps the application's reference:
-        // the builder is a view, never freed here.
-        let mut ctx = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
+        // SAFETY: per the contract.
+        let mut ctx = unsafe { ctx_arg(ctx) }?;
         server.acceptor.attach(&mut ctx)?;
         Ok(())
     })
@@ -110,11 +101,8 @@ pub unsafe extern "C" fn openssl_reload_server_install(
     guard(|| {
         // SAFETY: per the contract.
         let server = unsafe { arg(server, "server") }?;
-        if ssl.is_null() {
-            return Err(crate::Failure::null("ssl"));
-        }
-        // SAFETY: `ssl` is live and the caller's handshake, not aliased here.
-        let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
+        // SAFETY: per the contract.
+        let ssl = unsafe { ssl_arg(ssl) }?;
         server.acceptor.install(ssl)?;
         Ok(())
     })

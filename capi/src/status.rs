@@ -134,6 +134,7 @@ fn status_value(status: &CertificateStatus) -> Value {
 /// Called with the new generation after each change of the status (a publish
 /// or a failed attempt), on a thread of the library: it must be thread-safe and
 /// must not free the reloader it is called for.
+// SAFETY: only the signature; the library calls it with the caller's `userdata`.
 pub type openssl_reload_change_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, generation: u64)>;
 
@@ -152,6 +153,7 @@ unsafe impl Send for UserData {}
 impl Watcher {
     pub(crate) fn start(
         mut changes: watch::Receiver<CertificateStatus>,
+        // SAFETY (of the type): as `openssl_reload_change_callback`.
         callback: unsafe extern "C" fn(*mut c_void, u64),
         userdata: *mut c_void,
     ) -> Result<Self, Failure> {
