@@ -26,6 +26,8 @@ use openssl::ssl::{
     ClientHelloResponse, NameType, Ssl, SslAlert, SslContext, SslContextBuilder, SslContextRef,
     SslRef, SslVerifyMode,
 };
+use openssl::stack::StackRef;
+use openssl::x509::{X509Ref, X509};
 
 use crate::ffi;
 use crate::sites::{client_hello_sni, Snapshot};
@@ -250,7 +252,7 @@ impl ReloadingConnector {
                 // SAFETY: `ssl` is live and borrowed mutably for the call.
                 unsafe { ffi::SSL_certs_clear(ssl.as_ptr()) };
                 ssl.set_certificate(cert)?;
-                for link in ctx.extra_chain_certs() {
+                for link in chain(ctx) {
                     ssl.add_chain_cert(link.to_owned())?;
                 }
                 ssl.set_private_key(key)?;
@@ -289,7 +291,7 @@ impl ReloadingConnector {
                         std::ptr::null_mut(),
                     )
                 };
-                for link in current.extra_chain_certs() {
+                for link in chain(current) {
                     ctx.add_extra_chain_cert(link.to_owned())?;
                 }
                 ctx.check_private_key()?;
@@ -315,6 +317,19 @@ impl ReloadingConnector {
         };
         install(ctx).map_err(Error::openssl("configure the context"))
     }
+}
+
+/// The chain certificates of `ctx`'s certificate. `extra_chain_certs()`
+/// panics when OpenSSL has none to return (a leaf-only certificate file), so
+/// the stack is read here, NULL included.
+fn chain(ctx: &SslContextRef) -> impl Iterator<Item = &X509Ref> {
+    let mut stack = std::ptr::null_mut();
+    // SAFETY: `ctx` is live; the ctrl writes the context's own stack (or NULL)
+    // to `stack` and takes no reference.
+    unsafe { openssl_sys::SSL_CTX_get_extra_chain_certs(ctx.as_ptr(), &mut stack) };
+    // SAFETY: a non-NULL stack belongs to `ctx`, which outlives the borrow.
+    let stack = (!stack.is_null()).then(|| unsafe { StackRef::<X509>::from_ptr(stack) });
+    stack.into_iter().flat_map(|s| s.iter())
 }
 
 /// The verify store of `ctx` on one connection: it verifies the peer's chain

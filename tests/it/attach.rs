@@ -220,3 +220,56 @@ fn install_from_the_applications_servername_callback() {
             .filter(|s| s.serial == second.serial)
     });
 }
+
+/// The application's own client connection and context, given the
+/// connector's identity: a leaf-only client certificate (no chain at all) and
+/// the CA that verifies the server.
+#[test]
+fn connector_configures_the_applications_own_connection_and_context() {
+    let dir = TempDir::new().unwrap();
+    let (server_ca, client_ca) = (Ca::new("attach server CA"), Ca::new("attach client CA"));
+    leaf(&server_ca).write(dir.path());
+    let bundle = dir.path().join("clients.pem");
+    write_atomic(&bundle, &client_ca.pem());
+    let tls = acceptor(dir.path(), Some(&bundle));
+    let mut app = app_context();
+    tls.attach(&mut app).unwrap();
+    let addr = serve(app.build().into_context());
+
+    let client_dir = TempDir::new().unwrap();
+    let (cert, key) = client_ca.leaf("app client").write(client_dir.path());
+    let server_ca_pem = client_dir.path().join("server-ca.pem");
+    write_atomic(&server_ca_pem, &server_ca.pem());
+    let client = openssl_reload::ReloadingConnector::builder()
+        .identity(cert, key)
+        .ca(&server_ca_pem)
+        .poll_interval(INTERVAL)
+        .build()
+        .unwrap();
+
+    let exchange = |ctx: &SslContext, configure_ssl: bool| -> Result<(), String> {
+        let mut ssl = Ssl::new(ctx).unwrap();
+        if configure_ssl {
+            client.configure_ssl(&mut ssl).map_err(|e| e.to_string())?;
+        }
+        ssl.set_hostname("localhost").unwrap();
+        ssl.param_mut().set_host("localhost").unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        let mut tls = ssl.connect(tcp).map_err(|e| format!("handshake: {e}"))?;
+        let mut buf = [0; 3];
+        tls.read_exact(&mut buf).map_err(|e| format!("read: {e}"))?;
+        Ok(())
+    };
+    let plain = SslContext::builder(SslMethod::tls_client())
+        .unwrap()
+        .build();
+    exchange(&plain, true).unwrap();
+    assert!(
+        exchange(&plain, false).is_err(),
+        "served a client without a certificate"
+    );
+
+    let mut own = SslContext::builder(SslMethod::tls_client()).unwrap();
+    client.configure_context(&mut own).unwrap();
+    exchange(&own.build(), false).unwrap();
+}
