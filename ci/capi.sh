@@ -23,16 +23,36 @@ fi
 echo "--- ci/capi.sh: the header compiles as C++"
 g++ -std=c++17 -Wall -Wextra -Werror -Icapi/include -fsyntax-only tests/c/header.cpp
 
-echo "--- ci/capi.sh: a C program against libopenssl_reload.so, under valgrind"
+echo "--- ci/capi.sh: the library, installed as a distribution lays it out"
 cargo build --locked -p openssl-reload-capi
 lib=target/debug
 readelf -d "$lib/libopenssl_reload.so" | grep -q 'SONAME.*libopenssl_reload.so.0' ||
   { echo "libopenssl_reload.so lacks the SONAME libopenssl_reload.so.0" >&2; exit 1; }
-# The installed layout: the file under its SONAME, the link-time name beside it.
-mkdir "$out/lib"
-cp "$lib/libopenssl_reload.so" "$out/lib/libopenssl_reload.so.0"
-ln -s libopenssl_reload.so.0 "$out/lib/libopenssl_reload.so"
-gcc -std=c11 -Wall -Wextra -Werror -pedantic -Icapi/include tests/c/smoke.c \
-  -L"$out/lib" -lopenssl_reload -o "$out/smoke"
-LD_LIBRARY_PATH="$out/lib" valgrind --quiet --error-exitcode=99 --leak-check=full \
-  --errors-for-leak-kinds=definite "$out/smoke" "$out/missing.pem"
+capi/install.sh --destdir "$out/stage" --prefix /usr --from "$lib"
+export PKG_CONFIG_PATH="$out/stage/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$out/stage"
+pkg-config --exists --print-errors openssl-reload
+
+echo "--- ci/capi.sh: the C programs, with the flags of pkg-config openssl-reload"
+mkdir "$out/bin"
+# The programs call OpenSSL themselves, hence libssl and libcrypto (which
+# openssl-reload.pc lists as Requires.private: the library's own dependency).
+cflags="$(pkg-config --cflags openssl-reload)"
+libs="$(pkg-config --libs openssl-reload libssl libcrypto) -Wl,-rpath,$out/stage/usr/lib"
+for program in smoke server client; do
+  # shellcheck disable=SC2086 # word splitting of the flags is intended
+  gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "tests/c/$program.c" $libs -o "$out/bin/$program"
+done
+# The static library links too (pkg-config --static adds Rust's native libraries).
+# shellcheck disable=SC2086
+gcc -std=c11 $cflags tests/c/smoke.c "$out/stage/usr/lib/libopenssl_reload.a" \
+  $(pkg-config --static --libs openssl-reload | sed "s/-lopenssl_reload//") \
+  -o "$out/bin/smoke-static"
+"$out/bin/smoke-static" "$out/missing.pem" >/dev/null
+
+echo "--- ci/capi.sh: error paths under valgrind"
+valgrind --quiet --error-exitcode=99 --leak-check=full --show-possibly-lost=no \
+  --errors-for-leak-kinds=definite "$out/bin/smoke" "$out/missing.pem"
+
+echo "--- ci/capi.sh: the C server and client, driven over real sockets, under valgrind"
+OPENSSL_RELOAD_C_PROGRAMS="$out/bin" cargo test --locked -p openssl-reload-server --test cli \
+  -- --ignored --test-threads 2 capi::

@@ -26,6 +26,8 @@ mod prometheus;
 
 /// `--admin-listen`: /status and /metrics there, 404 on the public port; /slow.
 mod admin;
+/// The C library from C programs under valgrind (run by ci/capi.sh).
+mod capi;
 /// `openssl-reload check` and its exit statuses.
 mod check;
 /// `--crl`: revoked clients, the CRL in `/status` and `/metrics`, `check --crl`.
