@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The C interface (capi/): the committed header matches what cbindgen makes of
-# the code, it compiles as C11 and as C++17, and a C program linked against
-# libopenssl_reload.so runs clean under valgrind.
+# The C interface (capi/, docs/c-api.md): the committed header matches what
+# cbindgen makes of the code and compiles as C11 and as C++17; the library,
+# installed into a staging directory by capi/install.sh, builds the programs of
+# tests/c/ and the example of docs/c-api.md with the flags of
+# `pkg-config openssl-reload` (the static library too); then the programs run
+# under valgrind, the error paths alone and the server and client driven over
+# real sockets by server/tests/cli/capi.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +46,12 @@ for program in smoke server client; do
   # shellcheck disable=SC2086 # word splitting of the flags is intended
   gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "tests/c/$program.c" $libs -o "$out/bin/$program"
 done
+# The 40-line server of docs/c-api.md compiles as printed.
+awk '/<!-- example: server.c -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
+  docs/c-api.md >"$out/example.c"
+[[ $(wc -l <"$out/example.c") -ge 30 ]] || { echo "no example found in docs/c-api.md" >&2; exit 1; }
+# shellcheck disable=SC2086
+gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "$out/example.c" $libs -o "$out/bin/example"
 # The static library links too (pkg-config --static adds Rust's native libraries).
 # shellcheck disable=SC2086
 gcc -std=c11 $cflags tests/c/smoke.c "$out/stage/usr/lib/libopenssl_reload.a" \
