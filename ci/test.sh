@@ -13,8 +13,10 @@ step() { printf '\n=== %s\n' "$*"; }
 step "system packages"
 # libssl-dev + pkg-config: openssl-sys links the system OpenSSL; curl and openssl:
 # the real clients the binary is tested with; util-linux: `script` for the pty test;
-# gcc, g++, binutils (readelf): the C interface's header and C test (ci/capi.sh).
-ci/apt.sh libssl-dev pkg-config openssl curl util-linux ca-certificates valgrind gcc g++ binutils
+# gcc, g++, binutils (readelf): the C interface's header and C tests (ci/capi.sh);
+# faketime: an expired OCSP response from `openssl ocsp`, which cannot backdate.
+ci/apt.sh libssl-dev pkg-config openssl curl util-linux ca-certificates valgrind gcc g++ binutils \
+  faketime
 
 # Every feature but `vendored`, which would build OpenSSL 3.x from source and link
 # it instead of the system library that the tests are about (build.md): `fips` of

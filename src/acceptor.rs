@@ -2,6 +2,7 @@
 //! switches every new handshake to the context published last and installs the
 //! certificates of the site its SNI name selects.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 use tokio_openssl::SslStream;
 
 use crate::builder::{Builder, Policy, MIN_POLL_INTERVAL};
-use crate::material::{IdentityFiles, Material, WatchedFiles};
+use crate::material::{status_callback, IdentityFiles, Material, Staples, WatchedFiles};
 use crate::poll::Poller;
 use crate::reloader::{Build, Setup};
 use crate::session::{self, TrustId};
@@ -70,6 +71,9 @@ pub(crate) struct Inner {
     /// [`attach`](ReloadingAcceptor::attach) sets on a foreign connection.
     pub(crate) auth: Option<ClientAuth>,
     tickets: Arc<TicketKeys>,
+    /// The staples in service, which [`attach`](ReloadingAcceptor::attach)
+    /// hands out too.
+    pub(crate) staples: Staples,
     handshake_timeout: Duration,
     _poller: Poller,
 }
@@ -188,6 +192,7 @@ pub struct ServerSide {
     handshake_timeout: Duration,
     ticket_keys: KeySource,
     sites: SiteOptions,
+    ocsp_staple: Option<PathBuf>,
 }
 
 impl Default for ServerSide {
@@ -197,6 +202,7 @@ impl Default for ServerSide {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             ticket_keys: KeySource::default(),
             sites: SiteOptions::default(),
+            ocsp_staple: None,
         }
     }
 }
@@ -342,6 +348,26 @@ impl Builder<ServerSide> {
         self
     }
 
+    /// The OCSP staple of the [`identity`](Builder::identity) (or, without
+    /// one, of the first [`site`](Self::site)): a DER OCSP response, as
+    /// `openssl ocsp -respout` writes it, watched and reloaded with the
+    /// certificate. Without it, every certificate's staple is
+    /// `<certificate file>.ocsp` when that file exists.
+    ///
+    /// A staple is sent to clients that ask (`status_request`) only while it
+    /// passes every check: it is a response for the certificate in service,
+    /// signed by its issuer (which the certificate file must hold after the
+    /// leaf) or a responder the issuer delegated to, with status good, and
+    /// within its thisUpdate/nextUpdate. One that fails is not stapled and is
+    /// reported ([`CertificateInfo::ocsp`]); the certificate stays in service.
+    /// A rotated certificate drops its old staple, which no longer matches. A
+    /// certificate with the must-staple extension is refused without a valid
+    /// staple ([`Error::Ocsp`]).
+    pub fn ocsp_staple(mut self, path: impl Into<PathBuf>) -> Self {
+        self.side.ocsp_staple = Some(path.into());
+        self
+    }
+
     /// How long a directory site whose files are gone is still served (default
     /// 5 s): a tool that deletes a pair and writes it again within it never
     /// drops the name.
@@ -374,8 +400,13 @@ impl Builder<ServerSide> {
     /// What would stop a start: a site given one by one that does not load, the
     /// CA bundle, an unreadable directory, no site at all, an unknown default.
     pub fn check_sites(&self) -> Result<Vec<SiteStatus>, Error> {
-        let build = trust_builder(&self.policy, self.active_client_auth(), None);
         let (options, mut site_setup, mut trust_setup) = self.site_setups()?;
+        let build = trust_builder(
+            &self.policy,
+            self.active_client_auth(),
+            None,
+            &site_setup.staples,
+        );
         site_setup.allow_missing = false;
         trust_setup.allow_missing = false;
         Ok(Sites::start(options, site_setup, trust_setup, build)?.sites())
@@ -390,18 +421,25 @@ impl Builder<ServerSide> {
         if options.explicit.is_empty() && options.dirs.is_empty() {
             return Err(Error::NoIdentity);
         }
+        let mut ocsp = HashMap::new();
+        if let (Some(staple), Some(first)) = (&self.side.ocsp_staple, options.explicit.first()) {
+            ocsp.insert(first.cert_path().to_owned(), staple.clone());
+        }
         let site_setup = SiteSetup {
             checks: self.checks.clone(),
             passphrase: self.files.passphrase.clone(),
             chain_ca: self.files.ca.clone().filter(|_| self.checks.chain_to_ca),
             poll_interval: self.poll_interval,
             allow_missing: self.allow_missing_at_start,
+            ocsp,
+            staples: Staples::default(),
         };
         let mut trust_setup = self.setup("acceptor");
         trust_setup.files = WatchedFiles {
             identity: None,
             ca: self.files.ca.clone(),
             crl: self.files.crl.clone(),
+            ocsp: None,
             passphrase: crate::Passphrase::default(),
         };
         // Sites::start says it once everything has loaded.
@@ -424,7 +462,8 @@ impl Builder<ServerSide> {
             self.checks.max_file_size,
             self.allow_missing_at_start,
         )?;
-        let build = trust_builder(&self.policy, auth, Some(Arc::clone(&tickets)));
+        let staples = Arc::clone(&site_setup.staples);
+        let build = trust_builder(&self.policy, auth, Some(Arc::clone(&tickets)), &staples);
         let sites = Arc::new(Sites::start(options, site_setup, trust_setup, build)?);
         let (poll_sites, poll_tickets) = (Arc::clone(&sites), Arc::clone(&tickets));
         let poller = Poller::spawn(self.poll_interval, move || {
@@ -439,6 +478,7 @@ impl Builder<ServerSide> {
                 sites,
                 auth,
                 tickets,
+                staples,
                 handshake_timeout: self.side.handshake_timeout,
                 _poller: poller,
             }),
@@ -457,11 +497,18 @@ fn trust_builder(
     policy: &Policy,
     auth: Option<ClientAuth>,
     tickets: Option<Arc<TicketKeys>>,
+    staples: &Staples,
 ) -> Build<TrustContext> {
     let policy = Arc::clone(policy);
+    let staples = Arc::clone(staples);
     Box::new(move |material: Material| {
         let trust = material.trust.as_ref().map_or(TrustId::NONE, |t| t.id);
         let mut builder = server_context(&policy, auth, material)?;
+        // OpenSSL reads the status callback from the context a handshake was
+        // switched to: this one. It runs only for clients that ask.
+        builder
+            .set_status_callback(status_callback(Arc::clone(&staples)))
+            .map_err(Error::openssl("install the OCSP status callback"))?;
         if let Some(tickets) = &tickets {
             tickets
                 .attach(&mut builder)

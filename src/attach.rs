@@ -30,6 +30,7 @@ use openssl::stack::StackRef;
 use openssl::x509::{X509Ref, X509};
 
 use crate::ffi;
+use crate::material::status_callback;
 use crate::sites::{client_hello_sni, Snapshot};
 use crate::{Error, ReloadingAcceptor, ReloadingConnector};
 
@@ -88,17 +89,20 @@ impl ReloadingAcceptor {
     /// Makes a context the application owns and configured serve this
     /// acceptor's certificates, reloaded, before its first `SSL_new`.
     ///
-    /// It installs two callbacks on `ctx`: a client hello callback, which binds
+    /// It installs three callbacks on `ctx`: a client hello callback, which binds
     /// each connection's sessions to the site and CA bundle in service (so a
     /// dropped CA's clients do not resume), and a certificate callback, which
     /// puts the current certificate, chain and key of the SNI-selected site on
     /// the connection, and, with a [`ca`](crate::Builder::ca), the CA store, the
-    /// CA names and the [`ClientAuth`](crate::ClientAuth) verify mode. Everything else stays the
+    /// CA names and the [`ClientAuth`](crate::ClientAuth) verify mode; and the
+    /// OCSP status callback, which staples the certificate's
+    /// [staple](crate::ReloadingAcceptorBuilder::ocsp_staple) for clients that
+    /// ask. Everything else stays the
     /// application's: options, protocol versions, its verify callback and
     /// depth, its ALPN and servername callbacks (a servername callback that
     /// switches to another context attached to a reloader gets that one's
-    /// certificates), its session cache and ticket keys. A client hello or
-    /// certificate callback already on `ctx` is replaced: an application that
+    /// certificates), its session cache and ticket keys. A client hello,
+    /// certificate or status callback already on `ctx` is replaced: an application that
     /// needs its own uses [`install`](Self::install) instead.
     ///
     /// The context holds a clone of the acceptor: the files are polled as long
@@ -122,6 +126,9 @@ impl ReloadingAcceptor {
         // by a second attach), so it is valid whenever OpenSSL calls `cert_cb` for
         // a connection of this context.
         unsafe { ffi::SSL_CTX_set_cert_cb(ctx.as_ptr(), Some(cert_cb), arg) };
+        // The staples of the reloaded certificates, for clients that ask.
+        ctx.set_status_callback(status_callback(Arc::clone(&self.inner.staples)))
+            .map_err(Error::openssl("install the OCSP status callback"))?;
         let current = Arc::clone(self.inner.sites.current());
         ctx.set_client_hello_callback(move |ssl, alert| {
             let snapshot = current.load_full();

@@ -167,6 +167,16 @@ pub enum Error {
         /// What is wrong, e.g. "CRL 2 (issuer CN=Other CA) is signed by no CA in the bundle".
         reason: String,
     },
+    /// A certificate that demands OCSP stapling (the must-staple TLS feature)
+    /// has no valid staple: it is not published. (A staple that fails its
+    /// checks for any other certificate is only reported; see
+    /// [`OcspInfo`](crate::OcspInfo).)
+    Ocsp {
+        /// The staple file (given, or `<certificate file>.ocsp`).
+        path: PathBuf,
+        /// What is wrong, e.g. "... and the staple is not valid: it expired: ...".
+        reason: String,
+    },
     /// A session ticket-key file is not one base64 key of 80 bytes per line.
     /// The message never shows any of the file's content.
     TicketKeys {
@@ -226,7 +236,8 @@ impl Error {
             | Self::Untrusted { path, .. }
             | Self::BrokenChain { path, .. }
             | Self::TicketKeys { path, .. }
-            | Self::Crl { path, .. } => Some(path),
+            | Self::Crl { path, .. }
+            | Self::Ocsp { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
             Self::Passphrase { .. }
             | Self::Thread { .. }
@@ -365,6 +376,9 @@ impl Error {
                 None => write!(f, "ticket-key file {}: {reason}", path.display()),
             },
             Self::Crl { path, reason } => write!(f, "CRL file {}: {reason}", path.display()),
+            Self::Ocsp { path, reason } => {
+                write!(f, "OCSP staple file {}: {reason}", path.display())
+            }
             Self::TicketKeyGeneration(_) => f.write_str("cannot make a session ticket key"),
             Self::NoIdentity => f.write_str(
                 "no certificate configured: a server needs identity(cert, key), identity_pkcs12(path), a site or a site directory",

@@ -118,7 +118,8 @@ pub use crate::builder::{Builder, DEFAULT_POLL_INTERVAL};
 pub use crate::connector::{ClientSide, ReloadingConnector, ReloadingConnectorBuilder};
 pub use crate::error::Error;
 pub use crate::material::{
-    CertificateInfo, CrlCheck, CrlInfo, Passphrase, StaleCrl, ValidityPolicy, DEFAULT_MAX_FILE_SIZE,
+    CertificateInfo, CrlCheck, CrlInfo, OcspInfo, Passphrase, StaleCrl, ValidityPolicy,
+    DEFAULT_MAX_FILE_SIZE,
 };
 pub use crate::reloader::{CertificateStatus, Reload, ReloadFailure};
 pub use crate::session::SESSION_ID_CONTEXT;

@@ -2,6 +2,7 @@
 //! into a TLS context.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
@@ -9,6 +10,7 @@ use openssl::ssl::SslContextBuilder;
 use openssl::x509::X509;
 
 use super::info::CertificateInfo;
+use super::ocsp::Staple;
 use crate::Error;
 
 /// A leaf certificate, its chain and its private key.
@@ -19,6 +21,8 @@ pub(crate) struct Identity {
     pub(crate) info: CertificateInfo,
     /// The certificate (or PKCS#12) file, for errors found later.
     pub(crate) path: PathBuf,
+    /// Its OCSP staple, if one passed the checks.
+    pub(crate) staple: Option<Arc<Staple>>,
 }
 
 impl Identity {
@@ -35,6 +39,7 @@ impl Identity {
             key,
             info,
             path: path.to_owned(),
+            staple: None,
         })
     }
 

@@ -29,6 +29,8 @@ pub struct CertificateInfo {
     pub not_after_unix: i64,
     /// SHA-256 fingerprint of the DER certificate, upper-case hex pairs joined by `:`.
     pub sha256: String,
+    /// The certificate's OCSP staple file and its state, when there is one.
+    pub ocsp: Option<super::OcspInfo>,
 }
 
 impl CertificateInfo {
@@ -73,6 +75,7 @@ impl CertificateInfo {
             not_before_unix: unix_seconds(cert.not_before())?,
             not_after_unix: unix_seconds(cert.not_after())?,
             sha256,
+            ocsp: None,
         })
     }
 }
@@ -86,7 +89,7 @@ fn ip_to_string(bytes: &[u8]) -> Option<String> {
     Some(ip.to_string())
 }
 
-pub(super) fn name_to_string(name: &X509NameRef) -> String {
+pub(crate) fn name_to_string(name: &X509NameRef) -> String {
     name.entries()
         .map(|entry| {
             let key = entry.object().nid().short_name().unwrap_or("?");

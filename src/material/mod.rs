@@ -13,6 +13,7 @@ mod crl;
 mod fastkey;
 mod identity;
 mod info;
+mod ocsp;
 mod parse;
 mod passphrase;
 mod read;
@@ -21,6 +22,7 @@ mod validate;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
@@ -30,6 +32,8 @@ pub(crate) use self::crl::CrlOptions;
 pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
+pub use self::ocsp::OcspInfo;
+pub(crate) use self::ocsp::{status_callback, OcspFile, StapleMap, Staples};
 pub use self::passphrase::Passphrase;
 pub(crate) use self::read::read_key_file;
 pub use self::read::DEFAULT_MAX_FILE_SIZE;
@@ -88,6 +92,8 @@ pub(crate) struct WatchedFiles {
     pub(crate) ca: Option<PathBuf>,
     /// CRLs of the CA bundle's CAs (PEM, one or more, or DER); only with `ca`.
     pub(crate) crl: Option<PathBuf>,
+    /// The identity's OCSP staple; only with `identity`.
+    pub(crate) ocsp: Option<OcspFile>,
     pub(crate) passphrase: Passphrase,
 }
 
@@ -107,6 +113,7 @@ impl WatchedFiles {
         }
         paths.extend(self.ca.clone());
         paths.extend(self.crl.clone());
+        paths.extend(self.ocsp.as_ref().map(|o| o.path().to_owned()));
         paths.extend(self.passphrase.path().map(Path::to_owned));
         paths
     }
@@ -137,12 +144,25 @@ impl WatchedFiles {
             Some(path) => Some(read::read_file(path, limit)?),
             None => None,
         };
-        let digest = digest(identity.as_ref(), ca.as_deref(), crl.as_deref())
-            .map_err(Error::openssl("hash the files"))?;
+        // A staple that cannot be read is reported, not fatal: the certificate
+        // is served without it.
+        let ocsp = match &self.ocsp {
+            None => None,
+            Some(OcspFile::Beside(path)) if !path.exists() => None,
+            Some(file) => Some(read::read_file(file.path(), limit).map_err(|e| e.to_string())),
+        };
+        let digest = digest(
+            identity.as_ref(),
+            ca.as_deref(),
+            crl.as_deref(),
+            ocsp.as_ref(),
+        )
+        .map_err(Error::openssl("hash the files"))?;
         Ok(RawMaterial {
             identity,
             ca,
             crl,
+            ocsp,
             digest,
         })
     }
@@ -168,10 +188,11 @@ impl WatchedFiles {
         };
         let identity = match (&self.identity, raw.identity) {
             (Some(files), Some(raw_identity)) => {
-                let identity = self.parse_identity(files, raw_identity, checks)?;
+                let mut identity = self.parse_identity(files, raw_identity, checks)?;
                 if let (Some(trust), true) = (&trust, checks.chain_to_ca) {
                     trust.check_chain(files.cert_path(), &identity.cert, &identity.chain)?;
                 }
+                self.staple(&mut identity, raw.ocsp)?;
                 Some(identity)
             }
             _ => None,
@@ -180,6 +201,56 @@ impl WatchedFiles {
             identity,
             trust,
             digest: raw.digest,
+        })
+    }
+
+    /// Checks the staple read with the identity and attaches it if it passes;
+    /// one that fails is logged (once per content: a file is parsed again only
+    /// when it changes) and left out, unless the certificate demands one.
+    fn staple(
+        &self,
+        identity: &mut Identity,
+        raw: Option<Result<Vec<u8>, String>>,
+    ) -> Result<(), Error> {
+        let (Some(file), Some(raw)) = (&self.ocsp, raw) else {
+            return self.require_staple(identity, "no staple file");
+        };
+        let path = file.path();
+        let (staple, info) = match raw {
+            Ok(der) => ocsp::check(path, &der, &identity.cert, &identity.chain),
+            Err(reason) => {
+                let mut info = OcspInfo::unreadable(path);
+                info.error = Some(reason);
+                (None, info)
+            }
+        };
+        if let Some(reason) = &info.error {
+            if ocsp::must_staple(&identity.cert) {
+                return Err(Error::Ocsp {
+                    path: path.to_owned(),
+                    reason: format!("the certificate requires OCSP stapling (must-staple) and the staple is not valid: {reason}"),
+                });
+            }
+            tracing::warn!(path = %path.display(), certificate = %identity.path.display(), error = %reason, "OCSP staple not stapled; the certificate is served without it");
+        }
+        identity.staple = staple.map(Arc::new);
+        identity.info.ocsp = Some(info);
+        Ok(())
+    }
+
+    fn require_staple(&self, identity: &Identity, why: &str) -> Result<(), Error> {
+        if !ocsp::must_staple(&identity.cert) {
+            return Ok(());
+        }
+        let path = self
+            .ocsp
+            .as_ref()
+            .map_or_else(|| OcspFile::beside(&identity.path), Clone::clone);
+        Err(Error::Ocsp {
+            path: path.path().to_owned(),
+            reason: format!(
+                "the certificate requires OCSP stapling (must-staple) and there is {why}"
+            ),
         })
     }
 
@@ -217,6 +288,7 @@ fn digest(
     identity: Option<&RawIdentity>,
     ca: Option<&[u8]>,
     crl: Option<&[u8]>,
+    ocsp: Option<&Result<Vec<u8>, String>>,
 ) -> Result<[u8; 32], ErrorStack> {
     let mut hasher = Hasher::new(MessageDigest::sha256())?;
     let mut feed = |bytes: &[u8]| -> Result<(), ErrorStack> {
@@ -240,6 +312,11 @@ fn digest(
     if let Some(crl) = crl {
         feed(crl)?;
     }
+    match ocsp {
+        Some(Ok(der)) => feed(der)?,
+        Some(Err(reason)) => feed(reason.as_bytes())?,
+        None => {}
+    }
     let mut out = [0; 32];
     out.copy_from_slice(&hasher.finish()?);
     Ok(out)
@@ -259,6 +336,7 @@ pub(crate) struct RawMaterial {
     identity: Option<RawIdentity>,
     ca: Option<Vec<u8>>,
     crl: Option<Vec<u8>>,
+    ocsp: Option<Result<Vec<u8>, String>>,
     pub(crate) digest: [u8; 32],
 }
 

@@ -18,7 +18,9 @@ use tokio::sync::watch;
 use super::dir::{self, SiteSource};
 use super::table::{find_site, Selection, SiteTable, Snapshot};
 use super::{SiteCert, SiteStatus};
-use crate::material::{Checks, IdentityFiles, Material, Passphrase, WatchedFiles};
+use crate::material::{
+    Checks, IdentityFiles, Material, OcspFile, Passphrase, StapleMap, Staples, WatchedFiles,
+};
 use crate::poll::Fingerprint;
 use crate::reloader::{initial_status, Build, Engine, Polled, Setup};
 use crate::session::TrustId;
@@ -78,6 +80,11 @@ pub(crate) struct SiteSetup {
     pub(crate) chain_ca: Option<PathBuf>,
     pub(crate) poll_interval: Duration,
     pub(crate) allow_missing: bool,
+    /// Staple files given for certificates (by certificate path); any other
+    /// certificate's is `<certificate file>.ocsp`, if it exists.
+    pub(crate) ocsp: HashMap<PathBuf, PathBuf>,
+    /// The staples of the snapshot in service, for the status callback.
+    pub(crate) staples: Staples,
 }
 
 /// Explicit sites first, in the order given; then directory sites by name.
@@ -231,7 +238,7 @@ impl Sites {
                 "serving sites"
             );
         }
-        let snapshot = build_snapshot(&trust, &entries, &options, &mut scan)?;
+        let snapshot = build_snapshot(&trust, &entries, &options, &setup.staples, &mut scan)?;
         let waiting = trust.status_ref().generation == 0
             || entries
                 .values()
@@ -530,7 +537,13 @@ impl Sites {
     fn finish(&self, scan: &mut ScanState, outcome: Outcome) -> bool {
         let mut published = false;
         if outcome.published {
-            match build_snapshot(&self.trust, &self.entries(), &self.options, scan) {
+            match build_snapshot(
+                &self.trust,
+                &self.entries(),
+                &self.options,
+                &self.setup.staples,
+                scan,
+            ) {
                 Ok(snapshot) => {
                     self.current.store(Arc::new(snapshot));
                     published = true;
@@ -741,10 +754,16 @@ fn site_engine(
             })?;
         Ok(Some(Arc::new(cert)))
     });
+    let cert = source.files.cert_path();
+    let ocsp = match setup.ocsp.get(cert) {
+        Some(given) => OcspFile::Given(given.clone()),
+        None => OcspFile::beside(cert),
+    };
     let files = WatchedFiles {
         identity: Some(source.files.clone()),
         ca: setup.chain_ca.clone(),
         crl: None,
+        ocsp: Some(ocsp),
         passphrase: setup.passphrase.clone(),
     };
     Engine::start(
@@ -822,6 +841,7 @@ fn build_snapshot(
     trust: &Engine<TrustContext>,
     entries: &BTreeMap<SiteKey, Arc<Entry>>,
     options: &SiteOptions,
+    staples: &Staples,
     scan: &mut ScanState,
 ) -> Result<Snapshot, Error> {
     let trust = trust.current().load_full();
@@ -847,6 +867,14 @@ fn build_snapshot(
     };
     let table = SiteTable::build(&certs, &selection, trust.trust, &mut scan.overlaps_logged)
         .map_err(Error::openssl("build the site table"))?;
+    // Before the snapshot is published, so that its handshakes find them.
+    let mut map = StapleMap::default();
+    for cert in &certs {
+        if let Some(staple) = &cert.identity.staple {
+            map.insert(&cert.identity.cert, Arc::clone(staple));
+        }
+    }
+    staples.store(Arc::new(map));
     Ok(Snapshot {
         ctx: trust.ctx.clone(),
         table,

@@ -4,9 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-/// CRLs made with `openssl ca`: revoked clients and servers, bad CRL files, staleness.
 /// A context the application owns: attach and install.
 mod attach;
+/// CRLs made with `openssl ca`: revoked clients and servers, bad CRL files, staleness.
 mod crl;
 /// One table-driven test of every fault a writer or an operator can cause.
 mod faults;
@@ -14,6 +14,8 @@ mod faults;
 mod formats;
 /// Mutual TLS both ways: reloaded CA bundles and the reloading connector.
 mod mtls;
+/// OCSP staples made with `openssl ocsp`: stapled, rotated, refused, must-staple.
+mod ocsp;
 /// Mutated PEM, DER and PKCS#12 inputs: no panic, a typed error naming the file.
 mod props;
 /// Rotation by every kind of writer, keep-last-good, status, resumption, ALPN, policy.

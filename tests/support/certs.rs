@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use openssl::asn1::{Asn1Integer, Asn1Time};
+use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
@@ -17,7 +17,7 @@ use openssl::rsa::Rsa;
 use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
-use openssl::x509::{X509Builder, X509Name, X509NameRef, X509Ref, X509};
+use openssl::x509::{X509Builder, X509Extension, X509Name, X509NameRef, X509Ref, X509};
 
 use super::files::write_atomic;
 
@@ -113,6 +113,8 @@ pub struct LeafSpec {
     pub not_after: i64,
     /// A fixed serial; `None` takes the next one of the run.
     pub serial: Option<u32>,
+    /// The TLS feature extension with `status_request` (RFC 7633, "must-staple").
+    pub must_staple: bool,
 }
 
 impl LeafSpec {
@@ -125,7 +127,13 @@ impl LeafSpec {
             not_before: -3600,
             not_after: 30 * 86_400,
             serial: None,
+            must_staple: false,
         }
+    }
+    /// With the must-staple extension.
+    pub fn must_staple(mut self) -> Self {
+        self.must_staple = true;
+        self
     }
     pub fn alg(mut self, alg: Alg) -> Self {
         self.alg = alg;
@@ -244,6 +252,13 @@ fn append_leaf_extensions(b: &mut X509Builder, spec: &LeafSpec, issuer: Option<&
         .build()
         .unwrap();
     b.append_extension(eku).unwrap();
+    if spec.must_staple {
+        // id-pe-tlsfeature: SEQUENCE { INTEGER 5 (status_request) }.
+        let oid = Asn1Object::from_str("1.3.6.1.5.5.7.1.24").unwrap();
+        let value = Asn1OctetString::new_from_bytes(&[0x30, 0x03, 0x02, 0x01, 0x05]).unwrap();
+        b.append_extension(X509Extension::new_from_der(&oid, false, &value).unwrap())
+            .unwrap();
+    }
 }
 
 fn cn_name(cn: &str) -> X509Name {

@@ -67,4 +67,102 @@ impl CliCa {
         args.extend_from_slice(extra);
         self.openssl(&args)
     }
+
+    /// A DER OCSP response for `cert` from `openssl ocsp -index ... -respout`,
+    /// signed by this CA (or by `signer`), good unless `revoked`, valid for a
+    /// day unless `extra` says otherwise (`-ndays N`).
+    pub fn ocsp(&self, cert: &X509, signer: Option<&Ca>, revoked: bool, extra: &[&str]) -> Vec<u8> {
+        self.ocsp_at(None, cert, signer, revoked, extra)
+    }
+
+    /// A response made two days ago, valid for one: expired. `openssl ocsp`
+    /// cannot backdate, so it runs under `faketime` (Debian's faketime); `None`
+    /// when that is missing outside CI (under CI the test fails instead).
+    pub fn ocsp_expired(&self, cert: &X509) -> Option<Vec<u8>> {
+        let found = Command::new("faketime").arg("--version").output().is_ok();
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "faketime is not installed; CI must provide it (ci/test.sh installs it)"
+            );
+            eprintln!(
+                "skipping the expired staple: faketime is not installed (apt-get install faketime)"
+            );
+            return None;
+        }
+        Some(self.ocsp_at(Some("-2d"), cert, None, false, &[]))
+    }
+
+    fn ocsp_at(
+        &self,
+        offset: Option<&str>,
+        cert: &X509,
+        signer: Option<&Ca>,
+        revoked: bool,
+        extra: &[&str],
+    ) -> Vec<u8> {
+        let d = self.dir.path();
+        let serial = super::certs::serial_hex(cert);
+        let subject = "/CN=ocsp test";
+        let row = if revoked {
+            format!("R\t491231000000Z\t260101000000Z\t{serial}\tunknown\t{subject}\n")
+        } else {
+            format!("V\t491231000000Z\t\t{serial}\tunknown\t{subject}\n")
+        };
+        fs::write(d.join("ocsp-index.txt"), row).unwrap();
+        fs::write(d.join("ocsp-cert.pem"), cert.to_pem().unwrap()).unwrap();
+        let (rsigner, rkey) = match signer {
+            Some(other) => {
+                fs::write(d.join("signer.pem"), other.pem()).unwrap();
+                fs::write(
+                    d.join("signer.key"),
+                    other.key.private_key_to_pem_pkcs8().unwrap(),
+                )
+                .unwrap();
+                (d.join("signer.pem"), d.join("signer.key"))
+            }
+            None => (d.join("ca.pem"), d.join("ca.key")),
+        };
+        let out = d.join("response.der");
+        let _ = fs::remove_file(&out);
+        let days: &[&str] = if extra.contains(&"-ndays") {
+            &[]
+        } else {
+            &["-ndays", "1"]
+        };
+        let mut cmd = match offset {
+            Some(offset) => {
+                let mut cmd = Command::new("faketime");
+                cmd.args(["-f", offset, "openssl"]);
+                cmd
+            }
+            None => Command::new("openssl"),
+        };
+        let status = cmd
+            .arg("ocsp")
+            .arg("-index")
+            .arg(d.join("ocsp-index.txt"))
+            .arg("-CA")
+            .arg(d.join("ca.pem"))
+            .arg("-issuer")
+            .arg(d.join("ca.pem"))
+            .arg("-cert")
+            .arg(d.join("ocsp-cert.pem"))
+            .arg("-rsigner")
+            .arg(rsigner)
+            .arg("-rkey")
+            .arg(rkey)
+            .arg("-respout")
+            .arg(&out)
+            .args(days)
+            .args(extra)
+            .output()
+            .expect("run openssl ocsp");
+        assert!(
+            status.status.success(),
+            "openssl ocsp: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        fs::read(&out).unwrap()
+    }
 }

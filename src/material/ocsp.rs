@@ -1,0 +1,329 @@
+//! OCSP staples: a DER OCSP response (as `openssl ocsp -respout` writes it)
+//! for the certificate in service, checked before it is stapled.
+//!
+//! A staple is optional material: one that fails a check is not stapled and
+//! is reported, and the certificate stays in service, except for a certificate
+//! that demands stapling (the TLS feature extension with `status_request`,
+//! "must-staple"), which is not published without a valid staple.
+
+#![allow(unsafe_code)] // Two reads through openssl-sys, each with its SAFETY note.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use foreign_types::ForeignTypeRef;
+use openssl::asn1::{Asn1GeneralizedTimeRef, Asn1Time, Asn1TimeRef};
+use openssl::hash::MessageDigest;
+use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspResponse, OcspResponseStatus};
+use openssl::ssl::SslRef;
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::{X509Ref, X509VerifyResult, X509};
+
+/// `NID_tlsfeature` (obj_mac.h), which openssl-sys does not name.
+const NID_TLSFEATURE: i32 = 1020;
+
+/// How far in the future a responder's thisUpdate may be (clock skew).
+const CLOCK_SKEW: i64 = 300;
+
+/// Where a certificate's staple comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OcspFile {
+    /// Named by the configuration: a missing file is reported.
+    Given(PathBuf),
+    /// `<certificate file>.ocsp`, used when it exists.
+    Beside(PathBuf),
+}
+
+impl OcspFile {
+    /// `<cert>.ocsp`, the name HAProxy reads too.
+    pub(crate) fn beside(cert: &Path) -> Self {
+        let mut name = cert.as_os_str().to_owned();
+        name.push(".ocsp");
+        Self::Beside(PathBuf::from(name))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            Self::Given(path) | Self::Beside(path) => path,
+        }
+    }
+}
+
+/// A staple that passed every check: what the status callback hands out.
+#[derive(Debug)]
+pub(crate) struct Staple {
+    der: Vec<u8>,
+    /// The response's nextUpdate; after it, the staple is no longer sent.
+    next_update: Option<i64>,
+}
+
+/// What the status shows of a certificate's OCSP staple.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OcspInfo {
+    /// The staple file.
+    pub path: PathBuf,
+    /// Whether it passed the checks and is sent to clients that ask (until
+    /// its `next_update`).
+    pub stapled: bool,
+    /// The certificate's status in the response: `good`, `revoked` or
+    /// `unknown`; `None` if it could not be read.
+    pub status: Option<String>,
+    /// thisUpdate, as OpenSSL prints it.
+    pub this_update: Option<String>,
+    /// thisUpdate in seconds since the Unix epoch.
+    pub this_update_unix: Option<i64>,
+    /// nextUpdate, as OpenSSL prints it (`None`: the responder gave none).
+    pub next_update: Option<String>,
+    /// nextUpdate in seconds since the Unix epoch.
+    pub next_update_unix: Option<i64>,
+    /// Why it is not stapled.
+    pub error: Option<String>,
+}
+
+impl OcspInfo {
+    /// A staple file that could not be read.
+    pub(crate) fn unreadable(path: &Path) -> Self {
+        Self::new(path)
+    }
+
+    fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            stapled: false,
+            status: None,
+            this_update: None,
+            this_update_unix: None,
+            next_update: None,
+            next_update_unix: None,
+            error: None,
+        }
+    }
+}
+
+/// Checks `der` as the staple of `cert` (whose issuer must be in `chain`):
+/// it parses, the responder answered, it is a response for this certificate,
+/// the status is good, the signature verifies against the issuer or a
+/// responder the issuer delegated to, and now is within thisUpdate/nextUpdate.
+/// The info is filled as far as the response could be read.
+pub(crate) fn check(
+    path: &Path,
+    der: &[u8],
+    cert: &X509Ref,
+    chain: &[X509],
+) -> (Option<Staple>, OcspInfo) {
+    let mut info = OcspInfo::new(path);
+    match check_into(&mut info, der, cert, chain) {
+        Ok(staple) => {
+            info.stapled = true;
+            (Some(staple), info)
+        }
+        Err(reason) => {
+            info.error = Some(reason);
+            (None, info)
+        }
+    }
+}
+
+fn check_into(
+    info: &mut OcspInfo,
+    der: &[u8],
+    cert: &X509Ref,
+    chain: &[X509],
+) -> Result<Staple, String> {
+    if der.is_empty() {
+        return Err("the file is empty".to_owned());
+    }
+    let response =
+        OcspResponse::from_der(der).map_err(|e| format!("not a DER OCSP response: {e}"))?;
+    let answer = response.status();
+    if answer != OcspResponseStatus::SUCCESSFUL {
+        return Err(format!(
+            "the responder answered {}",
+            response_status(answer)
+        ));
+    }
+    let basic = response
+        .basic()
+        .map_err(|e| format!("not a basic OCSP response: {e}"))?;
+    let issuer = chain
+        .iter()
+        .find(|c| c.issued(cert) == X509VerifyResult::OK)
+        .ok_or_else(|| {
+            "the certificate's issuer is not in its file: append the chain (leaf, then its \
+             issuer) so that the staple can be checked"
+                .to_owned()
+        })?;
+    let ids = [MessageDigest::sha1(), MessageDigest::sha256()]
+        .into_iter()
+        .map(|digest| OcspCertId::from_cert(digest, cert, issuer))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot make the certificate's OCSP ID: {e}"))?;
+    let status = ids
+        .iter()
+        .find_map(|id| basic.find_status(id))
+        .ok_or_else(|| {
+            let serial = cert
+                .serial_number()
+                .to_bn()
+                .and_then(|bn| bn.to_hex_str().map(|s| s.to_string()))
+                .unwrap_or_default();
+            format!("it is not a response for the certificate in service (serial {serial})")
+        })?;
+    info.status = Some(cert_status(status.status).to_owned());
+    info.this_update = Some(status.this_update.to_string());
+    info.this_update_unix = unix(status.this_update);
+    info.next_update = status.next_update().map(ToString::to_string);
+    info.next_update_unix = status.next_update().and_then(unix);
+
+    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    store.add_cert(issuer.clone()).map_err(|e| e.to_string())?;
+    // The issuer may be an intermediate: it is the trust anchor here.
+    store
+        .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
+        .map_err(|e| e.to_string())?;
+    let store = store.build();
+    let mut certs = Stack::new().map_err(|e| e.to_string())?;
+    for c in chain {
+        certs.push(c.clone()).map_err(|e| e.to_string())?;
+    }
+    basic
+        .verify(&certs, &store, OcspFlag::empty())
+        .map_err(|e| {
+            format!(
+                "its signature does not verify against the issuer ({}) or a responder it delegated to: {e}",
+                super::info::name_to_string(issuer.subject_name())
+            )
+        })?;
+
+    if status.status != OcspCertStatus::GOOD {
+        return Err(format!(
+            "the certificate's status is {}",
+            cert_status(status.status)
+        ));
+    }
+    let now = now();
+    match info.this_update_unix {
+        Some(this) if this <= now + CLOCK_SKEW => {}
+        _ => {
+            return Err(format!(
+                "its thisUpdate ({}) is in the future",
+                status.this_update
+            ))
+        }
+    }
+    if let Some(next) = info.next_update_unix {
+        if next <= now {
+            return Err(format!(
+                "it expired: its nextUpdate ({}) has passed",
+                info.next_update.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(Staple {
+        der: der.to_vec(),
+        next_update: info.next_update_unix,
+    })
+}
+
+/// Whether `cert` demands a staple: the TLS feature extension (RFC 7633)
+/// listing `status_request` (5).
+pub(crate) fn must_staple(cert: &X509Ref) -> bool {
+    // SAFETY: `cert` is live for the call; the lookup only reads it.
+    let at = unsafe { openssl_sys::X509_get_ext_by_NID(cert.as_ptr(), NID_TLSFEATURE, -1) };
+    if at < 0 {
+        return false;
+    }
+    // SAFETY: `at` is a valid extension index of `cert`; the extension and its
+    // data belong to `cert`, which outlives this borrow, and are only read.
+    let value = unsafe {
+        let ext = openssl_sys::X509_get_ext(cert.as_ptr(), at);
+        let data = openssl_sys::X509_EXTENSION_get_data(ext);
+        if data.is_null() {
+            return true; // unreadable: demand a staple rather than risk serving without
+        }
+        openssl::asn1::Asn1StringRef::from_ptr(data.cast())
+            .as_slice()
+            .to_vec()
+    };
+    // SEQUENCE OF INTEGER: an INTEGER 5 (02 01 05) in it.
+    value.windows(3).any(|w| w == [0x02, 0x01, 0x05])
+}
+
+/// The staples of the certificates in service, by the address of their X509,
+/// which the status callback gets back from `SSL_get_certificate`. Each entry
+/// holds a reference to its certificate, so no address is reused while it is
+/// in the map.
+#[derive(Default)]
+pub(crate) struct StapleMap(HashMap<usize, (X509, Arc<Staple>)>);
+
+impl StapleMap {
+    pub(crate) fn insert(&mut self, cert: &X509, staple: Arc<Staple>) {
+        self.0
+            .insert(cert.as_ptr() as usize, (cert.clone(), staple));
+    }
+}
+
+/// Every context a reloader serves reads the same map.
+pub(crate) type Staples = Arc<ArcSwap<StapleMap>>;
+
+/// The server status callback (`SSL_CTX_set_tlsext_status_cb`): only for a
+/// client that asked for a staple; no I/O, no lock. `Ok(false)` sends none.
+pub(crate) fn status_callback(
+    staples: Staples,
+) -> impl Fn(&mut SslRef) -> Result<bool, openssl::error::ErrorStack> + Send + Sync + 'static {
+    move |ssl| {
+        let Some(cert) = ssl.certificate() else {
+            return Ok(false);
+        };
+        let map = staples.load();
+        let Some((_, staple)) = map.0.get(&(cert.as_ptr() as usize)) else {
+            return Ok(false);
+        };
+        if staple.next_update.is_some_and(|next| next <= now()) {
+            return Ok(false);
+        }
+        ssl.set_ocsp_status(&staple.der)?;
+        Ok(true)
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn unix(time: &Asn1GeneralizedTimeRef) -> Option<i64> {
+    // SAFETY: ASN1_GENERALIZEDTIME and ASN1_TIME are the same C type
+    // (ASN1_STRING), and ASN1_TIME functions accept a GeneralizedTime; the
+    // reference is only read while `time` lives.
+    let time = unsafe { Asn1TimeRef::from_ptr(time.as_ptr().cast()) };
+    let epoch = Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(time).ok()?;
+    Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
+
+fn cert_status(status: OcspCertStatus) -> &'static str {
+    match status {
+        OcspCertStatus::GOOD => "good",
+        OcspCertStatus::REVOKED => "revoked",
+        _ => "unknown",
+    }
+}
+
+fn response_status(status: OcspResponseStatus) -> String {
+    match status {
+        OcspResponseStatus::MALFORMED_REQUEST => "malformedRequest".to_owned(),
+        OcspResponseStatus::INTERNAL_ERROR => "internalError".to_owned(),
+        OcspResponseStatus::TRY_LATER => "tryLater".to_owned(),
+        OcspResponseStatus::SIG_REQUIRED => "sigRequired".to_owned(),
+        OcspResponseStatus::UNAUTHORIZED => "unauthorized".to_owned(),
+        other => format!("status {}", other.as_raw()),
+    }
+}
