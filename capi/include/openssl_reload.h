@@ -344,6 +344,20 @@ openssl_reload_result openssl_reload_server_builder_set_crl(openssl_reload_serve
                                                             uint32_t check);
 
 /*
+ The OCSP staple (a DER OCSP response, as `openssl ocsp -respout` writes
+ it) of the first certificate configured, reloaded with it. Without it, each
+ certificate's staple is `<certificate file>.ocsp` when that file exists. A
+ staple is sent to clients that ask only while it is valid for the
+ certificate in service; a must-staple certificate is refused without one.
+
+ # Safety
+
+ As [`openssl_reload_server_builder_set_identity`].
+ */
+openssl_reload_result openssl_reload_server_builder_set_ocsp_staple(openssl_reload_server_builder *builder,
+                                                                    const char *path);
+
+/*
  How often the files are checked, in milliseconds (default 1000).
 
  # Safety

@@ -373,6 +373,24 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
     }
 }
 
+/// The OCSP staple (a DER OCSP response, as `openssl ocsp -respout` writes
+/// it) of the first certificate configured, reloaded with it. Without it, each
+/// certificate's staple is `<certificate file>.ocsp` when that file exists. A
+/// staple is sent to clients that ask only while it is valid for the
+/// certificate in service; a must-staple certificate is refused without one.
+///
+/// # Safety
+///
+/// As [`openssl_reload_server_builder_set_identity`].
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_ocsp_staple(
+    builder: *mut openssl_reload_server_builder,
+    path: *const c_char,
+) -> openssl_reload_result {
+    // SAFETY: forwarded contract.
+    unsafe { server(builder, |b| Ok(b.ocsp_staple(path_arg(path, "path")?))) }
+}
+
 /// How often the files are checked, in milliseconds (default 1000).
 ///
 /// # Safety

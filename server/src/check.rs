@@ -29,6 +29,18 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
         }
     }
     let sites = builder.check_sites()?;
+    // A staple that would not be stapled fails the check: `serve` would run
+    // without it (a must-staple certificate fails in check_sites already).
+    for site in &sites {
+        if let Some(ocsp) = site.certificate().and_then(|c| c.ocsp.as_ref()) {
+            if let Some(reason) = &ocsp.error {
+                return Err(Failure::runtime(format!(
+                    "OCSP staple file {}: {reason}",
+                    ocsp.path.display()
+                )));
+            }
+        }
+    }
     let crls = match (&args.ca, &args.crl) {
         (Some(ca), Some(crl)) => describe_crls(ca, crl)?,
         _ => Vec::new(),
@@ -59,6 +71,22 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
     if !crls.is_empty() {
         checks.push("CRLs signed by the CA bundle and before their nextUpdate");
     }
+    let ocsp = info.ocsp.as_ref().map_or_else(String::new, |o| {
+        format!(
+            "OCSP:       {status} | thisUpdate {this} | nextUpdate {next} | {path}\n",
+            status = o.status.as_deref().unwrap_or("?"),
+            this = o
+                .this_update_unix
+                .map_or_else(|| "(none)".to_owned(), rfc3339),
+            next = o
+                .next_update_unix
+                .map_or_else(|| "(none)".to_owned(), rfc3339),
+            path = o.path.display(),
+        )
+    });
+    if !ocsp.is_empty() {
+        checks.push("OCSP staple good, signed by the issuer and current");
+    }
     let text = format!(
         "\
 subject:    {subject}
@@ -70,7 +98,7 @@ notAfter:   {not_after} ({not_after_utc})
 days left:  {days_left}
 SHA-256:    {sha256}
 valid:      yes: {checks}
-",
+{ocsp}",
         subject = info.subject,
         issuer = info.issuer,
         serial = info.serial,

@@ -207,6 +207,9 @@ pub(crate) fn acceptor_builder(
     if let Some(name) = &identity.default_site {
         builder = builder.default_site(name);
     }
+    if let Some(staple) = &identity.ocsp_staple {
+        builder = builder.ocsp_staple(staple);
+    }
     Ok(Some(
         builder
             .strict_sni(identity.strict_sni)

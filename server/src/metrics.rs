@@ -225,6 +225,25 @@ fn certificate_families(m: &mut Exposition, status: &CertificateStatus, sites: &
             m.sample(name, &[("site", site)], value(cert) as f64);
         }
     }
+    let stapled: Vec<(&str, i64)> = serving
+        .iter()
+        .filter_map(|(site, cert)| {
+            let ocsp = cert.ocsp.as_ref().filter(|o| o.stapled)?;
+            Some((*site, ocsp.next_update_unix?))
+        })
+        .collect();
+    if !stapled.is_empty() {
+        let name = "openssl_reload_ocsp_next_update_timestamp_seconds";
+        m.family(
+            name,
+            Gauge,
+            "nextUpdate of each site's OCSP staple in service, in seconds since the Unix epoch. \
+             After it the staple is no longer sent: replace the file before.",
+        );
+        for (site, next) in stapled {
+            m.sample(name, &[("site", site)], next as f64);
+        }
+    }
     m.single(
         "openssl_reload_ca_certificates",
         Gauge,

@@ -13,14 +13,14 @@ use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_T
 use hyper::{Method, Request, Response, StatusCode, Version};
 use openssl::x509::X509;
 use openssl_reload::{
-    CertificateInfo, CertificateStatus, CrlInfo, ReloadFailure, ReloadingAcceptor, SiteStatus,
-    TicketKeyStatus,
+    CertificateInfo, CertificateStatus, CrlInfo, OcspInfo, ReloadFailure, ReloadingAcceptor,
+    SiteStatus, TicketKeyStatus,
 };
 use serde_json::{json, Value};
 
 use crate::cli::MAX_SLOW_MS;
 use crate::metrics::{self, Stats};
-use crate::timefmt::{human_duration, rfc3339, rfc3339_millis};
+use crate::timefmt::{human_duration, now_unix, rfc3339, rfc3339_millis};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -267,6 +267,20 @@ fn certificate_json(cert: &CertificateInfo) -> Value {
         "not_before": rfc3339(cert.not_before_unix),
         "not_after": rfc3339(cert.not_after_unix),
         "sha256": cert.sha256,
+        "ocsp": cert.ocsp.as_ref().map(ocsp_json),
+    })
+}
+
+/// The certificate's OCSP staple file: whether it is stapled, the response's
+/// status and times, or why it is not stapled.
+fn ocsp_json(ocsp: &OcspInfo) -> Value {
+    json!({
+        "path": ocsp.path.display().to_string(),
+        "stapled": ocsp.stapled && ocsp.next_update_unix.is_none_or(|n| n > now_unix()),
+        "status": ocsp.status,
+        "this_update": ocsp.this_update_unix.map(rfc3339),
+        "next_update": ocsp.next_update_unix.map(rfc3339),
+        "error": ocsp.error,
     })
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::thread;
 
 use openssl::ssl::{
-    AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslMethod, SslVerifyMode,
+    AlpnError, Ssl, SslAcceptor, SslConnector, SslContext, SslMethod, SslVerifyMode, StatusType,
 };
 use openssl_reload::{ClientAuth, ReloadingAcceptor};
 use tempfile::TempDir;
@@ -272,4 +272,31 @@ fn connector_configures_the_applications_own_connection_and_context() {
     let mut own = SslContext::builder(SslMethod::tls_client()).unwrap();
     client.configure_context(&mut own).unwrap();
     exchange(&own.build(), false).unwrap();
+}
+
+/// The attached context staples the certificate's `<cert>.ocsp` for clients
+/// that ask, through the status callback attach installs.
+#[test]
+fn attached_context_staples_the_certificates_staple() {
+    let dir = TempDir::new().unwrap();
+    let ca = support::CliCa::new(Ca::new("attach OCSP CA"));
+    let first = leaf(&ca.ca);
+    let mut pem = first.cert.to_pem().unwrap();
+    pem.extend(ca.ca.pem());
+    write_atomic(&dir.path().join("cert.pem"), &pem);
+    write_atomic(&dir.path().join("key.pem"), &first.key_pem());
+    let staple = ca.ocsp(&first.cert, None, false, &[]);
+    write_atomic(&dir.path().join("cert.pem.ocsp"), &staple);
+    let tls = acceptor(dir.path(), None);
+    let mut app = app_context();
+    tls.attach(&mut app).unwrap();
+    let addr = serve(app.build().into_context());
+
+    let connector = client(&ca.ca, None);
+    let mut config = connector.configure().unwrap();
+    config.set_status_type(StatusType::OCSP).unwrap();
+    let stream = config
+        .connect("localhost", TcpStream::connect(addr).unwrap())
+        .unwrap();
+    assert_eq!(stream.ssl().ocsp_status(), Some(&staple[..]));
 }

@@ -75,13 +75,16 @@ ENDPOINTS
                 interval and when the files were last polled (last_poll), the
                 session ticket keys (ticket_keys: file, rotation period, keys,
                 rotations, failures, last error), the CRLs in service (crls:
-                issuer, number, revoked count, last and next update), handshake
+                issuer, number, revoked count, last and next update), each
+                certificate's OCSP staple (ocsp: stapled, status, this and next
+                update, or why it is not stapled), handshake
                 counts, and whether
                 FIPS mode is on (fips_enabled). Times are RFC 3339 UTC strings
                 (e.g. 2026-01-02T03:04:05Z); durations are in seconds.
   GET /metrics  Prometheus text format: openssl_reload_reloads_total{result},
                 openssl_reload_certificate_expiration_timestamp_seconds{site},
                 openssl_reload_crl_next_update_timestamp_seconds{issuer},
+                openssl_reload_ocsp_next_update_timestamp_seconds{site},
                 openssl_reload_generation,
                 openssl_reload_last_poll_timestamp_seconds,
                 openssl_reload_ticket_keys, openssl_reload_handshakes_total,

@@ -146,6 +146,19 @@ pub(crate) struct IdentityArgs {
     #[arg(long, env = "OPENSSL_RELOAD_PKCS12", value_name = "FILE")]
     pub(crate) pkcs12: Option<PathBuf>,
 
+    /// OCSP staple of the first --cert (or of --pkcs12): a DER OCSP response
+    ///
+    /// As `openssl ocsp -respout` writes it; watched and reloaded with the
+    /// certificate. Without it, each certificate's staple is `<cert file>.ocsp`
+    /// when that file exists. A staple is sent to clients that ask only while it
+    /// is a response for the certificate in service, from its issuer (which the
+    /// --cert file must hold after the leaf) or a delegated responder, with status
+    /// good, and within thisUpdate/nextUpdate; otherwise it is logged once and not
+    /// stapled, and the certificate keeps serving. A must-staple certificate is
+    /// refused without a valid staple.
+    #[arg(long, env = "OPENSSL_RELOAD_OCSP_STAPLE", value_name = "FILE")]
+    pub(crate) ocsp_staple: Option<PathBuf>,
+
     /// Directory of sites, each chosen by SNI and reloaded on its own
     ///
     /// A site is NAME.crt with NAME.key, NAME.pem with NAME.key or holding both,
