@@ -75,7 +75,7 @@ pub(crate) enum Command {
     Serve(Box<ServeArgs>),
     /// Validate a certificate and key offline and describe the certificate
     #[command(long_about = CHECK_LONG_ABOUT, after_long_help = CHECK_AFTER_LONG_HELP)]
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 }
 
 /// Logging, for every subcommand.
