@@ -159,11 +159,18 @@ fn check_into(
              issuer) so that the staple can be checked"
                 .to_owned()
         })?;
-    let ids = [MessageDigest::sha1(), MessageDigest::sha256()]
+    // Responders use SHA-1 IDs (openssl ocsp's default) or SHA-256; a digest
+    // the provider lacks (SHA-1 under some FIPS configurations) is skipped.
+    let ids: Vec<OcspCertId> = [MessageDigest::sha1(), MessageDigest::sha256()]
         .into_iter()
-        .map(|digest| OcspCertId::from_cert(digest, cert, issuer))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("cannot make the certificate's OCSP ID: {e}"))?;
+        .filter_map(|digest| OcspCertId::from_cert(digest, cert, issuer).ok())
+        .collect();
+    if ids.is_empty() {
+        return Err(format!(
+            "cannot make the certificate's OCSP ID: {}",
+            openssl::error::ErrorStack::get()
+        ));
+    }
     let status = ids
         .iter()
         .find_map(|id| basic.find_status(id))
