@@ -6,10 +6,13 @@
 //! races it for the same files. Every tenth cycle the client CA bundle changes
 //! (one CA more or less), every fortieth the CRL file (two CRLs of the CA,
 //! one revoking a serial nobody presents, so `X509_STORE_add_crl` and the CRL
-//! check run), and the session ticket keys rotate every 100 ms. Every
-//! fifth cycle a client handshakes, offering its last session, and checks that
-//! the certificate it receives is the one just written; so the ticket key
-//! callback, the session-to-trust binding and declined sessions all run.
+//! check run), and the session ticket keys rotate every 100 ms. Each
+//! certificate comes with its OCSP staple (`cert.pem.ocsp`, made by the
+//! `openssl ocsp` command), so the staple checks run at every reload. Every
+//! fifth cycle a client handshakes, offering its last session and asking for a
+//! staple, and checks that the certificate and staple it receives are the ones
+//! just written; so the ticket key callback, the session-to-trust binding,
+//! declined sessions and the status callback all run.
 //! Everything is dropped before `main` returns, so a leak checker sees only what
 //! the crate fails to free.
 //!
@@ -29,7 +32,7 @@ use openssl_reload::openssl::ec::{EcGroup, EcKey};
 use openssl_reload::openssl::hash::MessageDigest;
 use openssl_reload::openssl::nid::Nid;
 use openssl_reload::openssl::pkey::{PKey, Private};
-use openssl_reload::openssl::ssl::{SslConnector, SslMethod, SslSession};
+use openssl_reload::openssl::ssl::{SslConnector, SslMethod, SslSession, StatusType};
 use openssl_reload::openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, CrlNumber, SubjectAlternativeName,
 };
@@ -47,10 +50,10 @@ fn main() -> Result<()> {
         .transpose()?
         .unwrap_or(200);
     let dir = tempfile::tempdir()?;
-    let material = Material::mint()?;
+    let material = Material::mint(dir.path())?;
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let ca_file = dir.path().join("ca.pem");
-    write_pair(dir.path(), &material.pairs[0])?;
+    write_pair(dir.path(), &material, 0)?;
     write_file(&ca_file, &material.bundles[0])?;
     let crl_file = dir.path().join("ca.crl");
     write_file(&crl_file, &material.crls[0])?;
@@ -72,7 +75,7 @@ fn main() -> Result<()> {
     let (mut session, mut resumed) = (None, 0);
     for i in 0..cycles {
         let pair = &material.pairs[(i + 1) % 2];
-        write_pair(dir.path(), pair)?;
+        write_pair(dir.path(), &material, (i + 1) % 2)?;
         if i % 10 == 0 {
             write_file(&ca_file, &material.bundles[(i / 10) % 2])?;
         }
@@ -82,7 +85,8 @@ fn main() -> Result<()> {
         // `Unchanged` when the poller published these files first.
         tls.reload_now()?;
         if i % HANDSHAKE_EVERY == 0 {
-            let (next, reused) = handshake(&connector, addr, session.as_ref(), &pair.0)
+            let staple = &material.staples[(i + 1) % 2];
+            let (next, reused) = handshake(&connector, addr, session.as_ref(), &pair.0, staple)
                 .map_err(|e| format!("cycle {i}: {e}"))?;
             session = next;
             resumed += usize::from(reused);
@@ -109,10 +113,12 @@ struct Material {
     bundles: [Vec<u8>; 2],
     /// PEM files of the CA's CRLs: one empty, one revoking serial 99 too.
     crls: [Vec<u8>; 2],
+    /// The pairs' OCSP staples (DER), made by `openssl ocsp`.
+    staples: [Vec<u8>; 2],
 }
 
 impl Material {
-    fn mint() -> Result<Self> {
+    fn mint(dir: &Path) -> Result<Self> {
         let (ca_cert, ca_key) = certificate("reload-cycle CA", 1, None)?;
         let pairs = [
             certificate("a.localhost", 2, Some((&ca_cert, &ca_key)))?,
@@ -132,12 +138,17 @@ impl Material {
             ]
             .concat(),
         ];
+        let staples = [
+            staple(dir, &ca_cert, &ca_key, &pairs[0].0)?,
+            staple(dir, &ca_cert, &ca_key, &pairs[1].0)?,
+        ];
         Ok(Self {
             ca_cert,
             pairs,
             client_pair,
             bundles,
             crls,
+            staples,
         })
     }
 
@@ -179,8 +190,10 @@ fn handshake(
     addr: std::net::SocketAddr,
     session: Option<&SslSession>,
     expected: &X509,
+    staple: &[u8],
 ) -> Result<(Option<SslSession>, bool)> {
     let mut ssl = connector.configure()?.into_ssl("localhost")?;
+    ssl.set_status_type(StatusType::OCSP)?;
     if let Some(session) = session {
         // SAFETY: the session comes from a connection of this same connector.
         #[allow(unsafe_code)]
@@ -199,8 +212,55 @@ fn handshake(
     if !reused && served.serial_number().to_bn()? != expected.serial_number().to_bn()? {
         return Err("the previous certificate was served".into());
     }
+    if !reused && stream.ssl().ocsp_status() != Some(staple) {
+        return Err("the certificate's staple was not sent".into());
+    }
     let _ = stream.shutdown();
     Ok((stream.ssl().session().map(ToOwned::to_owned), reused))
+}
+
+/// A DER OCSP response for `cert`, good for a day, signed by the CA: what
+/// `openssl ocsp -index ... -respout` makes.
+fn staple(dir: &Path, ca: &X509, key: &PKey<Private>, cert: &X509) -> Result<Vec<u8>> {
+    let serial = cert.serial_number().to_bn()?.to_hex_str()?.to_string();
+    let files = [
+        ("ocsp-ca.pem", ca.to_pem()?),
+        ("ocsp-ca.key", key.private_key_to_pem_pkcs8()?),
+        ("ocsp-cert.pem", cert.to_pem()?),
+        (
+            "ocsp-index.txt",
+            format!("V\t491231000000Z\t\t{serial}\tunknown\t/CN=x\n").into_bytes(),
+        ),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    let out = dir.join("ocsp.der");
+    let status = std::process::Command::new("openssl")
+        .arg("ocsp")
+        .args([
+            "-index",
+            "ocsp-index.txt",
+            "-CA",
+            "ocsp-ca.pem",
+            "-issuer",
+            "ocsp-ca.pem",
+        ])
+        .args([
+            "-rsigner",
+            "ocsp-ca.pem",
+            "-rkey",
+            "ocsp-ca.key",
+            "-cert",
+            "ocsp-cert.pem",
+        ])
+        .args(["-ndays", "1", "-respout", "ocsp.der"])
+        .current_dir(dir)
+        .output()?;
+    if !status.status.success() {
+        return Err(format!("openssl ocsp: {}", String::from_utf8_lossy(&status.stderr)).into());
+    }
+    Ok(std::fs::read(out)?)
 }
 
 /// A PEM CRL of `ca` revoking `serials`, valid for a day.
@@ -273,11 +333,17 @@ fn certificate(
     Ok((cert, key))
 }
 
-/// Writes `cert.pem` and `key.pem` in `dir`, each by rename.
-fn write_pair(dir: &Path, (cert, key): &(X509, PKey<Private>)) -> Result<()> {
+/// Writes `cert.pem` (the leaf, then its issuer, which the staple check
+/// needs), `key.pem` and `cert.pem.ocsp` in `dir`, each by rename.
+fn write_pair(dir: &Path, material: &Material, i: usize) -> Result<()> {
+    let (cert, key) = &material.pairs[i];
     for (name, bytes) in [
-        ("cert.pem", cert.to_pem()?),
+        (
+            "cert.pem",
+            [cert.to_pem()?, material.ca_cert.to_pem()?].concat(),
+        ),
         ("key.pem", key.private_key_to_pem_pkcs8()?),
+        ("cert.pem.ocsp", material.staples[i].clone()),
     ] {
         let tmp = dir.join(format!("{name}.tmp"));
         std::fs::write(&tmp, bytes)?;
