@@ -115,6 +115,22 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) listen: Vec<SocketAddr>,
 
+    /// Worker threads that accept and serve connections (default: one per core)
+    ///
+    /// Each worker runs its own event loop with its own listening socket per
+    /// --listen address (SO_REUSEPORT: the kernel spreads new connections over
+    /// them), as nginx's worker processes do; a connection stays on the worker
+    /// that accepted it. With 1, everything runs on the main thread. Without the
+    /// flag, TOKIO_WORKER_THREADS is honoured too.
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "OPENSSL_RELOAD_WORKERS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    pub(crate) workers: Option<u16>,
+
     /// Time a client has to complete the TLS handshake before it is disconnected
     #[arg(
         long,

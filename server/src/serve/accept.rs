@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -140,10 +142,16 @@ fn is_resource_exhaustion(error: &io::Error) -> bool {
     )
 }
 
-/// Accepts on `listener` until shutdown, within `gate`, handing each connection
-/// (with its permit) to `serve`.
+/// Accepts on `listener` (non-blocking) until shutdown, within `gate`, handing
+/// each connection (with its permit) to `serve`. Runs, and registers the
+/// listener and its connections, on the runtime it is spawned from.
+///
+/// A permit is taken only once a connection is waiting: with one listener per
+/// worker, a loop that held a permit while idle would keep it from another
+/// worker's waiting client at the limit. At the limit the loop waits for a
+/// permit with the connection still in the kernel's queue.
 pub(super) fn spawn_accept_loop<F>(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     local: SocketAddr,
     gate: Gate,
     errors: Arc<AcceptErrors>,
@@ -154,18 +162,43 @@ where
     F: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit) + Send + 'static,
 {
     tokio::spawn(async move {
+        // SAFETY: the AsyncFd owns the std listener, whose descriptor stays open
+        // and the same until the AsyncFd (and the listener with it) is dropped.
+        #[allow(unsafe_code)]
+        let listener = match unsafe {
+            AsyncFd::register_with_interest(listener, Interest::READABLE)
+        } {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, addr = %local, "cannot watch the listening socket; not accepting on it");
+                return;
+            }
+        };
         loop {
+            let mut ready = tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => return,
+                ready = listener.readable() => match ready {
+                    Ok(ready) => ready,
+                    Err(error) => {
+                        tracing::error!(%error, addr = %local, "the listening socket failed; not accepting on it");
+                        return;
+                    }
+                },
+            };
             let permit = tokio::select! {
                 biased;
                 () = stopped(&mut shutdown) => return,
                 permit = gate.enter() => permit,
             };
-            let accepted = tokio::select! {
-                biased;
-                () = stopped(&mut shutdown) => return,
-                accepted = listener.accept() => accepted,
+            // WouldBlock clears the readiness: another look, then wait again.
+            let Ok(accepted) = ready.try_io(|l| l.get_ref().accept()) else {
+                continue;
             };
-            match accepted {
+            match accepted.and_then(|(tcp, peer)| {
+                tcp.set_nonblocking(true)?;
+                Ok((TcpStream::from_std(tcp)?, peer))
+            }) {
                 Ok((tcp, peer)) => {
                     errors.succeeded();
                     let _ = tcp.set_nodelay(true);

@@ -10,6 +10,7 @@ mod accept;
 mod banner;
 mod connections;
 mod sighup;
+mod workers;
 
 use std::convert::Infallible;
 use std::io;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use openssl::ssl::{select_next_proto, AlpnError, SslContextBuilder, SslMode};
 use openssl_reload::openssl::error::ErrorStack;
 use openssl_reload::{ClientAuth, CrlCheck, ReloadingAcceptor, ReloadingAcceptorBuilder, StaleCrl};
+use tokio::runtime::Handle;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -100,9 +102,18 @@ impl Signals {
     }
 }
 
+/// A public listener and the runtime its connections are served on (`None`:
+/// the main one).
+type Listener = (std::net::TcpListener, SocketAddr, Option<Handle>);
+
 /// Runs the server until SIGTERM or SIGINT.
+///
+/// The main thread runs a current-thread runtime: signals, SIGHUP reloads,
+/// the admin address and the shutdown. With one worker it serves the
+/// connections too; with more, each worker thread serves its own (see
+/// `workers`).
 pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
-    let runtime = runtime_builder()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))?;
@@ -112,7 +123,22 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
     };
 
     // Listen first: an address in use is reported before anything else happens.
-    let listeners = bind(&args.listen)?;
+    let workers = workers::count(args.workers);
+    let (pool, listeners) = if workers == 1 {
+        let listeners = bind(&args.listen)?
+            .into_iter()
+            .map(|(listener, local)| (listener, local, None))
+            .collect();
+        (None, listeners)
+    } else {
+        let pool = workers::Workers::start(workers)?;
+        let listeners = pool
+            .bind(&args.listen)?
+            .into_iter()
+            .map(|(listener, local, handle)| (listener, local, Some(handle)))
+            .collect();
+        (Some(pool), listeners)
+    };
     let admin = match args.admin.admin_listen {
         Some(addr) => bind(&[addr])?.pop(),
         None => None,
@@ -133,25 +159,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         .map_err(|error| Failure::config(error.report()))?;
 
     let result = runtime.block_on(serve(args, signals, listeners, admin, tls, dev));
-    // Connections still open after the grace period are dropped here.
+    // Connections still open after the grace period are dropped here, on the
+    // main runtime and then on each worker's.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(pool);
     result
-}
-
-/// With one worker (`TOKIO_WORKER_THREADS=1`), a current-thread runtime: the
-/// accept loop, the connections and HTTP/2's stream tasks all run on the main
-/// thread, with no work-stealing queues, no cross-thread wake-ups of the I/O
-/// driver and no second thread parked beside it. Otherwise tokio's
-/// multi-thread runtime, which reads the variable itself (one thread per core
-/// by default).
-fn runtime_builder() -> tokio::runtime::Builder {
-    let one_worker = std::env::var("TOKIO_WORKER_THREADS")
-        .is_ok_and(|n| n.trim().parse::<usize>().is_ok_and(|n| n == 1));
-    if one_worker {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    }
 }
 
 /// Binds every `--listen` address (non-blocking, for tokio).
@@ -210,7 +222,7 @@ fn configure(builder: ReloadingAcceptorBuilder, args: &ServeArgs) -> ReloadingAc
 async fn serve(
     args: ServeArgs,
     signals: Signals,
-    listeners: Vec<(std::net::TcpListener, SocketAddr)>,
+    listeners: Vec<Listener>,
     admin: Option<(std::net::TcpListener, SocketAddr)>,
     tls: ReloadingAcceptor,
     dev: Option<(DevFiles, Outcome)>,
@@ -222,7 +234,8 @@ async fn serve(
     } = signals;
 
     if let Some((files, outcome)) = &dev {
-        let locals: Vec<_> = listeners.iter().map(|(_, local)| *local).collect();
+        let mut locals: Vec<_> = listeners.iter().map(|(_, local, _)| *local).collect();
+        locals.dedup();
         banner::print_dev_banner(files, *outcome, &locals);
     }
 
@@ -302,7 +315,7 @@ fn max_connections(args: &ServeArgs) -> u64 {
 /// One accept loop per `--listen` address, all under one connection limit, and
 /// one for the admin address under its own.
 fn spawn_accept_loops(
-    listeners: Vec<(std::net::TcpListener, SocketAddr)>,
+    listeners: Vec<Listener>,
     admin: Option<(std::net::TcpListener, SocketAddr)>,
     shared: &Arc<Shared>,
     admin_args: &AdminArgs,
@@ -316,14 +329,14 @@ fn spawn_accept_loops(
     };
     let gate = Gate::new(max_connections);
     let mut tasks = Vec::new();
-    let mut spawn = |(listener, local): (std::net::TcpListener, SocketAddr),
+    let mut spawn = |(listener, local, runtime): Listener,
                      gate: Gate,
                      transport: Transport,
-                     endpoints: Endpoints|
-     -> Result<(), Failure> {
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| Failure::runtime(format!("cannot listen on {local}: {e}")))?;
+                     endpoints: Endpoints| {
         let shared = Arc::clone(shared);
+        // The accept loop, and the connections it spawns, run on the worker
+        // that owns the listener.
+        let _entered = runtime.as_ref().map(Handle::enter);
         tasks.push(accept::spawn_accept_loop(
             listener,
             local,
@@ -341,14 +354,16 @@ fn spawn_accept_loops(
                 ));
             },
         ));
-        Ok(())
     };
+    let mut logged = Vec::new();
     for listener in listeners {
-        tracing::info!(addr = %listener.1, "listening");
-        spawn(listener, gate.clone(), Transport::Tls, public)?;
+        if !logged.contains(&listener.1) {
+            tracing::info!(addr = %listener.1, "listening");
+            logged.push(listener.1);
+        }
+        spawn(listener, gate.clone(), Transport::Tls, public);
     }
-    if let Some(listener) = admin {
-        let local = listener.1;
+    if let Some((listener, local)) = admin {
         let transport = if local.ip().is_loopback() {
             Transport::Plain
         } else {
@@ -362,11 +377,11 @@ fn spawn_accept_loops(
         // Not `addr=`: that field names the public addresses.
         tracing::info!(admin_addr = %local, scheme, "admin endpoints /status and /metrics listening");
         spawn(
-            listener,
+            (listener, local, None),
             Gate::new(accept::ADMIN_CONNECTIONS as u64),
             transport,
             Endpoints::Admin,
-        )?;
+        );
     }
     Ok(tasks)
 }

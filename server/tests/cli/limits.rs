@@ -114,7 +114,8 @@ fn idle_http2_and_http1_connections_are_closed() {
 /// listener, `rx_queue` is the number of connections waiting to be accepted).
 fn accept_queue(port: u16) -> usize {
     let table = fs::read_to_string("/proc/net/tcp").unwrap();
-    table
+    // One listening socket per worker (SO_REUSEPORT): the queues add up.
+    let queues: Vec<usize> = table
         .lines()
         .skip(1)
         .filter_map(|line| {
@@ -124,8 +125,12 @@ fn accept_queue(port: u16) -> usize {
             let rx = fields[4].split(':').nth(1)?;
             (listening && local_port == port).then(|| usize::from_str_radix(rx, 16).unwrap())
         })
-        .next()
-        .unwrap_or_else(|| panic!("no listener on port {port} in /proc/net/tcp"))
+        .collect();
+    assert!(
+        !queues.is_empty(),
+        "no listener on port {port} in /proc/net/tcp"
+    );
+    queues.iter().sum()
 }
 
 /// `GET /` with curl, in the background.
