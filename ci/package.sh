@@ -18,6 +18,14 @@
 # that the new serial is served; then it purges the package and checks that
 # nothing is left.
 #
+# Then the C library's packages (capi/, package openssl-reload-capi): the
+# .debs libopenssl-reload0 and libopenssl-reload-dev and the .rpms
+# openssl-reload-libs and openssl-reload-devel, from files pkg/capi-stage.sh
+# stages. It lints the .debs, inspects the .rpms and links a C program against
+# the devel .rpm's files, installs both .debs, checks pkg-config, the SONAME
+# and the ldconfig cache, builds and runs tests/c/smoke.c against the
+# installed library (shared and static), and purges them.
+#
 # Idempotent: a package left installed by an earlier run is purged first, and
 # everything this run starts or installs is stopped or purged on exit, also on
 # failure. Any failed check stops the script with "FAIL: ..." and exit 1.
@@ -40,6 +48,15 @@ TLS_DIR=/etc/openssl-reload/tls
 ENV_FILE=/etc/default/openssl-reload
 UNIT=/usr/lib/systemd/system/openssl-reload.service
 TEST_CA_CN="openssl-reload package test CA"
+# The C library's packages: Cargo package, runtime and development .deb,
+# runtime and development .rpm.
+CAPI_CRATE=openssl-reload-capi
+CAPI_DIR=capi
+LIB_DEB=libopenssl-reload0
+DEV_DEB=libopenssl-reload-dev
+LIB_RPM=openssl-reload-libs
+DEV_RPM=openssl-reload-devel
+MULTIARCH_LIBDIR=/usr/lib/x86_64-linux-gnu
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -70,7 +87,9 @@ trap 'echo "FAIL: command failed (exit $?) at ci/package.sh line $LINENO: $BASH_
 work="$(mktemp -d /tmp/openssl-reload-pkg.XXXXXX)"
 chmod 0755 "$work" # lintian runs as nobody and reads the .deb from here
 server_pid=""
+lintian_pid=""
 installed_by_us=0
+libs_installed_by_us=0
 
 stop_server() {
     if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
@@ -99,10 +118,18 @@ cleanup() {
     trap - ERR
     set +e
     stop_server
+    if [[ -n $lintian_pid ]] && kill -0 "$lintian_pid" 2>/dev/null; then
+        kill -TERM "$lintian_pid" 2>/dev/null
+        wait "$lintian_pid" 2>/dev/null
+    fi
     if ((installed_by_us)); then
         echo "cleanup: purging $PKG installed by this run" >&2
         remove_test_certs
         dpkg -P "$PKG" >&2 || echo "cleanup: dpkg -P failed" >&2
+    fi
+    if ((libs_installed_by_us)); then
+        echo "cleanup: purging $DEV_DEB and $LIB_DEB installed by this run" >&2
+        dpkg -P "$DEV_DEB" "$LIB_DEB" >&2 || echo "cleanup: dpkg -P failed" >&2
     fi
     rm -rf "$work"
     if ((rc == 0)); then
@@ -120,9 +147,12 @@ step "Tools: apt packages and the pinned cargo packagers"
 need_apt=()
 for pair in lintian:lintian rpm:rpm systemd-analyze:systemd openssl:openssl \
     strip:binutils adduser:adduser man:man-db deb-systemd-helper:init-system-helpers \
-    setpriv:util-linux gzip:gzip git:git; do
+    setpriv:util-linux gzip:gzip git:git gcc:gcc pkg-config:pkg-config readelf:binutils \
+    dpkg-shlibdeps:dpkg-dev rpm2archive:rpm2cpio; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
+# libopenssl-reload-dev depends on it (openssl-reload.pc: Requires.private: libssl).
+dpkg-query -W -f='${db:Status-Status}' libssl-dev 2>/dev/null | grep -qx installed || need_apt+=(libssl-dev)
 if ((${#need_apt[@]})); then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq
@@ -142,13 +172,17 @@ echo "$(systemd-analyze --version | head -n1); $(openssl version)"
 
 # ---------------------------------------------------------------------------
 step "Leftovers of an earlier run; a free port"
-if dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null | grep -qv '^not-installed$'; then
-    echo "purging an installed $PKG ($(dpkg-query -W -f='${Version} ${db:Status-Status}' "$PKG"))"
-    remove_test_certs
-    dpkg -P "$PKG"
-else
-    echo "none"
-fi
+leftovers=0
+# The development package first: it depends on the runtime one.
+for p in "$PKG" "$DEV_DEB" "$LIB_DEB"; do
+    if dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qv '^not-installed$'; then
+        echo "purging an installed $p ($(dpkg-query -W -f='${Version} ${db:Status-Status}' "$p"))"
+        if [[ $p == "$PKG" ]]; then remove_test_certs; fi
+        dpkg -P "$p"
+        leftovers=$((leftovers + 1))
+    fi
+done
+((leftovers)) || echo "none"
 # In use: something listens there, or (for a port in the ephemeral range) an
 # outgoing connection holds it, which a connect test cannot see but makes bind
 # fail. So candidates come from below the ephemeral range only.
@@ -192,6 +226,16 @@ tdir="$(cargo metadata --format-version 1 --no-deps --locked |
 echo "version $version, target dir $tdir"
 
 # ---------------------------------------------------------------------------
+step "Release C library (libopenssl_reload.so, .a)"
+cargo build --release --locked -p "$CAPI_CRATE"
+for f in libopenssl_reload.so libopenssl_reload.a; do
+    [[ -f $tdir/release/$f ]] || fail "no $tdir/release/$f"
+done
+soname="$(readelf -d "$tdir/release/libopenssl_reload.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
+[[ $soname == libopenssl_reload.so.0 ]] || fail "SONAME of libopenssl_reload.so is '$soname'"
+ok "SONAME $soname"
+
+# ---------------------------------------------------------------------------
 step "Build the .deb (cargo deb)"
 rm -rf "$tdir/debian"
 cargo deb -p "$CRATE" --locked --no-build
@@ -205,17 +249,80 @@ dpkg-deb --field "$deb" Depends | grep -q 'libssl3' || fail "the .deb does not d
 ok "Depends: $(dpkg-deb --field "$deb" Depends)"
 
 # ---------------------------------------------------------------------------
-step "lintian (must report no errors)"
-# As nobody: lintian should not unpack untrusted packages as root.
-lintian_rc=0
+step "Build the library .debs ($LIB_DEB, $DEV_DEB) from the staged files"
+pkg/capi-stage.sh deb "$tdir/release"
+stage="$root/target/pkg-capi/deb"
+staged_lib="$stage$MULTIARCH_LIBDIR/libopenssl_reload.so.$version"
+if readelf -S "$staged_lib" | grep -q '\.symtab'; then fail "the staged library is not stripped"; fi
+ok "staged and stripped (no .symtab): ${staged_lib#"$stage"}"
+cargo deb -p "$CAPI_CRATE" --locked --no-build --multiarch=same --variant lib
+cargo deb -p "$CAPI_CRATE" --locked --no-build --multiarch=same --variant dev
+lib_deb="$tdir/debian/${LIB_DEB}_${version}-1_amd64.deb"
+dev_deb="$tdir/debian/${DEV_DEB}_${version}-1_amd64.deb"
+[[ -f $lib_deb && -f $dev_deb ]] || fail "$lib_deb or $dev_deb not built"
+# cargo-deb adds the triggers file but cannot add a shlibs file: add it with
+# dpkg-deb, which keeps the file modes, the root ownership and the timestamps.
+rm -rf "$work/repack"
+dpkg-deb -R "$lib_deb" "$work/repack"
+[[ ! -e $work/repack/DEBIAN/shlibs ]] || fail "cargo-deb added a shlibs file: drop the repacking"
+install -m 0644 pkg/debian/libopenssl-reload0.shlibs "$work/repack/DEBIAN/shlibs"
+touch -r "$work/repack/DEBIAN/control" "$work/repack/DEBIAN/shlibs"
+SOURCE_DATE_EPOCH="$(stat -c %Y "$work/repack/DEBIAN/control")" \
+    dpkg-deb --root-owner-group -Zxz -b "$work/repack" "$lib_deb" >/dev/null
+for d in "$lib_deb" "$dev_deb"; do
+    cp "$d" "$work/"
+    chmod 0644 "$work/$(basename "$d")"
+    echo "--- $(basename "$d")"
+    dpkg-deb --info "$d"
+    dpkg-deb --contents "$d" | tee "$work/$(basename "$d").contents"
+done
+has() { grep -q " \./${2#/}\( -> .*\)\?\$" "$work/$(basename "$1").contents" || fail "$(basename "$1") lacks $2"; }
+for f in "$MULTIARCH_LIBDIR/libopenssl_reload.so.$version" "$MULTIARCH_LIBDIR/libopenssl_reload.so.0" \
+    "/usr/share/doc/$LIB_DEB/copyright" "/usr/share/doc/$LIB_DEB/changelog.Debian.gz"; do
+    has "$lib_deb" "$f"
+done
+for f in /usr/include/openssl_reload.h "$MULTIARCH_LIBDIR/pkgconfig/openssl-reload.pc" \
+    "$MULTIARCH_LIBDIR/libopenssl_reload.so" "$MULTIARCH_LIBDIR/libopenssl_reload.a" \
+    "/usr/share/doc/$DEV_DEB/copyright"; do
+    has "$dev_deb" "$f"
+done
+grep -q "^l.* \./${MULTIARCH_LIBDIR#/}/libopenssl_reload\.so\.0 -> libopenssl_reload\.so\.$version\$" \
+    "$work/$(basename "$lib_deb").contents" || fail "$LIB_DEB: .so.0 is not a link to .so.$version"
+grep -q "^l.* \./${MULTIARCH_LIBDIR#/}/libopenssl_reload\.so -> libopenssl_reload\.so\.0\$" \
+    "$work/$(basename "$dev_deb").contents" || fail "$DEV_DEB: .so is not a link to .so.0"
+if grep -E ' \./[^ ]*libopenssl_reload\.so\.[0-9]' "$work/$(basename "$dev_deb").contents"; then
+    fail "$DEV_DEB ships the runtime library or its .so.0 link"
+fi
+ok "files: the library and its .so.0 link in $LIB_DEB; header, .pc, .so link and .a in $DEV_DEB"
+[[ $(dpkg-deb --ctrl-tarfile "$lib_deb" | tar -xO ./shlibs) == "libopenssl_reload 0 $LIB_DEB (>= "* ]] ||
+    fail "$LIB_DEB has no shlibs file for libopenssl_reload 0"
+[[ $(dpkg-deb --ctrl-tarfile "$lib_deb" | tar -xO ./triggers) == "activate-noawait ldconfig" ]] ||
+    fail "$LIB_DEB has no ldconfig trigger"
+ok "control files: shlibs ($(dpkg-deb --ctrl-tarfile "$lib_deb" | tar -xO ./shlibs)), triggers (activate-noawait ldconfig)"
+# Depends of the runtime package: written in capi/Cargo.toml, since cargo-deb's
+# $auto skips a file not named *.so; it must be what dpkg-shlibdeps computes.
+mkdir -p "$work/shlibdeps/debian"
+: >"$work/shlibdeps/debian/control"
+computed="$(cd "$work/shlibdeps" && dpkg-shlibdeps -O "$staged_lib" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')"
+lib_depends="$(dpkg-deb --field "$lib_deb" Depends)"
+[[ $lib_depends == "$computed" ]] ||
+    fail "$LIB_DEB Depends: '$lib_depends', dpkg-shlibdeps: '$computed' (update capi/Cargo.toml)"
+ok "$LIB_DEB Depends: $lib_depends (= dpkg-shlibdeps)"
+dev_depends="$(dpkg-deb --field "$dev_deb" Depends)"
+grep -q "^$LIB_DEB (= $version-1), libssl-dev\$" <<<"$dev_depends" ||
+    fail "$DEV_DEB Depends: '$dev_depends', expected '$LIB_DEB (= $version-1), libssl-dev' (update capi/Cargo.toml)"
+ok "$DEV_DEB Depends: $dev_depends"
+
+# ---------------------------------------------------------------------------
+step "lintian on the three .debs, in the background while the .rpms are built"
+# As nobody: lintian should not unpack untrusted packages as root. Its 10-15 s
+# (mostly libopenssl_reload.a) overlap the .rpm builds; results after them.
 setpriv --reuid=nobody --regid=nogroup --clear-groups \
     env -i PATH=/usr/bin:/bin HOME=/tmp TMPDIR=/tmp \
-    lintian --fail-on error --display-info "$work/$(basename "$deb")" >"$work/lintian.txt" 2>&1 ||
-    lintian_rc=$?
-cat "$work/lintian.txt"
-((lintian_rc == 0)) || fail "lintian exit $lintian_rc"
-if grep -q '^E:' "$work/lintian.txt"; then fail "lintian reported errors"; fi
-ok "lintian: $(grep -c '^E:' "$work/lintian.txt") errors, $(grep -c '^W:' "$work/lintian.txt") warnings, $(grep -c '^I:' "$work/lintian.txt") info"
+    lintian --fail-on error --display-info "$work/$(basename "$deb")" \
+    "$work/$(basename "$lib_deb")" "$work/$(basename "$dev_deb")" >"$work/lintian.txt" 2>&1 &
+lintian_pid=$!
+echo "  lintian started (pid $lintian_pid)"
 
 # ---------------------------------------------------------------------------
 step "Build the .rpm (cargo generate-rpm) and inspect it"
@@ -245,6 +352,69 @@ rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\
     grep -qx -- "-rw-r----- root:$SVC_USER /etc/sysconfig/openssl-reload" ||
     fail "/etc/sysconfig/openssl-reload is not root:$SVC_USER 0640 in the .rpm"
 ok "files, libssl requirement, config file (root:$SVC_USER 0640) and scriptlets present"
+
+# ---------------------------------------------------------------------------
+step "Build the library .rpms ($LIB_RPM, $DEV_RPM) and inspect them"
+pkg/capi-stage.sh rpm "$tdir/release"
+cargo generate-rpm -p "$CAPI_DIR"
+cargo generate-rpm -p "$CAPI_DIR" --variant devel
+lib_rpm="$tdir/generate-rpm/${LIB_RPM}-${version}-1.x86_64.rpm"
+dev_rpm="$tdir/generate-rpm/${DEV_RPM}-${version}-1.x86_64.rpm"
+[[ -f $lib_rpm && -f $dev_rpm ]] || fail "$lib_rpm or $dev_rpm not built"
+for r in "$lib_rpm" "$dev_rpm"; do
+    echo "--- rpm -qlpv $(basename "$r")"
+    rpm -qlpv "$r" | tee "$work/$(basename "$r").files"
+    rpm -qpl "$r" >"$work/$(basename "$r").list"
+    echo "--- rpm -qp --provides"
+    rpm -qp --provides "$r" | tee "$work/$(basename "$r").provides"
+    echo "--- rpm -qp --requires"
+    rpm -qp --requires "$r" | tee "$work/$(basename "$r").requires"
+done
+rpm_has() { grep -qx -- "$2" "$work/$(basename "$1").$3" || fail "$(basename "$1"): no '$2' in $3"; }
+for f in /usr/lib64/libopenssl_reload.so.0 "/usr/share/licenses/$LIB_RPM/copyright"; do
+    rpm_has "$lib_rpm" "$f" list
+done
+for f in /usr/include/openssl_reload.h /usr/lib64/pkgconfig/openssl-reload.pc \
+    /usr/lib64/libopenssl_reload.so /usr/lib64/libopenssl_reload.a "/usr/share/licenses/$DEV_RPM/copyright"; do
+    rpm_has "$dev_rpm" "$f" list
+done
+rpm_has "$lib_rpm" 'libopenssl_reload.so.0()(64bit)' provides
+rpm_has "$lib_rpm" 'libssl.so.3()(64bit)' requires
+rpm_has "$lib_rpm" 'libcrypto.so.3()(64bit)' requires
+rpm_has "$dev_rpm" "$LIB_RPM = $version-1" requires
+rpm_has "$dev_rpm" openssl-devel requires
+rpm_has "$dev_rpm" "pkgconfig(openssl-reload) = $version" provides
+grep -q '^-rwxr-xr-x .* /usr/lib64/libopenssl_reload\.so\.0$' "$work/$(basename "$lib_rpm").files" ||
+    fail "$LIB_RPM: /usr/lib64/libopenssl_reload.so.0 is not mode 0755"
+ok "files; $LIB_RPM provides libopenssl_reload.so.0()(64bit), requires libssl.so.3 and libcrypto.so.3;" \
+    "$DEV_RPM requires $LIB_RPM = $version-1 and openssl-devel"
+# The .so of the devel package is an ld script (no symlinks in
+# cargo-generate-rpm): link tests/c/smoke.c through it and openssl-reload.pc,
+# against both packages' files unpacked in a directory.
+mkdir -p "$work/rpmroot"
+for r in "$lib_rpm" "$dev_rpm"; do rpm2archive - <"$r" | tar -xz -C "$work/rpmroot"; done
+rpm_cflags_libs="$(PKG_CONFIG_SYSROOT_DIR="$work/rpmroot" \
+    PKG_CONFIG_LIBDIR="$work/rpmroot/usr/lib64/pkgconfig:$(pkg-config --variable pc_path pkg-config)" \
+    pkg-config --cflags --libs openssl-reload)" || fail "pkg-config on the devel .rpm's openssl-reload.pc"
+echo "  pkg-config (unpacked .rpms): $rpm_cflags_libs"
+# shellcheck disable=SC2086 # word splitting of the flags is intended
+gcc -std=c11 -Wall -Wextra -Werror tests/c/smoke.c $rpm_cflags_libs -o "$work/smoke-rpm" ||
+    fail "tests/c/smoke.c does not link against the .rpms' files"
+readelf -d "$work/smoke-rpm" | grep -q 'NEEDED.*\[libopenssl_reload\.so\.0\]' ||
+    fail "the program linked through the ld script does not need libopenssl_reload.so.0"
+LD_LIBRARY_PATH="$work/rpmroot/usr/lib64" "$work/smoke-rpm" /nonexistent.pem >"$work/smoke-rpm.log" 2>&1 ||
+    { cat "$work/smoke-rpm.log"; fail "tests/c/smoke.c against the .rpms' library failed"; }
+ok "tests/c/smoke.c links through the ld script (NEEDED libopenssl_reload.so.0) and runs"
+
+# ---------------------------------------------------------------------------
+step "lintian results (must report no errors)"
+lintian_rc=0
+wait "$lintian_pid" || lintian_rc=$?
+lintian_pid=""
+cat "$work/lintian.txt"
+((lintian_rc == 0)) || fail "lintian exit $lintian_rc"
+if grep -q '^E:' "$work/lintian.txt"; then fail "lintian reported errors"; fi
+ok "lintian: $(grep -c '^E:' "$work/lintian.txt") errors, $(grep -c '^W:' "$work/lintian.txt") warnings, $(grep -c '^I:' "$work/lintian.txt") info"
 
 # ---------------------------------------------------------------------------
 step "Install the .deb (dpkg -i)"
@@ -506,6 +676,61 @@ if getent passwd "$SVC_USER" >/dev/null; then
     echo "  note: the system user $SVC_USER is kept, by design (docs/packaging.md)"
 fi
 
+# ---------------------------------------------------------------------------
+step "Install the library .debs; pkg-config, SONAME, tests/c/smoke.c against them"
+libs_installed_by_us=1
+dpkg -i "$lib_deb" "$dev_deb"
+for p in "$LIB_DEB" "$DEV_DEB"; do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$p") == installed ]] || fail "$p is not installed"
+done
+ok "$LIB_DEB and $DEV_DEB installed"
+cflags_libs="$(pkg-config --cflags --libs openssl-reload)" || fail "pkg-config --cflags --libs openssl-reload"
+[[ $(pkg-config --modversion openssl-reload) == "$version" ]] || fail "pkg-config --modversion: $(pkg-config --modversion openssl-reload)"
+ok "pkg-config --cflags --libs openssl-reload: $cflags_libs (version $version)"
+soname="$(readelf -d "$MULTIARCH_LIBDIR/libopenssl_reload.so.$version" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
+[[ $soname == libopenssl_reload.so.0 ]] || fail "SONAME of the installed library: '$soname'"
+ok "readelf -d: SONAME $soname"
+# With /lib a link to /usr/lib (merged /usr), the cache may name /lib/x86_64-linux-gnu.
+cached="$(ldconfig -p | sed -n 's/^[[:space:]]*libopenssl_reload\.so\.0 (.*) => //p' | head -n1)"
+[[ -n $cached && $(readlink -f "$cached") == "$(readlink -f "$MULTIARCH_LIBDIR/libopenssl_reload.so.0")" ]] ||
+    fail "libopenssl_reload.so.0 is not in the ldconfig cache (the trigger did not run?)"
+ok "ldconfig cache: $(ldconfig -p | grep -m1 'libopenssl_reload\.so\.0')"
+# shellcheck disable=SC2086 # word splitting of the flags is intended
+gcc -std=c11 -Wall -Wextra -Werror tests/c/smoke.c $cflags_libs -o "$work/smoke" ||
+    fail "tests/c/smoke.c does not build against the installed packages"
+resolved="$(env -u LD_LIBRARY_PATH ldd "$work/smoke" | sed -n 's/.*libopenssl_reload\.so\.0 => \([^ ]*\) .*/\1/p')"
+[[ -n $resolved && $(readlink -f "$resolved") == "$(readlink -f "$MULTIARCH_LIBDIR/libopenssl_reload.so.0")" ]] ||
+    fail "smoke resolves libopenssl_reload.so.0 to '$resolved', not the installed library"
+env -u LD_LIBRARY_PATH "$work/smoke" /nonexistent.pem >"$work/smoke.log" 2>&1 ||
+    { cat "$work/smoke.log"; fail "tests/c/smoke.c against the installed library failed"; }
+ok "tests/c/smoke.c: built with -Werror, runs against $resolved"
+# Statically: the .a with the libraries of `pkg-config --static` (Libs.private, libssl's).
+# shellcheck disable=SC2046 # word splitting of the flags is intended
+gcc -std=c11 -Wall -Wextra -Werror tests/c/smoke.c $(pkg-config --cflags openssl-reload) \
+    -Wl,-Bstatic -lopenssl_reload -Wl,-Bdynamic \
+    $(pkg-config --static --libs openssl-reload | sed 's/-lopenssl_reload//') -o "$work/smoke-static" ||
+    fail "tests/c/smoke.c does not link with libopenssl_reload.a and pkg-config --static"
+if readelf -d "$work/smoke-static" | grep -q 'libopenssl_reload'; then fail "smoke-static needs the shared library"; fi
+"$work/smoke-static" /nonexistent.pem >"$work/smoke-static.log" 2>&1 ||
+    { cat "$work/smoke-static.log"; fail "tests/c/smoke.c linked statically failed"; }
+ok "tests/c/smoke.c linked with libopenssl_reload.a (pkg-config --static) runs"
+
+# ---------------------------------------------------------------------------
+step "Purge the library .debs and confirm removal"
+dpkg -P "$DEV_DEB" "$LIB_DEB"
+libs_installed_by_us=0
+for p in "$LIB_DEB" "$DEV_DEB"; do
+    status="$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || echo not-installed)"
+    [[ $status == not-installed ]] || fail "dpkg status of $p after purge: $status"
+done
+for f in "$MULTIARCH_LIBDIR"/libopenssl_reload.* "$MULTIARCH_LIBDIR/pkgconfig/openssl-reload.pc" \
+    /usr/include/openssl_reload.h "/usr/share/doc/$LIB_DEB" "/usr/share/doc/$DEV_DEB"; do
+    if [[ -e $f || -L $f ]]; then fail "$f is still there after purge"; fi
+done
+if ldconfig -p | grep -q 'libopenssl_reload'; then fail "libopenssl_reload is still in the ldconfig cache"; fi
+if pkg-config --exists openssl-reload; then fail "pkg-config still finds openssl-reload"; fi
+ok "packages, library, links, header, .pc, docs and the ldconfig cache entry are gone"
+
 step "Summary"
 timings+=("$(printf '%4ss  %s' $((SECONDS - step_t)) "$step_name")")
 printf '%s\n' "${timings[@]}"
@@ -514,3 +739,7 @@ echo "security: $score_line"
 echo "reload:   serial $serial1 -> $serial2 on SIGHUP"
 echo "packages: $deb"
 echo "          $rpm_file"
+echo "          $lib_deb"
+echo "          $dev_deb"
+echo "          $lib_rpm"
+echo "          $dev_rpm"
