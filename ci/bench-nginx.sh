@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peer comparison: Debian's nginx against the demo binary `openssl-reload
 # serve`, with 1 and then 2 workers each (nginx `worker_processes N`, the demo
-# TOKIO_WORKER_THREADS=N), both on 127.0.0.1 with the same ECDSA P-256
+# --workers N), both on 127.0.0.1 with the same ECDSA P-256
 # certificate, measured by the same clients:
 #   - full TLS 1.3 handshakes: the handshake benchmark in client-only mode (2
 #     threads, handshake then close, interleaved rounds);
@@ -70,7 +70,7 @@ mkdir -p "$work/nginx-tmp"
 
 # The demo's GET / body, whose length nginx's static body copies.
 start_demo() {
-  TOKIO_WORKER_THREADS=$1 "$target/release/openssl-reload" serve \
+  "$target/release/openssl-reload" serve --workers "$1" \
     --cert "$work/cert.pem" --key "$work/key.pem" \
     --listen "127.0.0.1:$demo_port" --log warn 2>"$work/demo.log" &
   demo_pid=$!
@@ -182,7 +182,7 @@ md = [
     f"### Peer: {os.environ['NGINX_VERSION']} vs {os.environ['DEMO_VERSION']} serve",
     "",
     "Same ECDSA P-256 certificate and clients; nginx `worker_processes N` against the demo with "
-    "`TOKIO_WORKER_THREADS=N`. Ratios are openssl-reload / nginx (≥ 1.00: at least nginx's speed).",
+    "`--workers N`. Ratios are openssl-reload / nginx (≥ 1.00: at least nginx's speed).",
     "",
     "**Full TLS 1.3 handshakes** (the handshake harness's client: 2 threads, handshake then close, interleaved rounds):",
     "",
