@@ -117,11 +117,10 @@ pub(crate) struct ServeArgs {
 
     /// Worker threads that accept and serve connections (default: one per core)
     ///
-    /// Each worker runs its own event loop with its own listening socket per
-    /// --listen address (SO_REUSEPORT: the kernel spreads new connections over
-    /// them), as nginx's worker processes do; a connection stays on the worker
-    /// that accepted it. With 1, everything runs on the main thread. Without the
-    /// flag, TOKIO_WORKER_THREADS is honoured too.
+    /// Each worker runs its own event loop, as nginx's worker processes do: the
+    /// first free worker accepts a new connection, which then stays on it. With
+    /// 1, everything runs on the main thread. Without the flag,
+    /// TOKIO_WORKER_THREADS is honoured too.
     #[arg(
         long,
         help_heading = "Server",

@@ -133,7 +133,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
     } else {
         let pool = workers::Workers::start(workers)?;
         let listeners = pool
-            .bind(&args.listen)?
+            .share(bind(&args.listen)?)?
             .into_iter()
             .map(|(listener, local, handle)| (listener, local, Some(handle)))
             .collect();

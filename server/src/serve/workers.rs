@@ -1,24 +1,26 @@
 //! Worker threads, nginx's model: each runs a current-thread tokio runtime
-//! with its own listening socket per `--listen` address (`SO_REUSEPORT`, so
-//! the kernel spreads new connections over the workers), and every connection
-//! it accepts, HTTP/2 stream tasks included, stays on it. No work-stealing
-//! queues and no cross-thread wake-ups on the request path; the main thread
-//! keeps the signals, the admin address and the shutdown.
+//! that watches the listening sockets and serves every connection it accepts,
+//! HTTP/2 stream tasks included, to its end. No work-stealing queues and no
+//! cross-thread wake-ups on the request path; the main thread keeps the
+//! signals, the admin address and the shutdown.
+//!
+//! The workers share each listening socket, as nginx's workers do by
+//! default: every worker is woken by a new connection and the first free one
+//! accepts it (the others find the queue empty). One socket per worker
+//! (`SO_REUSEPORT`) was measured too: the kernel then assigns a connection to
+//! a worker by a hash of its addresses, busy or not, and with few concurrent
+//! clients two new connections often queued behind each other on one worker
+//! while the other was idle (full handshakes with two workers: 0.89 × nginx,
+//! against 1.01 × with one; BENCHMARKS.md).
 
-use std::io;
 use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
-use tokio::net::TcpSocket;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::Failure;
-
-/// The kernel's queue of connections not yet accepted, per socket (capped by
-/// `net.core.somaxconn`). nginx uses 511.
-const LISTEN_BACKLOG: u32 = 1024;
 
 /// How long a worker's remaining tasks get once the server is done with them:
 /// after the graceful shutdown's own grace period, so only stragglers.
@@ -73,26 +75,22 @@ impl Workers {
         Ok(Self(workers))
     }
 
-    /// Binds every address once per worker, in that worker's runtime. The
-    /// first worker's socket picks the port of an address with port 0; the
-    /// others bind the same one. An address in use fails here, at start-up.
-    pub(super) fn bind(
+    /// Each listener once per worker: the same socket (a duplicate
+    /// descriptor), which each worker's accept loop watches on its own runtime.
+    pub(super) fn share(
         &self,
-        addrs: &[SocketAddr],
+        listeners: Vec<(std::net::TcpListener, SocketAddr)>,
     ) -> Result<Vec<(std::net::TcpListener, SocketAddr, Handle)>, Failure> {
-        let mut listeners = Vec::new();
-        for addr in addrs {
-            let fail = |e: io::Error| Failure::runtime(format!("cannot listen on {addr}: {e}"));
-            let mut local = *addr;
-            for (i, worker) in self.0.iter().enumerate() {
-                let listener = bind_reuseport(&worker.handle, local).map_err(fail)?;
-                if i == 0 {
-                    local = listener.local_addr().map_err(fail)?;
-                }
-                listeners.push((listener, local, worker.handle.clone()));
+        let mut shared = Vec::new();
+        for (listener, local) in listeners {
+            for worker in &self.0 {
+                let copy = listener
+                    .try_clone()
+                    .map_err(|e| Failure::runtime(format!("cannot listen on {local}: {e}")))?;
+                shared.push((copy, local, worker.handle.clone()));
             }
         }
-        Ok(listeners)
+        Ok(shared)
     }
 }
 
@@ -107,22 +105,6 @@ impl Drop for Workers {
             }
         }
     }
-}
-
-/// A non-blocking listening socket on `addr` with `SO_REUSEPORT`.
-fn bind_reuseport(handle: &Handle, addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    // tokio's `listen` registers the socket with a runtime; `into_std` takes it
-    // back out, non-blocking, for the accept loop to watch on its worker.
-    let _runtime = handle.enter();
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)?.into_std()
 }
 
 /// `--workers`, else `TOKIO_WORKER_THREADS`, else one per core.

@@ -114,7 +114,7 @@ fn idle_http2_and_http1_connections_are_closed() {
 /// listener, `rx_queue` is the number of connections waiting to be accepted).
 fn accept_queue(port: u16) -> usize {
     let table = fs::read_to_string("/proc/net/tcp").unwrap();
-    // One listening socket per worker (SO_REUSEPORT): the queues add up.
+    // Should there be several listening sockets on the port, their queues add up.
     let queues: Vec<usize> = table
         .lines()
         .skip(1)
