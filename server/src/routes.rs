@@ -2,8 +2,11 @@
 //! and which listener serves which (`Endpoints`).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::Full;
@@ -81,20 +84,23 @@ pub(crate) enum Endpoints {
     Admin,
 }
 
-/// Routes one request.
-pub(crate) async fn handle(
+/// Routes one request. Every endpoint but `/slow` answers at once, so the
+/// future returned holds only the response, not the request: hyper moves that
+/// future into a task per HTTP/2 stream, and its size was a measurable part of
+/// each request's cost (BENCHMARKS.md).
+pub(crate) fn handle(
     request: Request<Incoming>,
     app: Arc<App>,
     connection: Arc<Connection>,
     endpoints: Endpoints,
-) -> Result<Response<Body>, Infallible> {
+) -> Handled {
     let started = Instant::now();
     Stats::bump(&app.stats.requests);
     let method = request.method().clone();
     let version = request.version();
     let path = request.uri().path();
-    let mut response = if method == Method::GET || method == Method::HEAD {
-        route(&request, path, &app, &connection, endpoints).await
+    let routed = if method == Method::GET || method == Method::HEAD {
+        route(&request, path, &app, &connection, endpoints)
     } else {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -103,8 +109,70 @@ pub(crate) async fn handle(
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        response
+        Routed::Now(response)
     };
+    match routed {
+        Routed::Now(response) => Handled::Ready(Some(finish(
+            response,
+            &method,
+            path,
+            version,
+            started,
+            &connection,
+            endpoints,
+        ))),
+        Routed::Later(later) => {
+            let path = path.to_owned();
+            Handled::Later(Box::pin(async move {
+                let response = later.await;
+                finish(
+                    response,
+                    &method,
+                    &path,
+                    version,
+                    started,
+                    &connection,
+                    endpoints,
+                )
+            }))
+        }
+    }
+}
+
+/// The response to one request, as a future for hyper.
+pub(crate) enum Handled {
+    Ready(Option<Response<Body>>),
+    Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl Future for Handled {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            // Taken once; hyper does not poll a finished future again.
+            Self::Ready(response) => Poll::Ready(Ok(response.take().unwrap_or_default())),
+            Self::Later(later) => later.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// A route's answer: now, or (`/slow`) later.
+enum Routed {
+    Now(Response<Body>),
+    Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+/// What every response gets: HEAD's empty body, and the request's log line.
+fn finish(
+    mut response: Response<Body>,
+    method: &Method,
+    path: &str,
+    version: Version,
+    started: Instant,
+    connection: &Connection,
+    endpoints: Endpoints,
+) -> Response<Body> {
     if method == Method::HEAD {
         // hyper strips the body of a HEAD response on HTTP/1.1 but not on HTTP/2,
         // where sending one is a protocol error; the length still describes GET's.
@@ -124,22 +192,22 @@ pub(crate) async fn handle(
         admin = endpoints == Endpoints::Admin,
         "request"
     );
-    Ok(response)
+    response
 }
 
 /// The response to a GET or HEAD of `path` on a listener serving `endpoints`.
-async fn route(
+fn route(
     request: &Request<Incoming>,
     path: &str,
     app: &App,
-    connection: &Connection,
+    connection: &Arc<Connection>,
     endpoints: Endpoints,
-) -> Response<Body> {
+) -> Routed {
     let (public, admin, diagnostics) = match endpoints {
         Endpoints::Public { admin, diagnostics } => (true, !admin, diagnostics),
         Endpoints::Admin => (false, true, false),
     };
-    match path {
+    let response = match path {
         "/" if public => index_response(connection, request.version(), admin),
         "/status" if admin => {
             let body = status_json(
@@ -162,7 +230,10 @@ async fn route(
                 &app.stats,
             ),
         )),
-        "/slow" if diagnostics => slow(request.uri().query(), connection).await,
+        "/slow" if diagnostics => {
+            let query = request.uri().query().map(str::to_owned);
+            return Routed::Later(Box::pin(slow(query, Arc::clone(connection))));
+        }
         _ if admin && !public => text(
             StatusCode::NOT_FOUND,
             "not found; try /status or /metrics\n".to_owned(),
@@ -172,7 +243,8 @@ async fn route(
             "not found; try /, /status or /metrics\n".to_owned(),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found; try /\n".to_owned()),
-    }
+    };
+    Routed::Now(response)
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
@@ -240,8 +312,9 @@ fn index(connection: &Connection, version: Version, admin_here: bool) -> String 
 
 /// `GET /slow?ms=N`: answers after N milliseconds (default 1000, at most
 /// [`MAX_SLOW_MS`]), to watch graceful shutdown finish a request in flight.
-async fn slow(query: Option<&str>, connection: &Connection) -> Response<Body> {
+async fn slow(query: Option<String>, connection: Arc<Connection>) -> Response<Body> {
     let requested = query
+        .as_deref()
         .unwrap_or_default()
         .split('&')
         .find_map(|pair| pair.strip_prefix("ms="))
