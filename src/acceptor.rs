@@ -25,7 +25,8 @@ use crate::poll::Poller;
 use crate::reloader::{Build, Setup};
 use crate::session::{self, TrustId};
 use crate::sites::{
-    client_hello_sni, SiteOptions, SiteSetup, SiteStatus, Sites, Snapshot, TrustContext,
+    client_hello_sni, share_trust, FastPathBuild, SiteCert, SiteOptions, SiteSetup, SiteStatus,
+    Sites, Snapshot, TrustContext,
 };
 use crate::tickets::{KeySource, TicketKeyStatus, TicketKeys};
 use crate::{CertificateInfo, CertificateStatus, Error, Reload};
@@ -433,6 +434,7 @@ impl Builder<ServerSide> {
             allow_missing: self.allow_missing_at_start,
             ocsp,
             staples: Staples::default(),
+            fast_path: None,
         };
         let mut trust_setup = self.setup("acceptor");
         trust_setup.files = WatchedFiles {
@@ -464,6 +466,13 @@ impl Builder<ServerSide> {
         )?;
         let staples = Arc::clone(&site_setup.staples);
         let build = trust_builder(&self.policy, auth, Some(Arc::clone(&tickets)), &staples);
+        let mut site_setup = site_setup;
+        site_setup.fast_path = Some(fast_path_builder(
+            &self.policy,
+            auth,
+            Arc::clone(&tickets),
+            &staples,
+        ));
         let sites = Arc::new(Sites::start(options, site_setup, trust_setup, build)?);
         let (poll_sites, poll_tickets) = (Arc::clone(&sites), Arc::clone(&tickets));
         let poller = Poller::spawn(self.poll_interval, move || {
@@ -521,6 +530,31 @@ fn trust_builder(
     })
 }
 
+/// How the default site's context is built: as the trust context (policy,
+/// verify mode, the same store and CA names, the status and ticket
+/// callbacks), holding the site's one certificate.
+fn fast_path_builder(
+    policy: &Policy,
+    auth: Option<ClientAuth>,
+    tickets: Arc<TicketKeys>,
+    staples: &Staples,
+) -> FastPathBuild {
+    let policy = Arc::clone(policy);
+    let staples = Arc::clone(staples);
+    Arc::new(move |trust: &SslContext, cert: &SiteCert| {
+        let mut builder = base_builder(&policy, auth)?;
+        share_trust(&mut builder, trust).map_err(Error::openssl("share the trust context"))?;
+        builder
+            .set_status_callback(status_callback(Arc::clone(&staples)))
+            .map_err(Error::openssl("install the OCSP status callback"))?;
+        tickets
+            .attach(&mut builder)
+            .map_err(Error::openssl("attach the ticket keys to the context"))?;
+        cert.identity.install(&mut builder)?;
+        Ok(builder.build().into_context())
+    })
+}
+
 /// The fixed front acceptor: the policy, the ticket key callback, and the
 /// client hello callback that switches each handshake to `current`.
 fn front_acceptor(
@@ -545,8 +579,7 @@ fn front_acceptor(
             *alert = SslAlert::UNRECOGNIZED_NAME;
             return Err(ErrorStack::get());
         };
-        ssl.set_ssl_context(&snapshot.ctx)?;
-        served.install(ssl)?;
+        snapshot.switch(ssl, served)?;
         Ok(ClientHelloResponse::SUCCESS)
     });
     // Acknowledges the client's SNI, so that sessions record the name.

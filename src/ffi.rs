@@ -54,6 +54,10 @@ extern "C" {
     /// The CA names a context sends in its CertificateRequest (owned by the context).
     pub(crate) fn SSL_CTX_get_client_CA_list(ctx: *const SSL_CTX) -> *mut stack_st_X509_NAME;
 
+    /// Makes `store` the context's certificate store, taking a reference of
+    /// its own (`X509_STORE_up_ref`); the store may be shared by contexts.
+    pub(crate) fn SSL_CTX_set1_cert_store(ctx: *mut SSL_CTX, store: *mut X509_STORE);
+
     /// A deep copy of a list of CA names, owned by the caller.
     pub(crate) fn SSL_dup_CA_list(list: *const stack_st_X509_NAME) -> *mut stack_st_X509_NAME;
 

@@ -28,8 +28,8 @@ use openssl::pkey::Id;
 use openssl::ssl::SslRef;
 use openssl::x509::X509NameRef;
 
-pub(crate) use self::set::{SiteOptions, SiteSetup, Sites, TrustContext};
-pub(crate) use self::table::{client_hello_sni, Snapshot};
+pub(crate) use self::set::{FastPathBuild, SiteOptions, SiteSetup, Sites, TrustContext};
+pub(crate) use self::table::{client_hello_sni, share_trust, Snapshot};
 
 use crate::material::Identity;
 use crate::{CertificateInfo, CertificateStatus};

@@ -16,7 +16,7 @@ use openssl::ssl::{Ssl, SslContext};
 use tokio::sync::watch;
 
 use super::dir::{self, SiteSource};
-use super::table::{find_site, Selection, SiteTable, Snapshot};
+use super::table::{find_site, FastPath, Selection, SiteTable, Snapshot};
 use super::{SiteCert, SiteStatus};
 use crate::material::{
     Checks, IdentityFiles, Material, OcspFile, Passphrase, StapleMap, Staples, WatchedFiles,
@@ -85,7 +85,14 @@ pub(crate) struct SiteSetup {
     pub(crate) ocsp: HashMap<PathBuf, PathBuf>,
     /// The staples of the snapshot in service, for the status callback.
     pub(crate) staples: Staples,
+    /// Builds the default site's context from the trust context (none for a
+    /// check, which serves nothing).
+    pub(crate) fast_path: Option<FastPathBuild>,
 }
+
+/// Builds a context holding one certificate like the trust context given.
+pub(crate) type FastPathBuild =
+    Arc<dyn Fn(&SslContext, &SiteCert) -> Result<SslContext, Error> + Send + Sync>;
 
 /// Explicit sites first, in the order given; then directory sites by name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -238,7 +245,7 @@ impl Sites {
                 "serving sites"
             );
         }
-        let snapshot = build_snapshot(&trust, &entries, &options, &setup.staples, &mut scan)?;
+        let snapshot = build_snapshot(&trust, &entries, &options, &setup, &mut scan)?;
         let waiting = trust.status_ref().generation == 0
             || entries
                 .values()
@@ -541,7 +548,7 @@ impl Sites {
                 &self.trust,
                 &self.entries(),
                 &self.options,
-                &self.setup.staples,
+                &self.setup,
                 scan,
             ) {
                 Ok(snapshot) => {
@@ -841,7 +848,7 @@ fn build_snapshot(
     trust: &Engine<TrustContext>,
     entries: &BTreeMap<SiteKey, Arc<Entry>>,
     options: &SiteOptions,
-    staples: &Staples,
+    setup: &SiteSetup,
     scan: &mut ScanState,
 ) -> Result<Snapshot, Error> {
     let trust = trust.current().load_full();
@@ -874,9 +881,26 @@ fn build_snapshot(
             map.insert(&cert.identity.cert, Arc::clone(staple));
         }
     }
-    staples.store(Arc::new(map));
+    setup.staples.store(Arc::new(map));
+    let fast = match (&setup.fast_path, table.default_served()) {
+        (Some(build), Some(served)) => served.single().and_then(|cert| {
+            // Without it the default site is served as any other: only slower.
+            match build(&trust.ctx, cert) {
+                Ok(ctx) => Some(FastPath {
+                    served: Arc::clone(served),
+                    ctx,
+                }),
+                Err(error) => {
+                    tracing::debug!(error = %error.report(), "the default site's context was not built; installing its certificate per handshake");
+                    None
+                }
+            }
+        }),
+        _ => None,
+    };
     Ok(Snapshot {
         ctx: trust.ctx.clone(),
+        fast,
         table,
         certs: certs
             .into_iter()

@@ -1,7 +1,7 @@
 //! The immutable lookup the client hello callback reads: SNI name -> the
 //! certificates to install and the session id context to bind the session to.
 
-#![allow(unsafe_code)] // One read of the client hello through openssl-sys, with its SAFETY note.
+#![allow(unsafe_code)] // The client hello read and the trust sharing through openssl-sys, each with its SAFETY note.
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
-use openssl::ssl::{SslContext, SslRef};
+use openssl::ssl::{SslContext, SslContextBuilder, SslContextRef, SslRef};
 
 use super::SiteCert;
 use crate::session::{self, SidCtx, TrustId};
@@ -24,6 +24,64 @@ pub(crate) struct Snapshot {
     /// `sites()` reports, so that a status that shows a certificate is never
     /// ahead of the handshakes.
     pub(crate) certs: HashMap<PathBuf, Arc<SiteCert>>,
+    /// The default site's certificate already in a context of its own, for
+    /// the handshakes that select it (one-site servers: all of them).
+    pub(crate) fast: Option<FastPath>,
+}
+
+/// A context holding one name's certificate, chain and key with the trust
+/// context's policy, store, CA names and callbacks: switching to it installs
+/// the certificate with the context (`SSL_set_SSL_CTX` copies the
+/// certificate slots by reference), instead of `SSL_use_certificate` and
+/// `SSL_use_PrivateKey` on every connection, which check the key against the
+/// certificate each time.
+pub(crate) struct FastPath {
+    pub(crate) served: Arc<Served>,
+    pub(crate) ctx: SslContext,
+}
+
+/// Gives `builder` the trust context's certificate store (shared: the same
+/// CA bundle, CRLs and verify callback) and a copy of its client CA names.
+pub(crate) fn share_trust(
+    builder: &mut SslContextBuilder,
+    trust: &SslContextRef,
+) -> Result<(), ErrorStack> {
+    // SAFETY: both contexts are live; `set1` takes its own reference to the
+    // store, which stays the trust context's too.
+    unsafe {
+        let store = openssl_sys::SSL_CTX_get_cert_store(trust.as_ptr());
+        crate::ffi::SSL_CTX_set1_cert_store(builder.as_ptr(), store);
+    }
+    // SAFETY: the list belongs to `trust` and is only read; the copy is ours
+    // and SSL_CTX_set_client_CA_list takes it over.
+    unsafe {
+        let names = crate::ffi::SSL_CTX_get_client_CA_list(trust.as_ptr());
+        if !names.is_null() {
+            let copy = crate::ffi::SSL_dup_CA_list(names);
+            if copy.is_null() {
+                return Err(ErrorStack::get());
+            }
+            openssl_sys::SSL_CTX_set_client_CA_list(builder.as_ptr(), copy);
+        }
+    }
+    Ok(())
+}
+
+impl Snapshot {
+    /// Switches `ssl` to the context for `served` and installs its
+    /// certificates: from the client hello callback.
+    pub(crate) fn switch(&self, ssl: &mut SslRef, served: &Arc<Served>) -> Result<(), ErrorStack> {
+        match &self.fast {
+            Some(fast) if Arc::ptr_eq(&fast.served, served) => {
+                ssl.set_ssl_context(&fast.ctx)?;
+                served.bind(ssl)
+            }
+            _ => {
+                ssl.set_ssl_context(&self.ctx)?;
+                served.install(ssl)
+            }
+        }
+    }
 }
 
 /// The certificates one SNI name gets (one per key type; OpenSSL picks by the
@@ -52,6 +110,14 @@ impl Served {
     /// service: from the client hello callback, before OpenSSL looks a session up.
     pub(crate) fn bind(&self, ssl: &mut SslRef) -> Result<(), ErrorStack> {
         session::set_session_id_context(ssl, &self.sid)
+    }
+
+    /// Its certificate when it has exactly one (one key type).
+    pub(crate) fn single(&self) -> Option<&Arc<SiteCert>> {
+        match self.certs.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
     }
 
     /// Puts every certificate of this name on the connection.
@@ -174,6 +240,11 @@ impl SiteTable {
             return None;
         }
         self.wildcard.get(parent)
+    }
+
+    /// What answers without SNI or for unknown names.
+    pub(crate) fn default_served(&self) -> Option<&Arc<Served>> {
+        self.default.as_ref()
     }
 
     /// The site that answers without SNI or for unknown names.
