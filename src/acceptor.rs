@@ -457,7 +457,7 @@ impl Builder<ServerSide> {
     /// expired), an error from the policy, [`Error::NoIdentity`], or a failure to
     /// spawn the poller thread ([`Error::Thread`]).
     pub fn build(self) -> Result<ReloadingAcceptor, Error> {
-        let (options, site_setup, trust_setup) = self.site_setups()?;
+        let (options, mut site_setup, trust_setup) = self.site_setups()?;
         let auth = self.active_client_auth();
         let tickets = TicketKeys::start(
             self.side.ticket_keys.clone(),
@@ -466,7 +466,6 @@ impl Builder<ServerSide> {
         )?;
         let staples = Arc::clone(&site_setup.staples);
         let build = trust_builder(&self.policy, auth, Some(Arc::clone(&tickets)), &staples);
-        let mut site_setup = site_setup;
         site_setup.fast_path = Some(fast_path_builder(
             &self.policy,
             auth,
@@ -513,21 +512,31 @@ fn trust_builder(
     Box::new(move |material: Material| {
         let trust = material.trust.as_ref().map_or(TrustId::NONE, |t| t.id);
         let mut builder = server_context(&policy, auth, material)?;
-        // OpenSSL reads the status callback from the context a handshake was
-        // switched to: this one. It runs only for clients that ask.
-        builder
-            .set_status_callback(status_callback(Arc::clone(&staples)))
-            .map_err(Error::openssl("install the OCSP status callback"))?;
-        if let Some(tickets) = &tickets {
-            tickets
-                .attach(&mut builder)
-                .map_err(Error::openssl("attach the ticket keys to the context"))?;
-        }
+        switched_callbacks(&mut builder, tickets.as_ref(), &staples)?;
         Ok(TrustContext {
             ctx: builder.build().into_context(),
             trust,
         })
     })
+}
+
+/// What a context that handshakes are switched to needs beyond the policy:
+/// the OCSP status callback (OpenSSL reads it from the switched context; it
+/// runs only for clients that ask) and, when serving, the ticket keys.
+fn switched_callbacks(
+    builder: &mut SslAcceptorBuilder,
+    tickets: Option<&Arc<TicketKeys>>,
+    staples: &Staples,
+) -> Result<(), Error> {
+    builder
+        .set_status_callback(status_callback(Arc::clone(staples)))
+        .map_err(Error::openssl("install the OCSP status callback"))?;
+    if let Some(tickets) = tickets {
+        tickets
+            .attach(builder)
+            .map_err(Error::openssl("attach the ticket keys to the context"))?;
+    }
+    Ok(())
 }
 
 /// How the default site's context is built: as the trust context (policy,
@@ -544,12 +553,7 @@ fn fast_path_builder(
     Arc::new(move |trust: &SslContext, cert: &SiteCert| {
         let mut builder = base_builder(&policy, auth)?;
         share_trust(&mut builder, trust).map_err(Error::openssl("share the trust context"))?;
-        builder
-            .set_status_callback(status_callback(Arc::clone(&staples)))
-            .map_err(Error::openssl("install the OCSP status callback"))?;
-        tickets
-            .attach(&mut builder)
-            .map_err(Error::openssl("attach the ticket keys to the context"))?;
+        switched_callbacks(&mut builder, Some(&tickets), &staples)?;
         cert.identity.install(&mut builder)?;
         Ok(builder.build().into_context())
     })
