@@ -255,3 +255,78 @@ async fn a_given_staple_file_and_must_staple() {
     assert_eq!(serial, leaf.serial);
     assert_eq!(staple.as_deref(), Some(&good[..]));
 }
+
+/// A responder certificate of the CA, with `id-kp-OCSPSigning` when `delegated`.
+fn responder(ca: &Ca, delegated: bool) -> Ca {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::x509::extension::ExtendedKeyUsage;
+    use openssl::x509::{X509Name, X509};
+
+    let key = support::key(support::Alg::P256);
+    let mut name = X509Name::builder().unwrap();
+    name.append_entry_by_text("CN", "ocsp responder").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(ca.cert.subject_name()).unwrap();
+    b.set_pubkey(&key).unwrap();
+    let serial = BigNum::from_u32(4242).unwrap().to_asn1_integer().unwrap();
+    b.set_serial_number(&serial).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    let eku = if delegated {
+        ExtendedKeyUsage::new()
+            .other("OCSPSigning")
+            .build()
+            .unwrap()
+    } else {
+        ExtendedKeyUsage::new().server_auth().build().unwrap()
+    };
+    b.append_extension(eku).unwrap();
+    b.sign(&ca.key, MessageDigest::sha256()).unwrap();
+    Ca {
+        cert: b.build(),
+        key,
+    }
+}
+
+#[tokio::test]
+async fn a_delegated_responder_is_accepted_and_an_undelegated_one_is_not() {
+    let f = Files::new();
+    let leaf = f.leaf(LeafSpec::new("localhost"));
+    f.install(&leaf);
+    let delegated =
+        f.ca.ocsp(&leaf.cert, Some(&responder(&f.ca.ca, true)), false, &[]);
+    write_atomic(&f.beside(), &delegated);
+    let tls = f.acceptor().unwrap();
+    let server = support::serve(tls.clone()).await;
+    wait_staple(
+        server.addr,
+        &f.ca.ca,
+        "the delegated responder's staple",
+        Some(&delegated),
+    )
+    .await;
+
+    // Signed by a certificate of the same CA that is not an OCSP responder.
+    let undelegated =
+        f.ca.ocsp(&leaf.cert, Some(&responder(&f.ca.ca, false)), false, &[]);
+    write_atomic(&f.beside(), &undelegated);
+    wait_staple(server.addr, &f.ca.ca, "no staple", None).await;
+    let info = eventually("the refusal", || async {
+        ocsp_info(&tls).filter(|i| !i.stapled)
+    })
+    .await;
+    assert!(
+        info.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("signature does not verify"),
+        "{info:?}"
+    );
+}
