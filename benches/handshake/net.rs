@@ -179,9 +179,9 @@ pub(crate) fn connect(
     let mut config = connector.configure().map_err(|e| e.to_string())?;
     config.set_verify_hostname(false);
     if let Some(session) = session {
+        #[allow(unsafe_code)] // The openssl crate marks SSL_set_session unsafe.
         // SAFETY: every session offered here was obtained from a connection made
         // with this same connector, hence the same SSL_CTX, as SSL_set_session needs.
-        #[allow(unsafe_code)] // The openssl crate marks SSL_set_session unsafe.
         unsafe {
             config.set_session(session).map_err(|e| e.to_string())?;
         }
