@@ -111,19 +111,51 @@ fn passphrase_from_callback(
     })
 }
 
-/// The builder of a handle, taken for one change and put back.
-fn update<S>(
-    slot: &mut Option<Builder<S>>,
-    change: impl FnOnce(Builder<S>) -> Result<Builder<S>, Failure>,
-) -> Result<(), Failure> {
-    let builder = slot.take().ok_or_else(|| {
-        Failure::new(
-            OPENSSL_RELOAD_INVALID_PARAMETER,
-            "the builder was already built",
-        )
-    })?;
-    *slot = Some(change(builder)?);
-    Ok(())
+/// A builder handle of either side: its builder, until `_build` takes it.
+pub(crate) trait BuilderHandle {
+    type Side;
+    fn slot(&mut self) -> &mut Option<Builder<Self::Side>>;
+}
+
+impl BuilderHandle for openssl_reload_server_builder {
+    type Side = ServerSide;
+    fn slot(&mut self) -> &mut Option<Builder<ServerSide>> {
+        &mut self.inner
+    }
+}
+
+impl BuilderHandle for openssl_reload_client_builder {
+    type Side = ClientSide;
+    fn slot(&mut self) -> &mut Option<Builder<ClientSide>> {
+        &mut self.inner
+    }
+}
+
+fn already_built() -> Failure {
+    Failure::new(
+        OPENSSL_RELOAD_INVALID_PARAMETER,
+        "the builder was already built",
+    )
+}
+
+/// Runs `change` on the builder behind `handle`: taken for the change and put
+/// back. Every setter of both sides is this.
+///
+/// # Safety
+///
+/// `handle` is NULL or a live builder handle, used by no other thread during
+/// the call.
+unsafe fn modify<H: BuilderHandle>(
+    handle: *mut H,
+    change: impl FnOnce(Builder<H::Side>) -> Result<Builder<H::Side>, Failure>,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let slot = unsafe { arg_mut(handle, "builder") }?.slot();
+        let builder = slot.take().ok_or_else(already_built)?;
+        *slot = Some(change(builder)?);
+        Ok(())
+    })
 }
 
 /// Takes the builder out of its handle and frees the handle.
@@ -131,21 +163,13 @@ fn update<S>(
 /// # Safety
 ///
 /// `handle` is NULL or came from `Box::into_raw` and is not used again.
-pub(crate) unsafe fn take<T, S>(
-    handle: *mut T,
-    slot: impl FnOnce(&mut T) -> Option<Builder<S>>,
-) -> Result<Builder<S>, Failure> {
+pub(crate) unsafe fn take<H: BuilderHandle>(handle: *mut H) -> Result<Builder<H::Side>, Failure> {
     if handle.is_null() {
         return Err(Failure::null("builder"));
     }
     // SAFETY: per the contract, the box is ours now.
     let mut boxed = unsafe { Box::from_raw(handle) };
-    slot(&mut boxed).ok_or_else(|| {
-        Failure::new(
-            OPENSSL_RELOAD_INVALID_PARAMETER,
-            "the builder was already built",
-        )
-    })
+    boxed.slot().take().ok_or_else(already_built)
 }
 
 fn interval(ms: u64) -> Result<Duration, Failure> {
@@ -202,38 +226,6 @@ pub unsafe extern "C" fn openssl_reload_server_builder_free(
     });
 }
 
-/// Runs `change` on a server builder argument.
-///
-/// # Safety
-///
-/// `builder` is NULL or a live builder, used by no other thread during the call.
-unsafe fn server(
-    builder: *mut openssl_reload_server_builder,
-    change: impl FnOnce(Builder<ServerSide>) -> Result<Builder<ServerSide>, Failure>,
-) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let builder = unsafe { arg_mut(builder, "builder") }?;
-        update(&mut builder.inner, change)
-    })
-}
-
-/// Runs `change` on a client builder argument.
-///
-/// # Safety
-///
-/// As [`server`].
-unsafe fn client(
-    builder: *mut openssl_reload_client_builder,
-    change: impl FnOnce(Builder<ClientSide>) -> Result<Builder<ClientSide>, Failure>,
-) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let builder = unsafe { arg_mut(builder, "builder") }?;
-        update(&mut builder.inner, change)
-    })
-}
-
 /// The certificate chain (PEM: leaf first, then intermediates) and its key
 /// (PEM or DER, PKCS#8, traditional or encrypted). The first certificate
 /// configured (this, a PKCS#12 bundle or a site) is the default site.
@@ -250,7 +242,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        server(builder, |b| {
+        modify(builder, |b| {
             Ok(b.identity(path_arg(cert, "cert")?, path_arg(key, "key")?))
         })
     }
@@ -267,7 +259,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
     path: *const c_char,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { server(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
+    unsafe { modify(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
 }
 
 /// One more site: a chain and key chosen by the client's SNI name for the
@@ -284,7 +276,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        server(builder, |b| {
+        modify(builder, |b| {
             Ok(b.site(path_arg(cert, "cert")?, path_arg(key, "key")?))
         })
     }
@@ -302,7 +294,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site_dir(
     dir: *const c_char,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { server(builder, |b| Ok(b.site_dir(path_arg(dir, "dir")?))) }
+    unsafe { modify(builder, |b| Ok(b.site_dir(path_arg(dir, "dir")?))) }
 }
 
 /// Refuses handshakes whose SNI name no site has (and those without SNI)
@@ -317,7 +309,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
     strict: bool,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { server(builder, |b| Ok(b.strict_sni(strict))) }
+    unsafe { modify(builder, |b| Ok(b.strict_sni(strict))) }
 }
 
 /// A client CA bundle (PEM), reloaded like the certificates: attached
@@ -334,7 +326,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        server(builder, |b| {
+        modify(builder, |b| {
             let auth = match auth {
                 x if x
                     == openssl_reload_client_auth::OPENSSL_RELOAD_CLIENT_AUTH_REQUIRED as u32 =>
@@ -367,7 +359,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        server(builder, |b| {
+        modify(builder, |b| {
             Ok(b.crl(path_arg(path, "path")?).crl_check(crl_check(check)?))
         })
     }
@@ -388,7 +380,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_ocsp_staple(
     path: *const c_char,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { server(builder, |b| Ok(b.ocsp_staple(path_arg(path, "path")?))) }
+    unsafe { modify(builder, |b| Ok(b.ocsp_staple(path_arg(path, "path")?))) }
 }
 
 /// How often the files are checked, in milliseconds (default 1000).
@@ -402,7 +394,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
     ms: u64,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { server(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
+    unsafe { modify(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
 }
 
 /// What to do with a certificate outside its validity period.
@@ -416,7 +408,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
     policy: u32,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { server(builder, |b| Ok(b.validity(validity(policy)?))) }
+    unsafe { modify(builder, |b| Ok(b.validity(validity(policy)?))) }
 }
 
 /// The passphrase of an encrypted key or PKCS#12 bundle: the first line of a
@@ -432,7 +424,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        server(builder, |b| {
+        modify(builder, |b| {
             Ok(b.passphrase(Passphrase::from_file(path_arg(path, "path")?)))
         })
     }
@@ -450,7 +442,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_env(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        server(builder, |b| {
+        modify(builder, |b| {
             Ok(b.passphrase(Passphrase::from_env(string_arg(name, "name")?)))
         })
     }
@@ -470,7 +462,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_callback(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        server(builder, |b| {
+        modify(builder, |b| {
             let callback = callback.ok_or_else(|| Failure::null("callback"))?;
             Ok(b.passphrase(passphrase_from_callback(callback, userdata)))
         })
@@ -535,7 +527,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        client(builder, |b| {
+        modify(builder, |b| {
             Ok(b.identity(path_arg(cert, "cert")?, path_arg(key, "key")?))
         })
     }
@@ -552,7 +544,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
     path: *const c_char,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { client(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
+    unsafe { modify(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
 }
 
 /// The CA bundle servers are verified against (instead of the system's).
@@ -566,7 +558,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
     path: *const c_char,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { client(builder, |b| Ok(b.ca(path_arg(path, "path")?))) }
+    unsafe { modify(builder, |b| Ok(b.ca(path_arg(path, "path")?))) }
 }
 
 /// A CRL file for the CA bundle (see the server's).
@@ -582,7 +574,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_crl(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        client(builder, |b| {
+        modify(builder, |b| {
             Ok(b.crl(path_arg(path, "path")?).crl_check(crl_check(check)?))
         })
     }
@@ -599,7 +591,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_poll_interval_ms(
     ms: u64,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { client(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
+    unsafe { modify(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
 }
 
 /// What to do with a certificate outside its validity period.
@@ -613,7 +605,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
     policy: u32,
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
-    unsafe { client(builder, |b| Ok(b.validity(validity(policy)?))) }
+    unsafe { modify(builder, |b| Ok(b.validity(validity(policy)?))) }
 }
 
 /// The key's passphrase from a file (see the server's).
@@ -628,7 +620,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        client(builder, |b| {
+        modify(builder, |b| {
             Ok(b.passphrase(Passphrase::from_file(path_arg(path, "path")?)))
         })
     }
@@ -646,7 +638,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        client(builder, |b| {
+        modify(builder, |b| {
             Ok(b.passphrase(Passphrase::from_env(string_arg(name, "name")?)))
         })
     }
@@ -665,7 +657,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_callback(
 ) -> openssl_reload_result {
     // SAFETY: forwarded contract.
     unsafe {
-        client(builder, |b| {
+        modify(builder, |b| {
             let callback = callback.ok_or_else(|| Failure::null("callback"))?;
             Ok(b.passphrase(passphrase_from_callback(callback, userdata)))
         })
@@ -704,14 +696,4 @@ fn invalid(what: &str, value: u32) -> Failure {
         OPENSSL_RELOAD_INVALID_PARAMETER,
         format!("{what} {value} is not one of its constants"),
     )
-}
-
-/// The builder inside a server builder handle.
-pub(crate) fn server_slot(b: &mut openssl_reload_server_builder) -> Option<Builder<ServerSide>> {
-    b.inner.take()
-}
-
-/// The builder inside a client builder handle.
-pub(crate) fn client_slot(b: &mut openssl_reload_client_builder) -> Option<Builder<ClientSide>> {
-    b.inner.take()
 }

@@ -2,16 +2,16 @@
 //! connections the application makes with its own `SSL_CTX`.
 
 use openssl_sys::{SSL, SSL_CTX};
-use reload::{Reload, ReloadingConnector};
+use reload::{CertificateStatus, Reload, ReloadingConnector};
 use std::ffi::{c_char, c_void};
+use tokio::sync::watch;
 
-use crate::builder::{client_slot, openssl_reload_client_builder, take};
+use crate::builder::{openssl_reload_client_builder, take};
 use crate::openssl_reload_result;
 use crate::status::{
-    fill, last_error, openssl_reload_change_callback, openssl_reload_status, to_json, Watcher,
-    WatcherSlot,
+    self, openssl_reload_change_callback, openssl_reload_status, to_json, Reporter, WatcherSlot,
 };
-use crate::{arg, arg_mut, copy_out, ctx_arg, guard, guard_void, ssl_arg};
+use crate::{arg, arg_mut, ctx_arg, guard, guard_void, ssl_arg};
 
 /// A client reloader; made by [`openssl_reload_client_builder_build`]. Every
 /// function taking a `const` one is thread-safe.
@@ -33,7 +33,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_build(
 ) -> openssl_reload_result {
     guard(|| {
         // SAFETY: per the contract; the builder is consumed even if `out` is NULL.
-        let builder = unsafe { take(builder, client_slot) }?;
+        let builder = unsafe { take(builder) }?;
         // SAFETY: per the contract.
         let out = unsafe { arg_mut(out, "out") }?;
         let connector = builder.build()?;
@@ -106,16 +106,8 @@ pub unsafe extern "C" fn openssl_reload_client_reload_now(
     client: *const openssl_reload_client,
     changed: *mut bool,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let client = unsafe { arg(client, "client") }?;
-        let reload = client.connector.reload_now()?;
-        if !changed.is_null() {
-            // SAFETY: per the contract.
-            unsafe { *changed = matches!(reload, Reload::Published(_)) };
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::reload_now(client, changed) }
 }
 
 /// Fills `*out` with the client's status.
@@ -130,12 +122,8 @@ pub unsafe extern "C" fn openssl_reload_client_status(
     client: *const openssl_reload_client,
     out: *mut openssl_reload_status,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let (client, out) = unsafe { (arg(client, "client")?, arg_mut(out, "out")?) };
-        fill(&client.connector.status(), out);
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::status(client, out) }
 }
 
 /// Copies the text of the last failed reload into `buf` (see the server's).
@@ -152,13 +140,8 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let client = unsafe { arg(client, "client") }?;
-        let text = last_error(&client.connector.status());
-        // SAFETY: per the contract.
-        unsafe { copy_out(&text, buf, len, out_len) }
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::text(client, false, buf, len, out_len) }
 }
 
 /// Copies the client's status as JSON into `buf`.
@@ -175,13 +158,8 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let client = unsafe { arg(client, "client") }?;
-        let text = to_json(&client.connector.status(), None);
-        // SAFETY: per the contract.
-        unsafe { copy_out(&text, buf, len, out_len) }
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::text(client, true, buf, len, out_len) }
 }
 
 /// Sets the change callback (see the server's); NULL removes it.
@@ -197,20 +175,8 @@ pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
     callback: openssl_reload_change_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let client = unsafe { arg(client, "client") }?;
-        let mut slot = client.watcher.lock().unwrap_or_else(|e| e.into_inner());
-        slot.take();
-        if let Some(callback) = callback {
-            *slot = Some(Watcher::start(
-                client.connector.subscribe(),
-                callback,
-                userdata,
-            )?);
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::set_change_callback(client, callback, userdata) }
 }
 
 /// Frees the client and stops its poller and change callback; NULL is ignored.
@@ -228,6 +194,30 @@ pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_
             drop(unsafe { Box::from_raw(client) });
         }
     });
+}
+
+impl Reporter for openssl_reload_client {
+    const NAME: &'static str = "client";
+
+    fn status(&self) -> CertificateStatus {
+        self.connector.status()
+    }
+
+    fn json(&self) -> String {
+        to_json(&self.connector.status(), None)
+    }
+
+    fn reload_now(&self) -> Result<Reload, reload::Error> {
+        self.connector.reload_now()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<CertificateStatus> {
+        self.connector.subscribe()
+    }
+
+    fn watcher(&self) -> &WatcherSlot {
+        &self.watcher
+    }
 }
 
 impl std::fmt::Debug for openssl_reload_client {

@@ -4,15 +4,15 @@
 use std::ffi::{c_char, c_void};
 
 use openssl_sys::{SSL, SSL_CTX};
-use reload::{Reload, ReloadingAcceptor};
+use reload::{CertificateStatus, Reload, ReloadingAcceptor};
+use tokio::sync::watch;
 
-use crate::builder::{openssl_reload_server_builder, server_slot, take};
+use crate::builder::{openssl_reload_server_builder, take};
 use crate::openssl_reload_result;
 use crate::status::{
-    fill, last_error, openssl_reload_change_callback, openssl_reload_status, to_json, Watcher,
-    WatcherSlot,
+    self, openssl_reload_change_callback, openssl_reload_status, to_json, Reporter, WatcherSlot,
 };
-use crate::{arg, arg_mut, copy_out, ctx_arg, guard, guard_void, ssl_arg};
+use crate::{arg, arg_mut, ctx_arg, guard, guard_void, ssl_arg};
 
 /// A server reloader: polls the files on a thread of its own and keeps the
 /// material that attached contexts serve. Made by
@@ -38,7 +38,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_build(
 ) -> openssl_reload_result {
     guard(|| {
         // SAFETY: per the contract; the builder is consumed even if `out` is NULL.
-        let builder = unsafe { take(builder, server_slot) }?;
+        let builder = unsafe { take(builder) }?;
         // SAFETY: per the contract.
         let out = unsafe { arg_mut(out, "out") }?;
         let acceptor = builder.build()?;
@@ -123,16 +123,8 @@ pub unsafe extern "C" fn openssl_reload_server_reload_now(
     server: *const openssl_reload_server,
     changed: *mut bool,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let server = unsafe { arg(server, "server") }?;
-        let reload = server.acceptor.reload_now()?;
-        if !changed.is_null() {
-            // SAFETY: per the contract.
-            unsafe { *changed = matches!(reload, Reload::Published(_)) };
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::reload_now(server, changed) }
 }
 
 /// Fills `*out` with the status of the default site's certificate and the
@@ -148,12 +140,8 @@ pub unsafe extern "C" fn openssl_reload_server_status(
     server: *const openssl_reload_server,
     out: *mut openssl_reload_status,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let (server, out) = unsafe { (arg(server, "server")?, arg_mut(out, "out")?) };
-        fill(&server.acceptor.status(), out);
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::status(server, out) }
 }
 
 /// Copies the full text of the last failed reload (the file and the reason)
@@ -171,13 +159,8 @@ pub unsafe extern "C" fn openssl_reload_server_reload_error(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let server = unsafe { arg(server, "server") }?;
-        let text = last_error(&server.acceptor.status());
-        // SAFETY: per the contract.
-        unsafe { copy_out(&text, buf, len, out_len) }
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::text(server, false, buf, len, out_len) }
 }
 
 /// Copies the whole status as JSON (every site, the CA bundle, the CRLs, the
@@ -195,14 +178,8 @@ pub unsafe extern "C" fn openssl_reload_server_status_json(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let server = unsafe { arg(server, "server") }?;
-        let sites = server.acceptor.sites();
-        let text = to_json(&server.acceptor.status(), Some(&sites));
-        // SAFETY: per the contract.
-        unsafe { copy_out(&text, buf, len, out_len) }
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::text(server, true, buf, len, out_len) }
 }
 
 /// Calls `callback(userdata, generation)` after each change of the status
@@ -222,20 +199,8 @@ pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
     callback: openssl_reload_change_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: per the contract.
-        let server = unsafe { arg(server, "server") }?;
-        let mut slot = server.watcher.lock().unwrap_or_else(|e| e.into_inner());
-        slot.take();
-        if let Some(callback) = callback {
-            *slot = Some(Watcher::start(
-                server.acceptor.subscribe(),
-                callback,
-                userdata,
-            )?);
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { status::set_change_callback(server, callback, userdata) }
 }
 
 /// Frees the handle, stopping its change callback; NULL is ignored. The
@@ -254,6 +219,30 @@ pub unsafe extern "C" fn openssl_reload_server_free(server: *mut openssl_reload_
             drop(unsafe { Box::from_raw(server) });
         }
     });
+}
+
+impl Reporter for openssl_reload_server {
+    const NAME: &'static str = "server";
+
+    fn status(&self) -> CertificateStatus {
+        self.acceptor.status()
+    }
+
+    fn json(&self) -> String {
+        to_json(&self.acceptor.status(), Some(&self.acceptor.sites()))
+    }
+
+    fn reload_now(&self) -> Result<Reload, reload::Error> {
+        self.acceptor.reload_now()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<CertificateStatus> {
+        self.acceptor.subscribe()
+    }
+
+    fn watcher(&self) -> &WatcherSlot {
+        &self.watcher
+    }
 }
 
 impl std::fmt::Debug for openssl_reload_server {

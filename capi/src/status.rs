@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::UNIX_EPOCH;
 
-use reload::{CertificateStatus, SiteStatus};
+use reload::{CertificateStatus, Reload, SiteStatus};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
-use crate::openssl_reload_result::*;
-use crate::Failure;
+use crate::openssl_reload_result::{self, *};
+use crate::{arg, arg_mut, copy_out, guard, Failure};
 
 /// Length of [`openssl_reload_status::serial`]: a serial of up to 20 bytes in
 /// hex, its NUL, and room to spare.
@@ -110,6 +110,14 @@ fn status_value(status: &CertificateStatus) -> Value {
             "not_after": c.not_after,
             "not_after_unix": c.not_after_unix,
             "sha256": c.sha256,
+            "ocsp": c.ocsp.as_ref().map(|o| json!({
+                "path": o.path,
+                "stapled": o.stapled,
+                "status": o.status,
+                "this_update_unix": o.this_update_unix,
+                "next_update_unix": o.next_update_unix,
+                "error": o.error,
+            })),
         })),
         "ca_certificates": status.ca_certificates,
         "crls": status.crls.iter().map(|crl| json!({
@@ -221,3 +229,103 @@ impl Drop for Watcher {
 
 /// A handle's change callback slot.
 pub(crate) type WatcherSlot = Mutex<Option<Watcher>>;
+
+/// A reloader handle of either side, as the status calls see it: the server's
+/// and the client's `_status`, `_reload_error`, `_status_json`, `_reload_now`
+/// and `_set_change_callback` are these functions under two names each.
+pub(crate) trait Reporter {
+    /// `"server"` or `"client"`, for the NULL argument's error.
+    const NAME: &'static str;
+    fn status(&self) -> CertificateStatus;
+    fn json(&self) -> String;
+    fn reload_now(&self) -> Result<Reload, reload::Error>;
+    fn subscribe(&self) -> watch::Receiver<CertificateStatus>;
+    fn watcher(&self) -> &WatcherSlot;
+}
+
+/// `_reload_now`.
+///
+/// # Safety
+///
+/// `handle` is live; `changed` is NULL or writable.
+pub(crate) unsafe fn reload_now<R: Reporter>(
+    handle: *const R,
+    changed: *mut bool,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let handle = unsafe { arg(handle, R::NAME) }?;
+        let reload = handle.reload_now()?;
+        if !changed.is_null() {
+            // SAFETY: per the contract.
+            unsafe { *changed = matches!(reload, Reload::Published(_)) };
+        }
+        Ok(())
+    })
+}
+
+/// `_status`.
+///
+/// # Safety
+///
+/// `handle` is live; `out` is writable.
+pub(crate) unsafe fn status<R: Reporter>(
+    handle: *const R,
+    out: *mut openssl_reload_status,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let (handle, out) = unsafe { (arg(handle, R::NAME)?, arg_mut(out, "out")?) };
+        fill(&handle.status(), out);
+        Ok(())
+    })
+}
+
+/// `_reload_error` (`json` false) and `_status_json` (`json` true).
+///
+/// # Safety
+///
+/// `handle` is live; `buf` has room for `len` bytes (or is NULL); `out_len`
+/// is writable.
+pub(crate) unsafe fn text<R: Reporter>(
+    handle: *const R,
+    json: bool,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let handle = unsafe { arg(handle, R::NAME) }?;
+        let text = if json {
+            handle.json()
+        } else {
+            last_error(&handle.status())
+        };
+        // SAFETY: per the contract.
+        unsafe { copy_out(&text, buf, len, out_len) }
+    })
+}
+
+/// `_set_change_callback`.
+///
+/// # Safety
+///
+/// `handle` is live; `callback` and `userdata` follow
+/// [`openssl_reload_change_callback`]'s rules until replaced or freed.
+pub(crate) unsafe fn set_change_callback<R: Reporter>(
+    handle: *const R,
+    callback: openssl_reload_change_callback,
+    userdata: *mut c_void,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let handle = unsafe { arg(handle, R::NAME) }?;
+        let mut slot = handle.watcher().lock().unwrap_or_else(|e| e.into_inner());
+        slot.take();
+        if let Some(callback) = callback {
+            *slot = Some(Watcher::start(handle.subscribe(), callback, userdata)?);
+        }
+        Ok(())
+    })
+}
