@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::cli::MAX_SLOW_MS;
 use crate::metrics::{self, Stats};
-use crate::timefmt::{human_duration, now_unix, rfc3339, rfc3339_millis};
+use crate::timefmt::{human_duration, rfc3339, rfc3339_millis};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -349,7 +349,7 @@ fn certificate_json(cert: &CertificateInfo) -> Value {
 fn ocsp_json(ocsp: &OcspInfo) -> Value {
     json!({
         "path": ocsp.path.display().to_string(),
-        "stapled": ocsp.stapled && ocsp.next_update_unix.is_none_or(|n| n > now_unix()),
+        "stapled": ocsp.in_service(),
         "status": ocsp.status,
         "this_update": ocsp.this_update_unix.map(rfc3339),
         "next_update": ocsp.next_update_unix.map(rfc3339),

@@ -146,11 +146,18 @@ impl WatchedFiles {
         };
         // A staple that cannot be read is reported, not fatal: the certificate
         // is served without it.
-        let ocsp = match &self.ocsp {
-            None => None,
-            Some(OcspFile::Beside(path)) if !path.exists() => None,
-            Some(file) => Some(read::read_file(file.path(), limit).map_err(|e| e.to_string())),
-        };
+        let ocsp = self.ocsp.as_ref().and_then(|file| {
+            match read::read_file(file.path(), limit) {
+                // `<cert>.ocsp` is optional: none there, no staple.
+                Err(Error::Io { source, .. })
+                    if matches!(file, OcspFile::Beside(_))
+                        && source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                read => Some(read.map_err(|e| e.to_string())),
+            }
+        });
         let digest = digest(
             identity.as_ref(),
             ca.as_deref(),
@@ -219,7 +226,7 @@ impl WatchedFiles {
         let (staple, info) = match raw {
             Ok(der) => ocsp::check(path, &der, &identity.cert, &identity.chain),
             Err(reason) => {
-                let mut info = OcspInfo::unreadable(path);
+                let mut info = OcspInfo::new(path);
                 info.error = Some(reason);
                 (None, info)
             }

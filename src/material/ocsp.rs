@@ -87,12 +87,14 @@ pub struct OcspInfo {
 }
 
 impl OcspInfo {
-    /// A staple file that could not be read.
-    pub(crate) fn unreadable(path: &Path) -> Self {
-        Self::new(path)
+    /// Whether handshakes that ask get this staple now: it passed the checks
+    /// at load and its nextUpdate has not passed since.
+    pub fn in_service(&self) -> bool {
+        self.stapled && !expired(self.next_update_unix, now())
     }
 
-    fn new(path: &Path) -> Self {
+    /// Nothing known yet of the staple at `path`.
+    pub(crate) fn new(path: &Path) -> Self {
         Self {
             path: path.to_owned(),
             stapled: false,
@@ -224,13 +226,11 @@ fn check_into(
             ))
         }
     }
-    if let Some(next) = info.next_update_unix {
-        if next <= now {
-            return Err(format!(
-                "it expired: its nextUpdate ({}) has passed",
-                info.next_update.as_deref().unwrap_or_default()
-            ));
-        }
+    if expired(info.next_update_unix, now) {
+        return Err(format!(
+            "it expired: its nextUpdate ({}) has passed",
+            info.next_update.as_deref().unwrap_or_default()
+        ));
     }
     Ok(Staple {
         der: der.to_vec(),
@@ -292,12 +292,17 @@ pub(crate) fn status_callback(
         let Some((_, staple)) = map.0.get(&(cert.as_ptr() as usize)) else {
             return Ok(false);
         };
-        if staple.next_update.is_some_and(|next| next <= now()) {
+        if expired(staple.next_update, now()) {
             return Ok(false);
         }
         ssl.set_ocsp_status(&staple.der)?;
         Ok(true)
     }
+}
+
+/// A response is no longer current from its nextUpdate on (none: no end).
+fn expired(next_update: Option<i64>, now: i64) -> bool {
+    next_update.is_some_and(|next| next <= now)
 }
 
 fn now() -> i64 {
