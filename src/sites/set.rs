@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use openssl::ssl::{Ssl, SslContext};
+use openssl::ssl::{Ssl, SslContext, SslContextRef};
 use tokio::sync::watch;
 
 use super::dir::{self, SiteSource};
@@ -245,7 +245,7 @@ impl Sites {
                 "serving sites"
             );
         }
-        let snapshot = build_snapshot(&trust, &entries, &options, &setup, &mut scan)?;
+        let snapshot = build_snapshot(&trust, &entries, &options, &setup, None, &mut scan)?;
         let waiting = trust.status_ref().generation == 0
             || entries
                 .values()
@@ -549,6 +549,7 @@ impl Sites {
                 &self.entries(),
                 &self.options,
                 &self.setup,
+                Some(&self.current.load()),
                 scan,
             ) {
                 Ok(snapshot) => {
@@ -849,6 +850,7 @@ fn build_snapshot(
     entries: &BTreeMap<SiteKey, Arc<Entry>>,
     options: &SiteOptions,
     setup: &SiteSetup,
+    previous: Option<&Snapshot>,
     scan: &mut ScanState,
 ) -> Result<Snapshot, Error> {
     let trust = trust.current().load_full();
@@ -884,17 +886,28 @@ fn build_snapshot(
     setup.staples.store(Arc::new(map));
     let fast = match (&setup.fast_path, table.default_served()) {
         (Some(build), Some(served)) => served.single().and_then(|cert| {
-            // Without it the default site is served as any other: only slower.
-            match build(&trust.ctx, cert) {
-                Ok(ctx) => Some(FastPath {
-                    served: Arc::clone(served),
-                    ctx,
-                }),
-                Err(error) => {
-                    tracing::debug!(error = %error.report(), "the default site's context was not built; installing its certificate per handshake");
-                    None
-                }
-            }
+            // The same certificate on the same trust context (another site
+            // changed): the context in service still holds exactly this.
+            let kept = previous.filter(|p| std::ptr::eq::<SslContextRef>(&*p.ctx, &*trust.ctx)).and_then(|p| {
+                p.fast
+                    .as_ref()
+                    .filter(|f| f.served.single().is_some_and(|c| Arc::ptr_eq(c, cert)))
+            });
+            let ctx = match kept {
+                Some(kept) => kept.ctx.clone(),
+                // Without it the default site is served as any other: only slower.
+                None => match build(&trust.ctx, cert) {
+                    Ok(ctx) => ctx,
+                    Err(error) => {
+                        tracing::debug!(error = %error.report(), "the default site's context was not built; installing its certificate per handshake");
+                        return None;
+                    }
+                },
+            };
+            Some(FastPath {
+                served: Arc::clone(served),
+                ctx,
+            })
         }),
         _ => None,
     };
