@@ -9,6 +9,10 @@
 #     (Debian's nghttp2-client), GET / on both, nginx answering a static body
 #     of the same length as the demo's (`return 200`), rounds alternating
 #     between the servers; p50/p99 from h2load's per-request log.
+# Beside each rate, the server's CPU time per handshake or request (all its
+# processes and threads, from /proc/PID/task/*/schedstat): with 1 worker the
+# client needs about as much CPU as the server, so the rate is bounded by the
+# client as much as by the server, while the CPU time is the server's alone.
 #
 # Writes $OUT/nginx.md and $OUT/nginx.json (OUT defaults to target/bench).
 # Installs nginx and nghttp2-client when missing (root; apt-get update first).
@@ -112,23 +116,52 @@ EOF
   wait_port "$nginx_port"
 }
 
-# h2load against $1 (port), protocol $2 (h1|h2), into $3 (prefix of its files).
+# The server processes: nginx's master and workers, or the demo.
+server_pids() {
+  if [ "$1" = nginx ]; then
+    echo "$nginx_pid" $(pgrep -P "$nginx_pid")
+  else
+    echo "$demo_pid"
+  fi
+}
+
+# CPU time so far of every thread of the processes $@, in nanoseconds.
+cpu_ns() {
+  local total=0 pid task ns rest
+  for pid in "$@"; do
+    for task in /proc/"$pid"/task/*; do
+      read -r ns rest <"$task/schedstat" 2>/dev/null || continue
+      total=$((total + ns))
+    done
+  done
+  echo "$total"
+}
+
+# h2load against $1 (port), protocol $2 (h1|h2), into $3 (prefix of its
+# files), with the server's CPU time over its measured part (from the end of
+# the 1 s warm-up to the end) in $3.cpu for the processes $4...
 run_h2load() {
-  local port=$1 proto=$2 prefix=$3 flags=()
+  local port=$1 proto=$2 prefix=$3 flags=() sampler
+  shift 3
   if [ "$proto" = h1 ]; then flags=(--h1 -m 1); else flags=(-m 10); fi
+  (sleep 1; cpu_ns "$@" >"$prefix.cpu0") &
+  sampler=$!
   h2load -t 1 -c 32 "${flags[@]}" -D "$h2_seconds" --warm-up-time=1 \
     --log-file="$prefix.log" "https://127.0.0.1:$port/" >"$prefix.txt" 2>&1 || {
     cat "$prefix.txt" >&2
     return 1
   }
+  cpu_ns "$@" >"$prefix.cpu1"
+  wait "$sampler"
 }
 
 for workers in 1 2; do
   echo "=== $workers worker(s) each" >&2
   start_nginx "$workers"
   start_demo "$workers"
+  nginx_procs=$(server_pids nginx | tr ' ' '+')
   cargo bench --locked --bench handshake -- \
-    --peers "nginx=127.0.0.1:$nginx_port,openssl-reload=127.0.0.1:$demo_port"
+    --peers "nginx=127.0.0.1:$nginx_port@$nginx_procs,openssl-reload=127.0.0.1:$demo_port@$demo_pid"
   mv "$out/peers.json" "$out/peers-$workers.json"
   mv "$out/peers.md" "$out/peers-$workers.md"
   for proto in h1 h2; do
@@ -139,7 +172,7 @@ for workers in 1 2; do
         port=$nginx_port
         [ "$server" = demo ] && port=$demo_port
         echo "h2load $proto $server round $round" >&2
-        run_h2load "$port" "$proto" "$work/h2load-$workers-$proto-$server-$round"
+        run_h2load "$port" "$proto" "$work/h2load-$workers-$proto-$server-$round" $(server_pids "$server")
       done
     done
   done
@@ -169,7 +202,9 @@ def h2load_run(prefix):
         parts = line.split("\t")
         if len(parts) >= 3:
             lat.append(int(parts[2]))
-    return float(m.group(1)), lat, int(ok.group(2)) if ok else 0
+    done = int(ok.group(1)) if ok else 0
+    cpu_ns = int((work / f"{prefix}.cpu1").read_text()) - int((work / f"{prefix}.cpu0").read_text())
+    return float(m.group(1)), lat, int(ok.group(2)) if ok else 0, cpu_ns, done
 
 def pct(values, p):
     values = sorted(values)
@@ -186,8 +221,8 @@ md = [
     "",
     "**Full TLS 1.3 handshakes** (the handshake harness's client: 2 threads, handshake then close, interleaved rounds):",
     "",
-    "| workers | nginx handshakes/s | openssl-reload handshakes/s | × nginx: median of rounds (min–max) | p50 µs nginx / openssl-reload | p99 µs nginx / openssl-reload |",
-    "|---:|---:|---:|---:|---:|---:|",
+    "| workers | nginx handshakes/s | openssl-reload handshakes/s | × nginx: median of rounds (min–max) | p50 µs nginx / openssl-reload | p99 µs nginx / openssl-reload | server CPU µs per handshake nginx / openssl-reload (ratio) |",
+    "|---:|---:|---:|---:|---:|---:|---:|",
 ]
 for workers in (1, 2):
     peers = json.loads((out / f"peers-{workers}.json").read_text())
@@ -198,7 +233,9 @@ for workers in (1, 2):
     md.append(
         f'| {workers} | {n["handshakes_per_sec"]:.0f} | {d["handshakes_per_sec"]:.0f} | '
         f'**{d["ratio_to_first"]:.3f}** ({min(rr):.3f}–{max(rr):.3f}) | '
-        f'{n["p50_us"]:.0f} / {d["p50_us"]:.0f} | {n["p99_us"]:.0f} / {d["p99_us"]:.0f} |'
+        f'{n["p50_us"]:.0f} / {d["p50_us"]:.0f} | {n["p99_us"]:.0f} / {d["p99_us"]:.0f} | '
+        f'{n["server_cpu_us_per_handshake"]:.0f} / {d["server_cpu_us_per_handshake"]:.0f} '
+        f'({d["server_cpu_us_per_handshake"] / n["server_cpu_us_per_handshake"]:.3f}) |'
     )
 md += [
     "",
@@ -207,8 +244,8 @@ md += [
     f"{rounds} alternating rounds of {os.environ['H2_SECONDS']} s after 1 s of warm-up; "
     "req/s is the median of rounds, latency (request to response, from `--log-file`) over all rounds):",
     "",
-    "| workers | protocol | nginx req/s | openssl-reload req/s | × nginx: median of rounds (min–max) | p50 µs nginx / openssl-reload | p99 µs nginx / openssl-reload | failed |",
-    "|---:|---|---:|---:|---:|---:|---:|---:|",
+    "| workers | protocol | nginx req/s | openssl-reload req/s | × nginx: median of rounds (min–max) | p50 µs nginx / openssl-reload | p99 µs nginx / openssl-reload | server CPU µs per request nginx / openssl-reload (ratio) | failed |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
 ]
 for workers in (1, 2):
     for proto, label in (("h1", "HTTP/1.1"), ("h2", "HTTP/2")):
@@ -220,6 +257,7 @@ for workers in (1, 2):
                 "p50_us": pct([x for r in runs for x in r[1]], 50),
                 "p99_us": pct([x for r in runs for x in r[1]], 99),
                 "failed": sum(r[2] for r in runs),
+                "cpu_us_per_request": sum(r[3] for r in runs) / 1e3 / max(1, sum(r[4] for r in runs)),
             }
         ratios = [d / n for d, n in zip(res["demo"]["rates"], res["nginx"]["rates"])]
         row = {
@@ -232,6 +270,8 @@ for workers in (1, 2):
             f'{statistics.median(res["demo"]["rates"]):.0f} | **{row["ratio"]:.3f}** '
             f'({row["ratio_min"]:.3f}–{row["ratio_max"]:.3f}) | '
             f'{res["nginx"]["p50_us"]} / {res["demo"]["p50_us"]} | {res["nginx"]["p99_us"]} / {res["demo"]["p99_us"]} | '
+            f'{res["nginx"]["cpu_us_per_request"]:.1f} / {res["demo"]["cpu_us_per_request"]:.1f} '
+            f'({res["demo"]["cpu_us_per_request"] / res["nginx"]["cpu_us_per_request"]:.3f}) | '
             f'{res["nginx"]["failed"]} / {res["demo"]["failed"]} |'
         )
 (out / "nginx.json").write_text(json.dumps(doc, indent=2) + "\n")

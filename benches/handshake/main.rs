@@ -22,7 +22,7 @@
 //!
 //! Other modes, for `ci/bench-nginx.sh`:
 //! - `--write-cert DIR`: writes the ECDSA P-256 `cert.pem`/`key.pem` pair;
-//! - `--peers NAME=ADDR,NAME=ADDR...`: only the client, against running servers,
+//! - `--peers NAME=ADDR[@PID+PID],NAME=ADDR...`: only the client, against running servers,
 //!   interleaved the same way; writes `peers.{json,md}`.
 //!
 //! The server side is one blocking server for every strategy: 2 threads, each
@@ -263,7 +263,9 @@ fn main() {
         }
         ["--peers", spec] => peers::peers(&cfg, spec),
         _ => {
-            eprintln!("usage: handshake [--write-cert DIR | --peers NAME=ADDR,NAME=ADDR...]");
+            eprintln!(
+                "usage: handshake [--write-cert DIR | --peers NAME=ADDR[@PID+PID],NAME=ADDR...]"
+            );
             std::process::exit(2);
         }
     }

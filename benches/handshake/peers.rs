@@ -1,5 +1,13 @@
 //! Client-only mode against servers already running (ci/bench-nginx.sh).
+//!
+//! `--peers NAME=ADDR[@PID+PID...],...`: with process ids, the CPU time those
+//! processes spend during each segment (every thread, from
+//! `/proc/PID/task/*/schedstat`) is the server's cost per handshake, which the
+//! table reports beside the rate. On a 2-core machine the client's threads and
+//! the server share the cores, so the rate also depends on the client; the
+//! CPU time is the server's own.
 
+use std::fs;
 use std::net::SocketAddr;
 
 use crate::common::client;
@@ -10,10 +18,19 @@ use crate::Config;
 
 /// Client only, against servers already running: interleaved rounds, same client.
 pub(crate) fn peers(cfg: &Config, spec: &str) {
+    let mut pids: Vec<Vec<u32>> = Vec::new();
     let peers: Vec<(String, SocketAddr)> = spec
         .split(',')
         .map(|p| {
-            let (name, addr) = p.split_once('=').expect("--peers NAME=ADDR,...");
+            let (name, rest) = p.split_once('=').expect("--peers NAME=ADDR,...");
+            let (addr, procs) = rest.split_once('@').unwrap_or((rest, ""));
+            pids.push(
+                procs
+                    .split('+')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().expect("--peers: bad process id"))
+                    .collect(),
+            );
             (name.to_owned(), addr.parse().expect("--peers: bad address"))
         })
         .collect();
@@ -30,7 +47,12 @@ pub(crate) fn peers(cfg: &Config, spec: &str) {
     let (mut totals, per_round) = interleaved_rounds(
         peers.len(),
         cfg.rounds,
-        |i| clients.run(peers[i].1, cfg.segment),
+        |i| {
+            let before = processes_cpu_ns(&pids[i]);
+            let mut seg = clients.run(peers[i].1, cfg.segment);
+            seg.server_cpu_ns = processes_cpu_ns(&pids[i]) - before;
+            seg
+        },
         |round, rates| {
             progress(format_args!(
                 "peers: round {}/{}: {:?}",
@@ -52,6 +74,25 @@ pub(crate) fn peers(cfg: &Config, spec: &str) {
     write_outputs(&cfg.out, "peers", &json, &md);
 }
 
+/// CPU time of every thread of `pids` so far, in nanoseconds.
+fn processes_cpu_ns(pids: &[u32]) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let stat = fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
 /// The Markdown table of the peers (printed, and appended to `md`), and their
 /// JSON rows.
 fn table(
@@ -66,10 +107,10 @@ fn table(
         md.push('\n');
     };
     say(format!(
-        "| server | handshakes/s | × {}: median of rounds (min–max) | p50 µs | p99 µs | failures |",
+        "| server | handshakes/s | × {}: median of rounds (min–max) | p50 µs | p99 µs | server CPU µs per handshake | failures |",
         peers[0].0
     ));
-    say("|---|---:|---:|---:|---:|---:|".to_owned());
+    say("|---|---:|---:|---:|---:|---:|---:|".to_owned());
     let base = totals[0].rate();
     let mut rows = Vec::new();
     for (i, (name, _)) in peers.iter().enumerate() {
@@ -80,8 +121,10 @@ fn table(
             percentile_us(&seg.latencies_us, 99.0),
         );
         let (ratio, lo, hi) = median_and_range(&per_round[i]);
+        // 0 when no process ids were given.
+        let cpu_us = seg.server_cpu_ns as f64 / 1e3 / seg.handshakes.max(1) as f64;
         say(format!(
-            "| {name} | {:.0} | {ratio:.3} ({lo:.3}–{hi:.3}) | {p50} | {p99} | {} |",
+            "| {name} | {:.0} | {ratio:.3} ({lo:.3}–{hi:.3}) | {p50} | {p99} | {cpu_us:.0} | {} |",
             seg.rate(),
             seg.failures
         ));
@@ -100,6 +143,7 @@ fn table(
             ),
             ("p50_us", int(p50)),
             ("p99_us", int(p99)),
+            ("server_cpu_us_per_handshake", J::Num(round2(cpu_us))),
             ("failures", int(seg.failures)),
             (
                 "first_error",
