@@ -138,8 +138,8 @@ cpu_ns() {
 }
 
 # h2load against $1 (port), protocol $2 (h1|h2), into $3 (prefix of its
-# files), with the server's CPU time over its measured part (from the end of
-# the 1 s warm-up to the end) in $3.cpu for the processes $4...
+# files), with the CPU time so far of the server's processes $4... at the end
+# of the 1 s warm-up in $3.cpu0 and at the end in $3.cpu1.
 run_h2load() {
   local port=$1 proto=$2 prefix=$3 flags=() sampler
   shift 3

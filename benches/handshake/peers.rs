@@ -50,7 +50,8 @@ pub(crate) fn peers(cfg: &Config, spec: &str) {
         |i| {
             let before = processes_cpu_ns(&pids[i]);
             let mut seg = clients.run(peers[i].1, cfg.segment);
-            seg.server_cpu_ns = processes_cpu_ns(&pids[i]) - before;
+            // A thread that exits during the segment takes its time with it.
+            seg.server_cpu_ns = processes_cpu_ns(&pids[i]).saturating_sub(before);
             seg
         },
         |round, rates| {
