@@ -52,9 +52,11 @@ struct Pinned {
     owner: *const ArcSwap<Snapshot>,
 }
 
-// SAFETY: `owner` is compared, never dereferenced.
+// SAFETY: `owner` is compared, never dereferenced, so moving it to another
+// thread cannot touch what it points to.
 unsafe impl Send for Pinned {}
-// SAFETY: as above.
+// SAFETY: `owner` is compared, never dereferenced, so sharing it between
+// threads reads only the address.
 unsafe impl Sync for Pinned {}
 
 fn attached_index() -> Result<openssl::ex_data::Index<SslContext, Attached>, ErrorStack> {

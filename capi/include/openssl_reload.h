@@ -280,7 +280,8 @@ openssl_reload_result openssl_reload_server_builder_set_identity(openssl_reload_
 
  # Safety
 
- As [`openssl_reload_server_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_server_builder_set_pkcs12(openssl_reload_server_builder *builder,
                                                                const char *path);
@@ -291,7 +292,8 @@ openssl_reload_result openssl_reload_server_builder_set_pkcs12(openssl_reload_se
 
  # Safety
 
- As [`openssl_reload_server_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `cert` and
+ `key` are NUL-terminated paths.
  */
 openssl_reload_result openssl_reload_server_builder_add_site(openssl_reload_server_builder *builder,
                                                              const char *cert,
@@ -303,7 +305,8 @@ openssl_reload_result openssl_reload_server_builder_add_site(openssl_reload_serv
 
  # Safety
 
- As [`openssl_reload_server_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `dir` is a
+ NUL-terminated path.
  */
 openssl_reload_result openssl_reload_server_builder_add_site_dir(openssl_reload_server_builder *builder,
                                                                  const char *dir);
@@ -325,7 +328,8 @@ openssl_reload_result openssl_reload_server_builder_set_strict_sni(openssl_reloa
 
  # Safety
 
- As [`openssl_reload_server_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_server_builder_set_client_ca(openssl_reload_server_builder *builder,
                                                                   const char *path,
@@ -337,7 +341,8 @@ openssl_reload_result openssl_reload_server_builder_set_client_ca(openssl_reload
 
  # Safety
 
- As [`openssl_reload_server_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_server_builder_set_crl(openssl_reload_server_builder *builder,
                                                             const char *path,
@@ -352,7 +357,8 @@ openssl_reload_result openssl_reload_server_builder_set_crl(openssl_reload_serve
 
  # Safety
 
- As [`openssl_reload_server_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_server_builder_set_ocsp_staple(openssl_reload_server_builder *builder,
                                                                     const char *path);
@@ -383,7 +389,8 @@ openssl_reload_result openssl_reload_server_builder_set_validity(openssl_reload_
 
  # Safety
 
- As [`openssl_reload_server_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_server_builder_set_passphrase_file(openssl_reload_server_builder *builder,
                                                                         const char *path);
@@ -393,7 +400,8 @@ openssl_reload_result openssl_reload_server_builder_set_passphrase_file(openssl_
 
  # Safety
 
- As [`openssl_reload_server_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `name` is
+ a NUL-terminated string.
  */
 openssl_reload_result openssl_reload_server_builder_set_passphrase_env(openssl_reload_server_builder *builder,
                                                                        const char *name);
@@ -448,7 +456,8 @@ openssl_reload_result openssl_reload_client_builder_set_identity(openssl_reload_
 
  # Safety
 
- As [`openssl_reload_client_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_client_builder_set_pkcs12(openssl_reload_client_builder *builder,
                                                                const char *path);
@@ -458,7 +467,8 @@ openssl_reload_result openssl_reload_client_builder_set_pkcs12(openssl_reload_cl
 
  # Safety
 
- As [`openssl_reload_client_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_client_builder_set_ca(openssl_reload_client_builder *builder,
                                                            const char *path);
@@ -468,7 +478,8 @@ openssl_reload_result openssl_reload_client_builder_set_ca(openssl_reload_client
 
  # Safety
 
- As [`openssl_reload_client_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_client_builder_set_crl(openssl_reload_client_builder *builder,
                                                             const char *path,
@@ -499,7 +510,8 @@ openssl_reload_result openssl_reload_client_builder_set_validity(openssl_reload_
 
  # Safety
 
- As [`openssl_reload_client_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `path` is
+ a NUL-terminated path.
  */
 openssl_reload_result openssl_reload_client_builder_set_passphrase_file(openssl_reload_client_builder *builder,
                                                                         const char *path);
@@ -509,7 +521,8 @@ openssl_reload_result openssl_reload_client_builder_set_passphrase_file(openssl_
 
  # Safety
 
- As [`openssl_reload_client_builder_set_identity`].
+ `builder` is live and not used by another thread during the call; `name` is
+ a NUL-terminated string.
  */
 openssl_reload_result openssl_reload_client_builder_set_passphrase_env(openssl_reload_client_builder *builder,
                                                                        const char *name);
@@ -519,7 +532,8 @@ openssl_reload_result openssl_reload_client_builder_set_passphrase_env(openssl_r
 
  # Safety
 
- As [`openssl_reload_server_builder_set_passphrase_callback`].
+ `builder` is live and not used by another thread during the call;
+ `callback` and `userdata` stay valid as long as the reloader runs.
  */
 openssl_reload_result openssl_reload_client_builder_set_passphrase_callback(openssl_reload_client_builder *builder,
                                                                             openssl_reload_passphrase_callback callback,
@@ -610,7 +624,7 @@ openssl_reload_result openssl_reload_client_reload_error(const openssl_reload_cl
 
  # Safety
 
- As [`openssl_reload_client_reload_error`].
+ `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
  */
 openssl_reload_result openssl_reload_client_status_json(const openssl_reload_client *client,
                                                         char *buf,
@@ -624,7 +638,8 @@ openssl_reload_result openssl_reload_client_status_json(const openssl_reload_cli
 
  # Safety
 
- As [`openssl_reload_server_set_change_callback`](crate::openssl_reload_server_set_change_callback).
+ `client` is live; `callback` and `userdata` follow
+ [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s rules until replaced or freed.
  */
 openssl_reload_result openssl_reload_client_set_change_callback(const openssl_reload_client *client,
                                                                 openssl_reload_change_callback callback,
@@ -742,7 +757,7 @@ openssl_reload_result openssl_reload_server_reload_error(const openssl_reload_se
 
  # Safety
 
- As [`openssl_reload_server_reload_error`].
+ `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
  */
 openssl_reload_result openssl_reload_server_status_json(const openssl_reload_server *server,
                                                         char *buf,

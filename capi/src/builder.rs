@@ -74,9 +74,11 @@ const PASSPHRASE_MAX: usize = 1024;
 
 /// The caller's userdata, which the header's contract makes usable from any thread.
 struct UserData(*mut c_void);
-// SAFETY: the callback's documented contract: thread-safe, userdata included.
+// SAFETY: the callback's documented contract: thread-safe, userdata included, so
+// the pointer may move to the poller thread.
 unsafe impl Send for UserData {}
-// SAFETY: as above.
+// SAFETY: the same contract: the callback may run on any thread, so shared
+// references to the userdata may be used from several.
 unsafe impl Sync for UserData {}
 
 impl UserData {
@@ -150,7 +152,8 @@ unsafe fn modify<H: BuilderHandle>(
     change: impl FnOnce(Builder<H::Side>) -> Result<Builder<H::Side>, Failure>,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `handle` is NULL or a live builder handle, used by no other thread during the
+        // call (this function's contract); that is what `arg_mut` and `take` require.
         let slot = unsafe { arg_mut(handle, "builder") }?.slot();
         let builder = slot.take().ok_or_else(already_built)?;
         *slot = Some(change(builder)?);
@@ -198,7 +201,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_new(
     out: *mut *mut openssl_reload_server_builder,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `out` is writable (this function's contract); that is what `arg_mut` requires.
         let out = unsafe { arg_mut(out, "out") }?;
         crate::check_openssl_version()?;
         let builder = openssl_reload_server_builder {
@@ -220,7 +223,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_free(
 ) {
     crate::guard_void(|| {
         if !builder.is_null() {
-            // SAFETY: per the contract.
+            // SAFETY: `builder` is NULL or a builder not freed or built before (this function's
+            // contract); that is what `from_raw` requires.
             drop(unsafe { Box::from_raw(builder) });
         }
     });
@@ -240,7 +244,9 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
     cert: *const c_char,
     key: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `cert` and `key`
+    // are NUL-terminated paths (this function's contract); that is what `modify` and `path_arg`
+    // require.
     unsafe {
         modify(builder, |b| {
             Ok(b.identity(path_arg(cert, "cert")?, path_arg(key, "key")?))
@@ -252,13 +258,15 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
     builder: *mut openssl_reload_server_builder,
     path: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe { modify(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
 }
 
@@ -267,14 +275,17 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `cert` and
+/// `key` are NUL-terminated paths.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
     builder: *mut openssl_reload_server_builder,
     cert: *const c_char,
     key: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `cert` and `key`
+    // are NUL-terminated paths (this function's contract); that is what `modify` and `path_arg`
+    // require.
     unsafe {
         modify(builder, |b| {
             Ok(b.site(path_arg(cert, "cert")?, path_arg(key, "key")?))
@@ -287,13 +298,15 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `dir` is a
+/// NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_add_site_dir(
     builder: *mut openssl_reload_server_builder,
     dir: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `dir` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe { modify(builder, |b| Ok(b.site_dir(path_arg(dir, "dir")?))) }
 }
 
@@ -308,7 +321,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
     builder: *mut openssl_reload_server_builder,
     strict: bool,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call (this function's
+    // contract); that is what `modify` requires.
     unsafe { modify(builder, |b| Ok(b.strict_sni(strict))) }
 }
 
@@ -317,14 +331,16 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
     builder: *mut openssl_reload_server_builder,
     path: *const c_char,
     auth: u32,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` requires.
     unsafe {
         modify(builder, |b| {
             let auth = match auth {
@@ -350,14 +366,16 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
     builder: *mut openssl_reload_server_builder,
     path: *const c_char,
     check: u32,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe {
         modify(builder, |b| {
             Ok(b.crl(path_arg(path, "path")?).crl_check(crl_check(check)?))
@@ -373,13 +391,15 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_ocsp_staple(
     builder: *mut openssl_reload_server_builder,
     path: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe { modify(builder, |b| Ok(b.ocsp_staple(path_arg(path, "path")?))) }
 }
 
@@ -393,7 +413,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
     builder: *mut openssl_reload_server_builder,
     ms: u64,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call (this function's
+    // contract); that is what `modify` requires.
     unsafe { modify(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
 }
 
@@ -407,7 +428,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
     builder: *mut openssl_reload_server_builder,
     policy: u32,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call (this function's
+    // contract); that is what `modify` requires.
     unsafe { modify(builder, |b| Ok(b.validity(validity(policy)?))) }
 }
 
@@ -416,13 +438,15 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
     builder: *mut openssl_reload_server_builder,
     path: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe {
         modify(builder, |b| {
             Ok(b.passphrase(Passphrase::from_file(path_arg(path, "path")?)))
@@ -434,13 +458,16 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `name` is
+/// a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_env(
     builder: *mut openssl_reload_server_builder,
     name: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `name` is a
+    // NUL-terminated string (this function's contract); that is what `modify` and `string_arg`
+    // require.
     unsafe {
         modify(builder, |b| {
             Ok(b.passphrase(Passphrase::from_env(string_arg(name, "name")?)))
@@ -460,7 +487,9 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_callback(
     callback: openssl_reload_passphrase_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call, as `modify`
+    // requires; `callback` and `userdata` stay valid as long as the reloader runs, so it may call
+    // them at each load (this function's contract).
     unsafe {
         modify(builder, |b| {
             let callback = callback.ok_or_else(|| Failure::null("callback"))?;
@@ -485,7 +514,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_new(
     out: *mut *mut openssl_reload_client_builder,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `out` is writable (this function's contract); that is what `arg_mut` requires.
         let out = unsafe { arg_mut(out, "out") }?;
         crate::check_openssl_version()?;
         let builder = openssl_reload_client_builder {
@@ -507,7 +536,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_free(
 ) {
     crate::guard_void(|| {
         if !builder.is_null() {
-            // SAFETY: per the contract.
+            // SAFETY: `builder` is NULL or a builder not freed or built before (this function's
+            // contract); that is what `from_raw` requires.
             drop(unsafe { Box::from_raw(builder) });
         }
     });
@@ -525,7 +555,9 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
     cert: *const c_char,
     key: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `cert` and `key`
+    // are NUL-terminated paths (this function's contract); that is what `modify` and `path_arg`
+    // require.
     unsafe {
         modify(builder, |b| {
             Ok(b.identity(path_arg(cert, "cert")?, path_arg(key, "key")?))
@@ -537,13 +569,15 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_client_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
     builder: *mut openssl_reload_client_builder,
     path: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe { modify(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
 }
 
@@ -551,13 +585,15 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_client_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
     builder: *mut openssl_reload_client_builder,
     path: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe { modify(builder, |b| Ok(b.ca(path_arg(path, "path")?))) }
 }
 
@@ -565,14 +601,16 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_client_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_crl(
     builder: *mut openssl_reload_client_builder,
     path: *const c_char,
     check: u32,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe {
         modify(builder, |b| {
             Ok(b.crl(path_arg(path, "path")?).crl_check(crl_check(check)?))
@@ -590,7 +628,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_poll_interval_ms(
     builder: *mut openssl_reload_client_builder,
     ms: u64,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call (this function's
+    // contract); that is what `modify` requires.
     unsafe { modify(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
 }
 
@@ -604,7 +643,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
     builder: *mut openssl_reload_client_builder,
     policy: u32,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call (this function's
+    // contract); that is what `modify` requires.
     unsafe { modify(builder, |b| Ok(b.validity(validity(policy)?))) }
 }
 
@@ -612,13 +652,15 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_client_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `path` is
+/// a NUL-terminated path.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
     builder: *mut openssl_reload_client_builder,
     path: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
+    // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe {
         modify(builder, |b| {
             Ok(b.passphrase(Passphrase::from_file(path_arg(path, "path")?)))
@@ -630,13 +672,16 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_client_builder_set_identity`].
+/// `builder` is live and not used by another thread during the call; `name` is
+/// a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
     builder: *mut openssl_reload_client_builder,
     name: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call; `name` is a
+    // NUL-terminated string (this function's contract); that is what `modify` and `string_arg`
+    // require.
     unsafe {
         modify(builder, |b| {
             Ok(b.passphrase(Passphrase::from_env(string_arg(name, "name")?)))
@@ -648,14 +693,17 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_builder_set_passphrase_callback`].
+/// `builder` is live and not used by another thread during the call;
+/// `callback` and `userdata` stay valid as long as the reloader runs.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_callback(
     builder: *mut openssl_reload_client_builder,
     callback: openssl_reload_passphrase_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `builder` is live and not used by another thread during the call, as `modify`
+    // requires; `callback` and `userdata` stay valid as long as the reloader runs, so it may call
+    // them at each load (this function's contract).
     unsafe {
         modify(builder, |b| {
             let callback = callback.ok_or_else(|| Failure::null("callback"))?;

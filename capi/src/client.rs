@@ -32,9 +32,12 @@ pub unsafe extern "C" fn openssl_reload_client_builder_build(
     out: *mut *mut openssl_reload_client,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract; the builder is consumed even if `out` is NULL.
+        // SAFETY: `builder` is a live builder, not used again; `out` is writable (this function's
+        // contract); the builder is consumed even if `out` is NULL; that is what `take` and `arg_mut`
+        // require.
         let builder = unsafe { take(builder) }?;
-        // SAFETY: per the contract.
+        // SAFETY: `builder` is a live builder, not used again; `out` is writable (this function's
+        // contract); that is what `arg_mut` requires.
         let out = unsafe { arg_mut(out, "out") }?;
         let connector = builder.build()?;
         *out = Box::into_raw(Box::new(openssl_reload_client {
@@ -61,9 +64,11 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
     ssl: *mut SSL,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `client` is live; `ssl` is a live `SSL` of the process's libssl (this function's
+        // contract); that is what `arg` and `ssl_arg` require.
         let client = unsafe { arg(client, "client") }?;
-        // SAFETY: per the contract.
+        // SAFETY: `client` is live; `ssl` is a live `SSL` of the process's libssl (this function's
+        // contract); that is what `ssl_arg` requires.
         let ssl = unsafe { ssl_arg(ssl) }?;
         client.connector.configure_ssl(ssl)?;
         Ok(())
@@ -85,9 +90,11 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
     ctx: *mut SSL_CTX,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl (this
+        // function's contract); that is what `arg` and `ctx_arg` require.
         let client = unsafe { arg(client, "client") }?;
-        // SAFETY: per the contract.
+        // SAFETY: `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl (this
+        // function's contract); that is what `ctx_arg` requires.
         let mut ctx = unsafe { ctx_arg(ctx) }?;
         client.connector.configure_context(&mut ctx)?;
         Ok(())
@@ -106,7 +113,8 @@ pub unsafe extern "C" fn openssl_reload_client_reload_now(
     client: *const openssl_reload_client,
     changed: *mut bool,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `client` is live; `changed` is NULL or writable (this function's contract); that is
+    // what `reload_now` requires.
     unsafe { status::reload_now(client, changed) }
 }
 
@@ -122,7 +130,8 @@ pub unsafe extern "C" fn openssl_reload_client_status(
     client: *const openssl_reload_client,
     out: *mut openssl_reload_status,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `client` is live; `out` is writable (this function's contract); that is what `status`
+    // requires.
     unsafe { status::status(client, out) }
 }
 
@@ -140,7 +149,8 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
+    // (this function's contract); that is what `text` requires.
     unsafe { status::text(client, false, buf, len, out_len) }
 }
 
@@ -150,7 +160,7 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_client_reload_error`].
+/// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status_json(
     client: *const openssl_reload_client,
@@ -158,7 +168,8 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
+    // (this function's contract); that is what `text` requires.
     unsafe { status::text(client, true, buf, len, out_len) }
 }
 
@@ -168,14 +179,16 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_set_change_callback`](crate::openssl_reload_server_set_change_callback).
+/// `client` is live; `callback` and `userdata` follow
+/// [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s rules until replaced or freed.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
     client: *const openssl_reload_client,
     callback: openssl_reload_change_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `client` is live; `callback` and `userdata` follow the change callback's rules
+    // (this function's contract); that is what `set_change_callback` requires.
     unsafe { status::set_change_callback(client, callback, userdata) }
 }
 
@@ -190,7 +203,8 @@ pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
 pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_client) {
     guard_void(|| {
         if !client.is_null() {
-            // SAFETY: per the contract.
+            // SAFETY: `client` is NULL or a live handle, not used again (this function's contract);
+            // that is what `from_raw` requires.
             drop(unsafe { Box::from_raw(client) });
         }
     });

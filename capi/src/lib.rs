@@ -177,7 +177,8 @@ pub(crate) fn guard_void(body: impl FnOnce()) {
 ///
 /// `ptr` is NULL or points to a live `T` for the call's duration.
 pub(crate) unsafe fn arg<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failure> {
-    // SAFETY: per the contract.
+    // SAFETY: `ptr` is NULL or points to a live `T` for the call's duration (this function's
+    // contract); that is what `as_ref` requires.
     unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(what))
 }
 
@@ -187,7 +188,8 @@ pub(crate) unsafe fn arg<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Fail
 ///
 /// `ptr` is NULL or points to a live `T` not used elsewhere during the call.
 pub(crate) unsafe fn arg_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
-    // SAFETY: per the contract.
+    // SAFETY: `ptr` is NULL or points to a live `T` not used elsewhere during the call (this
+    // function's contract); that is what `as_mut` requires.
     unsafe { ptr.as_mut() }.ok_or_else(|| Failure::null(what))
 }
 
@@ -200,7 +202,8 @@ pub(crate) unsafe fn string_arg(ptr: *const c_char, what: &str) -> Result<String
     if ptr.is_null() {
         return Err(Failure::null(what));
     }
-    // SAFETY: per the contract.
+    // SAFETY: `ptr` is NULL or a NUL-terminated string live for the call's duration (this
+    // function's contract); that is what `from_ptr` requires.
     let bytes = unsafe { CStr::from_ptr(ptr) };
     bytes.to_str().map(str::to_owned).map_err(|_| {
         Failure::new(
@@ -214,13 +217,14 @@ pub(crate) unsafe fn string_arg(ptr: *const c_char, what: &str) -> Result<String
 ///
 /// # Safety
 ///
-/// As [`string_arg`].
+/// `ptr` is NULL or a NUL-terminated string live for the call's duration.
 pub(crate) unsafe fn path_arg(ptr: *const c_char, what: &str) -> Result<PathBuf, Failure> {
     use std::os::unix::ffi::OsStrExt;
     if ptr.is_null() {
         return Err(Failure::null(what));
     }
-    // SAFETY: per the contract.
+    // SAFETY: `ptr` is NULL or a NUL-terminated string live for the call's duration (this
+    // function's contract); that is what `from_ptr` requires.
     let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
     if bytes.is_empty() {
         return Err(Failure::new(
@@ -265,7 +269,8 @@ pub(crate) unsafe fn ssl_arg<'a>(
         return Err(Failure::null("ssl"));
     }
     check_openssl_version()?;
-    // SAFETY: per the contract.
+    // SAFETY: `ssl` is NULL or a live `SSL` of the process's libssl, the caller's handshake, not
+    // aliased during the call (this function's contract); that is what the calls below require.
     Ok(unsafe { openssl::ssl::SslRef::from_ptr_mut(ssl) })
 }
 
@@ -360,7 +365,8 @@ pub unsafe extern "C" fn openssl_reload_result_message(
         .iter()
         .find(|r| **r as u32 == result)
         .map_or("an unknown result code", |r| r.message());
-    // SAFETY: forwarded contract.
+    // SAFETY: `buf` has room for `len` bytes (or is NULL); `out_len` is writable (this function's
+    // contract); that is what `copy_out` requires.
     guard(|| unsafe { copy_out(text, buf, len, out_len) })
 }
 
@@ -383,7 +389,8 @@ pub unsafe extern "C" fn openssl_reload_last_error(
     let text = LAST_ERROR.with(|last| last.borrow().clone());
     // Not through `guard`: a too-small buffer must not overwrite the text.
     match catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: forwarded contract.
+        // SAFETY: `buf` has room for `len` bytes (or is NULL); `out_len` is writable (this
+        // function's contract); that is what `copy_out` requires.
         unsafe { copy_out(&text, buf, len, out_len) }
     })) {
         Ok(Ok(())) => OPENSSL_RELOAD_OK,

@@ -37,9 +37,12 @@ pub unsafe extern "C" fn openssl_reload_server_builder_build(
     out: *mut *mut openssl_reload_server,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract; the builder is consumed even if `out` is NULL.
+        // SAFETY: `builder` is a live builder, not used again; `out` is writable (this function's
+        // contract); the builder is consumed even if `out` is NULL; that is what `take` and `arg_mut`
+        // require.
         let builder = unsafe { take(builder) }?;
-        // SAFETY: per the contract.
+        // SAFETY: `builder` is a live builder, not used again; `out` is writable (this function's
+        // contract); that is what `arg_mut` requires.
         let out = unsafe { arg_mut(out, "out") }?;
         let acceptor = builder.build()?;
         *out = Box::into_raw(Box::new(openssl_reload_server {
@@ -72,9 +75,11 @@ pub unsafe extern "C" fn openssl_reload_server_attach(
     ctx: *mut SSL_CTX,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `server` is live; `ctx` is a live `SSL_CTX` of the process's libssl (this
+        // function's contract); that is what `arg` and `ctx_arg` require.
         let server = unsafe { arg(server, "server") }?;
-        // SAFETY: per the contract.
+        // SAFETY: `server` is live; `ctx` is a live `SSL_CTX` of the process's libssl (this
+        // function's contract); that is what `ctx_arg` requires.
         let mut ctx = unsafe { ctx_arg(ctx) }?;
         server.acceptor.attach(&mut ctx)?;
         Ok(())
@@ -99,9 +104,11 @@ pub unsafe extern "C" fn openssl_reload_server_install(
     ssl: *mut SSL,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `server` is live; `ssl` is a live `SSL` of the process's libssl (this function's
+        // contract); that is what `arg` and `ssl_arg` require.
         let server = unsafe { arg(server, "server") }?;
-        // SAFETY: per the contract.
+        // SAFETY: `server` is live; `ssl` is a live `SSL` of the process's libssl (this function's
+        // contract); that is what `ssl_arg` requires.
         let ssl = unsafe { ssl_arg(ssl) }?;
         server.acceptor.install(ssl)?;
         Ok(())
@@ -123,7 +130,8 @@ pub unsafe extern "C" fn openssl_reload_server_reload_now(
     server: *const openssl_reload_server,
     changed: *mut bool,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `server` is live; `changed` is NULL or writable (this function's contract); that is
+    // what `reload_now` requires.
     unsafe { status::reload_now(server, changed) }
 }
 
@@ -140,7 +148,8 @@ pub unsafe extern "C" fn openssl_reload_server_status(
     server: *const openssl_reload_server,
     out: *mut openssl_reload_status,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `server` is live; `out` is writable (this function's contract); that is what `status`
+    // requires.
     unsafe { status::status(server, out) }
 }
 
@@ -159,7 +168,8 @@ pub unsafe extern "C" fn openssl_reload_server_reload_error(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
+    // (this function's contract); that is what `text` requires.
     unsafe { status::text(server, false, buf, len, out_len) }
 }
 
@@ -170,7 +180,7 @@ pub unsafe extern "C" fn openssl_reload_server_reload_error(
 ///
 /// # Safety
 ///
-/// As [`openssl_reload_server_reload_error`].
+/// `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_status_json(
     server: *const openssl_reload_server,
@@ -178,7 +188,8 @@ pub unsafe extern "C" fn openssl_reload_server_status_json(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
+    // (this function's contract); that is what `text` requires.
     unsafe { status::text(server, true, buf, len, out_len) }
 }
 
@@ -199,7 +210,9 @@ pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
     callback: openssl_reload_change_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    // SAFETY: forwarded contract.
+    // SAFETY: `server` is live; `callback` and `userdata` follow
+    // [`openssl_reload_change_callback`]'s rules until replaced or freed (this function's
+    // contract); that is what `set_change_callback` requires.
     unsafe { status::set_change_callback(server, callback, userdata) }
 }
 
@@ -215,7 +228,8 @@ pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
 pub unsafe extern "C" fn openssl_reload_server_free(server: *mut openssl_reload_server) {
     guard_void(|| {
         if !server.is_null() {
-            // SAFETY: per the contract.
+            // SAFETY: `server` is NULL or a live handle, not used again (this function's contract);
+            // that is what `from_raw` requires.
             drop(unsafe { Box::from_raw(server) });
         }
     });

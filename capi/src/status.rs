@@ -253,11 +253,13 @@ pub(crate) unsafe fn reload_now<R: Reporter>(
     changed: *mut bool,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `handle` is live; `changed` is NULL or writable (this function's contract); that
+        // is what `arg` requires.
         let handle = unsafe { arg(handle, R::NAME) }?;
         let reload = handle.reload_now()?;
         if !changed.is_null() {
-            // SAFETY: per the contract.
+            // SAFETY: `handle` is live; `changed` is NULL or writable (this function's contract);
+            // that is what the calls below require.
             unsafe { *changed = matches!(reload, Reload::Published(_)) };
         }
         Ok(())
@@ -274,7 +276,8 @@ pub(crate) unsafe fn status<R: Reporter>(
     out: *mut openssl_reload_status,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `handle` is live; `out` is writable (this function's contract); that is what
+        // `arg` and `arg_mut` require.
         let (handle, out) = unsafe { (arg(handle, R::NAME)?, arg_mut(out, "out")?) };
         fill(&handle.status(), out);
         Ok(())
@@ -295,14 +298,16 @@ pub(crate) unsafe fn text<R: Reporter>(
     out_len: *mut usize,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `handle` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is
+        // writable (this function's contract); that is what `arg` requires.
         let handle = unsafe { arg(handle, R::NAME) }?;
         let text = if json {
             handle.json()
         } else {
             last_error(&handle.status())
         };
-        // SAFETY: per the contract.
+        // SAFETY: `handle` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is
+        // writable (this function's contract); that is what `copy_out` requires.
         unsafe { copy_out(&text, buf, len, out_len) }
     })
 }
@@ -319,7 +324,9 @@ pub(crate) unsafe fn set_change_callback<R: Reporter>(
     userdata: *mut c_void,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: per the contract.
+        // SAFETY: `handle` is live; `callback` and `userdata` follow
+        // [`openssl_reload_change_callback`]'s rules until replaced or freed (this function's
+        // contract); that is what `arg` and `take` require.
         let handle = unsafe { arg(handle, R::NAME) }?;
         let mut slot = handle.watcher().lock().unwrap_or_else(|e| e.into_inner());
         slot.take();
