@@ -281,9 +281,7 @@ fn attached_context_staples_the_certificates_staple() {
     let dir = TempDir::new().unwrap();
     let ca = support::CliCa::new(Ca::new("attach OCSP CA"));
     let first = leaf(&ca.ca);
-    let mut pem = first.cert.to_pem().unwrap();
-    pem.extend(ca.ca.pem());
-    write_atomic(&dir.path().join("cert.pem"), &pem);
+    write_atomic(&dir.path().join("cert.pem"), &first.pem_with_issuer(&ca.ca));
     write_atomic(&dir.path().join("key.pem"), &first.key_pem());
     let staple = ca.ocsp(&first.cert, None, false, &[]);
     write_atomic(&dir.path().join("cert.pem.ocsp"), &staple);

@@ -40,15 +40,25 @@ impl Files {
 
     /// Writes `leaf` (then its issuer) and its key over the files.
     fn install(&self, leaf: &Leaf) {
-        let mut pem = leaf.cert.to_pem().unwrap();
-        pem.extend(self.ca.ca.pem());
         write_atomic(&self.key, &leaf.key_pem());
-        write_atomic(&self.cert, &pem);
+        write_atomic(&self.cert, &leaf.pem_with_issuer(&self.ca.ca));
     }
 
     /// `<cert>.ocsp`, where the acceptor looks for a staple.
     fn beside(&self) -> PathBuf {
         self.dir.path().join("cert.pem.ocsp")
+    }
+
+    /// A leaf installed with a good staple beside it, and an acceptor serving
+    /// it: where most tests start.
+    async fn serving_stapled(&self) -> (Leaf, Vec<u8>, ReloadingAcceptor, support::tls::Server) {
+        let leaf = self.leaf(LeafSpec::new("localhost"));
+        self.install(&leaf);
+        let staple = self.ca.ocsp(&leaf.cert, None, false, &[]);
+        write_atomic(&self.beside(), &staple);
+        let tls = self.acceptor().unwrap();
+        let server = support::serve(tls.clone()).await;
+        (leaf, staple, tls, server)
     }
 
     fn acceptor(&self) -> Result<ReloadingAcceptor, Error> {
@@ -94,12 +104,7 @@ async fn wait_staple(addr: SocketAddr, ca: &Ca, what: &str, want: Option<&[u8]>)
 #[tokio::test]
 async fn a_staple_beside_the_certificate_is_sent_and_follows_its_rotation() {
     let f = Files::new();
-    let leaf = f.leaf(LeafSpec::new("localhost"));
-    f.install(&leaf);
-    let first = f.ca.ocsp(&leaf.cert, None, false, &[]);
-    write_atomic(&f.beside(), &first);
-    let tls = f.acceptor().unwrap();
-    let server = support::serve(tls.clone()).await;
+    let (leaf, first, tls, server) = f.serving_stapled().await;
 
     let (serial, staple) = staple_seen(server.addr, &f.ca.ca).await;
     assert_eq!(serial, leaf.serial);
@@ -123,12 +128,7 @@ async fn a_staple_beside_the_certificate_is_sent_and_follows_its_rotation() {
 #[tokio::test]
 async fn bad_staples_are_not_sent_and_the_certificate_stays() {
     let f = Files::new();
-    let leaf = f.leaf(LeafSpec::new("localhost"));
-    f.install(&leaf);
-    let good = f.ca.ocsp(&leaf.cert, None, false, &[]);
-    write_atomic(&f.beside(), &good);
-    let tls = f.acceptor().unwrap();
-    let server = support::serve(tls.clone()).await;
+    let (leaf, good, tls, server) = f.serving_stapled().await;
     wait_staple(server.addr, &f.ca.ca, "the good staple", Some(&good)).await;
 
     let other = f.leaf(LeafSpec::new("localhost"));
@@ -177,12 +177,7 @@ async fn bad_staples_are_not_sent_and_the_certificate_stays() {
 #[tokio::test]
 async fn a_rotated_certificate_drops_the_old_staple() {
     let f = Files::new();
-    let leaf = f.leaf(LeafSpec::new("localhost"));
-    f.install(&leaf);
-    let staple = f.ca.ocsp(&leaf.cert, None, false, &[]);
-    write_atomic(&f.beside(), &staple);
-    let tls = f.acceptor().unwrap();
-    let server = support::serve(tls.clone()).await;
+    let (_, staple, _tls, server) = f.serving_stapled().await;
     wait_staple(server.addr, &f.ca.ca, "the staple", Some(&staple)).await;
 
     let next = f.leaf(LeafSpec::new("localhost"));

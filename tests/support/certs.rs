@@ -205,6 +205,13 @@ impl Leaf {
         }
         pem
     }
+    /// The certificate, then `issuer`'s: a file with the chain that OCSP and
+    /// chain checks need.
+    pub fn pem_with_issuer(&self, issuer: &Ca) -> Vec<u8> {
+        let mut pem = self.cert.to_pem().unwrap();
+        pem.extend(issuer.pem());
+        pem
+    }
     /// PKCS#8 PEM (`BEGIN PRIVATE KEY`).
     pub fn key_pem(&self) -> Vec<u8> {
         self.key.private_key_to_pem_pkcs8().unwrap()

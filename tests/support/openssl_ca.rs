@@ -2,6 +2,7 @@
 //! make them (`-revoke`, `-gencrl`).
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use openssl::x509::X509;
@@ -20,8 +21,7 @@ impl CliCa {
     pub fn new(ca: Ca) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        fs::write(d.join("ca.pem"), ca.pem()).unwrap();
-        fs::write(d.join("ca.key"), ca.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        write_ca(&ca, d, "ca");
         fs::write(d.join("index.txt"), b"").unwrap();
         fs::write(d.join("crlnumber"), b"01\n").unwrap();
         fs::write(
@@ -39,19 +39,14 @@ impl CliCa {
 
     pub fn openssl(&self, args: &[&str]) -> Vec<u8> {
         let cnf = self.dir.path().join("ca.cnf");
-        let out = Command::new("openssl")
-            .arg("ca")
-            .arg("-config")
-            .arg(&cnf)
-            .args(args)
-            .output()
-            .expect("run openssl ca");
-        assert!(
-            out.status.success(),
-            "openssl ca {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        run(
+            Command::new("openssl")
+                .arg("ca")
+                .arg("-config")
+                .arg(&cnf)
+                .args(args),
+            &format!("openssl ca {args:?}"),
+        )
     }
 
     /// `openssl ca -revoke`.
@@ -112,15 +107,7 @@ impl CliCa {
         fs::write(d.join("ocsp-index.txt"), row).unwrap();
         fs::write(d.join("ocsp-cert.pem"), cert.to_pem().unwrap()).unwrap();
         let (rsigner, rkey) = match signer {
-            Some(other) => {
-                fs::write(d.join("signer.pem"), other.pem()).unwrap();
-                fs::write(
-                    d.join("signer.key"),
-                    other.key.private_key_to_pem_pkcs8().unwrap(),
-                )
-                .unwrap();
-                (d.join("signer.pem"), d.join("signer.key"))
-            }
+            Some(other) => write_ca(other, d, "signer"),
             None => (d.join("ca.pem"), d.join("ca.key")),
         };
         let out = d.join("response.der");
@@ -138,8 +125,7 @@ impl CliCa {
             }
             None => Command::new("openssl"),
         };
-        let status = cmd
-            .arg("ocsp")
+        cmd.arg("ocsp")
             .arg("-index")
             .arg(d.join("ocsp-index.txt"))
             .arg("-CA")
@@ -155,14 +141,31 @@ impl CliCa {
             .arg("-respout")
             .arg(&out)
             .args(days)
-            .args(extra)
-            .output()
-            .expect("run openssl ocsp");
-        assert!(
-            status.status.success(),
-            "openssl ocsp: {}",
-            String::from_utf8_lossy(&status.stderr)
-        );
+            .args(extra);
+        run(&mut cmd, "openssl ocsp");
         fs::read(&out).unwrap()
     }
+}
+
+/// Writes `ca`'s certificate and key as `NAME.pem` and `NAME.key` in `dir`.
+fn write_ca(ca: &Ca, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    fs::write(&cert, ca.pem()).unwrap();
+    fs::write(&key, ca.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    (cert, key)
+}
+
+/// Runs `cmd` and returns its standard output; panics with its standard error
+/// if it fails.
+fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }

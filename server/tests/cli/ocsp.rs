@@ -34,9 +34,7 @@ impl Files {
             dir.path().join("tls.key"),
         );
         fs::write(&ca_pem, ca.ca.pem()).unwrap();
-        let mut chain = leaf.cert.to_pem().unwrap();
-        chain.extend(ca.ca.pem());
-        fs::write(&cert, chain).unwrap();
+        fs::write(&cert, leaf.pem_with_issuer(&ca.ca)).unwrap();
         fs::write(&key, leaf.key_pem()).unwrap();
         private(&key);
         Self {
