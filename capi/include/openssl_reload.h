@@ -639,7 +639,8 @@ openssl_reload_result openssl_reload_client_status_json(const openssl_reload_cli
  # Safety
 
  `client` is live; `callback` and `userdata` follow
- [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s rules until replaced or freed.
+ [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s
+ rules until replaced or freed.
  */
 openssl_reload_result openssl_reload_client_set_change_callback(const openssl_reload_client *client,
                                                                 openssl_reload_change_callback callback,

@@ -223,8 +223,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_free(
 ) {
     crate::guard_void(|| {
         if !builder.is_null() {
-            // SAFETY: `builder` is NULL or a builder not freed or built before (this function's
-            // contract); that is what `from_raw` requires.
+            // SAFETY: `builder` is not NULL here, so by this function's contract it is a builder
+            // not freed or built before: a box of ours, as `from_raw` requires.
             drop(unsafe { Box::from_raw(builder) });
         }
     });
@@ -536,8 +536,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_free(
 ) {
     crate::guard_void(|| {
         if !builder.is_null() {
-            // SAFETY: `builder` is NULL or a builder not freed or built before (this function's
-            // contract); that is what `from_raw` requires.
+            // SAFETY: `builder` is not NULL here, so by this function's contract it is a builder
+            // not freed or built before: a box of ours, as `from_raw` requires.
             drop(unsafe { Box::from_raw(builder) });
         }
     });

@@ -180,7 +180,8 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
 /// # Safety
 ///
 /// `client` is live; `callback` and `userdata` follow
-/// [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s rules until replaced or freed.
+/// [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s
+/// rules until replaced or freed.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
     client: *const openssl_reload_client,
@@ -203,8 +204,8 @@ pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
 pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_client) {
     guard_void(|| {
         if !client.is_null() {
-            // SAFETY: `client` is NULL or a live handle, not used again (this function's contract);
-            // that is what `from_raw` requires.
+            // SAFETY: `client` is not NULL here, so by this function's contract it is a live
+            // handle, not used again: a box of ours, as `from_raw` requires.
             drop(unsafe { Box::from_raw(client) });
         }
     });

@@ -202,8 +202,8 @@ pub(crate) unsafe fn string_arg(ptr: *const c_char, what: &str) -> Result<String
     if ptr.is_null() {
         return Err(Failure::null(what));
     }
-    // SAFETY: `ptr` is NULL or a NUL-terminated string live for the call's duration (this
-    // function's contract); that is what `from_ptr` requires.
+    // SAFETY: `ptr` is not NULL here, so by this function's contract it is a NUL-terminated
+    // string live for the call's duration, as `from_ptr` requires.
     let bytes = unsafe { CStr::from_ptr(ptr) };
     bytes.to_str().map(str::to_owned).map_err(|_| {
         Failure::new(
@@ -223,8 +223,8 @@ pub(crate) unsafe fn path_arg(ptr: *const c_char, what: &str) -> Result<PathBuf,
     if ptr.is_null() {
         return Err(Failure::null(what));
     }
-    // SAFETY: `ptr` is NULL or a NUL-terminated string live for the call's duration (this
-    // function's contract); that is what `from_ptr` requires.
+    // SAFETY: `ptr` is not NULL here, so by this function's contract it is a NUL-terminated
+    // string live for the call's duration, as `from_ptr` requires.
     let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
     if bytes.is_empty() {
         return Err(Failure::new(
@@ -269,8 +269,8 @@ pub(crate) unsafe fn ssl_arg<'a>(
         return Err(Failure::null("ssl"));
     }
     check_openssl_version()?;
-    // SAFETY: `ssl` is NULL or a live `SSL` of the process's libssl, the caller's handshake, not
-    // aliased during the call (this function's contract); that is what the calls below require.
+    // SAFETY: `ssl` is not NULL here, so by this function's contract it is a live `SSL` of the
+    // process's libssl, not aliased during the call: what a `&mut SslRef` from `from_ptr_mut` needs.
     Ok(unsafe { openssl::ssl::SslRef::from_ptr_mut(ssl) })
 }
 

@@ -228,8 +228,8 @@ pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
 pub unsafe extern "C" fn openssl_reload_server_free(server: *mut openssl_reload_server) {
     guard_void(|| {
         if !server.is_null() {
-            // SAFETY: `server` is NULL or a live handle, not used again (this function's contract);
-            // that is what `from_raw` requires.
+            // SAFETY: `server` is not NULL here, so by this function's contract it is a live
+            // handle, not used again: a box of ours, as `from_raw` requires.
             drop(unsafe { Box::from_raw(server) });
         }
     });

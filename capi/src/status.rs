@@ -253,13 +253,11 @@ pub(crate) unsafe fn reload_now<R: Reporter>(
     changed: *mut bool,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `handle` is live; `changed` is NULL or writable (this function's contract); that
-        // is what `arg` requires.
+        // SAFETY: `handle` is live (this function's contract), as `arg` requires.
         let handle = unsafe { arg(handle, R::NAME) }?;
         let reload = handle.reload_now()?;
         if !changed.is_null() {
-            // SAFETY: `handle` is live; `changed` is NULL or writable (this function's contract);
-            // that is what the calls below require.
+            // SAFETY: `changed` is not NULL here, so by this function's contract it is writable.
             unsafe { *changed = matches!(reload, Reload::Published(_)) };
         }
         Ok(())
