@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread;
 
 use openssl::ssl::{
@@ -104,6 +104,24 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// A server certificate from `server_ca` and a client CA bundle holding
+/// `clients` in `dir`, and an application context with reloading attached,
+/// served: the acceptor, the bundle's path and the address.
+fn attached_with_bundle(
+    dir: &Path,
+    server_ca: &Ca,
+    clients: &Ca,
+) -> (ReloadingAcceptor, PathBuf, SocketAddr) {
+    leaf(server_ca).write(dir);
+    let bundle = dir.join("clients.pem");
+    write_atomic(&bundle, &clients.pem());
+    let tls = acceptor(dir, Some(&bundle));
+    let mut app = app_context();
+    tls.attach(&mut app).unwrap();
+    let addr = serve(app.build().into_context());
+    (tls, bundle, addr)
+}
+
 fn acceptor(dir: &Path, ca: Option<&Path>) -> ReloadingAcceptor {
     let mut b = ReloadingAcceptor::builder()
         .identity(dir.join("cert.pem"), dir.join("key.pem"))
@@ -159,13 +177,7 @@ fn attached_context_verifies_clients_against_the_reloaded_bundle() {
     let dir = TempDir::new().unwrap();
     let (old_ca, new_ca) = (Ca::new("clients old"), Ca::new("clients new"));
     let server_ca = Ca::new("attach server CA");
-    leaf(&server_ca).write(dir.path());
-    let bundle = dir.path().join("clients.pem");
-    write_atomic(&bundle, &old_ca.pem());
-    let tls = acceptor(dir.path(), Some(&bundle));
-    let mut app = app_context();
-    tls.attach(&mut app).unwrap();
-    let addr = serve(app.build().into_context());
+    let (tls, bundle, addr) = attached_with_bundle(dir.path(), &server_ca, &old_ca);
 
     let old_client = client(&server_ca, Some(&old_ca.leaf("old client")));
     let new_client = client(&server_ca, Some(&new_ca.leaf("new client")));
@@ -228,13 +240,7 @@ fn install_from_the_applications_servername_callback() {
 fn connector_configures_the_applications_own_connection_and_context() {
     let dir = TempDir::new().unwrap();
     let (server_ca, client_ca) = (Ca::new("attach server CA"), Ca::new("attach client CA"));
-    leaf(&server_ca).write(dir.path());
-    let bundle = dir.path().join("clients.pem");
-    write_atomic(&bundle, &client_ca.pem());
-    let tls = acceptor(dir.path(), Some(&bundle));
-    let mut app = app_context();
-    tls.attach(&mut app).unwrap();
-    let addr = serve(app.build().into_context());
+    let (_tls, _bundle, addr) = attached_with_bundle(dir.path(), &server_ca, &client_ca);
 
     let client_dir = TempDir::new().unwrap();
     let (cert, key) = client_ca.leaf("app client").write(client_dir.path());
