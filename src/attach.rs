@@ -206,6 +206,8 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef) -> Result<(), Refused
 ///
 /// OpenSSL calls it with a live `SSL` and the `arg` given in
 /// [`ReloadingAcceptor::attach`]: a pointer to that context's `Attached`.
+// SAFETY: unsafe because OpenSSL is its only caller (installed by `ReloadingAcceptor::attach` with
+// `SSL_CTX_set_cert_cb`), and the body trusts `ssl` and `arg` as the contract above says.
 unsafe extern "C" fn cert_cb(ssl: *mut openssl_sys::SSL, arg: *mut c_void) -> c_int {
     // No panic may unwind into OpenSSL; a panic fails this handshake only.
     let done = catch_unwind(AssertUnwindSafe(|| {

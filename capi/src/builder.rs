@@ -147,13 +147,15 @@ fn already_built() -> Failure {
 ///
 /// `handle` is NULL or a live builder handle, used by no other thread during
 /// the call.
+// SAFETY: unsafe because it moves the builder out of `*handle` and back, which is sound only if
+// `handle` is live and no other thread uses it.
 unsafe fn modify<H: BuilderHandle>(
     handle: *mut H,
     change: impl FnOnce(Builder<H::Side>) -> Result<Builder<H::Side>, Failure>,
 ) -> openssl_reload_result {
     guard(|| {
         // SAFETY: `handle` is NULL or a live builder handle, used by no other thread during the
-        // call (this function's contract); that is what `arg_mut` and `take` require.
+        // call (this function's contract); that is what `arg_mut` requires.
         let slot = unsafe { arg_mut(handle, "builder") }?.slot();
         let builder = slot.take().ok_or_else(already_built)?;
         *slot = Some(change(builder)?);
@@ -166,6 +168,8 @@ unsafe fn modify<H: BuilderHandle>(
 /// # Safety
 ///
 /// `handle` is NULL or came from `Box::into_raw` and is not used again.
+// SAFETY: unsafe because it frees `handle` with `Box::from_raw`, which is sound only if the box
+// came from us and is not used again.
 pub(crate) unsafe fn take<H: BuilderHandle>(handle: *mut H) -> Result<Builder<H::Side>, Failure> {
     if handle.is_null() {
         return Err(Failure::null("builder"));
@@ -196,6 +200,7 @@ fn interval(ms: u64) -> Result<Duration, Failure> {
 /// # Safety
 ///
 /// `out` is writable.
+// SAFETY: unsafe because it writes the new handle through `out`, which C hands over unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_new(
     out: *mut *mut openssl_reload_server_builder,
@@ -217,6 +222,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_new(
 /// # Safety
 ///
 /// `builder` is NULL or a builder not freed or built before.
+// SAFETY: unsafe because it frees `builder`, which only the caller knows was not freed or built
+// before.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_free(
     builder: *mut openssl_reload_server_builder,
@@ -238,6 +245,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_free(
 ///
 /// `builder` is live and not used by another thread during the call; `cert`
 /// and `key` are NUL-terminated paths.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `cert` and
+// `key` are read up to their NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
     builder: *mut openssl_reload_server_builder,
@@ -260,6 +269,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
     builder: *mut openssl_reload_server_builder,
@@ -277,6 +288,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
 ///
 /// `builder` is live and not used by another thread during the call; `cert` and
 /// `key` are NUL-terminated paths.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `cert` and
+// `key` are read up to their NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
     builder: *mut openssl_reload_server_builder,
@@ -300,6 +313,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
 ///
 /// `builder` is live and not used by another thread during the call; `dir` is a
 /// NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `dir` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_add_site_dir(
     builder: *mut openssl_reload_server_builder,
@@ -316,6 +331,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site_dir(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, a raw pointer C
+// hands over unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
     builder: *mut openssl_reload_server_builder,
@@ -333,6 +350,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
     builder: *mut openssl_reload_server_builder,
@@ -368,6 +387,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
     builder: *mut openssl_reload_server_builder,
@@ -393,6 +414,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_ocsp_staple(
     builder: *mut openssl_reload_server_builder,
@@ -408,6 +431,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_ocsp_staple(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, a raw pointer C
+// hands over unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
     builder: *mut openssl_reload_server_builder,
@@ -423,6 +448,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, a raw pointer C
+// hands over unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
     builder: *mut openssl_reload_server_builder,
@@ -440,6 +467,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
     builder: *mut openssl_reload_server_builder,
@@ -460,6 +489,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
 ///
 /// `builder` is live and not used by another thread during the call; `name` is
 /// a NUL-terminated string.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `name` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_env(
     builder: *mut openssl_reload_server_builder,
@@ -481,6 +512,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_env(
 ///
 /// `builder` is live and not used by another thread during the call;
 /// `callback` and `userdata` stay valid as long as the reloader runs.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and the loader will
+// call `callback` with `userdata` on the poller thread; only the caller can keep those valid.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_callback(
     builder: *mut openssl_reload_server_builder,
@@ -509,6 +542,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_callback(
 /// # Safety
 ///
 /// `out` is writable.
+// SAFETY: unsafe because it writes the new handle through `out`, which C hands over unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_new(
     out: *mut *mut openssl_reload_client_builder,
@@ -530,6 +564,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_new(
 /// # Safety
 ///
 /// `builder` is NULL or a builder not freed or built before.
+// SAFETY: unsafe because it frees `builder`, which only the caller knows was not freed or built
+// before.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_free(
     builder: *mut openssl_reload_client_builder,
@@ -549,6 +585,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_free(
 ///
 /// `builder` is live and not used by another thread during the call; `cert`
 /// and `key` are NUL-terminated paths.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `cert` and
+// `key` are read up to their NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
     builder: *mut openssl_reload_client_builder,
@@ -571,6 +609,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
     builder: *mut openssl_reload_client_builder,
@@ -587,6 +627,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
     builder: *mut openssl_reload_client_builder,
@@ -603,6 +645,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_crl(
     builder: *mut openssl_reload_client_builder,
@@ -623,6 +667,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_crl(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, a raw pointer C
+// hands over unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_poll_interval_ms(
     builder: *mut openssl_reload_client_builder,
@@ -638,6 +684,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_poll_interval_ms(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, a raw pointer C
+// hands over unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
     builder: *mut openssl_reload_client_builder,
@@ -654,6 +702,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `path` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
     builder: *mut openssl_reload_client_builder,
@@ -674,6 +724,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
 ///
 /// `builder` is live and not used by another thread during the call; `name` is
 /// a NUL-terminated string.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and `name` is read
+// up to its NUL; C hands over these pointers unchecked.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
     builder: *mut openssl_reload_client_builder,
@@ -695,6 +747,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
 ///
 /// `builder` is live and not used by another thread during the call;
 /// `callback` and `userdata` stay valid as long as the reloader runs.
+// SAFETY: unsafe because `modify` moves the builder out of `builder` and back, and the loader will
+// call `callback` with `userdata` on the poller thread; only the caller can keep those valid.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_callback(
     builder: *mut openssl_reload_client_builder,

@@ -26,18 +26,18 @@ pub struct openssl_reload_client {
 /// # Safety
 ///
 /// `builder` is a live builder, not used again; `out` is writable.
+// SAFETY: unsafe because it frees `builder` and writes the client handle through `out`, both raw
+// pointers from C.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_build(
     builder: *mut openssl_reload_client_builder,
     out: *mut *mut openssl_reload_client,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `builder` is a live builder, not used again; `out` is writable (this function's
-        // contract); the builder is consumed even if `out` is NULL; that is what `take` and `arg_mut`
-        // require.
+        // SAFETY: `builder` is a live builder, not used again (this function's contract), as
+        // `take` requires; it is consumed even if `out` turns out to be NULL.
         let builder = unsafe { take(builder) }?;
-        // SAFETY: `builder` is a live builder, not used again; `out` is writable (this function's
-        // contract); that is what `arg_mut` requires.
+        // SAFETY: `out` is writable (this function's contract), as `arg_mut` requires.
         let out = unsafe { arg_mut(out, "out") }?;
         let connector = builder.build()?;
         *out = Box::into_raw(Box::new(openssl_reload_client {
@@ -58,17 +58,18 @@ pub unsafe extern "C" fn openssl_reload_client_builder_build(
 /// # Safety
 ///
 /// `client` is live; `ssl` is a live `SSL` of the process's libssl.
+// SAFETY: unsafe because it reads `client` and changes the caller's `SSL` through `ssl`, raw
+// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
     client: *const openssl_reload_client,
     ssl: *mut SSL,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `client` is live; `ssl` is a live `SSL` of the process's libssl (this function's
-        // contract); that is what `arg` and `ssl_arg` require.
+        // SAFETY: `client` is live (this function's contract), as `arg` requires.
         let client = unsafe { arg(client, "client") }?;
-        // SAFETY: `client` is live; `ssl` is a live `SSL` of the process's libssl (this function's
-        // contract); that is what `ssl_arg` requires.
+        // SAFETY: `ssl` is a live `SSL` of the process's libssl (this function's contract), as
+        // `ssl_arg` requires.
         let ssl = unsafe { ssl_arg(ssl) }?;
         client.connector.configure_ssl(ssl)?;
         Ok(())
@@ -84,17 +85,18 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
 /// # Safety
 ///
 /// `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
+// SAFETY: unsafe because it reads `client` and changes the caller's `SSL_CTX` through `ctx`, raw
+// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
     client: *const openssl_reload_client,
     ctx: *mut SSL_CTX,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl (this
-        // function's contract); that is what `arg` and `ctx_arg` require.
+        // SAFETY: `client` is live (this function's contract), as `arg` requires.
         let client = unsafe { arg(client, "client") }?;
-        // SAFETY: `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl (this
-        // function's contract); that is what `ctx_arg` requires.
+        // SAFETY: `ctx` is a live `SSL_CTX` of the process's libssl (this function's contract), as
+        // `ctx_arg` requires.
         let mut ctx = unsafe { ctx_arg(ctx) }?;
         client.connector.configure_context(&mut ctx)?;
         Ok(())
@@ -108,6 +110,7 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
 /// # Safety
 ///
 /// `client` is live; `changed` is NULL or writable.
+// SAFETY: unsafe because `status::reload_now` reads `client` and may write through `changed`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_reload_now(
     client: *const openssl_reload_client,
@@ -125,6 +128,7 @@ pub unsafe extern "C" fn openssl_reload_client_reload_now(
 /// # Safety
 ///
 /// `client` is live; `out` is writable.
+// SAFETY: unsafe because `status::status` reads `client` and writes through `out`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status(
     client: *const openssl_reload_client,
@@ -142,6 +146,7 @@ pub unsafe extern "C" fn openssl_reload_client_status(
 /// # Safety
 ///
 /// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because `status::text` reads `client` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_reload_error(
     client: *const openssl_reload_client,
@@ -161,6 +166,7 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
 /// # Safety
 ///
 /// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because `status::text` reads `client` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status_json(
     client: *const openssl_reload_client,
@@ -182,6 +188,8 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
 /// `client` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s
 /// rules until replaced or freed.
+// SAFETY: unsafe because `status::set_change_callback` reads `client` and keeps `callback` and
+// `userdata` for the watcher thread.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
     client: *const openssl_reload_client,
@@ -200,6 +208,8 @@ pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
 /// # Safety
 ///
 /// `client` is NULL or a live handle, not used again.
+// SAFETY: unsafe because it frees `client`, which only the caller knows is a live handle that
+// nothing uses afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_client) {
     guard_void(|| {

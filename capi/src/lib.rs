@@ -176,6 +176,8 @@ pub(crate) fn guard_void(body: impl FnOnce()) {
 /// # Safety
 ///
 /// `ptr` is NULL or points to a live `T` for the call's duration.
+// SAFETY: unsafe because `as_ref` gives a reference whose lifetime the caller picks; only the
+// caller knows `ptr` is live that long.
 pub(crate) unsafe fn arg<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failure> {
     // SAFETY: `ptr` is NULL or points to a live `T` for the call's duration (this function's
     // contract); that is what `as_ref` requires.
@@ -187,6 +189,8 @@ pub(crate) unsafe fn arg<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Fail
 /// # Safety
 ///
 /// `ptr` is NULL or points to a live `T` not used elsewhere during the call.
+// SAFETY: unsafe because `as_mut` gives a unique reference whose lifetime the caller picks; only
+// the caller knows `ptr` is live and unshared that long.
 pub(crate) unsafe fn arg_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
     // SAFETY: `ptr` is NULL or points to a live `T` not used elsewhere during the call (this
     // function's contract); that is what `as_mut` requires.
@@ -198,6 +202,8 @@ pub(crate) unsafe fn arg_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T
 /// # Safety
 ///
 /// `ptr` is NULL or a NUL-terminated string live for the call's duration.
+// SAFETY: unsafe because `CStr::from_ptr` reads from `ptr` up to a NUL that only the caller can
+// promise is there.
 pub(crate) unsafe fn string_arg(ptr: *const c_char, what: &str) -> Result<String, Failure> {
     if ptr.is_null() {
         return Err(Failure::null(what));
@@ -218,6 +224,8 @@ pub(crate) unsafe fn string_arg(ptr: *const c_char, what: &str) -> Result<String
 /// # Safety
 ///
 /// `ptr` is NULL or a NUL-terminated string live for the call's duration.
+// SAFETY: unsafe because `CStr::from_ptr` reads from `ptr` up to a NUL that only the caller can
+// promise is there.
 pub(crate) unsafe fn path_arg(ptr: *const c_char, what: &str) -> Result<PathBuf, Failure> {
     use std::os::unix::ffi::OsStrExt;
     if ptr.is_null() {
@@ -242,6 +250,8 @@ pub(crate) unsafe fn path_arg(ptr: *const c_char, what: &str) -> Result<PathBuf,
 ///
 /// `ctx` is NULL or a live `SSL_CTX` of the process's libssl, not used by
 /// another thread during the call.
+// SAFETY: unsafe because the returned builder writes to the caller's `SSL_CTX`, which only the
+// caller knows is live and not in use on another thread.
 pub(crate) unsafe fn ctx_arg(
     ctx: *mut openssl_sys::SSL_CTX,
 ) -> Result<std::mem::ManuallyDrop<openssl::ssl::SslContextBuilder>, Failure> {
@@ -261,6 +271,8 @@ pub(crate) unsafe fn ctx_arg(
 ///
 /// `ssl` is NULL or a live `SSL` of the process's libssl, the caller's
 /// handshake, not aliased during the call.
+// SAFETY: unsafe because the returned `&mut SslRef` aliases the caller's `SSL`, which only the
+// caller knows is live and not used elsewhere meanwhile.
 pub(crate) unsafe fn ssl_arg<'a>(
     ssl: *mut openssl_sys::SSL,
 ) -> Result<&'a mut openssl::ssl::SslRef, Failure> {
@@ -281,6 +293,8 @@ pub(crate) unsafe fn ssl_arg<'a>(
 /// # Safety
 ///
 /// `buf` is NULL or has room for `len` bytes; `out_len` is NULL or writable.
+// SAFETY: unsafe because it writes up to `len` bytes to `buf` and a `usize` to `out_len`, sizes
+// only the caller knows.
 pub(crate) unsafe fn copy_out(
     text: &str,
     buf: *mut c_char,
@@ -354,6 +368,8 @@ pub extern "C" fn openssl_reload_version() -> *const c_char {
 /// # Safety
 ///
 /// `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because `copy_out` writes into the caller's `buf` and `out_len`, whose sizes Rust
+// cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_result_message(
     result: u32,
@@ -380,6 +396,8 @@ pub unsafe extern "C" fn openssl_reload_result_message(
 /// # Safety
 ///
 /// `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because `copy_out` writes into the caller's `buf` and `out_len`, whose sizes Rust
+// cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_last_error(
     buf: *mut c_char,

@@ -31,18 +31,18 @@ pub struct openssl_reload_server {
 /// # Safety
 ///
 /// `builder` is a live builder, not used again; `out` is writable.
+// SAFETY: unsafe because it frees `builder` and writes the server handle through `out`, both raw
+// pointers from C.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_build(
     builder: *mut openssl_reload_server_builder,
     out: *mut *mut openssl_reload_server,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `builder` is a live builder, not used again; `out` is writable (this function's
-        // contract); the builder is consumed even if `out` is NULL; that is what `take` and `arg_mut`
-        // require.
+        // SAFETY: `builder` is a live builder, not used again (this function's contract), as
+        // `take` requires; it is consumed even if `out` turns out to be NULL.
         let builder = unsafe { take(builder) }?;
-        // SAFETY: `builder` is a live builder, not used again; `out` is writable (this function's
-        // contract); that is what `arg_mut` requires.
+        // SAFETY: `out` is writable (this function's contract), as `arg_mut` requires.
         let out = unsafe { arg_mut(out, "out") }?;
         let acceptor = builder.build()?;
         *out = Box::into_raw(Box::new(openssl_reload_server {
@@ -69,17 +69,18 @@ pub unsafe extern "C" fn openssl_reload_server_builder_build(
 /// # Safety
 ///
 /// `server` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
+// SAFETY: unsafe because it reads `server` and changes the caller's `SSL_CTX` through `ctx`, raw
+// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_attach(
     server: *const openssl_reload_server,
     ctx: *mut SSL_CTX,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `server` is live; `ctx` is a live `SSL_CTX` of the process's libssl (this
-        // function's contract); that is what `arg` and `ctx_arg` require.
+        // SAFETY: `server` is live (this function's contract), as `arg` requires.
         let server = unsafe { arg(server, "server") }?;
-        // SAFETY: `server` is live; `ctx` is a live `SSL_CTX` of the process's libssl (this
-        // function's contract); that is what `ctx_arg` requires.
+        // SAFETY: `ctx` is a live `SSL_CTX` of the process's libssl (this function's contract), as
+        // `ctx_arg` requires.
         let mut ctx = unsafe { ctx_arg(ctx) }?;
         server.acceptor.attach(&mut ctx)?;
         Ok(())
@@ -98,17 +99,18 @@ pub unsafe extern "C" fn openssl_reload_server_attach(
 /// # Safety
 ///
 /// `server` is live; `ssl` is a live `SSL` of the process's libssl.
+// SAFETY: unsafe because it reads `server` and changes the caller's `SSL` through `ssl`, raw
+// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_install(
     server: *const openssl_reload_server,
     ssl: *mut SSL,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `server` is live; `ssl` is a live `SSL` of the process's libssl (this function's
-        // contract); that is what `arg` and `ssl_arg` require.
+        // SAFETY: `server` is live (this function's contract), as `arg` requires.
         let server = unsafe { arg(server, "server") }?;
-        // SAFETY: `server` is live; `ssl` is a live `SSL` of the process's libssl (this function's
-        // contract); that is what `ssl_arg` requires.
+        // SAFETY: `ssl` is a live `SSL` of the process's libssl (this function's contract), as
+        // `ssl_arg` requires.
         let ssl = unsafe { ssl_arg(ssl) }?;
         server.acceptor.install(ssl)?;
         Ok(())
@@ -125,6 +127,7 @@ pub unsafe extern "C" fn openssl_reload_server_install(
 /// # Safety
 ///
 /// `server` is live; `changed` is NULL or writable.
+// SAFETY: unsafe because `status::reload_now` reads `server` and may write through `changed`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_reload_now(
     server: *const openssl_reload_server,
@@ -143,6 +146,7 @@ pub unsafe extern "C" fn openssl_reload_server_reload_now(
 /// # Safety
 ///
 /// `server` is live; `out` is writable.
+// SAFETY: unsafe because `status::status` reads `server` and writes through `out`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_status(
     server: *const openssl_reload_server,
@@ -161,6 +165,7 @@ pub unsafe extern "C" fn openssl_reload_server_status(
 /// # Safety
 ///
 /// `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because `status::text` reads `server` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_reload_error(
     server: *const openssl_reload_server,
@@ -181,6 +186,7 @@ pub unsafe extern "C" fn openssl_reload_server_reload_error(
 /// # Safety
 ///
 /// `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because `status::text` reads `server` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_status_json(
     server: *const openssl_reload_server,
@@ -204,6 +210,8 @@ pub unsafe extern "C" fn openssl_reload_server_status_json(
 ///
 /// `server` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`]'s rules until replaced or freed.
+// SAFETY: unsafe because `status::set_change_callback` reads `server` and keeps `callback` and
+// `userdata` for the watcher thread.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
     server: *const openssl_reload_server,
@@ -224,6 +232,8 @@ pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
 /// # Safety
 ///
 /// `server` is NULL or a live handle, not used again.
+// SAFETY: unsafe because it frees `server`, which only the caller knows is a live handle that
+// nothing uses afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_free(server: *mut openssl_reload_server) {
     guard_void(|| {

@@ -248,6 +248,7 @@ pub(crate) trait Reporter {
 /// # Safety
 ///
 /// `handle` is live; `changed` is NULL or writable.
+// SAFETY: unsafe because it reads `handle` and may write through `changed`, raw pointers from C.
 pub(crate) unsafe fn reload_now<R: Reporter>(
     handle: *const R,
     changed: *mut bool,
@@ -269,6 +270,8 @@ pub(crate) unsafe fn reload_now<R: Reporter>(
 /// # Safety
 ///
 /// `handle` is live; `out` is writable.
+// SAFETY: unsafe because it reads `handle` and writes the status through `out`, raw pointers from
+// C.
 pub(crate) unsafe fn status<R: Reporter>(
     handle: *const R,
     out: *mut openssl_reload_status,
@@ -288,6 +291,8 @@ pub(crate) unsafe fn status<R: Reporter>(
 ///
 /// `handle` is live; `buf` has room for `len` bytes (or is NULL); `out_len`
 /// is writable.
+// SAFETY: unsafe because it reads `handle` and writes up to `len` bytes to `buf` and the length to
+// `out_len`, raw pointers from C.
 pub(crate) unsafe fn text<R: Reporter>(
     handle: *const R,
     json: bool,
@@ -296,16 +301,15 @@ pub(crate) unsafe fn text<R: Reporter>(
     out_len: *mut usize,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `handle` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is
-        // writable (this function's contract); that is what `arg` requires.
+        // SAFETY: `handle` is live (this function's contract), as `arg` requires.
         let handle = unsafe { arg(handle, R::NAME) }?;
         let text = if json {
             handle.json()
         } else {
             last_error(&handle.status())
         };
-        // SAFETY: `handle` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is
-        // writable (this function's contract); that is what `copy_out` requires.
+        // SAFETY: `buf` has room for `len` bytes (or is NULL) and `out_len` is writable (this
+        // function's contract), as `copy_out` requires.
         unsafe { copy_out(&text, buf, len, out_len) }
     })
 }
@@ -316,15 +320,16 @@ pub(crate) unsafe fn text<R: Reporter>(
 ///
 /// `handle` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`]'s rules until replaced or freed.
+// SAFETY: unsafe because it reads `handle` and keeps `callback` and `userdata` to call from
+// another thread later, which only the caller can keep valid.
 pub(crate) unsafe fn set_change_callback<R: Reporter>(
     handle: *const R,
     callback: openssl_reload_change_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `handle` is live; `callback` and `userdata` follow
-        // [`openssl_reload_change_callback`]'s rules until replaced or freed (this function's
-        // contract); that is what `arg` and `take` require.
+        // SAFETY: `handle` is live (this function's contract), as `arg` requires; `callback` and
+        // `userdata` are only stored here, for `Watcher::start`.
         let handle = unsafe { arg(handle, R::NAME) }?;
         let mut slot = handle.watcher().lock().unwrap_or_else(|e| e.into_inner());
         slot.take();
