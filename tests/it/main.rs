@@ -20,6 +20,8 @@ mod ocsp;
 mod props;
 /// Rotation by every kind of writer, keep-last-good, status, resumption, ALPN, policy.
 mod reload;
+/// A session resumes only where a full handshake would pass: changes x serving modes x session kinds.
+mod resumption;
 /// Secrets never reach logs or Debug output.
 mod secrets;
 /// Many sites chosen by SNI: selection, strict SNI, RSA + ECDSA, site directories, sessions.
