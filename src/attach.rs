@@ -6,10 +6,12 @@
 //! configured: OpenSSL reads the ALPN select callback (and others) from the
 //! switched context, so the application's would be lost. Here nothing is
 //! switched. A client hello callback binds the connection's sessions (as the
-//! acceptor does, from one snapshot it pins on the `SSL`), and a certificate
-//! callback (`SSL_CTX_set_cert_cb`), which OpenSSL runs after the servername
-//! callback, puts the site's certificate, chain and key, and the client CA
-//! store and names, on the `SSL`. The application's options, protocol range,
+//! acceptor does, from one snapshot it pins on the `SSL`, and with the
+//! context's own session id context and the SNI name: `session.rs`), and a
+//! certificate callback (`SSL_CTX_set_cert_cb`), which OpenSSL runs after the
+//! servername callback, puts the site's certificate, chain and key, and the
+//! client CA store and names, on the `SSL`, and binds the session again to the
+//! context the application's servername callback chose. The application's options, protocol range,
 //! verify callback, ALPN and servername callbacks, session cache and ticket
 //! keys stay its own. `docs/c-api.md` has the rules for callers.
 
@@ -31,16 +33,76 @@ use openssl::x509::{X509Ref, X509};
 
 use crate::ffi;
 use crate::material::status_callback;
-use crate::sites::{client_hello_sni, Snapshot};
-use crate::{Error, ReloadingAcceptor, ReloadingConnector};
+use crate::session::{self, SidCtx};
+use crate::sites::{client_hello_sni, normalize_into, Served, Snapshot};
+use crate::{ClientAuth, Error, ReloadingAcceptor, ReloadingConnector};
 
 /// `SSL_CTX_clear_extra_chain_certs` is this ctrl (ssl.h); openssl-sys lacks the constant.
 const SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS: c_int = 83;
 
+/// `SSL_CTX_get_tlsext_status_cb` and `_arg` are these ctrls (ssl.h).
+const SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB: c_int = 128;
+const SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB_ARG: c_int = 129;
+
+/// What stands for the application's session id context where
+/// [`ReloadingAcceptor::install`] puts material on a context that is not attached.
+const INSTALLED: &[u8] = b"openssl-reload install";
+
 /// What an attached context holds (in its ex_data, freed with it): the acceptor,
-/// whose poller keeps running as long as the context lives.
+/// whose poller keeps running as long as the context lives, and the context's
+/// own session id context, which every binding on it starts from.
 struct Attached {
     acceptor: ReloadingAcceptor,
+    session_id: Arc<[u8]>,
+}
+
+/// The status callback and argument an application had set on its context,
+/// called when the reloader has no staple for the certificate.
+#[derive(Clone, Copy)]
+struct AppStatus {
+    callback: ffi::StatusCallback,
+    arg: *mut c_void,
+}
+
+// SAFETY: `arg` is handed back to the application's own callback, which OpenSSL
+// would call with it from any handshake thread as well.
+unsafe impl Send for AppStatus {}
+// SAFETY: as for Send: the pointer is only passed on, never dereferenced here.
+unsafe impl Sync for AppStatus {}
+
+impl AppStatus {
+    /// The callback on `ctx`, if any.
+    fn of(ctx: &SslContextBuilder) -> Option<Self> {
+        let mut callback: Option<ffi::StatusCallback> = None;
+        let mut arg: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `ctx` is live; the two ctrls write the context's callback
+        // pointer and its argument to the locations given, which have those types.
+        unsafe {
+            openssl_sys::SSL_CTX_ctrl(
+                ctx.as_ptr(),
+                SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB,
+                0,
+                std::ptr::from_mut(&mut callback).cast(),
+            );
+            openssl_sys::SSL_CTX_ctrl(
+                ctx.as_ptr(),
+                SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB_ARG,
+                0,
+                std::ptr::from_mut(&mut arg).cast(),
+            );
+        }
+        callback.map(|callback| Self { callback, arg })
+    }
+
+    fn call(self, ssl: &mut SslRef) -> Result<bool, ErrorStack> {
+        // SAFETY: the application installed `callback` for connections of this
+        // context with `arg`; `ssl` is the live handshake OpenSSL called us for.
+        match unsafe { (self.callback)(ssl.as_ptr(), self.arg) } {
+            openssl_sys::SSL_TLSEXT_ERR_OK => Ok(true),
+            openssl_sys::SSL_TLSEXT_ERR_NOACK => Ok(false),
+            _ => Err(ErrorStack::get()),
+        }
+    }
 }
 
 /// The snapshot a handshake's client hello callback chose from, so that the
@@ -91,54 +153,89 @@ impl ReloadingAcceptor {
     /// Makes a context the application owns and configured serve this
     /// acceptor's certificates, reloaded, before its first `SSL_new`.
     ///
-    /// It installs three callbacks on `ctx`: a client hello callback, which binds
-    /// each connection's sessions to the site and CA bundle in service (so a
-    /// dropped CA's clients do not resume), and a certificate callback, which
-    /// puts the current certificate, chain and key of the SNI-selected site on
-    /// the connection, and, with a [`ca`](crate::Builder::ca), the CA store, the
-    /// CA names and the [`ClientAuth`](crate::ClientAuth) verify mode; and the
-    /// OCSP status callback, which staples the certificate's
-    /// [staple](crate::ReloadingAcceptorBuilder::ocsp_staple) for clients that
-    /// ask. Everything else stays the
-    /// application's: options, protocol versions, its verify callback and
-    /// depth, its ALPN and servername callbacks (a servername callback that
-    /// switches to another context attached to a reloader gets that one's
-    /// certificates), its session cache and ticket keys. A client hello,
-    /// certificate or status callback already on `ctx` is replaced: an application that
-    /// needs its own uses [`install`](Self::install) instead.
+    /// It installs three callbacks on `ctx`, and replaces any of them already
+    /// there:
+    /// - a client hello callback (`SSL_CTX_set_client_hello_cb`), which binds
+    ///   each connection's sessions (see below);
+    /// - a certificate callback (`SSL_CTX_set_cert_cb`), which puts the current
+    ///   certificate, chain and key of the SNI-selected site on the connection,
+    ///   and, with a [`ca`](crate::Builder::ca), the CA store, the CA names and
+    ///   the [`ClientAuth`](crate::ClientAuth) verify mode;
+    /// - the OCSP status callback (`SSL_CTX_set_tlsext_status_cb`), which
+    ///   staples the certificate's
+    ///   [staple](crate::ReloadingAcceptorBuilder::ocsp_staple) for clients that
+    ///   ask, and otherwise calls the status callback the application had set.
+    ///
+    /// Everything else stays the application's: options, protocol versions,
+    /// its verify callback and depth, its ALPN and servername callbacks (a
+    /// servername callback that switches to another context attached to a
+    /// reloader gets that one's certificates), its session id context, session
+    /// cache and ticket keys. An application that needs its own client hello or
+    /// certificate callback uses [`install`](Self::install) instead.
+    ///
+    /// A session resumes only where a full handshake would succeed: each
+    /// connection's session id context is derived from the context's own
+    /// (read here: set it before attaching), the verify mode, the CA bundle
+    /// and CRLs in service, the site and the SNI name. A session made after
+    /// the application's servername callback switched the connection to
+    /// another context is bound to that context and resumes only where
+    /// connections start on an equally bound one (`docs/design.md`).
     ///
     /// The context holds a clone of the acceptor: the files are polled as long
-    /// as either lives. Attaching again replaces the previous attachment.
+    /// as either lives.
     ///
     /// # Errors
     ///
-    /// OpenSSL's, if it cannot allocate the ex_data index.
+    /// [`Error::AlreadyAttached`] when a reloader is attached to `ctx` already;
+    /// OpenSSL's, if it cannot allocate the ex_data index or read the
+    /// context's session id context.
     pub fn attach(&self, ctx: &mut SslContextBuilder) -> Result<(), Error> {
         let index = attached_index().map_err(Error::openssl("attach to the context"))?;
+        // SAFETY: the builder's pointer is a live context, borrowed for the call.
+        let ctx_ref = unsafe { SslContextRef::from_ptr(ctx.as_ptr()) };
+        if ctx_ref.ex_data(index).is_some() {
+            return Err(Error::AlreadyAttached);
+        }
+        let session_id: Arc<[u8]> = session::context_session_id(ctx_ref)
+            .map_err(Error::openssl("read the context's session id context"))?
+            .into();
+        let app_status = AppStatus::of(ctx);
         ctx.set_ex_data(
             index,
             Attached {
                 acceptor: self.clone(),
+                session_id: Arc::clone(&session_id),
             },
         );
         // SAFETY: `ctx` is live; the ex_data at `index` is the box set above.
         let arg = unsafe { openssl_sys::SSL_CTX_get_ex_data(ctx.as_ptr(), index.as_raw()) };
         // SAFETY: `ctx` is a live context; `arg` points into the box the context's
-        // ex_data owns until the context is freed (replaced in place, never moved,
-        // by a second attach), so it is valid whenever OpenSSL calls `cert_cb` for
-        // a connection of this context.
+        // ex_data owns until the context is freed (never replaced: a second
+        // attach is refused above), so it is valid whenever OpenSSL calls
+        // `cert_cb` for a connection of this context.
         unsafe { ffi::SSL_CTX_set_cert_cb(ctx.as_ptr(), Some(cert_cb), arg) };
-        // The staples of the reloaded certificates, for clients that ask.
-        ctx.set_status_callback(status_callback(Arc::clone(&self.inner.staples)))
-            .map_err(Error::openssl("install the OCSP status callback"))?;
+        // The staples of the reloaded certificates, for clients that ask; the
+        // application's own answer for the certificates we have none for.
+        let staple = status_callback(Arc::clone(&self.inner.staples));
+        ctx.set_status_callback(move |ssl| match (staple(ssl)?, app_status) {
+            (true, _) => Ok(true),
+            (false, Some(app)) => app.call(ssl),
+            (false, None) => Ok(false),
+        })
+        .map_err(Error::openssl("install the OCSP status callback"))?;
         let current = Arc::clone(self.inner.sites.current());
+        let auth = self.inner.auth;
         ctx.set_client_hello_callback(move |ssl, alert| {
             let snapshot = current.load_full();
-            let Some(served) = snapshot.table.select(client_hello_sni(ssl)) else {
+            let sni = client_hello_sni(ssl);
+            let Some(served) = snapshot.table.select(sni) else {
                 *alert = SslAlert::UNRECOGNIZED_NAME;
                 return Err(ErrorStack::get());
             };
-            served.bind(ssl)?;
+            let mut buf = [0; 255];
+            let name = sni.and_then(|raw| normalize_into(raw, &mut buf));
+            let sid = binding(&session_id, auth, ssl, served, name)?;
+            session::set_session_id_context(ssl, &sid)?;
             let owner = Arc::as_ptr(&current);
             ssl.set_ex_data(pinned_index()?, Pinned { snapshot, owner });
             Ok(ClientHelloResponse::SUCCESS)
@@ -152,24 +249,58 @@ impl ReloadingAcceptor {
     /// the CA store, CA names and verify mode.
     ///
     /// For applications that switch contexts in their own servername callback:
-    /// call it there, after `SSL_set_SSL_CTX`. Session binding is the client
-    /// hello callback's: attach a reloader to the context connections are
-    /// created from, or sessions follow that context's own session id context.
+    /// call it there, after `SSL_set_SSL_CTX`.
+    ///
+    /// On a full handshake it binds the session being made to this reloader's
+    /// trust and site, the verify mode and the SNI name, so that it resumes
+    /// only where a full handshake would succeed. OpenSSL looks sessions up
+    /// before the servername callback, where nothing of this reloader runs, so
+    /// these sessions do not resume unless connections start on a context
+    /// attached with the same binding. A session OpenSSL resumed that does not
+    /// carry that binding (made for another name, context or trust) is refused
+    /// with [`Error::ResumedElsewhere`]: answer with a fatal alert. Called from
+    /// a certificate callback, which OpenSSL runs on full handshakes only, it
+    /// binds the same way.
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownSite`] when strict SNI refuses the name; OpenSSL's, if it
-    /// cannot install the certificates.
+    /// [`Error::UnknownSite`] when strict SNI refuses the name;
+    /// [`Error::ResumedElsewhere`] as above; OpenSSL's, if it cannot install
+    /// the certificates.
     pub fn install(&self, ssl: &mut SslRef) -> Result<(), Error> {
-        install(self, ssl).map_err(|e| match e {
+        let context = attached_session_id(ssl);
+        install(self, ssl, context.as_deref().unwrap_or(INSTALLED)).map_err(|e| match e {
             Refused::Name(name) => Error::UnknownSite { name },
+            Refused::Resumed(name) => Error::ResumedElsewhere { name },
             Refused::OpenSsl(stack) => Error::openssl("install the certificate")(stack),
         })
     }
 }
 
+/// The session id context of the context `ssl` is on now, if a reloader is
+/// attached to it.
+fn attached_session_id(ssl: &SslRef) -> Option<Arc<[u8]>> {
+    let attached = ssl.ssl_context().ex_data(attached_index().ok()?)?;
+    Some(Arc::clone(&attached.session_id))
+}
+
+/// The session id context of a connection on an application's context whose
+/// own is `context`, served `served` for `name`: the verify mode is the
+/// reloader's when it verifies clients, the application's otherwise.
+fn binding(
+    context: &[u8],
+    auth: Option<ClientAuth>,
+    ssl: &SslRef,
+    served: &Served,
+    name: Option<&str>,
+) -> Result<SidCtx, ErrorStack> {
+    let verify = auth.map_or_else(|| ssl.verify_mode(), ClientAuth::verify_mode);
+    session::bind(context, verify, served.sites(), Some(name.unwrap_or("")))
+}
+
 enum Refused {
     Name(String),
+    Resumed(String),
     OpenSsl(ErrorStack),
 }
 
@@ -179,24 +310,41 @@ impl From<ErrorStack> for Refused {
     }
 }
 
-fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef) -> Result<(), Refused> {
+fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Result<(), Refused> {
     let current = acceptor.inner.sites.current();
     let pinned = ssl
         .ex_data(pinned_index()?)
         .filter(|p| std::ptr::eq(p.owner, Arc::as_ptr(current)))
         .map(|p| Arc::clone(&p.snapshot));
     let snapshot = pinned.unwrap_or_else(|| current.load_full());
-    let name = ssl.servername_raw(NameType::HOST_NAME);
-    let Some(served) = snapshot.table.select(name) else {
-        let name = name.map(String::from_utf8_lossy).unwrap_or_default();
-        return Err(Refused::Name(name.into_owned()));
+    let mut buf = [0; 255];
+    let raw = ssl.servername_raw(NameType::HOST_NAME);
+    let lossy = || {
+        raw.map(String::from_utf8_lossy)
+            .unwrap_or_default()
+            .into_owned()
     };
+    let name = raw.and_then(|raw| normalize_into(raw, &mut buf));
+    let Some(served) = snapshot.table.select(name.map(str::as_bytes)) else {
+        return Err(Refused::Name(lossy()));
+    };
+    let sid = binding(context, acceptor.inner.auth, ssl, served, name)?;
+    if ssl.session_reused() {
+        // OpenSSL resumed it before the application's servername callback,
+        // from which this runs; it is too late for a full handshake.
+        return if session::resumed_with(ssl, &sid) {
+            Ok(())
+        } else {
+            Err(Refused::Resumed(lossy()))
+        };
+    }
     // SAFETY: `ssl` is a live SSL borrowed mutably for the call.
     unsafe { ffi::SSL_certs_clear(ssl.as_ptr()) };
     served.install_certs(ssl)?;
     if let Some(auth) = acceptor.inner.auth {
         set_trust(ssl, &snapshot.ctx, auth.verify_mode())?;
     }
+    session::rebind(ssl, &sid)?;
     Ok(())
 }
 
@@ -216,7 +364,7 @@ unsafe extern "C" fn cert_cb(ssl: *mut openssl_sys::SSL, arg: *mut c_void) -> c_
         let attached = unsafe { &*arg.cast::<Attached>() };
         // SAFETY: `ssl` is the handshake's live SSL, not aliased during the call.
         let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
-        install(&attached.acceptor, ssl).is_ok()
+        install(&attached.acceptor, ssl, &attached.session_id).is_ok()
     }));
     c_int::from(matches!(done, Ok(true)))
 }

@@ -199,6 +199,18 @@ pub enum Error {
         /// The directory.
         dir: PathBuf,
     },
+    /// [`attach`](crate::ReloadingAcceptor::attach) was called on a context that
+    /// already has a reloader attached; the first attachment stays, since a
+    /// handshake in flight may be using it.
+    AlreadyAttached,
+    /// A session OpenSSL resumed before the application's servername callback
+    /// ran was not made for this name under the trust, site and context in
+    /// service, so [`install`](crate::ReloadingAcceptor::install) refuses the
+    /// handshake: a full handshake with the same client might not succeed.
+    ResumedElsewhere {
+        /// The SNI name the client sent (lossily decoded), empty without one.
+        name: String,
+    },
     /// The [default site](crate::ReloadingAcceptorBuilder::default_site) is not
     /// among the sites served.
     UnknownSite {
@@ -246,6 +258,8 @@ impl Error {
             | Self::TicketKeyGeneration(_)
             | Self::NoIdentity
             | Self::UnknownSite { .. }
+            | Self::AlreadyAttached
+            | Self::ResumedElsewhere { .. }
             | Self::OpenSsl { .. } => None,
         }
     }
@@ -393,6 +407,12 @@ impl Error {
                 "default site {name:?} is not served: no site has that name or DNS name"
             ),
             Self::OpenSsl { step, .. } => write!(f, "cannot {step}"),
+            Self::AlreadyAttached => f.write_str("a reloader is attached to this context already"),
+            Self::ResumedElsewhere { name } => write!(
+                f,
+                "the session resumed for {name:?} was not made under the trust, site and context \
+                 in service; refusing the handshake"
+            ),
             // Written by `fmt`.
             _ => fmt::Debug::fmt(self, f),
         }

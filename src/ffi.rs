@@ -12,8 +12,8 @@ use std::ffi::{c_char, c_int, c_uchar, c_uint};
 use std::ffi::c_void;
 
 use openssl_sys::{
-    stack_st_X509_NAME, EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX, X509_CRL,
-    X509_STORE, X509_STORE_CTX,
+    stack_st_X509_NAME, EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX, SSL_SESSION,
+    X509_CRL, X509_STORE, X509_STORE_CTX,
 };
 
 /// The ticket key callback of `SSL_CTX_set_tlsext_ticket_key_evp_cb(3)`.
@@ -32,6 +32,16 @@ pub(crate) type TicketKeyEvpCallback = unsafe extern "C" fn(
 // SAFETY: only the signature; OpenSSL calls it with the verdict so far and the
 // live store context of the verification in progress.
 pub(crate) type VerifyCallback = unsafe extern "C" fn(ok: c_int, ctx: *mut X509_STORE_CTX) -> c_int;
+
+/// A connection's state-change callback (`SSL_set_info_callback(3)`).
+// SAFETY: only the signature; OpenSSL calls it with the live SSL whose state changed.
+pub(crate) type InfoCallback = unsafe extern "C" fn(ssl: *const SSL, kind: c_int, value: c_int);
+
+/// A context's OCSP status callback (`SSL_CTX_set_tlsext_status_cb(3)`):
+/// `SSL_TLSEXT_ERR_OK`, `_NOACK` or `_ALERT_FATAL`.
+// SAFETY: only the signature; OpenSSL calls it with the live SSL of the
+// handshake in progress and the context's status argument.
+pub(crate) type StatusCallback = unsafe extern "C" fn(ssl: *mut SSL, arg: *mut c_void) -> c_int;
 
 /// A certificate callback (`SSL_CTX_set_cert_cb(3)`): 1 to go on, 0 to fail the
 /// handshake.
@@ -79,6 +89,23 @@ extern "C" {
         sid_ctx: *const c_uchar,
         sid_ctx_len: c_uint,
     ) -> c_int;
+
+    /// The session id context a session was made under (owned by the session).
+    pub(crate) fn SSL_SESSION_get0_id_context(
+        session: *const SSL_SESSION,
+        len: *mut c_uint,
+    ) -> *const c_uchar;
+
+    /// Sets the session id context of a session (at most 32 bytes, copied).
+    pub(crate) fn SSL_SESSION_set1_id_context(
+        session: *mut SSL_SESSION,
+        sid_ctx: *const c_uchar,
+        sid_ctx_len: c_uint,
+    ) -> c_int;
+
+    /// Sets one connection's state-change callback, which then runs instead of
+    /// its context's.
+    pub(crate) fn SSL_set_info_callback(ssl: *mut SSL, callback: Option<InfoCallback>);
 
     /// Installs the callback that names, encrypts and authenticates session tickets.
     pub(crate) fn SSL_CTX_set_tlsext_ticket_key_evp_cb(

@@ -1,37 +1,50 @@
-//! Binding each TLS session to the CA bundle that verified its client and to
-//! the site it was made for.
+//! Binding each TLS session to what a full handshake would be checked against.
 //!
-//! OpenSSL decides on resumption in the front context, before the servername
-//! callback runs, and a resumed session skips client-certificate verification. So
-//! a change of trust must be enforced on the sessions themselves, and so must the
-//! site: a session made for one name must not resume under another, whose client
-//! CA or certificate may differ (the nginx CVE-2025-23419 class). Every session
-//! records a *session id context* (`sid_ctx`, up to 32 bytes), and OpenSSL resumes
-//! a session (TLS 1.3 ticket, TLS 1.2 ticket or TLS 1.2 session-ID cache entry
-//! alike, in `ssl_get_prev_session` and `tls_parse_ctos_psk`) only on a connection
-//! whose `sid_ctx` is the same; otherwise it treats the session as unknown: a full
-//! handshake that verifies the client against the bundle in service, and a fresh
-//! ticket.
+//! The invariant: a session resumes only where a full handshake with the same
+//! client certificate chain and the same SNI name, on the same application
+//! context, would succeed at that moment. OpenSSL decides on resumption before
+//! the servername and certificate callbacks run, and a resumed session skips
+//! client-certificate verification, so whatever decides a full handshake must
+//! be in the *session id context* (`sid_ctx`, up to 32 bytes) that sessions
+//! carry. OpenSSL resumes a session (TLS 1.3 ticket, TLS 1.2 ticket or TLS 1.2
+//! session-ID cache entry alike, in `ssl_get_prev_session` and
+//! `tls_parse_ctos_psk`) only on a connection whose `sid_ctx` is the same;
+//! otherwise it treats the session as unknown: a full handshake, and a fresh
+//! ticket for a client that passes.
 //!
-//! The client hello callback, which runs before the session is looked up, loads
-//! one snapshot and from it switches the connection to the context in service
-//! (the one that will verify the client), installs the certificates for the SNI
-//! name, and sets the connection's `sid_ctx`: [`SESSION_ID_CONTEXT`] and 16 bytes
-//! over the bundle and the name's sites. A new session copies the connection's
-//! `sid_ctx` when OpenSSL creates it, after the callback, so it names the bundle
-//! that verified its client and the sites it was made for, whatever reload lands
-//! later. A reload that leaves the bundle's certificates and the sites as they
-//! were (a certificate rotation, a rewrite with the same content) keeps every
+//! A connection's `sid_ctx` is [`SESSION_ID_CONTEXT`] and 16 bytes of SHA-256
+//! over:
+//! - the application context's own session id context (the crate's acceptor:
+//!   [`SESSION_ID_CONTEXT`]), so that two contexts the application keeps apart
+//!   stay apart;
+//! - the verify mode enforced on the connection, so that a context that demands
+//!   a client certificate never resumes a session made without one;
+//! - the CA bundle and CRLs in service ([`TrustId`]) and the sites that serve
+//!   the name, by certificate path ([`SiteBinding`]), which cannot collide the
+//!   way file stems do;
+//! - on an attached context, the SNI name itself: the application's
+//!   servername callback may switch a name to a context of its own, which no
+//!   site table of ours describes.
+//!
+//! The client hello callback, which runs before the session is looked up, sets
+//! it; a new session copies it when OpenSSL creates it, after the callback, so
+//! it names what verified its client, whatever reload lands later. On an
+//! attached context, the certificate callback, which runs after the
+//! application's servername callback on full handshakes only, binds the
+//! session again to the context the connection ended on. A reload that leaves
+//! the bundle and the sites as they were (a certificate rotation) keeps every
 //! session resumable. See `docs/design.md`, "Sessions, tickets and trust".
 
-#![allow(unsafe_code)] // One call through crate::ffi, with its SAFETY note.
+#![allow(unsafe_code)] // Calls through crate::ffi and openssl-sys, each with its SAFETY note.
 
 use std::ffi::c_uint;
+use std::io::{self, Read, Write};
+use std::path::Path;
 
 use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
-use openssl::ssl::SslRef;
+use openssl::ssl::{Ssl, SslContextRef, SslRef, SslStream, SslVerifyMode};
 use openssl::x509::{X509Crl, X509};
 
 use crate::ffi;
@@ -46,7 +59,7 @@ use crate::ffi;
 pub const SESSION_ID_CONTEXT: &[u8] = b"openssl-reload";
 
 const TRUST_ID_LEN: usize = 16;
-/// Bytes of SHA-256 over the trust and the sites after the prefix.
+/// Bytes of SHA-256 over the binding's fields after the prefix.
 const BINDING_LEN: usize = 16;
 const SID_CTX_LEN: usize = SESSION_ID_CONTEXT.len() + BINDING_LEN;
 // OpenSSL's SSL_MAX_SID_CTX_LENGTH.
@@ -93,23 +106,65 @@ impl TrustId {
         Ok(Self(id))
     }
 
-    /// The session id context of a connection served `sites` under this trust.
-    pub(crate) fn bind(self, sites: &[&str]) -> Result<SidCtx, ErrorStack> {
+    /// What the sites serving a name are, under this trust: the certificate
+    /// paths, in order.
+    pub(crate) fn sites<'a>(
+        self,
+        paths: impl IntoIterator<Item = &'a Path>,
+    ) -> Result<SiteBinding, ErrorStack> {
         let mut hasher = Hasher::new(MessageDigest::sha256())?;
         hasher.update(&self.0)?;
-        for site in sites {
-            hasher.update(&(site.len() as u64).to_be_bytes())?;
-            hasher.update(site.as_bytes())?;
+        for path in paths {
+            field(&mut hasher, path.as_os_str().as_encoded_bytes())?;
         }
-        let mut sid = [0; SID_CTX_LEN];
-        sid[..SESSION_ID_CONTEXT.len()].copy_from_slice(SESSION_ID_CONTEXT);
-        sid[SESSION_ID_CONTEXT.len()..].copy_from_slice(&hasher.finish()?[..BINDING_LEN]);
-        Ok(sid)
+        let mut id = [0; BINDING_LEN];
+        id.copy_from_slice(&hasher.finish()?[..BINDING_LEN]);
+        Ok(SiteBinding(id))
     }
 }
 
-/// From the client hello callback: sessions made on this connection carry `sid`,
-/// and only sessions that carry it may resume on it.
+/// The trust in service and the sites that serve one name (see [`TrustId::sites`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SiteBinding([u8; BINDING_LEN]);
+
+/// The session id context of a connection: sessions made on it carry it, and
+/// only sessions that carry it resume on it.
+///
+/// `context` is the application context's own session id context, `verify` the
+/// verify mode enforced on the connection, `sites` what serves the name, and
+/// `name` the SNI name (lower case, no trailing dot) where the application may
+/// switch contexts by name; `None` where the sites alone decide.
+pub(crate) fn bind(
+    context: &[u8],
+    verify: SslVerifyMode,
+    sites: &SiteBinding,
+    name: Option<&str>,
+) -> Result<SidCtx, ErrorStack> {
+    let mut hasher = Hasher::new(MessageDigest::sha256())?;
+    field(&mut hasher, context)?;
+    hasher.update(&verify.bits().to_be_bytes())?;
+    hasher.update(&sites.0)?;
+    match name {
+        None => hasher.update(&[0])?,
+        Some(name) => {
+            hasher.update(&[1])?;
+            field(&mut hasher, name.as_bytes())?;
+        }
+    }
+    let mut sid = [0; SID_CTX_LEN];
+    sid[..SESSION_ID_CONTEXT.len()].copy_from_slice(SESSION_ID_CONTEXT);
+    sid[SESSION_ID_CONTEXT.len()..].copy_from_slice(&hasher.finish()?[..BINDING_LEN]);
+    Ok(sid)
+}
+
+/// A length-prefixed field, so that no two lists of fields hash alike.
+fn field(hasher: &mut Hasher, bytes: &[u8]) -> Result<(), ErrorStack> {
+    hasher.update(&(bytes.len() as u64).to_be_bytes())?;
+    hasher.update(bytes)
+}
+
+/// From the client hello callback: sessions made on this connection from now on
+/// carry `sid`, and only sessions that carry it may resume on it.
 pub(crate) fn set_session_id_context(ssl: &mut SslRef, sid: &SidCtx) -> Result<(), ErrorStack> {
     // SAFETY: `ssl` is a live SSL owned by the handshake in progress; OpenSSL copies
     // the bytes (at most 32, checked by the length constant's type and value) and
@@ -121,5 +176,104 @@ pub(crate) fn set_session_id_context(ssl: &mut SslRef, sid: &SidCtx) -> Result<(
         Ok(())
     } else {
         Err(ErrorStack::get())
+    }
+}
+
+/// From the certificate callback, once the application's servername callback
+/// has chosen the context: binds the connection and the session being made on
+/// it (created before that callback ran, with the `sid_ctx` of the context the
+/// connection started on) to `sid`.
+pub(crate) fn rebind(ssl: &mut SslRef, sid: &SidCtx) -> Result<(), ErrorStack> {
+    set_session_id_context(ssl, sid)?;
+    let session = ssl.session().map(|s| s.as_ptr());
+    if let Some(session) = session {
+        // SAFETY: `session` is the connection's own session, live while `ssl` is
+        // borrowed; OpenSSL copies the bytes (at most 32) and keeps no pointer.
+        let ok = unsafe {
+            ffi::SSL_SESSION_set1_id_context(session, sid.as_ptr(), SID_CTX_LEN as c_uint)
+        };
+        if ok != 1 {
+            return Err(ErrorStack::get());
+        }
+    }
+    Ok(())
+}
+
+/// Whether the session a connection resumed carries `sid`.
+pub(crate) fn resumed_with(ssl: &SslRef, sid: &SidCtx) -> bool {
+    let Some(session) = ssl.session() else {
+        return false;
+    };
+    let mut len: c_uint = 0;
+    // SAFETY: `session` is the connection's live session; OpenSSL returns a
+    // pointer into it and its length, read before the borrow ends.
+    let carried = unsafe {
+        let ptr = ffi::SSL_SESSION_get0_id_context(session.as_ptr(), &mut len);
+        if ptr.is_null() {
+            return false;
+        }
+        std::slice::from_raw_parts(ptr, len as usize)
+    };
+    carried == sid
+}
+
+/// The session id context a context gives its connections.
+///
+/// OpenSSL has no getter for it, so a connection is made from `ctx` and starts
+/// a client handshake into a buffer: OpenSSL copies the connection's `sid_ctx`
+/// into the session it creates before it writes the ClientHello. Nothing goes
+/// on a wire, and the connection's info callback is a no-op so that the
+/// application's, which may expect one of its own server connections, is not
+/// run.
+pub(crate) fn context_session_id(ctx: &SslContextRef) -> Result<Vec<u8>, ErrorStack> {
+    // SAFETY: only the signature OpenSSL calls; it does nothing.
+    unsafe extern "C" fn quiet(_: *const openssl_sys::SSL, _: std::ffi::c_int, _: std::ffi::c_int) {
+    }
+
+    let mut ssl = Ssl::new(ctx)?;
+    // SAFETY: `ssl` is a fresh connection of ours; the client method is a static
+    // table, and both methods are version-flexible, so OpenSSL only swaps them.
+    let ok =
+        unsafe { openssl_sys::SSL_set_ssl_method(ssl.as_ptr(), openssl_sys::TLS_client_method()) };
+    if ok != 1 {
+        return Err(ErrorStack::get());
+    }
+    // SAFETY: `ssl` is live; the callback is a function with static lifetime.
+    unsafe { ffi::SSL_set_info_callback(ssl.as_ptr(), Some(quiet)) };
+    ssl.set_connect_state();
+    let mut stream = SslStream::new(ssl, Sink)?;
+    // It stops when it reads for the server's answer, which never comes; the
+    // session exists from the first step on, whatever the outcome.
+    let _ = stream.connect();
+    let session = stream.ssl().session().ok_or_else(ErrorStack::get)?;
+    let mut len: c_uint = 0;
+    // SAFETY: `session` belongs to the stream's connection, live for the block; the bytes are
+    // copied out before it ends.
+    let sid = unsafe {
+        let ptr = ffi::SSL_SESSION_get0_id_context(session.as_ptr(), &mut len);
+        if ptr.is_null() {
+            return Ok(Vec::new());
+        }
+        std::slice::from_raw_parts(ptr, len as usize).to_vec()
+    };
+    Ok(sid)
+}
+
+/// A peer that takes every byte and never answers.
+struct Sink;
+
+impl Read for Sink {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

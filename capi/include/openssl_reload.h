@@ -77,6 +77,17 @@ typedef enum {
    The library panicked; the call had no effect. A bug: please report it.
    */
   OPENSSL_RELOAD_PANIC = 10,
+  /*
+   A reloader is attached to the context already; the first attachment
+   stays.
+   */
+  OPENSSL_RELOAD_ALREADY_ATTACHED = 11,
+  /*
+   The session OpenSSL resumed was not made for the connection's name
+   under the trust, site and context in service: answer with
+   `SSL_TLSEXT_ERR_ALERT_FATAL`.
+   */
+  OPENSSL_RELOAD_SESSION_REFUSED = 12,
 } openssl_reload_result;
 
 /*
@@ -672,15 +683,21 @@ openssl_reload_result openssl_reload_server_builder_build(openssl_reload_server_
 
 /*
  Makes `ctx`, a context the application owns and configured, serve the
- reloader's certificates; call it before the context's first `SSL_new`.
+ reloader's certificates; call it before the context's first `SSL_new` and
+ after its session id context is set (it is read here).
 
- It sets a client hello callback (binding sessions to the site and the CA
- bundle in service) and a certificate callback (installing the current
- certificate, chain and key of the SNI-selected site, and with a client CA
- the CA store, names and verify mode) on `ctx`, replacing any the context
- had. The application's options, protocol versions, verify callback, ALPN
- and servername callbacks, session cache and ticket keys stay in force. The
- context keeps the reloader alive: the handle may be freed before it.
+ It sets three callbacks on `ctx`, replacing any the context had: the client
+ hello callback (binding sessions to the context's own session id context,
+ the verify mode, the CA bundle and CRLs, the site and the SNI name), the
+ certificate callback (installing the current certificate, chain and key of
+ the SNI-selected site, and with a client CA the CA store, names and verify
+ mode, and binding the session to this context), and the OCSP status
+ callback (stapling the reloaded staple, else calling the status callback
+ the context had). The application's options, protocol versions, verify
+ callback, ALPN and servername callbacks, session id context, session cache
+ and ticket keys stay in force. The context keeps the reloader alive: the
+ handle may be freed before it. `OPENSSL_RELOAD_ALREADY_ATTACHED` when a
+ reloader is attached to `ctx` already (nothing changes).
 
  Thread-safe for `server`; `ctx` must not be in use by another thread.
 
@@ -696,8 +713,11 @@ openssl_reload_result openssl_reload_server_attach(const openssl_reload_server *
  connection's SNI name on `ssl` (replacing the ones it has), and with a
  client CA the CA store, names and verify mode: for applications that switch
  contexts in their own servername callback, called there after
- `SSL_set_SSL_CTX`. `OPENSSL_RELOAD_UNKNOWN_SITE` when strict SNI refuses
- the name (answer with `SSL_TLSEXT_ERR_ALERT_FATAL`).
+ `SSL_set_SSL_CTX`. On a full handshake the session is bound to this
+ reloader's trust and site, the verify mode and the SNI name.
+ `OPENSSL_RELOAD_SESSION_REFUSED` when OpenSSL resumed a session not made
+ under that binding, `OPENSSL_RELOAD_UNKNOWN_SITE` when strict SNI refuses
+ the name: answer both with `SSL_TLSEXT_ERR_ALERT_FATAL`.
 
  Thread-safe for `server`; `ssl` is the caller's handshake.
 

@@ -67,11 +67,18 @@ pub enum openssl_reload_result {
     OPENSSL_RELOAD_THREAD = 9,
     /// The library panicked; the call had no effect. A bug: please report it.
     OPENSSL_RELOAD_PANIC = 10,
+    /// A reloader is attached to the context already; the first attachment
+    /// stays.
+    OPENSSL_RELOAD_ALREADY_ATTACHED = 11,
+    /// The session OpenSSL resumed was not made for the connection's name
+    /// under the trust, site and context in service: answer with
+    /// `SSL_TLSEXT_ERR_ALERT_FATAL`.
+    OPENSSL_RELOAD_SESSION_REFUSED = 12,
 }
 
 use openssl_reload_result::*;
 
-const ALL: [openssl_reload_result; 11] = [
+const ALL: [openssl_reload_result; 13] = [
     OPENSSL_RELOAD_OK,
     OPENSSL_RELOAD_NULL_PARAMETER,
     OPENSSL_RELOAD_INVALID_PARAMETER,
@@ -83,6 +90,8 @@ const ALL: [openssl_reload_result; 11] = [
     OPENSSL_RELOAD_VERSION_MISMATCH,
     OPENSSL_RELOAD_THREAD,
     OPENSSL_RELOAD_PANIC,
+    OPENSSL_RELOAD_ALREADY_ATTACHED,
+    OPENSSL_RELOAD_SESSION_REFUSED,
 ];
 
 impl openssl_reload_result {
@@ -101,6 +110,10 @@ impl openssl_reload_result {
             }
             OPENSSL_RELOAD_THREAD => "a thread could not be started",
             OPENSSL_RELOAD_PANIC => "the library panicked (a bug)",
+            OPENSSL_RELOAD_ALREADY_ATTACHED => "a reloader is attached to the context already",
+            OPENSSL_RELOAD_SESSION_REFUSED => {
+                "the resumed session was not made under the binding in service"
+            }
         }
     }
 }
@@ -130,6 +143,8 @@ impl From<reload::Error> for Failure {
         let code = match &error {
             E::NoIdentity | E::NoSites { .. } => OPENSSL_RELOAD_NO_IDENTITY,
             E::UnknownSite { .. } => OPENSSL_RELOAD_UNKNOWN_SITE,
+            E::AlreadyAttached => OPENSSL_RELOAD_ALREADY_ATTACHED,
+            E::ResumedElsewhere { .. } => OPENSSL_RELOAD_SESSION_REFUSED,
             E::OpenSsl { .. } => OPENSSL_RELOAD_OPENSSL,
             E::Thread { .. } => OPENSSL_RELOAD_THREAD,
             _ => OPENSSL_RELOAD_MATERIAL,

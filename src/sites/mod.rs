@@ -29,7 +29,7 @@ use openssl::ssl::SslRef;
 use openssl::x509::X509NameRef;
 
 pub(crate) use self::set::{FastPathBuild, SiteOptions, SiteSetup, Sites, TrustContext};
-pub(crate) use self::table::{client_hello_sni, share_trust, Snapshot};
+pub(crate) use self::table::{client_hello_sni, normalize_into, share_trust, Served, Snapshot};
 
 use crate::material::Identity;
 use crate::{CertificateInfo, CertificateStatus};

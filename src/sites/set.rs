@@ -16,7 +16,7 @@ use openssl::ssl::{Ssl, SslContext, SslContextRef};
 use tokio::sync::watch;
 
 use super::dir::{self, SiteSource};
-use super::table::{find_site, FastPath, Selection, SiteTable, Snapshot};
+use super::table::{find_site, Enforced, FastPath, Selection, SiteTable, Snapshot};
 use super::{SiteCert, SiteStatus};
 use crate::material::{
     Checks, IdentityFiles, Material, OcspFile, Passphrase, StapleMap, Staples, WatchedFiles,
@@ -874,7 +874,11 @@ fn build_snapshot(
         default,
         strict: options.strict,
     };
-    let table = SiteTable::build(&certs, &selection, trust.trust, &mut scan.overlaps_logged)
+    let enforced = Enforced {
+        trust: trust.trust,
+        verify: trust.ctx.verify_mode(),
+    };
+    let table = SiteTable::build(&certs, &selection, enforced, &mut scan.overlaps_logged)
         .map_err(Error::openssl("build the site table"))?;
     // Before the snapshot is published, so that its handshakes find them.
     let mut map = StapleMap::default();

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
-use openssl::ssl::{SslContext, SslContextBuilder, SslContextRef, SslRef};
+use openssl::ssl::{SslContext, SslContextBuilder, SslContextRef, SslRef, SslVerifyMode};
 
 use super::SiteCert;
-use crate::session::{self, SidCtx, TrustId};
+use crate::session::{self, SidCtx, SiteBinding, TrustId};
 
 /// What a handshake switches to: the context with the policy and the client CA
 /// bundle, and the sites.
@@ -85,17 +85,36 @@ impl Snapshot {
 }
 
 /// The certificates one SNI name gets (one per key type; OpenSSL picks by the
-/// client's signature algorithms) and the session id context its sessions carry.
+/// client's signature algorithms), what its sessions are bound to, and the
+/// session id context they carry on the crate's own acceptor.
 pub(crate) struct Served {
     certs: Vec<Arc<SiteCert>>,
+    sites: SiteBinding,
     sid: SidCtx,
 }
 
+/// What the sessions of every name in a table are bound to besides its sites.
+#[derive(Clone, Copy)]
+pub(crate) struct Enforced {
+    pub(crate) trust: TrustId,
+    /// The verify mode of the crate's acceptor under this trust.
+    pub(crate) verify: SslVerifyMode,
+}
+
 impl Served {
-    fn new(certs: Vec<Arc<SiteCert>>, trust: TrustId) -> Result<Self, ErrorStack> {
-        let sites: Vec<&str> = certs.iter().map(|c| c.site.as_str()).collect();
-        let sid = trust.bind(&sites)?;
-        Ok(Self { certs, sid })
+    fn new(certs: Vec<Arc<SiteCert>>, enforced: Enforced) -> Result<Self, ErrorStack> {
+        let sites = enforced
+            .trust
+            .sites(certs.iter().map(|c| c.identity.path.as_path()))?;
+        // The crate's acceptor: its own session id context, and no switch by
+        // name that the table does not know of.
+        let sid = session::bind(session::SESSION_ID_CONTEXT, enforced.verify, &sites, None)?;
+        Ok(Self { certs, sites, sid })
+    }
+
+    /// The trust and the sites, for a binding on an application's context.
+    pub(crate) fn sites(&self) -> &SiteBinding {
+        &self.sites
     }
 
     /// Binds the connection's sessions to this name's sites and the trust in
@@ -106,8 +125,9 @@ impl Served {
         self.install_certs(ssl)
     }
 
-    /// Binds the connection's sessions to this name's sites and the trust in
-    /// service: from the client hello callback, before OpenSSL looks a session up.
+    /// Binds the connection's sessions to this name's sites, the trust in
+    /// service and the acceptor's verify mode: from the client hello callback,
+    /// before OpenSSL looks a session up.
     pub(crate) fn bind(&self, ssl: &mut SslRef) -> Result<(), ErrorStack> {
         session::set_session_id_context(ssl, &self.sid)
     }
@@ -154,7 +174,7 @@ impl SiteTable {
     pub(crate) fn build(
         certs: &[Arc<SiteCert>],
         selection: &Selection<'_>,
-        trust: TrustId,
+        enforced: Enforced,
         logged: &mut HashSet<String>,
     ) -> Result<Self, ErrorStack> {
         let mut by_name: HashMap<&str, Vec<(usize, &Arc<SiteCert>)>> = HashMap::new();
@@ -185,7 +205,7 @@ impl SiteTable {
                     _ => kept.push(Arc::clone(cert)),
                 }
             }
-            let served = Arc::new(Served::new(kept, trust)?);
+            let served = Arc::new(Served::new(kept, enforced)?);
             if let Some(parent) = name.strip_prefix("*.") {
                 if !parent.is_empty() && !parent.contains('*') {
                     table.wildcard.insert(parent.into(), served);
@@ -209,7 +229,7 @@ impl SiteTable {
                 .cloned();
             table.default = Some(match by_first_name {
                 Some(served) => served,
-                None => Arc::new(Served::new(vec![Arc::clone(cert)], trust)?),
+                None => Arc::new(Served::new(vec![Arc::clone(cert)], enforced)?),
             });
             table.default_site = Some(cert.site.clone());
         }
@@ -277,7 +297,7 @@ fn log_overlap(name: &str, winner: &SiteCert, loser: &SiteCert, logged: &mut Has
 
 /// ASCII lower case without a trailing dot, in `buf`; `None` for a name that
 /// cannot be a DNS name (too long, empty, not ASCII).
-fn normalize_into<'b>(raw: &[u8], buf: &'b mut [u8; 255]) -> Option<&'b str> {
+pub(crate) fn normalize_into<'b>(raw: &[u8], buf: &'b mut [u8; 255]) -> Option<&'b str> {
     let raw = raw.strip_suffix(b".").unwrap_or(raw);
     if raw.is_empty() || raw.len() > buf.len() || !raw.is_ascii() {
         return None;
