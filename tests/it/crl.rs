@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use openssl::ssl::{SslConnector, SslMethod, SslSession, SslVersion};
+use openssl::ssl::{SslAcceptor, SslConnector, SslMethod, SslSession, SslVerifyMode, SslVersion};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 use openssl_reload::{
@@ -353,6 +353,52 @@ async fn a_crl_that_goes_stale_in_service_is_enforced_or_refuses_all_as_configur
     assert!(talk(&alice, refusing.addr, None).await.is_err());
     talk(&bob, enforcing.addr, None).await.unwrap();
     assert!(talk(&bob, refusing.addr, None).await.is_err());
+}
+
+/// OpenSSL runs a connection's own verify callback instead of its store's, so
+/// the stale-CRL rule, which is the store's, must chain to one the policy sets
+/// (and on an attached context, the application's) rather than vanish.
+#[tokio::test]
+async fn a_stale_crl_is_enforced_under_a_policy_or_application_verify_callback() {
+    let setup = Setup::new("Clients CA");
+    setup.ca.revoke(&setup.alice.cert);
+    write_atomic(&setup.path("crl.pem"), &setup.ca.crl(&["-crlsec", "2"]));
+    let mode = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
+    let policy = setup
+        .acceptor(INTERVAL)
+        .policy(move |b| {
+            b.set_verify_callback(mode, |ok, _| ok);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let next_update = policy.status().crls[0].next_update_unix.unwrap();
+    let policy = support::serve(policy).await;
+    let attached = setup.acceptor(INTERVAL).build().unwrap();
+    let mut app = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    app.set_verify_callback(mode, |ok, _| ok);
+    attached.attach(&mut app).unwrap();
+    let app = support::serve_context(app.build().into_context()).await;
+    let (alice, bob) = (
+        client(&setup.alice, &setup.ca.ca),
+        client(&setup.bob, &setup.ca.ca),
+    );
+    for addr in [policy.addr, app.addr] {
+        talk(&bob, addr, None).await.unwrap();
+    }
+    eventually("the CRL's nextUpdate to pass", || async {
+        (unix_now() > next_update).then_some(())
+    })
+    .await;
+    for (what, addr) in [("policy", policy.addr), ("attached", app.addr)] {
+        assert!(
+            talk(&alice, addr, None).await.is_err(),
+            "{what}: a revoked client"
+        );
+        talk(&bob, addr, None).await.unwrap_or_else(|e| {
+            panic!("{what}: the stale CRL is still enforced, Bob is not revoked: {e}")
+        });
+    }
 }
 
 #[test]

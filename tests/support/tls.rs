@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use openssl::ssl::{SslConnector, SslMethod, SslSession, SslSessionRef, SslVerifyMode};
+use openssl::ssl::{
+    Ssl, SslConnector, SslContext, SslMethod, SslSession, SslSessionRef, SslVerifyMode,
+};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 use openssl_reload::ReloadingAcceptor;
@@ -30,6 +32,32 @@ impl Drop for Server {
 }
 
 pub async fn serve(tls: ReloadingAcceptor) -> Server {
+    spawn_echo(move |tcp| {
+        let tls = tls.clone();
+        async move { tls.accept(tcp).await.ok() }
+    })
+    .await
+}
+
+/// The same echo server over an application's own context (one a reloader
+/// is attached to), each connection made with `Ssl::new(&ctx)`.
+pub async fn serve_context(ctx: SslContext) -> Server {
+    spawn_echo(move |tcp| {
+        let ssl = Ssl::new(&ctx);
+        async move {
+            let mut stream = SslStream::new(ssl.ok()?, tcp).ok()?;
+            Pin::new(&mut stream).accept().await.ok()?;
+            Some(stream)
+        }
+    })
+    .await
+}
+
+async fn spawn_echo<F, Fut>(accept: F) -> Server
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<SslStream<TcpStream>>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -39,9 +67,9 @@ pub async fn serve(tls: ReloadingAcceptor) -> Server {
             };
             // Without it every small reply waits for Nagle and delayed ACKs (~40 ms).
             let _ = tcp.set_nodelay(true);
-            let tls = tls.clone();
+            let handshake = accept(tcp);
             tokio::spawn(async move {
-                if let Ok(stream) = tls.accept(tcp).await {
+                if let Some(stream) = handshake.await {
                     echo(stream).await;
                 }
             });
