@@ -20,7 +20,9 @@ use tokio::sync::watch;
 use tokio_openssl::SslStream;
 
 use crate::builder::{Builder, Policy, MIN_POLL_INTERVAL};
-use crate::material::{status_callback, IdentityFiles, Material, Staples, WatchedFiles};
+use crate::material::{
+    chain_stale_rule, status_callback, IdentityFiles, Material, Staples, WatchedFiles,
+};
 use crate::poll::Poller;
 use crate::reloader::{Build, Setup};
 use crate::session::{self, TrustId};
@@ -584,6 +586,7 @@ fn front_acceptor(
             return Err(ErrorStack::get());
         };
         snapshot.switch(ssl, served)?;
+        chain_stale_rule(ssl, &snapshot.ctx)?;
         Ok(ClientHelloResponse::SUCCESS)
     });
     // Acknowledges the client's SNI, so that sessions record the name.

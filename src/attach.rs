@@ -32,7 +32,7 @@ use openssl::stack::StackRef;
 use openssl::x509::{X509Ref, X509};
 
 use crate::ffi;
-use crate::material::status_callback;
+use crate::material::{chain_stale_rule, status_callback};
 use crate::session::{self, SidCtx};
 use crate::sites::{client_hello_sni, normalize_into, Served, Snapshot};
 use crate::{ClientAuth, Error, ReloadingAcceptor, ReloadingConnector};
@@ -343,6 +343,7 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Re
     served.install_certs(ssl)?;
     if let Some(auth) = acceptor.inner.auth {
         set_trust(ssl, &snapshot.ctx, auth.verify_mode())?;
+        chain_stale_rule(ssl, &snapshot.ctx)?;
     }
     session::rebind(ssl, &sid)?;
     Ok(())

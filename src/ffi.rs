@@ -103,6 +103,13 @@ extern "C" {
         sid_ctx_len: c_uint,
     ) -> c_int;
 
+    /// The verify callback a store starts each verification with, if any.
+    pub(crate) fn X509_STORE_get_verify_cb(store: *const X509_STORE) -> Option<VerifyCallback>;
+
+    /// A connection's own verify callback, which OpenSSL runs instead of its
+    /// store's; copied from its context at `SSL_new`.
+    pub(crate) fn SSL_get_verify_callback(ssl: *const SSL) -> Option<VerifyCallback>;
+
     /// Sets one connection's state-change callback, which then runs instead of
     /// its context's.
     pub(crate) fn SSL_set_info_callback(ssl: *mut SSL, callback: Option<InfoCallback>);

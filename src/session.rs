@@ -277,3 +277,90 @@ impl Write for Sink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use openssl::ssl::{SslAcceptor, SslContext, SslMethod, SslVerifyMode};
+
+    use super::{bind, context_session_id, TrustId, SESSION_ID_CONTEXT};
+
+    #[test]
+    fn a_contexts_session_id_context_is_read_back() {
+        let mut app = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+        app.set_session_id_context(b"internal").unwrap();
+        let app = app.build().into_context();
+        assert_eq!(context_session_id(&app).unwrap(), b"internal");
+        let plain = SslContext::builder(SslMethod::tls_server())
+            .unwrap()
+            .build();
+        assert_eq!(context_session_id(&plain).unwrap(), b"");
+    }
+
+    #[test]
+    fn every_field_changes_the_binding() {
+        let sites = |trust: TrustId, path: &str| trust.sites([Path::new(path)]).unwrap();
+        let other_trust = TrustId([7; 16]);
+        let required = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
+        let base = bind(
+            b"app",
+            required,
+            &sites(TrustId::NONE, "/a/www.pem"),
+            Some("a.example"),
+        );
+        let variants = [
+            bind(
+                b"other",
+                required,
+                &sites(TrustId::NONE, "/a/www.pem"),
+                Some("a.example"),
+            ),
+            bind(
+                b"app",
+                SslVerifyMode::NONE,
+                &sites(TrustId::NONE, "/a/www.pem"),
+                Some("a.example"),
+            ),
+            bind(
+                b"app",
+                required,
+                &sites(other_trust, "/a/www.pem"),
+                Some("a.example"),
+            ),
+            bind(
+                b"app",
+                required,
+                &sites(TrustId::NONE, "/a/www/tls.crt"),
+                Some("a.example"),
+            ),
+            bind(
+                b"app",
+                required,
+                &sites(TrustId::NONE, "/a/www.pem"),
+                Some("b.example"),
+            ),
+            bind(b"app", required, &sites(TrustId::NONE, "/a/www.pem"), None),
+        ];
+        let base = base.unwrap();
+        assert!(base.starts_with(SESSION_ID_CONTEXT));
+        for (i, variant) in variants.into_iter().enumerate() {
+            assert_ne!(
+                variant.unwrap(),
+                base,
+                "field {i} did not change the binding"
+            );
+        }
+        let again = bind(
+            b"app",
+            required,
+            &sites(TrustId::NONE, "/a/www.pem"),
+            Some("a.example"),
+        );
+        assert_eq!(
+            again.unwrap(),
+            base,
+            "the binding is a function of its fields"
+        );
+    }
+}

@@ -28,7 +28,7 @@ use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use zeroize::Zeroizing;
 
-pub(crate) use self::crl::CrlOptions;
+pub(crate) use self::crl::{chain_stale_rule, CrlOptions};
 pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
