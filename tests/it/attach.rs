@@ -304,3 +304,61 @@ fn attached_context_staples_the_certificates_staple() {
         .unwrap();
     assert_eq!(stream.ssl().ocsp_status(), Some(&staple[..]));
 }
+
+/// For a certificate the reloader has no staple for, the status callback attach
+/// installs calls the one the application had set, which staples its own.
+#[test]
+fn attached_context_keeps_the_applications_status_callback_without_a_staple() {
+    let dir = TempDir::new().unwrap();
+    let ca = Ca::new("attach app-staple CA");
+    leaf(&ca).write(dir.path());
+    let tls = acceptor(dir.path(), None);
+    let mut app = app_context();
+    app.set_status_callback(|ssl| {
+        ssl.set_ocsp_status(b"the application's own staple")?;
+        Ok(true)
+    })
+    .unwrap();
+    tls.attach(&mut app).unwrap();
+    let addr = serve(app.build().into_context());
+
+    let connector = client(&ca, None);
+    let mut config = connector.configure().unwrap();
+    config.set_status_type(StatusType::OCSP).unwrap();
+    let stream = config
+        .connect("localhost", TcpStream::connect(addr).unwrap())
+        .unwrap();
+    assert_eq!(
+        stream.ssl().ocsp_status(),
+        Some(&b"the application's own staple"[..])
+    );
+}
+
+/// Attaching twice is refused and leaves the first attachment serving.
+#[test]
+fn a_second_attach_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let ca = Ca::new("attach twice CA");
+    let first = leaf(&ca);
+    first.write(dir.path());
+    let tls = acceptor(dir.path(), None);
+    let mut app = app_context();
+    tls.attach(&mut app).unwrap();
+    let other_dir = TempDir::new().unwrap();
+    leaf(&ca).write(other_dir.path());
+    let other = acceptor(other_dir.path(), None);
+    let error = other.attach(&mut app).unwrap_err();
+    assert!(
+        matches!(error, openssl_reload::Error::AlreadyAttached),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "a reloader is attached to this context already"
+    );
+    let addr = serve(app.build().into_context());
+    assert_eq!(
+        connect(&client(&ca, None), addr).unwrap().serial,
+        first.serial
+    );
+}
