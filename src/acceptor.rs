@@ -196,6 +196,7 @@ pub struct ServerSide {
     ticket_keys: KeySource,
     sites: SiteOptions,
     ocsp_staple: Option<PathBuf>,
+    ocsp_issuer: Option<PathBuf>,
 }
 
 impl Default for ServerSide {
@@ -206,6 +207,7 @@ impl Default for ServerSide {
             ticket_keys: KeySource::default(),
             sites: SiteOptions::default(),
             ocsp_staple: None,
+            ocsp_issuer: None,
         }
     }
 }
@@ -371,6 +373,19 @@ impl Builder<ServerSide> {
         self
     }
 
+    /// The issuer of the [`identity`](Builder::identity)'s certificate (or, without
+    /// one, of the first [`site`](Self::site)'s), for checking its OCSP staple,
+    /// where the certificate file holds the leaf alone: a PEM or DER
+    /// certificate, watched and reloaded with the staple. Without it, every
+    /// certificate's issuer may also come from `<certificate file>.issuer`
+    /// (HAProxy's name) when that file exists. A private CA that issues leaves
+    /// directly then staples without shipping its root in the certificate
+    /// file; nginx looks the issuer up in its trusted certificates instead.
+    pub fn ocsp_issuer(mut self, path: impl Into<PathBuf>) -> Self {
+        self.side.ocsp_issuer = Some(path.into());
+        self
+    }
+
     /// How long a directory site whose files are gone is still served (default
     /// 5 s): a tool that deletes a pair and writes it again within it never
     /// drops the name.
@@ -424,9 +439,15 @@ impl Builder<ServerSide> {
         if options.explicit.is_empty() && options.dirs.is_empty() {
             return Err(Error::NoIdentity);
         }
-        let mut ocsp = HashMap::new();
-        if let (Some(staple), Some(first)) = (&self.side.ocsp_staple, options.explicit.first()) {
-            ocsp.insert(first.cert_path().to_owned(), staple.clone());
+        let (mut ocsp, mut ocsp_issuer) = (HashMap::new(), HashMap::new());
+        if let Some(first) = options.explicit.first() {
+            let cert = first.cert_path();
+            if let Some(staple) = &self.side.ocsp_staple {
+                ocsp.insert(cert.to_owned(), staple.clone());
+            }
+            if let Some(issuer) = &self.side.ocsp_issuer {
+                ocsp_issuer.insert(cert.to_owned(), issuer.clone());
+            }
         }
         let site_setup = SiteSetup {
             checks: self.checks.clone(),
@@ -435,6 +456,7 @@ impl Builder<ServerSide> {
             poll_interval: self.poll_interval,
             allow_missing: self.allow_missing_at_start,
             ocsp,
+            ocsp_issuer,
             staples: Staples::default(),
             fast_path: None,
         };
@@ -444,6 +466,7 @@ impl Builder<ServerSide> {
             ca: self.files.ca.clone(),
             crl: self.files.crl.clone(),
             ocsp: None,
+            ocsp_issuer: None,
             passphrase: crate::Passphrase::default(),
         };
         // Sites::start says it once everything has loaded.

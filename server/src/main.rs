@@ -210,6 +210,9 @@ pub(crate) fn acceptor_builder(
     if let Some(staple) = &identity.ocsp_staple {
         builder = builder.ocsp_staple(staple);
     }
+    if let Some(issuer) = &identity.ocsp_issuer {
+        builder = builder.ocsp_issuer(issuer);
+    }
     Ok(Some(
         builder
             .strict_sni(identity.strict_sni)

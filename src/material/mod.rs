@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
+use openssl::x509::X509;
 use zeroize::Zeroizing;
 
 pub(crate) use self::crl::{chain_stale_rule, CrlOptions};
@@ -94,6 +95,9 @@ pub(crate) struct WatchedFiles {
     pub(crate) crl: Option<PathBuf>,
     /// The identity's OCSP staple; only with `identity`.
     pub(crate) ocsp: Option<OcspFile>,
+    /// The certificate's issuer, for checking the staple, where the
+    /// certificate file does not hold it; only with `ocsp`.
+    pub(crate) ocsp_issuer: Option<OcspFile>,
     pub(crate) passphrase: Passphrase,
 }
 
@@ -114,6 +118,7 @@ impl WatchedFiles {
         paths.extend(self.ca.clone());
         paths.extend(self.crl.clone());
         paths.extend(self.ocsp.as_ref().map(|o| o.path().to_owned()));
+        paths.extend(self.ocsp_issuer.as_ref().map(|o| o.path().to_owned()));
         paths.extend(self.passphrase.path().map(Path::to_owned));
         paths
     }
@@ -144,25 +149,24 @@ impl WatchedFiles {
             Some(path) => Some(read::read_file(path, limit)?),
             None => None,
         };
-        // A staple that cannot be read is reported, not fatal: the certificate
-        // is served without it.
-        let ocsp = self.ocsp.as_ref().and_then(|file| {
-            match read::read_file(file.path(), limit) {
-                // `<cert>.ocsp` is optional: none there, no staple.
-                Err(Error::Io { source, .. })
-                    if matches!(file, OcspFile::Beside(_))
-                        && source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    None
-                }
-                read => Some(read.map_err(|e| e.to_string())),
-            }
-        });
+        // A staple (or its issuer) that cannot be read is reported, not fatal:
+        // the certificate is served without it.
+        let ocsp = self
+            .ocsp
+            .as_ref()
+            .and_then(|file| read_optional(file, limit));
+        let ocsp_issuer = match ocsp {
+            Some(_) => self
+                .ocsp_issuer
+                .as_ref()
+                .and_then(|file| read_optional(file, limit)),
+            None => None,
+        };
         let digest = digest(
             identity.as_ref(),
             ca.as_deref(),
             crl.as_deref(),
-            ocsp.as_ref(),
+            [ocsp.as_ref(), ocsp_issuer.as_ref()],
         )
         .map_err(Error::openssl("hash the files"))?;
         Ok(RawMaterial {
@@ -170,6 +174,7 @@ impl WatchedFiles {
             ca,
             crl,
             ocsp,
+            ocsp_issuer,
             digest,
         })
     }
@@ -199,7 +204,7 @@ impl WatchedFiles {
                 if let (Some(trust), true) = (&trust, checks.chain_to_ca) {
                     trust.check_chain(files.cert_path(), &identity.cert, &identity.chain)?;
                 }
-                self.staple(&mut identity, raw.ocsp)?;
+                self.staple(&mut identity, raw.ocsp, raw.ocsp_issuer)?;
                 Some(identity)
             }
             _ => None,
@@ -218,14 +223,26 @@ impl WatchedFiles {
         &self,
         identity: &mut Identity,
         raw: Option<Result<Vec<u8>, String>>,
+        raw_issuer: Option<Result<Vec<u8>, String>>,
     ) -> Result<(), Error> {
         let (Some(file), Some(raw)) = (&self.ocsp, raw) else {
             return self.require_staple(identity, "no staple file");
         };
         let path = file.path();
-        let (staple, info) = match raw {
-            Ok(der) => ocsp::check(path, &der, &identity.cert, &identity.chain),
-            Err(reason) => {
+        let issuer = match (&self.ocsp_issuer, raw_issuer) {
+            (Some(file), Some(Ok(bytes))) => {
+                parse::parse_certificates(file.path(), &bytes, "OCSP issuer certificate")
+                    .map_err(|e| e.report().to_string())
+            }
+            (_, Some(Err(reason))) => Err(reason),
+            _ => Ok(Vec::new()),
+        };
+        let (staple, info) = match (raw, issuer) {
+            (Ok(der), Ok(issuer)) => {
+                let candidates: Vec<X509> = identity.chain.iter().cloned().chain(issuer).collect();
+                ocsp::check(path, &der, &identity.cert, &candidates)
+            }
+            (Err(reason), _) | (_, Err(reason)) => {
                 let mut info = OcspInfo::new(path);
                 info.error = Some(reason);
                 (None, info)
@@ -290,12 +307,26 @@ impl WatchedFiles {
     }
 }
 
+/// An optional file's bytes: `None` for a `<cert>.suffix` file that is not
+/// there, the reason as text for one that cannot be read.
+fn read_optional(file: &OcspFile, limit: u64) -> Option<Result<Vec<u8>, String>> {
+    match read::read_file(file.path(), limit) {
+        Err(Error::Io { source, .. })
+            if matches!(file, OcspFile::Beside(_))
+                && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            None
+        }
+        read => Some(read.map_err(|e| e.to_string())),
+    }
+}
+
 /// SHA-256 over the length-prefixed bytes of every file.
 fn digest(
     identity: Option<&RawIdentity>,
     ca: Option<&[u8]>,
     crl: Option<&[u8]>,
-    ocsp: Option<&Result<Vec<u8>, String>>,
+    optional: [Option<&Result<Vec<u8>, String>>; 2],
 ) -> Result<[u8; 32], ErrorStack> {
     let mut hasher = Hasher::new(MessageDigest::sha256())?;
     let mut feed = |bytes: &[u8]| -> Result<(), ErrorStack> {
@@ -319,10 +350,13 @@ fn digest(
     if let Some(crl) = crl {
         feed(crl)?;
     }
-    match ocsp {
-        Some(Ok(der)) => feed(der)?,
-        Some(Err(reason)) => feed(reason.as_bytes())?,
-        None => {}
+    for file in optional {
+        match file {
+            Some(Ok(der)) => feed(der)?,
+            Some(Err(reason)) => feed(reason.as_bytes())?,
+            // Absent and empty hash apart.
+            None => feed(b"\0absent")?,
+        }
     }
     let mut out = [0; 32];
     out.copy_from_slice(&hasher.finish()?);
@@ -344,6 +378,7 @@ pub(crate) struct RawMaterial {
     ca: Option<Vec<u8>>,
     crl: Option<Vec<u8>>,
     ocsp: Option<Result<Vec<u8>, String>>,
+    ocsp_issuer: Option<Result<Vec<u8>, String>>,
     pub(crate) digest: [u8; 32],
 }
 

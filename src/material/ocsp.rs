@@ -42,8 +42,19 @@ pub(crate) enum OcspFile {
 impl OcspFile {
     /// `<cert>.ocsp`, the name HAProxy reads too.
     pub(crate) fn beside(cert: &Path) -> Self {
+        Self::beside_with(cert, ".ocsp")
+    }
+
+    /// `<cert>.issuer`, HAProxy's name for the certificate's issuer when the
+    /// certificate file does not hold it (a leaf issued by a root that is not
+    /// shipped to clients).
+    pub(crate) fn issuer_beside(cert: &Path) -> Self {
+        Self::beside_with(cert, ".issuer")
+    }
+
+    fn beside_with(cert: &Path, suffix: &str) -> Self {
         let mut name = cert.as_os_str().to_owned();
-        name.push(".ocsp");
+        name.push(suffix);
         Self::Beside(PathBuf::from(name))
     }
 
@@ -157,8 +168,9 @@ fn check_into(
         .iter()
         .find(|c| c.issued(cert) == X509VerifyResult::OK)
         .ok_or_else(|| {
-            "the certificate's issuer is not in its file: append the chain (leaf, then its \
-             issuer) so that the staple can be checked"
+            "the certificate's issuer is in neither its file nor an issuer file: append the \
+             chain (leaf, then its issuer), or put the issuer in `<certificate file>.issuer` \
+             (or ocsp_issuer), so that the staple can be checked"
                 .to_owned()
         })?;
     // Responders use SHA-1 IDs (openssl ocsp's default) or SHA-256; a digest

@@ -83,6 +83,10 @@ pub(crate) struct SiteSetup {
     /// Staple files given for certificates (by certificate path); any other
     /// certificate's is `<certificate file>.ocsp`, if it exists.
     pub(crate) ocsp: HashMap<PathBuf, PathBuf>,
+    /// Issuer files given for certificates (by certificate path), for checking
+    /// their staples; any other certificate's is `<certificate file>.issuer`,
+    /// if it exists.
+    pub(crate) ocsp_issuer: HashMap<PathBuf, PathBuf>,
     /// The staples of the snapshot in service, for the status callback.
     pub(crate) staples: Staples,
     /// Builds the default site's context from the trust context (none for a
@@ -767,11 +771,16 @@ fn site_engine(
         Some(given) => OcspFile::Given(given.clone()),
         None => OcspFile::beside(cert),
     };
+    let ocsp_issuer = match setup.ocsp_issuer.get(cert) {
+        Some(given) => OcspFile::Given(given.clone()),
+        None => OcspFile::issuer_beside(cert),
+    };
     let files = WatchedFiles {
         identity: Some(source.files.clone()),
         ca: setup.chain_ca.clone(),
         crl: None,
         ocsp: Some(ocsp),
+        ocsp_issuer: Some(ocsp_issuer),
         passphrase: setup.passphrase.clone(),
     };
     Engine::start(

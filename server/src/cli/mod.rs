@@ -152,12 +152,22 @@ pub(crate) struct IdentityArgs {
     /// certificate. Without it, each certificate's staple is `<cert file>.ocsp`
     /// when that file exists. A staple is sent to clients that ask only while it
     /// is a response for the certificate in service, from its issuer (which the
-    /// --cert file must hold after the leaf) or a delegated responder, with status
+    /// --cert file holds after the leaf, or --ocsp-issuer, or `<cert file>.issuer`)
+    /// or a delegated responder, with status
     /// good, and within thisUpdate/nextUpdate; otherwise it is logged once and not
     /// stapled, and the certificate keeps serving. A must-staple certificate is
     /// refused without a valid staple.
     #[arg(long, env = "OPENSSL_RELOAD_OCSP_STAPLE", value_name = "FILE")]
     pub(crate) ocsp_staple: Option<PathBuf>,
+
+    /// Issuer of the first --cert (or of --pkcs12), for checking its OCSP staple
+    ///
+    /// A PEM or DER certificate, watched with the staple, for a certificate file
+    /// that holds the leaf alone (a private CA issuing leaves directly, whose
+    /// root clients already have). Without it, each certificate's issuer may
+    /// also come from `<cert file>.issuer` when that file exists.
+    #[arg(long, env = "OPENSSL_RELOAD_OCSP_ISSUER", value_name = "FILE")]
+    pub(crate) ocsp_issuer: Option<PathBuf>,
 
     /// Directory of sites, each chosen by SNI and reloaded on its own
     ///

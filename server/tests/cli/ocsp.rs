@@ -188,3 +188,52 @@ fn check_validates_a_given_staple() {
         "{err}"
     );
 }
+
+/// A leaf issued by the root directly, in a certificate file that holds the
+/// leaf alone (the root is not shipped to clients): the staple is checked
+/// against `<cert file>.issuer` (HAProxy's name) or `--ocsp-issuer`, and
+/// stapled; without either it cannot be checked and is not.
+#[test]
+fn a_root_issued_leaf_is_stapled_with_its_issuer_beside_it_or_given() {
+    if !clients_available() {
+        return;
+    }
+    let f = Files::new();
+    fs::write(&f.cert, f.leaf.cert_pem()).unwrap();
+    write_atomic(&f.beside(), &f.staple(&[]));
+    let (cert, key) = (f.cert.display().to_string(), f.key.display().to_string());
+    let server = Server::start(&f.args(&cert, &key));
+    let status = server.status(&f.ca_pem);
+    let ocsp = &status["certificate"]["ocsp"];
+    assert_eq!(ocsp["stapled"], false, "{status:#}");
+    assert!(
+        ocsp["error"].as_str().unwrap().contains(".issuer"),
+        "the error says where the issuer may go: {status:#}"
+    );
+
+    let issuer = f.dir.path().join("tls.crt.issuer");
+    write_atomic(&issuer, &f.ca.ca.pem());
+    eventually("the staple checked against tls.crt.issuer", || {
+        let now = s_client_status(server.addr, &f.ca_pem);
+        now.contains("Cert Status: good").then_some(())
+    });
+    drop(server);
+
+    fs::remove_file(&issuer).unwrap();
+    let given = f.dir.path().join("root.pem");
+    write_atomic(&given, &f.ca.ca.pem());
+    let given = given.display().to_string();
+    let out = command()
+        .args(["check", "--cert", &cert, "--key", &key])
+        .args(["--ocsp-staple", &f.beside().display().to_string()])
+        .args(["--ocsp-issuer", &given])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("OCSP:       good"), "{text}");
+}
