@@ -12,7 +12,11 @@
 //! fifth cycle a client handshakes, offering its last session and asking for a
 //! staple, and checks that the certificate and staple it receives are the ones
 //! just written; so the ticket key callback, the session-to-trust binding,
-//! declined sessions and the status callback all run.
+//! declined sessions and the status callback all run. A second handshake, with
+//! a session of its own, goes to an application context the acceptor is
+//! attached to (its own session id context, read back at attach, and its own
+//! verify callback, which the stale-CRL rule chains to, as it does to the
+//! policy's on the acceptor), so the attach path's session calls run too.
 //! Everything is dropped before `main` returns, so a leak checker sees only what
 //! the crate fails to free.
 //!
@@ -32,7 +36,9 @@ use openssl_reload::openssl::ec::{EcGroup, EcKey};
 use openssl_reload::openssl::hash::MessageDigest;
 use openssl_reload::openssl::nid::Nid;
 use openssl_reload::openssl::pkey::{PKey, Private};
-use openssl_reload::openssl::ssl::{SslConnector, SslMethod, SslSession, StatusType};
+use openssl_reload::openssl::ssl::{
+    SslAcceptor, SslConnector, SslMethod, SslSession, SslVerifyMode, StatusType,
+};
 use openssl_reload::openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, CrlNumber, SubjectAlternativeName,
 };
@@ -58,6 +64,7 @@ fn main() -> Result<()> {
     let crl_file = dir.path().join("ca.crl");
     write_file(&crl_file, &material.crls[0])?;
 
+    let required = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
     let tls = ReloadingAcceptor::builder()
         .identity(&cert, &key)
         .ca(&ca_file)
@@ -65,14 +72,24 @@ fn main() -> Result<()> {
         .client_auth(ClientAuth::Required)
         .ticket_key_rotation(Duration::from_millis(100), 10)
         .poll_interval(Duration::from_millis(20))
+        .policy(move |ctx| {
+            ctx.set_verify_callback(required, |ok, _| ok);
+            Ok(())
+        })
         .build()?;
+    let mut app = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    app.set_session_id_context(b"reload_cycle")?;
+    app.set_verify_callback(required, |ok, _| ok);
+    tls.attach(&mut app)?;
+    let app = app.build();
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let handshakes = cycles.div_ceil(HANDSHAKE_EVERY);
-    let server = serve(tls.clone(), listener, handshakes);
+    let handshakes = 2 * cycles.div_ceil(HANDSHAKE_EVERY);
+    let server = serve(tls.clone(), app, listener, handshakes);
     let connector = material.client()?;
 
-    let (mut session, mut resumed) = (None, 0);
+    // One session for each way of serving: a session binds to the context.
+    let (mut sessions, mut resumed): ([Option<SslSession>; 2], usize) = ([None, None], 0);
     for i in 0..cycles {
         let pair = &material.pairs[(i + 1) % 2];
         write_pair(dir.path(), &material, (i + 1) % 2)?;
@@ -86,10 +103,12 @@ fn main() -> Result<()> {
         tls.reload_now()?;
         if i % HANDSHAKE_EVERY == 0 {
             let staple = &material.staples[(i + 1) % 2];
-            let (next, reused) = handshake(&connector, addr, session.as_ref(), &pair.0, staple)
-                .map_err(|e| format!("cycle {i}: {e}"))?;
-            session = next;
-            resumed += usize::from(reused);
+            for session in &mut sessions {
+                let (next, reused) = handshake(&connector, addr, session.as_ref(), &pair.0, staple)
+                    .map_err(|e| format!("cycle {i}: {e}"))?;
+                *session = next;
+                resumed += usize::from(reused);
+            }
         }
     }
     server.join().map_err(|_| "server thread panicked")??;
@@ -162,17 +181,20 @@ impl Material {
     }
 }
 
-/// A server thread that accepts `handshakes` connections on `listener`, echoes
-/// four bytes on each and closes it.
+/// A server thread that accepts `handshakes` connections on `listener`, the
+/// even ones through the acceptor and the odd ones through the attached
+/// application context, echoes four bytes on each and closes it.
 fn serve(
     tls: ReloadingAcceptor,
+    app: SslAcceptor,
     listener: TcpListener,
     handshakes: usize,
 ) -> std::thread::JoinHandle<Result<()>> {
     std::thread::spawn(move || -> Result<()> {
-        for _ in 0..handshakes {
+        for n in 0..handshakes {
             let (tcp, _) = listener.accept()?;
-            let mut stream = tls.acceptor().accept(tcp)?;
+            let acceptor = if n % 2 == 0 { tls.acceptor() } else { &app };
+            let mut stream = acceptor.accept(tcp)?;
             let mut buf = [0; 4];
             stream.read_exact(&mut buf)?;
             stream.write_all(&buf)?;
