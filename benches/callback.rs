@@ -9,8 +9,10 @@
 //!   group;
 //! - `ssl_new`: `Ssl::new` on a plain context and on the crate's front context;
 //! - `handshake_in_memory`: a whole TLS 1.3 handshake (ECDSA P-256) through
-//!   in-memory pipes, on a plain acceptor (no callback) and on the crate's front
-//!   acceptor (callback), so the callback is seen next to what it is part of;
+//!   in-memory pipes, on a plain acceptor (no callback), on the crate's front
+//!   acceptor (callback) and on an application's context the acceptor is
+//!   attached to (client hello and certificate callbacks, each hashing the
+//!   session binding), so the callbacks are seen next to what they are part of;
 //! - `reload`: what one reload costs off the handshake path (`reload_now` on
 //!   changed files, acceptor-swap's rebuild from files, and the bare
 //!   `SSL_CTX_new` of Mozilla's intermediate profile), to read the rotation
@@ -38,6 +40,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     plain: SslAcceptor,
     reloading: ReloadingAcceptor,
+    /// An application's acceptor (Mozilla's profile) with `reloading` attached.
+    attached: SslAcceptor,
     /// What the callback loads from: an `ArcSwap` holding the crate's current context.
     current: ArcSwap<SslContext>,
     connector: SslConnector,
@@ -54,7 +58,11 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         .policy(server_policy)
         .build()
         .unwrap();
+    let mut attached = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    server_policy(&mut attached).unwrap();
+    reloading.attach(&mut attached).unwrap();
     Fixture {
+        attached: attached.build(),
         plain: static_acceptor(&pair),
         current: ArcSwap::from_pointee(reloading.current_context()),
         reloading,
@@ -174,6 +182,13 @@ mod handshake_in_memory {
     #[divan::bench]
     fn reloading_callback() {
         handshake(FIXTURE.reloading.acceptor(), &FIXTURE.connector);
+    }
+
+    /// An application's context with the acceptor attached: the certificate
+    /// installed per handshake, the session bound in both callbacks.
+    #[divan::bench]
+    fn attached_callbacks() {
+        handshake(&FIXTURE.attached, &FIXTURE.connector);
     }
 }
 

@@ -362,3 +362,94 @@ fn a_second_attach_is_refused() {
         first.serial
     );
 }
+
+/// A session OpenSSL resumed on an attached front context, for a name the
+/// application now switches to another context that calls `install`: it is
+/// too late for a full handshake, so `install` refuses the resumed session
+/// (`Error::ResumedElsewhere`), and a fresh handshake gets the other
+/// reloader's certificate.
+#[test]
+fn install_refuses_a_session_resumed_under_another_binding() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (front_dir, other_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let ca = Ca::new("install refusal CA");
+    leaf(&ca).write(front_dir.path());
+    let other_leaf = leaf(&ca);
+    other_leaf.write(other_dir.path());
+    let (front_tls, other_tls) = (
+        acceptor(front_dir.path(), None),
+        acceptor(other_dir.path(), None),
+    );
+    let switched = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicBool::new(false));
+    let other_ctx = app_context().build().into_context();
+    let mut front = app_context();
+    front_tls.attach(&mut front).unwrap();
+    let (flag, seen) = (Arc::clone(&switched), Arc::clone(&refused));
+    front.set_servername_callback(move |ssl, _| {
+        if !flag.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        ssl.set_ssl_context(&other_ctx).unwrap();
+        other_tls.install(ssl).map_err(|e| {
+            if matches!(e, openssl_reload::Error::ResumedElsewhere { .. }) {
+                seen.store(true, Ordering::SeqCst);
+            }
+            openssl::ssl::SniError::ALERT_FATAL
+        })
+    });
+    let addr = serve(front.build().into_context());
+
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.cert_store_mut().add_cert(ca.cert).unwrap();
+    b.set_max_proto_version(Some(openssl::ssl::SslVersion::TLS1_3))
+        .unwrap();
+    let connector = b.build();
+    let talk = |session: Option<&openssl::ssl::SslSessionRef>| {
+        let mut ssl = connector
+            .configure()
+            .unwrap()
+            .into_ssl("localhost")
+            .unwrap();
+        if let Some(session) = session {
+            // SAFETY: the session comes from a connection of this connector.
+            #[allow(unsafe_code)]
+            unsafe {
+                ssl.set_session(session).unwrap();
+            }
+        }
+        let mut tls = ssl.connect(TcpStream::connect(addr).unwrap()).ok()?;
+        let mut buf = [0; 3];
+        tls.read_exact(&mut buf).ok()?;
+        // A clean close keeps the session resumable.
+        let _ = tls.shutdown();
+        let ssl = tls.ssl();
+        let serial = support::serial_hex(ssl.peer_certificate().unwrap().as_ref());
+        Some((
+            ssl.session_reused(),
+            serial,
+            ssl.session().unwrap().to_owned(),
+        ))
+    };
+    let (_, _, session) = talk(None).expect("a full handshake on the front context");
+    let (resumed, _, session) = talk(Some(&session)).expect("resumed on the front context");
+    assert!(
+        resumed,
+        "the control: the session resumes where it was made"
+    );
+
+    switched.store(true, Ordering::SeqCst);
+    assert!(
+        talk(Some(&session)).is_none(),
+        "a session made on the front context was served after the switch"
+    );
+    assert!(
+        refused.load(Ordering::SeqCst),
+        "install refused it as resumed elsewhere"
+    );
+    let (resumed, serial, _) = talk(None).expect("a fresh handshake");
+    assert!(!resumed);
+    assert_eq!(serial, other_leaf.serial);
+}
