@@ -5,7 +5,8 @@
 # tests/c/ and the example of docs/c-api.md with the flags of
 # `pkg-config openssl-reload` (the static library too); then the programs run
 # under valgrind, the error paths alone and the server and client driven over
-# real sockets by server/tests/cli/capi.rs.
+# real sockets by server/tests/cli/capi.rs (session resumption across contexts:
+# capi/sessions.rs with tests/c/sessions.c).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,7 @@ g++ -std=c++17 -Wall -Wextra -Werror -Icapi/include -fsyntax-only tests/c/header
 
 echo "--- ci/capi.sh: the library, installed as a distribution lays it out"
 cargo build --locked -p openssl-reload-capi
-lib=target/debug
+lib="${CARGO_TARGET_DIR:-target}/debug"
 readelf -d "$lib/libopenssl_reload.so" | grep -q 'SONAME.*libopenssl_reload.so.0' ||
   { echo "libopenssl_reload.so lacks the SONAME libopenssl_reload.so.0" >&2; exit 1; }
 capi/install.sh --destdir "$out/stage" --prefix /usr --from "$lib"
@@ -42,7 +43,7 @@ mkdir "$out/bin"
 # openssl-reload.pc lists as Requires.private: the library's own dependency).
 cflags="$(pkg-config --cflags openssl-reload)"
 libs="$(pkg-config --libs openssl-reload libssl libcrypto) -Wl,-rpath,$out/stage/usr/lib"
-for program in smoke server client; do
+for program in smoke server client sessions; do
   # shellcheck disable=SC2086 # word splitting of the flags is intended
   gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "tests/c/$program.c" $libs -o "$out/bin/$program"
 done

@@ -114,9 +114,12 @@ static void serve_one(SSL_CTX *ctx, int fd) {
     const unsigned char *proto = NULL;
     unsigned int proto_len = 0;
     SSL_get0_alpn_selected(ssl, &proto, &proto_len);
+    if (proto_len == 0) {
+      proto = (const unsigned char *)"none";
+      proto_len = 4;
+    }
     char line[64];
-    int n = snprintf(line, sizeof line, "hello alpn=%.*s\n", (int)proto_len,
-                     proto_len ? (const char *)proto : "none");
+    int n = snprintf(line, sizeof line, "hello alpn=%.*s\n", (int)proto_len, (const char *)proto);
     if (SSL_write(ssl, line, n) > 0) SSL_shutdown(ssl);
   } else {
     ERR_clear_error(); /* a refused client: on to the next one */

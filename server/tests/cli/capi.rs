@@ -4,6 +4,9 @@
 //! program runs under valgrind: no error, nothing definitely lost, whatever
 //! the order of attach, rotation and free.
 //!
+//! `sessions` checks session resumption across the application's contexts
+//! (`tests/c/sessions.c`) and after a client CA is dropped.
+//!
 //! ci/capi.sh builds the library, installs it in a staging directory, compiles
 //! the programs with the flags of `pkg-config openssl-reload` and runs these
 //! tests with `--ignored`, naming the directory in `OPENSSL_RELOAD_C_PROGRAMS`.
@@ -22,6 +25,10 @@ use crate::clients::output_within_deadline;
 use crate::fixture::{private, replace_private, Files};
 use crate::harness::Lines;
 use crate::support::{serial_hex, write_atomic, write_in_place, Leaf};
+
+/// Session resumption: contexts attached to one reloader, a servername switch
+/// to another, install after a CA drop.
+mod sessions;
 
 /// How long a C program under valgrind gets to start, answer or exit: valgrind
 /// makes it tens of times slower than native.
