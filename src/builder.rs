@@ -139,6 +139,11 @@ impl<S> Builder<S> {
     /// that issues peers, or their handshakes fail ("unable to get certificate
     /// CRL"). See [`stale_crl`](Self::stale_crl) for a CRL that ages in service.
     ///
+    /// Complete CRLs only: a file holding a delta CRL (one with the Delta CRL
+    /// Indicator extension) is refused ([`Error::Crl`](crate::Error::Crl)). OpenSSL, unless told to
+    /// use deltas, takes a newer delta for a complete CRL, so a delta that does
+    /// not repeat a revocation of its base would let that peer in.
+    ///
     /// ```no_run
     /// # fn run() -> Result<(), openssl_reload::Error> {
     /// use openssl_reload::{CrlCheck, ReloadingAcceptor};

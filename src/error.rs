@@ -158,9 +158,10 @@ pub enum Error {
         /// OpenSSL's verdict, e.g. "subject issuer mismatch".
         reason: String,
     },
-    /// A CRL file cannot be put in service: it holds no CRL, a CRL in it is not
-    /// signed by a CA of the bundle, is past its nextUpdate or not yet valid, or
-    /// there is no CA bundle to check it against.
+    /// A CRL file cannot be put in service: it holds no CRL, a CRL in it is a
+    /// delta CRL (only complete CRLs are supported), is not signed by a CA of
+    /// the bundle, is past its nextUpdate or not yet valid, or there is no CA
+    /// bundle to check it against.
     Crl {
         /// The CRL file.
         path: PathBuf,

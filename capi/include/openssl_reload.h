@@ -347,8 +347,9 @@ openssl_reload_result openssl_reload_server_builder_set_client_ca(openssl_reload
                                                                   uint32_t auth);
 
 /*
- A CRL file (PEM with one or more CRLs, or DER) for the client CA bundle,
- reloaded with it; `check` says which certificates are checked.
+ A CRL file (PEM with one or more complete CRLs, or DER; a delta CRL is
+ refused) for the client CA bundle, reloaded with it; `check` says which
+ certificates are checked.
 
  # Safety
 

@@ -380,8 +380,9 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
     }
 }
 
-/// A CRL file (PEM with one or more CRLs, or DER) for the client CA bundle,
-/// reloaded with it; `check` says which certificates are checked.
+/// A CRL file (PEM with one or more complete CRLs, or DER; a delta CRL is
+/// refused) for the client CA bundle, reloaded with it; `check` says which
+/// certificates are checked.
 ///
 /// # Safety
 ///

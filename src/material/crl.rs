@@ -118,8 +118,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Checks every CRL before it is published: signed by a CA of `cas` (whose
-/// name is its issuer), lastUpdate not in the future, nextUpdate not passed.
+/// Checks every CRL before it is published: a complete CRL, not a delta;
+/// signed by a CA of `cas` (whose name is its issuer); lastUpdate not in the
+/// future; nextUpdate not passed.
 pub(super) fn check(path: &Path, crls: &[X509Crl], cas: &[X509]) -> Result<Vec<CrlInfo>, Error> {
     let failed = |e| Error::parse(path, "CRL", e);
     let now = Asn1Time::days_from_now(0).map_err(failed)?;
@@ -130,6 +131,16 @@ pub(super) fn check(path: &Path, crls: &[X509Crl], cas: &[X509]) -> Result<Vec<C
             path: path.to_owned(),
             reason: format!("CRL {} (issuer {issuer}) {what}", index + 1),
         };
+        // Without X509_V_FLAG_USE_DELTAS OpenSSL scores a delta CRL like a
+        // complete one, so a newer delta that does not repeat a revocation
+        // would replace the base that holds it.
+        if is_delta(crl) {
+            return Err(refuse(
+                "is a delta CRL (it carries the Delta CRL Indicator extension); only complete \
+                 CRLs are supported"
+                    .to_owned(),
+            ));
+        }
         let mut signed = false;
         for ca in cas {
             if ca
@@ -190,6 +201,17 @@ pub(super) fn check(path: &Path, crls: &[X509Crl], cas: &[X509]) -> Result<Vec<C
         });
     }
     Ok(infos)
+}
+
+/// Whether `crl` is a delta CRL (RFC 5280 5.2.4): it carries the Delta CRL
+/// Indicator extension.
+fn is_delta(crl: &X509Crl) -> bool {
+    // SAFETY: the CRL is live and borrowed for the call; the lookup only reads
+    // its extensions and keeps no pointer.
+    let at = unsafe {
+        openssl_sys::X509_CRL_get_ext_by_NID(crl.as_ptr(), openssl_sys::NID_delta_crl, -1)
+    };
+    at >= 0
 }
 
 /// Puts `crls` in the store and turns on their checking.

@@ -17,7 +17,9 @@ use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
-use crate::support::{self, eventually, write_atomic, Ca, CliCa, Leaf, Seen, INTERVAL};
+use crate::support::{
+    self, eventually, openssl_time_ago, write_atomic, Ca, CliCa, Leaf, Seen, INTERVAL,
+};
 
 /// Only `reload_now` publishes.
 const NO_POLLING: Duration = Duration::from_secs(3600);
@@ -226,6 +228,60 @@ async fn a_crl_signed_by_another_ca_is_refused_at_start_up() {
         .build()
         .unwrap_err();
     assert!(error.to_string().contains("needs a CA bundle"), "{error}");
+}
+
+#[tokio::test]
+async fn a_crl_file_holding_a_delta_crl_is_refused_at_start_up() {
+    let setup = Setup::new("Clients CA");
+    setup.ca.revoke(&setup.alice.cert);
+    let base = setup.ca.crl(&["-crl_lastupdate", &openssl_time_ago(3600)]);
+    // A newer delta over that CRL that revokes nobody: scored like a complete
+    // CRL (OpenSSL without X509_V_FLAG_USE_DELTAS), it replaces the base.
+    let delta = setup.ca.delta_crl();
+    write_atomic(&setup.path("crl.pem"), &[base, delta].concat());
+    let error = setup.acceptor(NO_POLLING).build().unwrap_err();
+    assert!(matches!(error, Error::Crl { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("crl.pem"), "{message}");
+    assert!(message.contains("CRL 2"), "{message}");
+    assert!(message.contains("is a delta CRL"), "{message}");
+    assert!(message.contains("only complete CRLs"), "{message}");
+}
+
+#[tokio::test]
+async fn a_delta_crl_appended_in_service_is_refused_and_the_client_stays_revoked() {
+    let setup = Setup::new("Clients CA");
+    setup.ca.revoke(&setup.alice.cert);
+    let base = setup.ca.crl(&["-crl_lastupdate", &openssl_time_ago(3600)]);
+    write_atomic(&setup.path("crl.pem"), &base);
+    let tls = setup.acceptor(NO_POLLING).build().unwrap();
+    let server = support::serve(tls.clone()).await;
+    let (alice, bob) = (
+        client(&setup.alice, &setup.ca.ca),
+        client(&setup.bob, &setup.ca.ca),
+    );
+    assert!(talk(&alice, server.addr, None).await.is_err());
+
+    let delta = setup.ca.delta_crl();
+    write_atomic(&setup.path("crl.pem"), &[base, delta].concat());
+    let reloaded = tls.reload_now();
+    assert!(
+        talk(&alice, server.addr, None).await.is_err(),
+        "the delta CRL let Alice in"
+    );
+    let error = reloaded.unwrap_err();
+    assert!(error.to_string().contains("is a delta CRL"), "{error}");
+    talk(&bob, server.addr, None).await.unwrap();
+    let status = tls.status();
+    assert_eq!(status.crls.len(), 1);
+    assert_eq!(status.crls[0].revoked, 1);
+    let failure = status.last_error.expect("the refused file is reported");
+    assert!(
+        failure.message.contains("is a delta CRL"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(failure.path.as_deref(), Some(&*setup.path("crl.pem")));
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use openssl::x509::X509;
 use tempfile::TempDir;
@@ -27,9 +28,12 @@ impl CliCa {
         fs::write(
             d.join("ca.cnf"),
             format!(
-                "[ca]\ndefault_ca = local\n[local]\ndir = {}\ndatabase = $dir/index.txt\n\
+                "[ca]\ndefault_ca = local\n[local]\ndir = {0}\ndatabase = $dir/index.txt\n\
                  crlnumber = $dir/crlnumber\ncertificate = $dir/ca.pem\nprivate_key = $dir/ca.key\n\
-                 default_md = sha256\ndefault_crl_days = 1\n",
+                 default_md = sha256\ndefault_crl_days = 1\n\
+                 [delta_ca]\ndir = {0}\ndatabase = $dir/delta-index.txt\n\
+                 crlnumber = $dir/crlnumber\ncertificate = $dir/ca.pem\n\
+                 private_key = $dir/ca.key\ndefault_md = sha256\ndefault_crl_days = 1\n",
                 d.display()
             ),
         )
@@ -61,6 +65,42 @@ impl CliCa {
         let mut args = vec!["-gencrl"];
         args.extend_from_slice(extra);
         self.openssl(&args)
+    }
+
+    /// A delta CRL over the last CRL issued, listing no revocation made since,
+    /// as PEM: `openssl ca -gencrl` over an empty database, with the critical
+    /// Delta CRL Indicator extension (2.5.29.27, which `openssl ca` knows by no
+    /// name) holding the last CRL's number. It takes the next CRL number.
+    pub fn delta_crl(&self) -> Vec<u8> {
+        let d = self.dir.path();
+        let next = fs::read_to_string(d.join("crlnumber")).unwrap();
+        let base = u64::from_str_radix(next.trim(), 16).unwrap() - 1;
+        assert!(base > 0, "a delta CRL needs a complete CRL issued first");
+        let cnf = d.join("ca.cnf");
+        let mut text = fs::read_to_string(&cnf).unwrap();
+        let section = format!("delta_{base}");
+        if !text.contains(&format!("[{section}]")) {
+            text.push_str(&format!(
+                "[{section}]\n2.5.29.27 = critical,ASN1:INTEGER:{base}\n"
+            ));
+            fs::write(&cnf, text).unwrap();
+        }
+        fs::write(d.join("delta-index.txt"), b"").unwrap();
+        let delta = self.openssl(&["-name", "delta_ca", "-gencrl", "-crlexts", &section]);
+        let path = d.join("delta.pem");
+        fs::write(&path, &delta).unwrap();
+        let text = run(
+            Command::new("openssl")
+                .args(["crl", "-noout", "-text", "-in"])
+                .arg(&path),
+            "openssl crl -text",
+        );
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("Delta CRL Indicator") && text.contains("No Revoked Certificates"),
+            "not an empty delta CRL: {text}"
+        );
+        delta
     }
 
     /// A DER OCSP response for `cert` from `openssl ocsp -index ... -respout`,
@@ -145,6 +185,33 @@ impl CliCa {
         run(&mut cmd, "openssl ocsp");
         fs::read(&out).unwrap()
     }
+}
+
+/// `secs` seconds before now, in the form `openssl ca -crl_lastupdate` takes
+/// (`YYYYMMDDHHMMSSZ`).
+pub fn openssl_time_ago(secs: u64) -> String {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - secs;
+    let (days, rest) = ((unix / 86_400) as i64, unix % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 /// Writes `ca`'s certificate and key as `NAME.pem` and `NAME.key` in `dir`.

@@ -106,7 +106,7 @@ SIGNALS
                    most --shutdown-grace, then exit 0. A second signal exits at once.
 
 REVOCATION
-  --crl names a CRL file (PEM with one or more CRLs, or DER) of the --ca bundle's CAs, watched and reloaded with the bundle. A revoked client is refused within the poll interval of the file's update, also on resumption: sessions verified before the update do not resume. Each CRL must be signed by a CA of the bundle and not be past its nextUpdate, or the CRLs in service stay and the failure is logged once. With --crl-check leaf (the default) the file needs a CRL of each CA that issues clients; chain needs one of every CA of the chain. A CRL in service that passes its nextUpdate is still enforced and warned about (--stale-crl enforce), or refuses every client it covers (--stale-crl refuse), until a fresh one loads.
+  --crl names a CRL file (PEM with one or more CRLs, or DER) of the --ca bundle's CAs, watched and reloaded with the bundle. A revoked client is refused within the poll interval of the file's update, also on resumption: sessions verified before the update do not resume. Each CRL must be a complete CRL (a file holding a delta CRL, with the Delta CRL Indicator extension, is refused: OpenSSL would let a newer delta replace the base and forget its revocations), be signed by a CA of the bundle and not be past its nextUpdate, or the CRLs in service stay and the failure is logged once. With --crl-check leaf (the default) the file needs a CRL of each CA that issues clients; chain needs one of every CA of the chain. A CRL in service that passes its nextUpdate is still enforced and warned about (--stale-crl enforce), or refuses every client it covers (--stale-crl refuse), until a fresh one loads.
   Revoke and publish with the openssl CLI:
     openssl ca -revoke lost-laptop.pem && openssl ca -gencrl -out /etc/tls/clients.crl
 
@@ -185,8 +185,9 @@ passphrase (--key-passphrase-file, or the OPENSSL_RELOAD_KEY_PASSPHRASE \
 variable), the key must match the certificate, the certificate must be within its \
 validity period, each certificate of the chain file must be signed by the next \
 and, with --ca, the certificate must chain to that CA bundle (as `serve \
---require-chain-to-ca` requires). With --crl, every CRL in the file must be signed \
-by a CA of the --ca bundle and not be past its nextUpdate; each is described \
+--require-chain-to-ca` requires). With --crl, every CRL in the file must be a complete \
+CRL (not a delta CRL), be signed by a CA of the --ca bundle and not be past its \
+nextUpdate; each is described \
 (issuer, number, revoked count, nextUpdate).
 
 On success the subject, subject alternative names, issuer, serial number, \
@@ -197,7 +198,7 @@ EXIT STATUS:
   0  the material is valid
   1  it is not: unreadable, unparsable, wrong passphrase, key mismatch, expired or
      not yet valid, a chain out of order, not chaining to the CA, or a CRL that
-     is unparsable, signed by another CA or past its nextUpdate
+     is unparsable, a delta CRL, signed by another CA or past its nextUpdate
   2  a usage error";
 
 pub(super) const CHECK_AFTER_LONG_HELP: &str = "\

@@ -225,7 +225,7 @@ pub(crate) struct CheckArgs {
     #[arg(long, env = "OPENSSL_RELOAD_CA", value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
 
-    /// CRL file to validate against --ca (signed by one of its CAs, not past nextUpdate)
+    /// CRL file to validate against --ca (complete CRLs, signed by one of its CAs, not past nextUpdate)
     #[arg(long, env = "OPENSSL_RELOAD_CRL", value_name = "FILE", requires = "ca")]
     pub(crate) crl: Option<PathBuf>,
 }

@@ -26,9 +26,9 @@ pub(crate) struct ServeArgs {
 
     /// CRL file of the --ca bundle's CAs (PEM, one or more CRLs, or DER): revoked clients are refused
     ///
-    /// Watched and reloaded with the bundle. Each CRL must be signed by a CA of the
-    /// bundle and not be past its nextUpdate, or the CRLs in service stay (at
-    /// start-up: exit 1). A changed CRL ends the resumption of sessions verified
+    /// Watched and reloaded with the bundle. Each CRL must be a complete CRL (a
+    /// delta CRL is refused), be signed by a CA of the bundle and not be past its
+    /// nextUpdate, or the CRLs in service stay (at start-up: exit 78). A changed CRL ends the resumption of sessions verified
     /// before it. With --crl-check leaf (the default) the file needs a CRL of each
     /// CA that issues clients, or their handshakes fail.
     #[arg(long, env = "OPENSSL_RELOAD_CRL", value_name = "FILE", requires = "ca")]

@@ -3,12 +3,14 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use crate::clients::curl;
 use crate::fixture::Files;
 use crate::harness::{clients_available, command, eventually, Server};
 use crate::prometheus::parse_prometheus;
-use crate::support::{write_atomic, Ca, CliCa, Leaf};
+use crate::support::{openssl_time_ago, write_atomic, Ca, CliCa, Leaf};
 
 /// An `openssl ca` directory over the fixture's CA, to revoke and issue CRLs.
 fn cli_ca(f: &Files) -> CliCa {
@@ -156,6 +158,65 @@ fn check_validates_a_crl() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&stranger.display().to_string()), "{stderr}");
     assert!(stderr.contains("signed by no CA in the bundle"), "{stderr}");
+}
+
+#[test]
+fn a_crl_file_holding_a_delta_crl_is_refused_by_serve_and_check() {
+    let f = Files::new();
+    let ca = cli_ca(&f);
+    let alice = f.ca.leaf("alice");
+    ca.revoke(&alice.cert);
+    let base = ca.crl(&["-crl_lastupdate", &openssl_time_ago(3600)]);
+    let crl = f.path("ca.crl");
+    write_atomic(&crl, &[base, ca.delta_crl()].concat());
+    let (ca_arg, crl_arg) = (f.ca_pem.display().to_string(), crl.display().to_string());
+
+    // At start-up: a configuration error, one line naming the file. A server
+    // that starts anyway is stopped rather than waited for.
+    let mut child = command()
+        .arg("serve")
+        .args(f.serve_args())
+        .args(["--ca", &ca_arg, "--crl", &crl_arg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "serve started with a delta CRL: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&crl_arg), "{stderr}");
+    assert!(stderr.contains("is a delta CRL"), "{stderr}");
+
+    // `check --crl` reports it too.
+    let out = command()
+        .arg("check")
+        .arg("--cert")
+        .arg(&f.cert)
+        .arg("--key")
+        .arg(&f.key)
+        .arg("--ca")
+        .arg(&f.ca_pem)
+        .arg("--crl")
+        .arg(&crl)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&crl_arg), "{stderr}");
+    assert!(stderr.contains("is a delta CRL"), "{stderr}");
 }
 
 #[test]
