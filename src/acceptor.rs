@@ -363,7 +363,10 @@ impl Builder<ServerSide> {
     /// passes every check: it is a response for the certificate in service,
     /// signed by its issuer (which the certificate file must hold after the
     /// leaf) or a responder the issuer delegated to, with status good, and
-    /// within its thisUpdate/nextUpdate. One that fails is not stapled and is
+    /// within its thisUpdate/nextUpdate. A response without nextUpdate (which
+    /// RFC 6960 allows) is stapled only until seven days after its thisUpdate,
+    /// so a staple that is never renewed is not sent for ever; renew such
+    /// responses at least weekly. One that fails is not stapled and is
     /// reported ([`CertificateInfo::ocsp`]); the certificate stays in service.
     /// A rotated certificate drops its old staple, which no longer matches. A
     /// certificate with the must-staple extension is refused without a valid

@@ -409,7 +409,9 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
 /// it) of the first certificate configured, reloaded with it. Without it, each
 /// certificate's staple is `<certificate file>.ocsp` when that file exists. A
 /// staple is sent to clients that ask only while it is valid for the
-/// certificate in service; a must-staple certificate is refused without one.
+/// certificate in service and current (before its nextUpdate or, without one,
+/// at most seven days after its thisUpdate); a must-staple certificate is
+/// refused without one.
 ///
 /// # Safety
 ///

@@ -30,6 +30,14 @@ const NID_TLSFEATURE: i32 = 1020;
 /// How far in the future a responder's thisUpdate may be (clock skew).
 const CLOCK_SKEW: i64 = 300;
 
+/// How long a response without nextUpdate is stapled after its thisUpdate:
+/// seven days. RFC 6960 lets a responder omit nextUpdate ("newer information
+/// is always available"), which says nothing of how long a stored copy stays
+/// true; without a bound, such a staple would be sent for ever, however long
+/// ago the certificate was last known good. OpenSSL's `OCSP_check_validity`
+/// takes the same kind of bound as `maxsec`.
+const MAX_AGE_WITHOUT_NEXT_UPDATE: i64 = 7 * 86_400;
+
 /// Where a certificate's staple comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum OcspFile {
@@ -69,8 +77,8 @@ impl OcspFile {
 #[derive(Debug)]
 pub(crate) struct Staple {
     der: Vec<u8>,
-    /// The response's nextUpdate; after it, the staple is no longer sent.
-    next_update: Option<i64>,
+    /// From then on the staple is no longer sent (see [`current_until`]).
+    until: Option<i64>,
 }
 
 /// What the status shows of a certificate's OCSP staple.
@@ -80,7 +88,8 @@ pub struct OcspInfo {
     /// The staple file.
     pub path: PathBuf,
     /// Whether it passed the checks and is sent to clients that ask (until
-    /// its `next_update`).
+    /// its `next_update`, or, without one, until seven days after its
+    /// `this_update`).
     pub stapled: bool,
     /// The certificate's status in the response: `good`, `revoked` or
     /// `unknown`; `None` if it could not be read.
@@ -99,9 +108,14 @@ pub struct OcspInfo {
 
 impl OcspInfo {
     /// Whether handshakes that ask get this staple now: it passed the checks
-    /// at load and its nextUpdate has not passed since.
+    /// at load and its nextUpdate has not passed since (a response without
+    /// nextUpdate: its thisUpdate is at most seven days old).
     pub fn in_service(&self) -> bool {
-        self.stapled && !expired(self.next_update_unix, now())
+        self.stapled
+            && !expired(
+                current_until(self.this_update_unix, self.next_update_unix),
+                now(),
+            )
     }
 
     /// Nothing known yet of the staple at `path`.
@@ -122,7 +136,9 @@ impl OcspInfo {
 /// Checks `der` as the staple of `cert` (whose issuer must be in `chain`):
 /// it parses, the responder answered, it is a response for this certificate,
 /// the status is good, the signature verifies against the issuer or a
-/// responder the issuer delegated to, and now is within thisUpdate/nextUpdate.
+/// responder the issuer delegated to, and now is within thisUpdate/nextUpdate
+/// (without nextUpdate: at most [`MAX_AGE_WITHOUT_NEXT_UPDATE`] after
+/// thisUpdate).
 /// The info is filled as far as the response could be read.
 pub(crate) fn check(
     path: &Path,
@@ -238,15 +254,21 @@ fn check_into(
             ))
         }
     }
-    if expired(info.next_update_unix, now) {
-        return Err(format!(
-            "it expired: its nextUpdate ({}) has passed",
-            info.next_update.as_deref().unwrap_or_default()
-        ));
+    let until = current_until(info.this_update_unix, info.next_update_unix);
+    if expired(until, now) {
+        return Err(match &info.next_update {
+            Some(next) => format!("it expired: its nextUpdate ({next}) has passed"),
+            None => format!(
+                "it expired: it has no nextUpdate and its thisUpdate ({}) is more than {} days \
+                 old",
+                status.this_update,
+                MAX_AGE_WITHOUT_NEXT_UPDATE / 86_400
+            ),
+        });
     }
     Ok(Staple {
         der: der.to_vec(),
-        next_update: info.next_update_unix,
+        until,
     })
 }
 
@@ -304,7 +326,7 @@ pub(crate) fn status_callback(
         let Some((_, staple)) = map.0.get(&(cert.as_ptr() as usize)) else {
             return Ok(false);
         };
-        if expired(staple.next_update, now()) {
+        if expired(staple.until, now()) {
             return Ok(false);
         }
         ssl.set_ocsp_status(&staple.der)?;
@@ -312,9 +334,17 @@ pub(crate) fn status_callback(
     }
 }
 
-/// A response is no longer current from its nextUpdate on (none: no end).
-fn expired(next_update: Option<i64>, now: i64) -> bool {
-    next_update.is_some_and(|next| next <= now)
+/// When a response stops being current: its nextUpdate or, without one,
+/// [`MAX_AGE_WITHOUT_NEXT_UPDATE`] after its thisUpdate (`None`: neither is
+/// known, which a checked response never is).
+fn current_until(this_update: Option<i64>, next_update: Option<i64>) -> Option<i64> {
+    next_update.or_else(|| this_update.map(|this| this + MAX_AGE_WITHOUT_NEXT_UPDATE))
+}
+
+/// Whether a response current until `until` (see [`current_until`]) is no
+/// longer current at `now`.
+fn expired(until: Option<i64>, now: i64) -> bool {
+    until.is_some_and(|until| until <= now)
 }
 
 fn now() -> i64 {
@@ -349,5 +379,30 @@ fn response_status(status: OcspResponseStatus) -> String {
         OcspResponseStatus::SIG_REQUIRED => "sigRequired".to_owned(),
         OcspResponseStatus::UNAUTHORIZED => "unauthorized".to_owned(),
         other => format!("status {}", other.as_raw()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stapled(this_update: i64, next_update: Option<i64>) -> OcspInfo {
+        OcspInfo {
+            stapled: true,
+            this_update_unix: Some(this_update),
+            next_update_unix: next_update,
+            ..OcspInfo::new(Path::new("cert.pem.ocsp"))
+        }
+    }
+
+    #[test]
+    fn a_staple_without_next_update_leaves_service_seven_days_after_this_update() {
+        let day = 86_400;
+        let now = now();
+        assert!(stapled(now - 6 * day, None).in_service());
+        assert!(!stapled(now - 7 * day - 60, None).in_service());
+        // A nextUpdate, however far after thisUpdate, is the responder's word.
+        assert!(stapled(now - 30 * day, Some(now + day)).in_service());
+        assert!(!stapled(now - day, Some(now - 60)).in_service());
     }
 }

@@ -175,6 +175,44 @@ async fn bad_staples_are_not_sent_and_the_certificate_stays() {
 }
 
 #[tokio::test]
+async fn a_staple_without_next_update_is_sent_only_while_its_this_update_is_recent() {
+    let f = Files::new();
+    let leaf = f.leaf(LeafSpec::new("localhost"));
+    f.install(&leaf);
+    let fresh = f.ca.ocsp_without_next_update(&leaf.cert, 0).unwrap();
+    write_atomic(&f.beside(), &fresh);
+    let tls = f.acceptor().unwrap();
+    let server = support::serve(tls.clone()).await;
+    wait_staple(server.addr, &f.ca.ca, "the fresh staple", Some(&fresh)).await;
+    let info = ocsp_info(&tls).unwrap();
+    assert!(info.next_update.is_none(), "{info:?}");
+    assert!(info.stapled && info.in_service(), "{info:?}");
+
+    // Six days old: still within the bound.
+    let Some(recent) = f.ca.ocsp_without_next_update(&leaf.cert, 6) else {
+        return;
+    };
+    write_atomic(&f.beside(), &recent);
+    wait_staple(server.addr, &f.ca.ca, "the 6-day-old staple", Some(&recent)).await;
+
+    // Eight days old, with no nextUpdate to end it: not stapled, and reported.
+    let old = f.ca.ocsp_without_next_update(&leaf.cert, 8).unwrap();
+    write_atomic(&f.beside(), &old);
+    let serial = wait_staple(server.addr, &f.ca.ca, "no staple", None).await;
+    assert_eq!(serial, leaf.serial, "the certificate stays in service");
+    let info = eventually("the old staple reported", || async {
+        ocsp_info(&tls).filter(|i| !i.stapled)
+    })
+    .await;
+    assert!(!info.in_service(), "{info:?}");
+    let error = info.error.unwrap_or_default();
+    assert!(
+        error.contains("no nextUpdate") && error.contains("7 days"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_rotated_certificate_drops_the_old_staple() {
     let f = Files::new();
     let (_, staple, _tls, server) = f.serving_stapled().await;

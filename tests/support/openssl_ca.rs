@@ -107,7 +107,11 @@ impl CliCa {
     /// signed by this CA (or by `signer`), good unless `revoked`, valid for a
     /// day unless `extra` says otherwise (`-ndays N`).
     pub fn ocsp(&self, cert: &X509, signer: Option<&Ca>, revoked: bool, extra: &[&str]) -> Vec<u8> {
-        self.ocsp_at(None, cert, signer, revoked, extra)
+        let mut args = extra.to_vec();
+        if !args.contains(&"-ndays") {
+            args.extend(["-ndays", "1"]);
+        }
+        self.ocsp_at(None, cert, signer, revoked, &args)
     }
 
     /// A response made two days ago, valid for one: expired. `openssl ocsp`
@@ -125,7 +129,30 @@ impl CliCa {
             );
             return None;
         }
-        Some(self.ocsp_at(Some("-2d"), cert, None, false, &[]))
+        Some(self.ocsp_at(Some("-2d"), cert, None, false, &["-ndays", "1"]))
+    }
+
+    /// A good response for `cert` without nextUpdate (`openssl ocsp` without
+    /// `-ndays` or `-nmin`), made `days_ago` days ago: under `faketime` unless
+    /// 0, and `None` when that is missing outside CI, as for
+    /// [`ocsp_expired`](Self::ocsp_expired).
+    pub fn ocsp_without_next_update(&self, cert: &X509, days_ago: u32) -> Option<Vec<u8>> {
+        if days_ago == 0 {
+            return Some(self.ocsp_at(None, cert, None, false, &[]));
+        }
+        let found = Command::new("faketime").arg("--version").output().is_ok();
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "faketime is not installed; CI must provide it (ci/test.sh installs it)"
+            );
+            eprintln!(
+                "skipping an old staple: faketime is not installed (apt-get install faketime)"
+            );
+            return None;
+        }
+        let offset = format!("-{days_ago}d");
+        Some(self.ocsp_at(Some(&offset), cert, None, false, &[]))
     }
 
     fn ocsp_at(
@@ -152,11 +179,6 @@ impl CliCa {
         };
         let out = d.join("response.der");
         let _ = fs::remove_file(&out);
-        let days: &[&str] = if extra.contains(&"-ndays") {
-            &[]
-        } else {
-            &["-ndays", "1"]
-        };
         let mut cmd = match offset {
             Some(offset) => {
                 let mut cmd = Command::new("faketime");
@@ -180,7 +202,6 @@ impl CliCa {
             .arg(rkey)
             .arg("-respout")
             .arg(&out)
-            .args(days)
             .args(extra);
         run(&mut cmd, "openssl ocsp");
         fs::read(&out).unwrap()

@@ -153,10 +153,11 @@ pub(crate) struct IdentityArgs {
     /// when that file exists. A staple is sent to clients that ask only while it
     /// is a response for the certificate in service, from its issuer (which the
     /// --cert file holds after the leaf, or --ocsp-issuer, or `<cert file>.issuer`)
-    /// or a delegated responder, with status
-    /// good, and within thisUpdate/nextUpdate; otherwise it is logged once and not
-    /// stapled, and the certificate keeps serving. A must-staple certificate is
-    /// refused without a valid staple.
+    /// or a delegated responder, with status good, and within
+    /// thisUpdate/nextUpdate (without nextUpdate: at most seven days after
+    /// thisUpdate); otherwise it is logged once and not stapled, and the
+    /// certificate keeps serving. A must-staple certificate is refused without a
+    /// valid staple.
     #[arg(long, env = "OPENSSL_RELOAD_OCSP_STAPLE", value_name = "FILE")]
     pub(crate) ocsp_staple: Option<PathBuf>,
 
