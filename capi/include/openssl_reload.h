@@ -253,7 +253,10 @@ openssl_reload_result openssl_reload_last_error(char *buf, uintptr_t len, uintpt
 
 /*
  Makes a server builder in `*out`. Free it with
- [`openssl_reload_server_builder_free`], or let `_build` consume it.
+ [`openssl_reload_server_builder_free`], or let `_build` consume it. A
+ setter that fails leaves the builder as it was, every earlier setting
+ kept; [`openssl_reload_last_error`](crate::openssl_reload_last_error)
+ names the argument.
 
  Thread-safe.
 
@@ -434,7 +437,8 @@ openssl_reload_result openssl_reload_server_builder_set_passphrase_callback(open
 
 /*
  Makes a client builder in `*out`: without an identity or a CA it is a
- plain client of the system's CAs.
+ plain client of the system's CAs. As on the server's, a setter that fails
+ leaves the builder as it was.
 
  Thread-safe.
 

@@ -1,7 +1,8 @@
 //! The builders: what to load and how, for a server and for a client.
 //!
-//! Every setter takes effect at `_build`; a builder is not thread-safe (use it
-//! from one thread at a time), and `_build` frees it.
+//! Every setter takes effect at `_build`; a setter that fails changes nothing
+//! (see [`modify`]). A builder is not thread-safe (use it from one thread at a
+//! time), and `_build` frees it.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
@@ -140,8 +141,13 @@ fn already_built() -> Failure {
     )
 }
 
-/// Runs `change` on the builder behind `handle`: taken for the change and put
-/// back. Every setter of both sides is this.
+/// Reads a setter's arguments with `args`, then applies them to the builder
+/// behind `handle` with `change`. Every setter of both sides is this.
+///
+/// Everything that can fail (a NULL, empty or non-UTF-8 argument, an unknown
+/// constant) is in `args`, which runs before the builder is touched; `change`
+/// cannot fail. So a refused call leaves the builder as it was, and the
+/// caller may correct the argument and go on.
 ///
 /// # Safety
 ///
@@ -149,16 +155,21 @@ fn already_built() -> Failure {
 /// the call.
 // SAFETY: unsafe because it moves the builder out of `*handle` and back, which is sound only if
 // `handle` is live and no other thread uses it.
-unsafe fn modify<H: BuilderHandle>(
+unsafe fn modify<H: BuilderHandle, A>(
     handle: *mut H,
-    change: impl FnOnce(Builder<H::Side>) -> Result<Builder<H::Side>, Failure>,
+    args: impl FnOnce() -> Result<A, Failure>,
+    change: impl FnOnce(Builder<H::Side>, A) -> Builder<H::Side>,
 ) -> openssl_reload_result {
     guard(|| {
         // SAFETY: `handle` is NULL or a live builder handle, used by no other thread during the
         // call (this function's contract); that is what `arg_mut` requires.
         let slot = unsafe { arg_mut(handle, "builder") }?.slot();
+        if slot.is_none() {
+            return Err(already_built());
+        }
+        let args = args()?;
         let builder = slot.take().ok_or_else(already_built)?;
-        *slot = Some(change(builder)?);
+        *slot = Some(change(builder, args));
         Ok(())
     })
 }
@@ -183,7 +194,7 @@ fn interval(ms: u64) -> Result<Duration, Failure> {
     if ms == 0 {
         return Err(Failure::new(
             OPENSSL_RELOAD_INVALID_PARAMETER,
-            "the poll interval must be at least 1 ms",
+            "ms: 0 is too short: the poll interval must be at least 1 ms",
         ));
     }
     Ok(Duration::from_millis(ms))
@@ -193,7 +204,10 @@ fn interval(ms: u64) -> Result<Duration, Failure> {
 // Server builder
 
 /// Makes a server builder in `*out`. Free it with
-/// [`openssl_reload_server_builder_free`], or let `_build` consume it.
+/// [`openssl_reload_server_builder_free`], or let `_build` consume it. A
+/// setter that fails leaves the builder as it was, every earlier setting
+/// kept; [`openssl_reload_last_error`](crate::openssl_reload_last_error)
+/// names the argument.
 ///
 /// Thread-safe.
 ///
@@ -257,9 +271,11 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
     // are NUL-terminated paths (this function's contract); that is what `modify` and `path_arg`
     // require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.identity(path_arg(cert, "cert")?, path_arg(key, "key")?))
-        })
+        modify(
+            builder,
+            || Ok((path_arg(cert, "cert")?, path_arg(key, "key")?)),
+            |b, (cert, key)| b.identity(cert, key),
+        )
     }
 }
 
@@ -278,7 +294,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
-    unsafe { modify(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
+    unsafe { modify(builder, || path_arg(path, "path"), Builder::identity_pkcs12) }
 }
 
 /// One more site: a chain and key chosen by the client's SNI name for the
@@ -300,9 +316,11 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
     // are NUL-terminated paths (this function's contract); that is what `modify` and `path_arg`
     // require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.site(path_arg(cert, "cert")?, path_arg(key, "key")?))
-        })
+        modify(
+            builder,
+            || Ok((path_arg(cert, "cert")?, path_arg(key, "key")?)),
+            |b, (cert, key)| b.site(cert, key),
+        )
     }
 }
 
@@ -322,7 +340,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site_dir(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call; `dir` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
-    unsafe { modify(builder, |b| Ok(b.site_dir(path_arg(dir, "dir")?))) }
+    unsafe { modify(builder, || path_arg(dir, "dir"), Builder::site_dir) }
 }
 
 /// Refuses handshakes whose SNI name no site has (and those without SNI)
@@ -340,7 +358,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call (this function's
     // contract); that is what `modify` requires.
-    unsafe { modify(builder, |b| Ok(b.strict_sni(strict))) }
+    unsafe { modify(builder, || Ok(strict), Builder::strict_sni) }
 }
 
 /// A client CA bundle (PEM), reloaded like the certificates: attached
@@ -361,22 +379,11 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` requires.
     unsafe {
-        modify(builder, |b| {
-            let auth = match auth {
-                x if x
-                    == openssl_reload_client_auth::OPENSSL_RELOAD_CLIENT_AUTH_REQUIRED as u32 =>
-                {
-                    ClientAuth::Required
-                }
-                x if x
-                    == openssl_reload_client_auth::OPENSSL_RELOAD_CLIENT_AUTH_OPTIONAL as u32 =>
-                {
-                    ClientAuth::Optional
-                }
-                _ => return Err(invalid("auth", auth)),
-            };
-            Ok(b.ca(path_arg(path, "path")?).client_auth(auth))
-        })
+        modify(
+            builder,
+            || Ok((path_arg(path, "path")?, client_auth(auth)?)),
+            |b, (path, auth)| b.ca(path).client_auth(auth),
+        )
     }
 }
 
@@ -399,9 +406,11 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.crl(path_arg(path, "path")?).crl_check(crl_check(check)?))
-        })
+        modify(
+            builder,
+            || Ok((path_arg(path, "path")?, crl_check(check)?)),
+            |b, (path, check)| b.crl(path).crl_check(check),
+        )
     }
 }
 
@@ -426,7 +435,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_ocsp_staple(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
-    unsafe { modify(builder, |b| Ok(b.ocsp_staple(path_arg(path, "path")?))) }
+    unsafe { modify(builder, || path_arg(path, "path"), Builder::ocsp_staple) }
 }
 
 /// How often the files are checked, in milliseconds (default 1000).
@@ -443,7 +452,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call (this function's
     // contract); that is what `modify` requires.
-    unsafe { modify(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
+    unsafe { modify(builder, || interval(ms), Builder::poll_interval) }
 }
 
 /// What to do with a certificate outside its validity period.
@@ -460,7 +469,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call (this function's
     // contract); that is what `modify` requires.
-    unsafe { modify(builder, |b| Ok(b.validity(validity(policy)?))) }
+    unsafe { modify(builder, || validity(policy), Builder::validity) }
 }
 
 /// The passphrase of an encrypted key or PKCS#12 bundle: the first line of a
@@ -480,9 +489,11 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.passphrase(Passphrase::from_file(path_arg(path, "path")?)))
-        })
+        modify(
+            builder,
+            || Ok(Passphrase::from_file(path_arg(path, "path")?)),
+            Builder::passphrase,
+        )
     }
 }
 
@@ -503,9 +514,11 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_env(
     // NUL-terminated string (this function's contract); that is what `modify` and `string_arg`
     // require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.passphrase(Passphrase::from_env(string_arg(name, "name")?)))
-        })
+        modify(
+            builder,
+            || Ok(Passphrase::from_env(string_arg(name, "name")?)),
+            Builder::passphrase,
+        )
     }
 }
 
@@ -527,10 +540,11 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_callback(
     // requires; `callback` and `userdata` stay valid as long as the reloader runs, so it may call
     // them at each load (this function's contract).
     unsafe {
-        modify(builder, |b| {
-            let callback = callback.ok_or_else(|| Failure::null("callback"))?;
-            Ok(b.passphrase(passphrase_from_callback(callback, userdata)))
-        })
+        modify(
+            builder,
+            || callback.ok_or_else(|| Failure::null("callback")),
+            |b, callback| b.passphrase(passphrase_from_callback(callback, userdata)),
+        )
     }
 }
 
@@ -538,7 +552,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_callback(
 // Client builder
 
 /// Makes a client builder in `*out`: without an identity or a CA it is a
-/// plain client of the system's CAs.
+/// plain client of the system's CAs. As on the server's, a setter that fails
+/// leaves the builder as it was.
 ///
 /// Thread-safe.
 ///
@@ -600,9 +615,11 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
     // are NUL-terminated paths (this function's contract); that is what `modify` and `path_arg`
     // require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.identity(path_arg(cert, "cert")?, path_arg(key, "key")?))
-        })
+        modify(
+            builder,
+            || Ok((path_arg(cert, "cert")?, path_arg(key, "key")?)),
+            |b, (cert, key)| b.identity(cert, key),
+        )
     }
 }
 
@@ -621,7 +638,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
-    unsafe { modify(builder, |b| Ok(b.identity_pkcs12(path_arg(path, "path")?))) }
+    unsafe { modify(builder, || path_arg(path, "path"), Builder::identity_pkcs12) }
 }
 
 /// The CA bundle servers are verified against (instead of the system's).
@@ -639,7 +656,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
-    unsafe { modify(builder, |b| Ok(b.ca(path_arg(path, "path")?))) }
+    unsafe { modify(builder, || path_arg(path, "path"), Builder::ca) }
 }
 
 /// A CRL file for the CA bundle (see the server's).
@@ -659,9 +676,11 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_crl(
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.crl(path_arg(path, "path")?).crl_check(crl_check(check)?))
-        })
+        modify(
+            builder,
+            || Ok((path_arg(path, "path")?, crl_check(check)?)),
+            |b, (path, check)| b.crl(path).crl_check(check),
+        )
     }
 }
 
@@ -679,7 +698,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_poll_interval_ms(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call (this function's
     // contract); that is what `modify` requires.
-    unsafe { modify(builder, |b| Ok(b.poll_interval(interval(ms)?))) }
+    unsafe { modify(builder, || interval(ms), Builder::poll_interval) }
 }
 
 /// What to do with a certificate outside its validity period.
@@ -696,7 +715,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
 ) -> openssl_reload_result {
     // SAFETY: `builder` is live and not used by another thread during the call (this function's
     // contract); that is what `modify` requires.
-    unsafe { modify(builder, |b| Ok(b.validity(validity(policy)?))) }
+    unsafe { modify(builder, || validity(policy), Builder::validity) }
 }
 
 /// The key's passphrase from a file (see the server's).
@@ -715,9 +734,11 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
     // SAFETY: `builder` is live and not used by another thread during the call; `path` is a
     // NUL-terminated path (this function's contract); that is what `modify` and `path_arg` require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.passphrase(Passphrase::from_file(path_arg(path, "path")?)))
-        })
+        modify(
+            builder,
+            || Ok(Passphrase::from_file(path_arg(path, "path")?)),
+            Builder::passphrase,
+        )
     }
 }
 
@@ -738,9 +759,11 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
     // NUL-terminated string (this function's contract); that is what `modify` and `string_arg`
     // require.
     unsafe {
-        modify(builder, |b| {
-            Ok(b.passphrase(Passphrase::from_env(string_arg(name, "name")?)))
-        })
+        modify(
+            builder,
+            || Ok(Passphrase::from_env(string_arg(name, "name")?)),
+            Builder::passphrase,
+        )
     }
 }
 
@@ -762,15 +785,28 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_callback(
     // requires; `callback` and `userdata` stay valid as long as the reloader runs, so it may call
     // them at each load (this function's contract).
     unsafe {
-        modify(builder, |b| {
-            let callback = callback.ok_or_else(|| Failure::null("callback"))?;
-            Ok(b.passphrase(passphrase_from_callback(callback, userdata)))
-        })
+        modify(
+            builder,
+            || callback.ok_or_else(|| Failure::null("callback")),
+            |b, callback| b.passphrase(passphrase_from_callback(callback, userdata)),
+        )
     }
 }
 
 // Enumerations arrive as integers: a value C passes that no variant has
 // would be undefined behaviour in a Rust enum parameter.
+
+fn client_auth(auth: u32) -> Result<ClientAuth, Failure> {
+    match auth {
+        x if x == openssl_reload_client_auth::OPENSSL_RELOAD_CLIENT_AUTH_REQUIRED as u32 => {
+            Ok(ClientAuth::Required)
+        }
+        x if x == openssl_reload_client_auth::OPENSSL_RELOAD_CLIENT_AUTH_OPTIONAL as u32 => {
+            Ok(ClientAuth::Optional)
+        }
+        _ => Err(invalid("auth", auth, "a client authentication mode")),
+    }
+}
 
 fn crl_check(check: u32) -> Result<CrlCheck, Failure> {
     match check {
@@ -780,7 +816,7 @@ fn crl_check(check: u32) -> Result<CrlCheck, Failure> {
         x if x == openssl_reload_crl_check::OPENSSL_RELOAD_CRL_CHECK_CHAIN as u32 => {
             Ok(CrlCheck::Chain)
         }
-        _ => Err(invalid("check", check)),
+        _ => Err(invalid("check", check, "a CRL check")),
     }
 }
 
@@ -792,13 +828,19 @@ fn validity(policy: u32) -> Result<ValidityPolicy, Failure> {
         x if x == openssl_reload_validity::OPENSSL_RELOAD_VALIDITY_WARN as u32 => {
             Ok(ValidityPolicy::Warn)
         }
-        _ => Err(invalid("policy", policy)),
+        _ => Err(invalid("policy", policy, "a validity policy")),
     }
 }
 
-fn invalid(what: &str, value: u32) -> Failure {
+/// `argument: value is not a <kind>`, e.g. "auth: 7 is not a client
+/// authentication mode".
+fn invalid(argument: &str, value: u32, kind: &str) -> Failure {
     Failure::new(
         OPENSSL_RELOAD_INVALID_PARAMETER,
-        format!("{what} {value} is not one of its constants"),
+        format!("{argument}: {value} is not {kind}"),
     )
 }
+
+#[cfg(test)]
+#[path = "builder_tests.rs"]
+mod tests;
