@@ -11,9 +11,10 @@
 //! certificate callback (`SSL_CTX_set_cert_cb`), which OpenSSL runs after the
 //! servername callback, puts the site's certificate, chain and key, and the
 //! client CA store and names, on the `SSL`, and binds the session again to the
-//! context the application's servername callback chose. The application's options, protocol range,
-//! verify callback, ALPN and servername callbacks, session cache and ticket
-//! keys stay its own. `docs/c-api.md` has the rules for callers.
+//! context the application's servername callback chose. The application's
+//! options, protocol range, verify callback, ALPN and servername callbacks,
+//! session id context, session cache and ticket keys stay its own.
+//! `docs/c-api.md` has the rules for callers.
 
 #![allow(unsafe_code)] // Callbacks OpenSSL calls, and calls openssl lacks, each with its SAFETY note.
 

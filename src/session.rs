@@ -44,7 +44,7 @@ use std::path::Path;
 use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
-use openssl::ssl::{Ssl, SslContextRef, SslRef, SslStream, SslVerifyMode};
+use openssl::ssl::{Ssl, SslContextRef, SslRef, SslSessionRef, SslStream, SslVerifyMode};
 use openssl::x509::{X509Crl, X509};
 
 use crate::ffi;
@@ -201,20 +201,22 @@ pub(crate) fn rebind(ssl: &mut SslRef, sid: &SidCtx) -> Result<(), ErrorStack> {
 
 /// Whether the session a connection resumed carries `sid`.
 pub(crate) fn resumed_with(ssl: &SslRef, sid: &SidCtx) -> bool {
-    let Some(session) = ssl.session() else {
-        return false;
-    };
+    ssl.session().is_some_and(|session| carried(session) == sid)
+}
+
+/// The session id context a session carries (`SSL_SESSION_get0_id_context`).
+fn carried(session: &SslSessionRef) -> &[u8] {
     let mut len: c_uint = 0;
-    // SAFETY: `session` is the connection's live session; OpenSSL returns a
-    // pointer into it and its length, read before the borrow ends.
-    let carried = unsafe {
+    // SAFETY: `session` is live for the borrow; OpenSSL returns a pointer into
+    // it (its fixed 32-byte array) and the length in use, so the slice lives
+    // as long as the borrow.
+    unsafe {
         let ptr = ffi::SSL_SESSION_get0_id_context(session.as_ptr(), &mut len);
         if ptr.is_null() {
-            return false;
+            return &[];
         }
         std::slice::from_raw_parts(ptr, len as usize)
-    };
-    carried == sid
+    }
 }
 
 /// The session id context a context gives its connections.
@@ -246,17 +248,7 @@ pub(crate) fn context_session_id(ctx: &SslContextRef) -> Result<Vec<u8>, ErrorSt
     // session exists from the first step on, whatever the outcome.
     let _ = stream.connect();
     let session = stream.ssl().session().ok_or_else(ErrorStack::get)?;
-    let mut len: c_uint = 0;
-    // SAFETY: `session` belongs to the stream's connection, live for the block; the bytes are
-    // copied out before it ends.
-    let sid = unsafe {
-        let ptr = ffi::SSL_SESSION_get0_id_context(session.as_ptr(), &mut len);
-        if ptr.is_null() {
-            return Ok(Vec::new());
-        }
-        std::slice::from_raw_parts(ptr, len as usize).to_vec()
-    };
-    Ok(sid)
+    Ok(carried(session).to_vec())
 }
 
 /// A peer that takes every byte and never answers.
