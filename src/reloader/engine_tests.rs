@@ -66,7 +66,12 @@ fn mismatch_after_a_change_gets_one_tick() {
 
     let (c2, k2) = pair("two");
     std::fs::write(&cert, &c2).unwrap();
-    engine.poll();
+    // Not yet a failure: the caller (the site set, which reports a failed
+    // poll) must see the deferral as no news.
+    assert!(
+        matches!(engine.poll(), Polled::Checked),
+        "a deferred mismatch is reported as a failed poll"
+    );
     assert_eq!(engine.status().failures, 0, "the key gets a tick");
     std::fs::write(&key, &k2).unwrap();
     engine.poll();
