@@ -320,7 +320,8 @@ impl<T> Engine<T> {
                 state.mismatch_deferred = true;
                 state.retry_at = Some(Instant::now());
                 tracing::debug!(role = self.role, error = %error.report(), "certificate and key do not match yet; waiting a tick for the other file");
-                return outcome.map(|_| Reload::Unchanged);
+                // Nothing is decided yet: no news, not a failure.
+                return Ok(Reload::Unchanged);
             }
         }
         state.mismatch_deferred = false;
