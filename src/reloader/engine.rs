@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use super::retry::{Backoff, FailureLog};
 use super::status::{log_published, panic_message, CertificateStatus, Reload, ReloadFailure};
 use crate::material::{Checks, CrlInfo, Material, StaleCrl, WatchedFiles};
 use crate::poll::Fingerprint;
@@ -17,11 +18,6 @@ use crate::Error;
 
 /// The longest wait between retries of a failed load whose files did not change.
 ///
-/// A changed file is retried on the next tick. Unchanged files are retried with a
-/// doubling back-off, because what failed may depend on something other than the
-/// files: a not-yet-valid certificate becomes valid, a passphrase variable appears.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
-
 /// Turns parsed material into the value handshakes use (a server context, a
 /// connector); it consumes the material, whose trust store goes into the context.
 pub(crate) type Build<T> = Box<dyn Fn(Material) -> Result<T, Error> + Send + Sync>;
@@ -31,11 +27,9 @@ pub(crate) type Build<T> = Box<dyn Fn(Material) -> Result<T, Error> + Send + Syn
 /// a hung mount cannot make a `status()` or `reload_now()` caller wait on it.
 struct PollState {
     fingerprints: Vec<Fingerprint>,
-    /// The message of the last failure logged, so a failure repeats in the log only
-    /// when it changes.
-    last_logged: Option<String>,
+    logged: FailureLog,
     retry_at: Option<Instant>,
-    retry_delay: Duration,
+    backoff: Backoff,
     /// A key/certificate mismatch seen right after a change was given one tick.
     mismatch_deferred: bool,
     /// The generation whose stale CRLs were warned about.
@@ -145,7 +139,7 @@ impl<T> Engine<T> {
         let mut status =
             initial_status(certificate, ca_certificates, poll_interval, error.as_ref());
         status.crls = crls;
-        let last_logged = log_start(role, &status, error.as_ref(), announce);
+        let logged = log_start(role, &status, error.as_ref(), announce);
         Ok(Self {
             role,
             files,
@@ -155,11 +149,12 @@ impl<T> Engine<T> {
             current: Arc::new(ArcSwap::from_pointee(built)),
             poll_state: Mutex::new(PollState {
                 fingerprints,
-                retry_at: last_logged
-                    .as_ref()
-                    .and_then(|_| Instant::now().checked_add(poll_interval)),
-                last_logged,
-                retry_delay: poll_interval,
+                retry_at: logged
+                    .is_some()
+                    .then(|| Instant::now().checked_add(poll_interval))
+                    .flatten(),
+                logged: logged.map(FailureLog::said).unwrap_or_default(),
+                backoff: Backoff::new(poll_interval),
                 mismatch_deferred: false,
                 stale_crl_warned: 0,
             }),
@@ -330,8 +325,8 @@ impl<T> Engine<T> {
             Ok(Attempt::Torn) => Ok(Reload::Unchanged),
             Ok(Attempt::Done(reload)) => {
                 state.retry_at = None;
-                state.retry_delay = self.status.borrow().poll_interval;
-                if state.last_logged.take().is_some() {
+                state.backoff.reset();
+                if state.logged.recovered() {
                     tracing::info!(role = self.role, "files on disk are valid again");
                 }
                 Ok(reload)
@@ -351,19 +346,17 @@ impl<T> Engine<T> {
             s.consecutive_failures += 1;
             s.last_error = Some(failure);
         });
-        if state.last_logged.as_deref() != Some(message.as_str()) {
+        if state.logged.is_new(&message) {
             tracing::warn!(
                 role = self.role,
                 path = error.path().map(|p| p.display().to_string()),
                 error = %message,
                 "reload failed; keeping previous certificate"
             );
-            state.last_logged = Some(message);
         } else {
             tracing::debug!(role = self.role, error = %message, "reload still failing");
         }
-        state.retry_at = Instant::now().checked_add(state.retry_delay);
-        state.retry_delay = state.retry_delay.saturating_mul(2).min(MAX_RETRY_DELAY);
+        state.retry_at = Instant::now().checked_add(state.backoff.next_delay());
     }
 
     fn attempt(

@@ -8,6 +8,7 @@
 //! ```
 
 mod engine;
+mod retry;
 pub(crate) mod status;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 pub(crate) use self::engine::{initial_status, Build, Engine, Polled, Setup};
+pub(crate) use self::retry::{Backoff, FailureLog};
 pub use self::status::{CertificateStatus, Reload, ReloadFailure};
 
 use crate::poll::Poller;

@@ -22,7 +22,7 @@ use crate::material::{
     Checks, IdentityFiles, Material, OcspFile, Passphrase, StapleMap, Staples, WatchedFiles,
 };
 use crate::poll::Fingerprint;
-use crate::reloader::{initial_status, Build, Engine, Polled, Setup};
+use crate::reloader::{initial_status, Backoff, Build, Engine, FailureLog, Polled, Setup};
 use crate::session::TrustId;
 use crate::{CertificateStatus, Error, Reload, ReloadFailure};
 
@@ -35,9 +35,6 @@ pub(crate) const DEFAULT_REMOVAL_GRACE: Duration = Duration::from_secs(5);
 /// repeated: coarser than any file system's timestamp granularity (ext4 moves
 /// directory times in jiffies, 4 ms here).
 const TIMESTAMP_SLACK: Duration = Duration::from_millis(100);
-
-/// The longest wait between retries of a new site that failed to load.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 /// The context built from the policy and the client CA bundle.
 pub(crate) struct TrustContext {
@@ -125,9 +122,9 @@ struct Pending {
     prints: Vec<Fingerprint>,
     failure: ReloadFailure,
     failures: u64,
-    logged: Option<String>,
+    logged: FailureLog,
     retry_at: Instant,
-    retry_delay: Duration,
+    backoff: Backoff,
 }
 
 /// What only the poller (or a `reload_now`) touches; its lock makes them take turns.
@@ -141,7 +138,7 @@ struct ScanState {
     missing: HashMap<SiteKey, Instant>,
     pending: BTreeMap<SiteKey, Pending>,
     overlaps_logged: HashSet<String>,
-    dir_error_logged: Option<String>,
+    dir_error_logged: FailureLog,
     default_missing_logged: bool,
 }
 
@@ -189,7 +186,7 @@ impl Sites {
             missing: HashMap::new(),
             pending: BTreeMap::new(),
             overlaps_logged: HashSet::new(),
-            dir_error_logged: None,
+            dir_error_logged: FailureLog::default(),
             default_missing_logged: false,
         };
         let mut found = Vec::new();
@@ -217,7 +214,7 @@ impl Sites {
                 Err(error) => {
                     let message = error.report().to_string();
                     tracing::warn!(site = %source.name, path = error.path().map(|p| p.display().to_string()), error = %message, "site not served: its files do not load");
-                    let pending = Pending::new(source, &error, &setup, Some(message));
+                    let pending = Pending::new(source, &error, &setup, FailureLog::said(message));
                     scan.pending.insert(key, pending);
                     first_error.get_or_insert(error);
                 }
@@ -422,15 +419,14 @@ impl Sites {
                         source,
                     };
                     let message = error.report().to_string();
-                    if scan.dir_error_logged.as_deref() != Some(message.as_str()) {
+                    if scan.dir_error_logged.is_new(&message) {
                         tracing::warn!(error = %message, "cannot list the site directory; keeping the sites in service");
-                        scan.dir_error_logged = Some(message);
                     }
                     return Outcome::default();
                 }
             }
         }
-        scan.dir_error_logged = None;
+        scan.dir_error_logged.recovered();
         scan.recheck = prints
             .iter()
             .any(|(_, p)| p.changed_within(TIMESTAMP_SLACK));
@@ -462,7 +458,8 @@ impl Sites {
                 Err(error) => {
                     // A writer may still be at work on a new pair: say so only if
                     // it still fails next time (or right away when asked to).
-                    let mut pending = Pending::new(source, &error, &self.setup, None);
+                    let mut pending =
+                        Pending::new(source, &error, &self.setup, FailureLog::default());
                     if forced {
                         pending.log(&error);
                     }
@@ -501,7 +498,7 @@ impl Sites {
                     loaded.push((key.clone(), Arc::new(Entry { engine })));
                 }
                 Err(error) => {
-                    pending.failed(&error, prints, self.setup.poll_interval);
+                    pending.failed(&error, prints);
                     outcome.attempted = true;
                 }
             }
@@ -682,37 +679,35 @@ impl Outcome {
 }
 
 impl Pending {
-    fn new(source: SiteSource, error: &Error, setup: &SiteSetup, logged: Option<String>) -> Self {
+    fn new(source: SiteSource, error: &Error, setup: &SiteSetup, logged: FailureLog) -> Self {
+        let mut backoff = Backoff::new(setup.poll_interval);
         Self {
             prints: prints_of(&source.files),
             source,
             failure: ReloadFailure::new(error, SystemTime::now()),
             failures: 1,
             logged,
-            retry_at: Instant::now() + setup.poll_interval,
-            retry_delay: setup.poll_interval,
+            retry_at: Instant::now() + backoff.next_delay(),
+            backoff,
         }
     }
 
-    fn failed(&mut self, error: &Error, prints: Vec<Fingerprint>, interval: Duration) {
+    fn failed(&mut self, error: &Error, prints: Vec<Fingerprint>) {
         self.failure = ReloadFailure::new(error, SystemTime::now());
         self.failures += 1;
-        if prints == self.prints {
-            self.retry_delay = self.retry_delay.saturating_mul(2).min(MAX_RETRY_DELAY);
-        } else {
-            self.retry_delay = interval;
+        if prints != self.prints {
+            self.backoff.reset();
         }
         self.prints = prints;
-        self.retry_at = Instant::now() + self.retry_delay;
+        self.retry_at = Instant::now() + self.backoff.next_delay();
         self.log(error);
     }
 
     /// Logs the failure once until its message changes.
     fn log(&mut self, error: &Error) {
         let message = error.report().to_string();
-        if self.logged.as_deref() != Some(message.as_str()) {
+        if self.logged.is_new(&message) {
             tracing::warn!(site = %self.source.name, path = error.path().map(|p| p.display().to_string()), error = %message, "site not served: its files do not load");
-            self.logged = Some(message);
         }
     }
 

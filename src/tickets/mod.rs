@@ -36,6 +36,7 @@ use zeroize::Zeroizing;
 use self::callback::{ex_index, ticket_key_callback};
 use self::file::load_file;
 use crate::poll::Fingerprint;
+use crate::reloader::FailureLog;
 use crate::{Error, ReloadFailure};
 
 /// How often in-memory ticket keys rotate by default: every hour.
@@ -137,7 +138,7 @@ pub(crate) struct TicketKeys {
 struct FileState {
     fingerprint: Option<Fingerprint>,
     digest: Option<[u8; 32]>,
-    last_logged: Option<String>,
+    logged: FailureLog,
     warned: std::collections::HashSet<PathBuf>,
 }
 
@@ -196,7 +197,7 @@ impl TicketKeys {
         };
         if let Some(error) = &error {
             tracing::warn!(error = %error.report(), "ticket-key file not usable at start-up, as allowed; using a random key until it is");
-            file.last_logged = Some(error.report().to_string());
+            file.logged = FailureLog::said(error.report().to_string());
         }
         Ok(Arc::new(Self {
             ring: ArcSwap::from_pointee(ring),
@@ -274,7 +275,7 @@ impl TicketKeys {
                 let count = ring.keys.len();
                 self.ring.store(Arc::new(ring));
                 self.record_success(count);
-                if file.last_logged.take().is_some() {
+                if file.logged.recovered() {
                     tracing::info!(path = %path.display(), "ticket-key file is valid again");
                 }
                 tracing::info!(path = %path.display(), keys = count, "session ticket keys loaded");
@@ -283,9 +284,8 @@ impl TicketKeys {
             Err(error) => {
                 self.record_failure(&error);
                 let message = error.report().to_string();
-                if file.last_logged.as_deref() != Some(&message) {
+                if file.logged.is_new(&message) {
                     tracing::warn!(path = %path.display(), error = %message, "ticket-key reload failed; keeping the keys in service");
-                    file.last_logged = Some(message);
                 }
                 Err(error)
             }
