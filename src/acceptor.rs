@@ -174,7 +174,7 @@ impl ReloadingAcceptor {
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
         };
-        result.map_err(crate::connector::tls_to_io)?;
+        result.map_err(crate::common::tls_to_io)?;
         Ok(stream)
     }
 }

@@ -97,7 +97,7 @@ impl ReloadingConnector {
         std::pin::Pin::new(&mut stream)
             .connect()
             .await
-            .map_err(tls_to_io)?;
+            .map_err(crate::common::tls_to_io)?;
         Ok(stream)
     }
 
@@ -118,15 +118,6 @@ impl ReloadingConnector {
     /// The reason the files were not published; the previous material stays in service.
     pub fn reload_now(&self) -> Result<Reload, Error> {
         self.inner.reload_now()
-    }
-}
-
-/// A handshake error as the `io::Error` both sides return: the I/O error itself,
-/// or an `Other` error whose source is OpenSSL's.
-pub(crate) fn tls_to_io(error: openssl::ssl::Error) -> io::Error {
-    match error.into_io_error() {
-        Ok(io) => io,
-        Err(tls) => io::Error::other(tls),
     }
 }
 

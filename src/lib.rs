@@ -98,6 +98,7 @@
 mod acceptor;
 mod attach;
 mod builder;
+mod common;
 mod connector;
 mod error;
 mod ffi;

@@ -159,7 +159,7 @@ fn run(shared: &Shared, interval: Duration, tick: &dyn Fn()) {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(tick)) {
             panics += 1;
             let _ = panic::catch_unwind(AssertUnwindSafe(|| {
-                let message = crate::reloader::status::panic_message(&*payload);
+                let message = crate::common::panic_message(&*payload);
                 if panics == 1 {
                     tracing::error!(%message, "a poller tick panicked; polling goes on");
                 } else {

@@ -11,7 +11,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::retry::{Backoff, FailureLog};
-use super::status::{log_published, panic_message, CertificateStatus, Reload, ReloadFailure};
+use super::status::{log_published, CertificateStatus, Reload, ReloadFailure};
+use crate::common::panic_message;
 use crate::material::{Checks, CrlInfo, Material, StaleCrl, WatchedFiles};
 use crate::poll::Fingerprint;
 use crate::Error;
