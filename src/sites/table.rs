@@ -46,23 +46,9 @@ pub(crate) fn share_trust(
     builder: &mut SslContextBuilder,
     trust: &SslContextRef,
 ) -> Result<(), ErrorStack> {
-    // SAFETY: both contexts are live; `set1` takes its own reference to the
-    // store, which stays the trust context's too.
-    unsafe {
-        let store = openssl_sys::SSL_CTX_get_cert_store(trust.as_ptr());
-        crate::ffi::SSL_CTX_set1_cert_store(builder.as_ptr(), store);
-    }
-    // SAFETY: the list belongs to `trust` and is only read; the copy is ours
-    // and SSL_CTX_set_client_CA_list takes it over.
-    unsafe {
-        let names = crate::ffi::SSL_CTX_get_client_CA_list(trust.as_ptr());
-        if !names.is_null() {
-            let copy = crate::ffi::SSL_dup_CA_list(names);
-            if copy.is_null() {
-                return Err(ErrorStack::get());
-            }
-            openssl_sys::SSL_CTX_set_client_CA_list(builder.as_ptr(), copy);
-        }
+    crate::ffi::share_cert_store(builder, trust);
+    if let Some(names) = crate::ffi::client_ca_names(trust)? {
+        builder.set_client_ca_list(names);
     }
     Ok(())
 }

@@ -14,9 +14,13 @@
 //! context the application's servername callback chose. The application's
 //! options, protocol range, verify callback, ALPN and servername callbacks,
 //! session id context, session cache and ticket keys stay its own.
-//! `docs/c-api.md` has the rules for callers.
+//! `docs/c-api.md` has the rules for callers. The connector's side is in
+//! `connector.rs`, the application's own status callback in `status.rs`.
 
 #![allow(unsafe_code)] // Callbacks OpenSSL calls, and calls openssl lacks, each with its SAFETY note.
+
+mod connector;
+mod status;
 
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,21 +33,14 @@ use openssl::ssl::{
     ClientHelloResponse, NameType, Ssl, SslAlert, SslContext, SslContextBuilder, SslContextRef,
     SslRef, SslVerifyMode,
 };
-use openssl::stack::StackRef;
-use openssl::x509::{X509Ref, X509};
 
 use crate::ffi;
 use crate::material::{chain_stale_rule, status_callback};
 use crate::session::{self, SidCtx};
 use crate::sites::{client_hello_sni, normalize_into, Served, Snapshot};
-use crate::{ClientAuth, Error, ReloadingAcceptor, ReloadingConnector};
+use crate::{ClientAuth, Error, ReloadingAcceptor};
 
-/// `SSL_CTX_clear_extra_chain_certs` is this ctrl (ssl.h); openssl-sys lacks the constant.
-const SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS: c_int = 83;
-
-/// `SSL_CTX_get_tlsext_status_cb` and `_arg` are these ctrls (ssl.h).
-const SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB: c_int = 128;
-const SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB_ARG: c_int = 129;
+use self::status::AppStatus;
 
 /// What stands for the application's session id context where
 /// [`ReloadingAcceptor::install`] puts material on a context that is not attached.
@@ -55,55 +52,6 @@ const INSTALLED: &[u8] = b"openssl-reload install";
 struct Attached {
     acceptor: ReloadingAcceptor,
     session_id: Arc<[u8]>,
-}
-
-/// The status callback and argument an application had set on its context,
-/// called when the reloader has no staple for the certificate.
-#[derive(Clone, Copy)]
-struct AppStatus {
-    callback: ffi::StatusCallback,
-    arg: *mut c_void,
-}
-
-// SAFETY: `arg` is handed back to the application's own callback, which OpenSSL
-// would call with it from any handshake thread as well.
-unsafe impl Send for AppStatus {}
-// SAFETY: as for Send: the pointer is only passed on, never dereferenced here.
-unsafe impl Sync for AppStatus {}
-
-impl AppStatus {
-    /// The callback on `ctx`, if any.
-    fn of(ctx: &SslContextBuilder) -> Option<Self> {
-        let mut callback: Option<ffi::StatusCallback> = None;
-        let mut arg: *mut c_void = std::ptr::null_mut();
-        // SAFETY: `ctx` is live; the two ctrls write the context's callback
-        // pointer and its argument to the locations given, which have those types.
-        unsafe {
-            openssl_sys::SSL_CTX_ctrl(
-                ctx.as_ptr(),
-                SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB,
-                0,
-                std::ptr::from_mut(&mut callback).cast(),
-            );
-            openssl_sys::SSL_CTX_ctrl(
-                ctx.as_ptr(),
-                SSL_CTRL_GET_TLSEXT_STATUS_REQ_CB_ARG,
-                0,
-                std::ptr::from_mut(&mut arg).cast(),
-            );
-        }
-        callback.map(|callback| Self { callback, arg })
-    }
-
-    fn call(self, ssl: &mut SslRef) -> Result<bool, ErrorStack> {
-        // SAFETY: the application installed `callback` for connections of this
-        // context with `arg`; `ssl` is the live handshake OpenSSL called us for.
-        match unsafe { (self.callback)(ssl.as_ptr(), self.arg) } {
-            openssl_sys::SSL_TLSEXT_ERR_OK => Ok(true),
-            openssl_sys::SSL_TLSEXT_ERR_NOACK => Ok(false),
-            _ => Err(ErrorStack::get()),
-        }
-    }
 }
 
 /// The snapshot a handshake's client hello callback chose from, so that the
@@ -378,137 +326,10 @@ fn set_trust(
     trust: &SslContextRef,
     mode: SslVerifyMode,
 ) -> Result<(), ErrorStack> {
-    set_store(ssl, trust)?;
-    // SAFETY: `trust` is live and owns its list; the copy's ownership goes to
-    // SSL_set_client_CA_list.
-    unsafe {
-        let names = ffi::SSL_CTX_get_client_CA_list(trust.as_ptr());
-        if !names.is_null() {
-            let copy = ffi::SSL_dup_CA_list(names);
-            if copy.is_null() {
-                return Err(ErrorStack::get());
-            }
-            openssl_sys::SSL_set_client_CA_list(ssl.as_ptr(), copy);
-        }
+    ffi::share_verify_store(ssl, trust)?;
+    if let Some(names) = ffi::client_ca_names(trust)? {
+        ssl.set_client_ca_list(names);
     }
     ssl.set_verify(mode);
     Ok(())
-}
-
-impl ReloadingConnector {
-    /// Puts the current client certificate, chain and key, and with a
-    /// [`ca`](crate::Builder::ca) its store and `SSL_VERIFY_PEER`, on an
-    /// outgoing connection the application created from its own context, before
-    /// its handshake. Host name checks stay the application's
-    /// (`SSL_set1_host`).
-    ///
-    /// # Errors
-    ///
-    /// OpenSSL's, if it cannot install them.
-    pub fn configure_ssl(&self, ssl: &mut SslRef) -> Result<(), Error> {
-        let connector = self.current().load();
-        let ctx = connector.context();
-        let install = |ssl: &mut SslRef| -> Result<(), ErrorStack> {
-            if let (Some(cert), Some(key)) = (ctx.certificate(), ctx.private_key()) {
-                // SAFETY: `ssl` is live and borrowed mutably for the call.
-                unsafe { ffi::SSL_certs_clear(ssl.as_ptr()) };
-                ssl.set_certificate(cert)?;
-                for link in chain(ctx) {
-                    ssl.add_chain_cert(link.to_owned())?;
-                }
-                ssl.set_private_key(key)?;
-            }
-            if self.pinned {
-                set_store(ssl, ctx)?;
-                ssl.set_verify(SslVerifyMode::PEER);
-            }
-            Ok(())
-        };
-        install(ssl).map_err(Error::openssl("configure the connection"))
-    }
-
-    /// Like [`configure_ssl`](Self::configure_ssl), once, on a context the
-    /// application owns: every connection created from it afterwards gets the
-    /// material in service now. Call it again when [`status`](Self::status)
-    /// changes (the C interface's change callback) to follow reloads.
-    ///
-    /// # Errors
-    ///
-    /// OpenSSL's, if it cannot install them.
-    pub fn configure_context(&self, ctx: &mut SslContextBuilder) -> Result<(), Error> {
-        let connector = self.current().load();
-        let current = connector.context();
-        let install = |ctx: &mut SslContextBuilder| -> Result<(), ErrorStack> {
-            if let (Some(cert), Some(key)) = (current.certificate(), current.private_key()) {
-                ctx.set_certificate(cert)?;
-                ctx.set_private_key(key)?;
-                // SAFETY: `ctx` is live; SSL_CTX_clear_extra_chain_certs (this ctrl)
-                // frees the chain the context held, none of which is borrowed here.
-                unsafe {
-                    openssl_sys::SSL_CTX_ctrl(
-                        ctx.as_ptr(),
-                        SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS,
-                        0,
-                        std::ptr::null_mut(),
-                    )
-                };
-                for link in chain(current) {
-                    ctx.add_extra_chain_cert(link.to_owned())?;
-                }
-                ctx.check_private_key()?;
-            }
-            if self.pinned {
-                // SAFETY: both contexts are live; the ctrl with larg 1 takes its
-                // own reference to the store.
-                let ok = unsafe {
-                    let store = openssl_sys::SSL_CTX_get_cert_store(current.as_ptr());
-                    openssl_sys::SSL_CTX_ctrl(
-                        ctx.as_ptr(),
-                        openssl_sys::SSL_CTRL_SET_VERIFY_CERT_STORE,
-                        1,
-                        store.cast(),
-                    )
-                };
-                if ok != 1 {
-                    return Err(ErrorStack::get());
-                }
-                ctx.set_verify(SslVerifyMode::PEER);
-            }
-            Ok(())
-        };
-        install(ctx).map_err(Error::openssl("configure the context"))
-    }
-}
-
-/// The chain certificates of `ctx`'s certificate. `extra_chain_certs()`
-/// panics when OpenSSL has none to return (a leaf-only certificate file), so
-/// the stack is read here, NULL included.
-fn chain(ctx: &SslContextRef) -> impl Iterator<Item = &X509Ref> {
-    let mut stack = std::ptr::null_mut();
-    // SAFETY: `ctx` is live; the ctrl writes the context's own stack (or NULL)
-    // to `stack` and takes no reference.
-    unsafe { openssl_sys::SSL_CTX_get_extra_chain_certs(ctx.as_ptr(), &mut stack) };
-    // SAFETY: a non-NULL stack belongs to `ctx`, which outlives the borrow.
-    let stack = (!stack.is_null()).then(|| unsafe { StackRef::<X509>::from_ptr(stack) });
-    stack.into_iter().flat_map(|s| s.iter())
-}
-
-/// The verify store of `ctx` on one connection: it verifies the peer's chain
-/// instead of the connection's context's store.
-fn set_store(ssl: &mut SslRef, ctx: &SslContextRef) -> Result<(), ErrorStack> {
-    // SAFETY: both are live; the ctrl with larg 1 takes its own reference.
-    let ok = unsafe {
-        let store = openssl_sys::SSL_CTX_get_cert_store(ctx.as_ptr());
-        openssl_sys::SSL_ctrl(
-            ssl.as_ptr(),
-            openssl_sys::SSL_CTRL_SET_VERIFY_CERT_STORE,
-            1,
-            store.cast(),
-        )
-    };
-    if ok == 1 {
-        Ok(())
-    } else {
-        Err(ErrorStack::get())
-    }
 }
