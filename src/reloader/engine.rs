@@ -11,9 +11,12 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::retry::{Backoff, FailureLog};
-use super::status::{log_published, CertificateStatus, Reload, ReloadFailure};
+use super::status::{
+    initial_status, log_published, log_stale_crls, log_start, CertificateStatus, Reload,
+    ReloadFailure,
+};
 use crate::common::panic_message;
-use crate::material::{Checks, CrlInfo, Material, StaleCrl, WatchedFiles};
+use crate::material::{Checks, Material, WatchedFiles};
 use crate::poll::Fingerprint;
 use crate::Error;
 
@@ -215,18 +218,9 @@ impl<T> Engine<T> {
     /// Warns once per generation when a CRL in service has passed its nextUpdate
     /// (the file has not been replaced by a fresher one that loads).
     fn warn_stale_crls(&self) {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let (generation, stale) = {
             let status = self.status.borrow();
-            let stale: Vec<CrlInfo> = status
-                .crls
-                .iter()
-                .filter(|crl| crl.next_update_unix.is_some_and(|next| next < now))
-                .cloned()
-                .collect();
-            (status.generation, stale)
+            (status.generation, status.stale_crls())
         };
         if stale.is_empty() {
             return;
@@ -238,26 +232,7 @@ impl<T> Engine<T> {
             }
             state.stale_crl_warned = generation;
         }
-        for crl in stale {
-            let path = crl.path.display().to_string();
-            let next_update = crl.next_update.unwrap_or_default();
-            match self.checks.crl.stale {
-                StaleCrl::KeepEnforcing => tracing::warn!(
-                    role = self.role,
-                    path,
-                    issuer = %crl.issuer,
-                    next_update,
-                    "CRL in service is past its nextUpdate; still enforcing it until a fresh one is published"
-                ),
-                _ => tracing::warn!(
-                    role = self.role,
-                    path,
-                    issuer = %crl.issuer,
-                    next_update,
-                    "CRL in service is past its nextUpdate; every certificate it covers is refused until a fresh one is published"
-                ),
-            }
-        }
+        log_stale_crls(self.role, &stale, self.checks.crl.stale);
     }
 
     /// Records that the poller finished a tick.
@@ -416,61 +391,6 @@ impl<T> Engine<T> {
         attempt.served_digest = digest;
         log_published(self.role, &self.status.borrow());
         Ok(Attempt::Done(Reload::Published(generation)))
-    }
-}
-
-/// The status of a reloader that just loaded `certificate` and `ca_certificates`
-/// (or, with `error`, started without them, as allowed).
-pub(crate) fn initial_status(
-    certificate: Option<crate::CertificateInfo>,
-    ca_certificates: usize,
-    poll_interval: Duration,
-    error: Option<&Error>,
-) -> CertificateStatus {
-    let now = SystemTime::now();
-    CertificateStatus {
-        certificate,
-        ca_certificates,
-        crls: Vec::new(),
-        generation: u64::from(error.is_none()),
-        reloads: 0,
-        failures: u64::from(error.is_some()),
-        consecutive_failures: u64::from(error.is_some()),
-        last_error: error.map(|e| ReloadFailure::new(e, now)),
-        last_reload: now,
-        last_poll: None,
-        poll_interval,
-        fips_enabled: crate::fips::is_enabled(),
-    }
-}
-
-/// What start-up logs: the material loaded, or why it is missing (as allowed).
-/// Returns the message of the failure logged, if any.
-fn log_start(
-    role: &'static str,
-    status: &CertificateStatus,
-    error: Option<&Error>,
-    announce: bool,
-) -> Option<String> {
-    match error {
-        None if announce => {
-            log_published(role, status);
-            None
-        }
-        None => {
-            tracing::debug!(role, certificate = ?status.certificate.as_ref().map(|c| &c.subject), "loaded");
-            None
-        }
-        Some(error) => {
-            let message = error.report().to_string();
-            tracing::warn!(
-                role,
-                path = error.path().map(|p| p.display().to_string()),
-                error = %message,
-                "starting without a certificate, as allowed; handshakes fail until the files are valid"
-            );
-            Some(message)
-        }
     }
 }
 

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-pub(crate) use self::engine::{initial_status, Build, Engine, Polled, Setup};
+pub(crate) use self::engine::{Build, Engine, Polled, Setup};
 pub(crate) use self::retry::{Backoff, FailureLog};
+pub(crate) use self::status::initial_status;
 pub use self::status::{CertificateStatus, Reload, ReloadFailure};
 
 use crate::poll::Poller;

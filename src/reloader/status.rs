@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::{CertificateInfo, CrlInfo, Error};
+use crate::{CertificateInfo, CrlInfo, Error, StaleCrl};
 
 /// A point-in-time view of a reloader, cheap to clone.
 #[derive(Clone, Debug)]
@@ -92,5 +92,99 @@ pub(crate) fn log_published(role: &'static str, status: &CertificateStatus) {
             ca_certificates = status.ca_certificates,
             "trust bundle loaded"
         ),
+    }
+}
+
+/// The status of a reloader that just loaded `certificate` and `ca_certificates`
+/// (or, with `error`, started without them, as allowed).
+pub(crate) fn initial_status(
+    certificate: Option<CertificateInfo>,
+    ca_certificates: usize,
+    poll_interval: Duration,
+    error: Option<&Error>,
+) -> CertificateStatus {
+    let now = SystemTime::now();
+    CertificateStatus {
+        certificate,
+        ca_certificates,
+        crls: Vec::new(),
+        generation: u64::from(error.is_none()),
+        reloads: 0,
+        failures: u64::from(error.is_some()),
+        consecutive_failures: u64::from(error.is_some()),
+        last_error: error.map(|e| ReloadFailure::new(e, now)),
+        last_reload: now,
+        last_poll: None,
+        poll_interval,
+        fips_enabled: crate::fips::is_enabled(),
+    }
+}
+
+/// What start-up logs: the material loaded, or why it is missing (as allowed).
+/// Returns the message of the failure logged, if any.
+pub(super) fn log_start(
+    role: &'static str,
+    status: &CertificateStatus,
+    error: Option<&Error>,
+    announce: bool,
+) -> Option<String> {
+    match error {
+        None if announce => {
+            log_published(role, status);
+            None
+        }
+        None => {
+            tracing::debug!(role, certificate = ?status.certificate.as_ref().map(|c| &c.subject), "loaded");
+            None
+        }
+        Some(error) => {
+            let message = error.report().to_string();
+            tracing::warn!(
+                role,
+                path = error.path().map(|p| p.display().to_string()),
+                error = %message,
+                "starting without a certificate, as allowed; handshakes fail until the files are valid"
+            );
+            Some(message)
+        }
+    }
+}
+
+impl CertificateStatus {
+    /// The CRLs in service that are past their nextUpdate.
+    pub(crate) fn stale_crls(&self) -> Vec<CrlInfo> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.crls
+            .iter()
+            .filter(|crl| crl.next_update_unix.is_some_and(|next| next < now))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Warns of each CRL in service that is past its nextUpdate, saying what
+/// `policy` does about it.
+pub(super) fn log_stale_crls(role: &'static str, stale: &[CrlInfo], policy: StaleCrl) {
+    for crl in stale {
+        let path = crl.path.display().to_string();
+        let next_update = crl.next_update.clone().unwrap_or_default();
+        match policy {
+            StaleCrl::KeepEnforcing => tracing::warn!(
+                role,
+                path,
+                issuer = %crl.issuer,
+                next_update,
+                "CRL in service is past its nextUpdate; still enforcing it until a fresh one is published"
+            ),
+            _ => tracing::warn!(
+                role,
+                path,
+                issuer = %crl.issuer,
+                next_update,
+                "CRL in service is past its nextUpdate; every certificate it covers is refused until a fresh one is published"
+            ),
+        }
     }
 }
