@@ -25,54 +25,25 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::hint::black_box;
 use std::time::Duration;
 
 use openssl::error::ErrorStack;
-use openssl::ssl::{
-    HandshakeError, SslAcceptor, SslConnector, SslContextBuilder, SslMethod, SslMode, SslStream,
-};
+use openssl::ssl::{SslAcceptor, SslConnector, SslContextBuilder, SslMethod, SslMode};
 
-use common::memory::{self, End, Side};
+use common::memory::{self, ServerStep, Side};
 use common::{client, server_policy, KeyKind, Pair};
-
-fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Side {
-    memory::step(result).unwrap_or_else(|e| panic!("in-memory handshake failed: {e}"))
-}
 
 /// Everything the server does for a connection goes through here: callgrind's
 /// inclusive count of this function is the server's cost.
 #[inline(never)]
-fn server_side(f: impl FnOnce() -> Side) -> Side {
-    f()
+fn server_side(step: ServerStep<'_>) -> Result<Side, String> {
+    step.take()
 }
 
 /// One whole handshake, client and server, driven alternately on this thread.
 #[inline(never)]
 fn one_handshake(acceptor: &SslAcceptor, connector: &SslConnector) {
-    let (client_end, server_end) = memory::ends();
-    let mut config = connector.configure().unwrap();
-    config.set_verify_hostname(false);
-    let mut client = step(config.connect("localhost", client_end));
-    let mut server = server_side(|| step(acceptor.accept(server_end)));
-    loop {
-        match (client, server) {
-            (Side::Done(c), Side::Done(s)) => {
-                black_box((c, s));
-                return;
-            }
-            (c, s) => {
-                client = match c {
-                    Side::Mid(mid) => step(mid.handshake()),
-                    done => done,
-                };
-                server = match s {
-                    Side::Mid(mid) => server_side(|| step(mid.handshake())),
-                    done => done,
-                };
-            }
-        }
-    }
+    memory::local_handshake(acceptor, connector, server_side);
 }
 
 fn no_auto_chain(builder: &mut SslContextBuilder) -> Result<(), ErrorStack> {
