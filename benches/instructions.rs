@@ -28,10 +28,10 @@ mod common;
 use std::time::Duration;
 
 use openssl::error::ErrorStack;
-use openssl::ssl::{SslAcceptor, SslConnector, SslContextBuilder, SslMethod, SslMode};
+use openssl::ssl::{SslAcceptor, SslConnector, SslContextBuilder, SslMode};
 
 use common::memory::{self, ServerStep, Side};
-use common::{client, server_policy, KeyKind, Pair};
+use common::{client, server_policy, static_acceptor_with, KeyKind, Pair};
 
 /// Everything the server does for a connection goes through here: callgrind's
 /// inclusive count of this function is the server's cost.
@@ -84,14 +84,7 @@ fn main() {
     // Kept alive for the whole run: the poller stops when the acceptor drops.
     let reloading;
     let acceptor = match strategy {
-        "static" => {
-            let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
-            policy(&mut b).unwrap();
-            b.set_certificate(&pair.cert).unwrap();
-            b.set_private_key(&pair.key).unwrap();
-            b.check_private_key().unwrap();
-            b.build()
-        }
+        "static" => static_acceptor_with(&pair, policy),
         "reloading" => {
             reloading = openssl_reload::ReloadingAcceptor::builder()
                 .identity(dir.path().join("cert.pem"), dir.path().join("key.pem"))
