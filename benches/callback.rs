@@ -26,10 +26,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use divan::{black_box, Bencher};
 use openssl::ssl::SslMethod;
-use openssl::ssl::{HandshakeError, Ssl, SslAcceptor, SslConnector, SslContext, SslStream};
+use openssl::ssl::{Ssl, SslAcceptor, SslConnector, SslContext};
 use openssl_reload::{Reload, ReloadingAcceptor};
 
-use common::memory::{self, End, Side};
+use common::memory::{self, ServerStep};
 use common::{
     acceptor_from_files, client, reload_now_acceptor, server_policy, static_acceptor, KeyKind,
     Pair, Rotator,
@@ -174,53 +174,25 @@ mod handshake_in_memory {
     /// A plain acceptor: no callback.
     #[divan::bench]
     fn plain_no_callback() {
-        handshake(&FIXTURE.plain, &FIXTURE.connector);
+        memory::local_handshake(&FIXTURE.plain, &FIXTURE.connector, ServerStep::take);
     }
 
     /// The crate's front acceptor: the client hello callback switches the context
     /// and installs the certificate.
     #[divan::bench]
     fn reloading_callback() {
-        handshake(FIXTURE.reloading.acceptor(), &FIXTURE.connector);
+        memory::local_handshake(
+            FIXTURE.reloading.acceptor(),
+            &FIXTURE.connector,
+            ServerStep::take,
+        );
     }
 
     /// An application's context with the acceptor attached: the certificate
     /// installed per handshake, the session bound in both callbacks.
     #[divan::bench]
     fn attached_callbacks() {
-        handshake(&FIXTURE.attached, &FIXTURE.connector);
-    }
-}
-
-fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Side {
-    memory::step(result).unwrap_or_else(|e| panic!("in-memory handshake failed: {e}"))
-}
-
-/// A full handshake between `acceptor` and `connector`, driven alternately on
-/// this thread until both sides are done.
-fn handshake(acceptor: &SslAcceptor, connector: &SslConnector) {
-    let (client_end, server_end) = memory::ends();
-    let mut config = connector.configure().unwrap();
-    config.set_verify_hostname(false);
-    let mut client = step(config.connect("localhost", client_end));
-    let mut server = step(acceptor.accept(server_end));
-    loop {
-        match (client, server) {
-            (Side::Done(c), Side::Done(s)) => {
-                black_box((c, s));
-                return;
-            }
-            (c, s) => {
-                client = match c {
-                    Side::Mid(mid) => step(mid.handshake()),
-                    done => done,
-                };
-                server = match s {
-                    Side::Mid(mid) => step(mid.handshake()),
-                    done => done,
-                };
-            }
-        }
+        memory::local_handshake(&FIXTURE.attached, &FIXTURE.connector, ServerStep::take);
     }
 }
 

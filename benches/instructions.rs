@@ -25,54 +25,25 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::hint::black_box;
 use std::time::Duration;
 
 use openssl::error::ErrorStack;
-use openssl::ssl::{
-    HandshakeError, SslAcceptor, SslConnector, SslContextBuilder, SslMethod, SslMode, SslStream,
-};
+use openssl::ssl::{SslAcceptor, SslConnector, SslContextBuilder, SslMode};
 
-use common::memory::{self, End, Side};
-use common::{client, server_policy, KeyKind, Pair};
-
-fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Side {
-    memory::step(result).unwrap_or_else(|e| panic!("in-memory handshake failed: {e}"))
-}
+use common::memory::{self, ServerStep, Side};
+use common::{client, server_policy, static_acceptor_with, KeyKind, Pair};
 
 /// Everything the server does for a connection goes through here: callgrind's
 /// inclusive count of this function is the server's cost.
 #[inline(never)]
-fn server_side(f: impl FnOnce() -> Side) -> Side {
-    f()
+fn server_side(step: ServerStep<'_>) -> Result<Side, String> {
+    step.take()
 }
 
 /// One whole handshake, client and server, driven alternately on this thread.
 #[inline(never)]
 fn one_handshake(acceptor: &SslAcceptor, connector: &SslConnector) {
-    let (client_end, server_end) = memory::ends();
-    let mut config = connector.configure().unwrap();
-    config.set_verify_hostname(false);
-    let mut client = step(config.connect("localhost", client_end));
-    let mut server = server_side(|| step(acceptor.accept(server_end)));
-    loop {
-        match (client, server) {
-            (Side::Done(c), Side::Done(s)) => {
-                black_box((c, s));
-                return;
-            }
-            (c, s) => {
-                client = match c {
-                    Side::Mid(mid) => step(mid.handshake()),
-                    done => done,
-                };
-                server = match s {
-                    Side::Mid(mid) => server_side(|| step(mid.handshake())),
-                    done => done,
-                };
-            }
-        }
-    }
+    memory::local_handshake(acceptor, connector, server_side);
 }
 
 fn no_auto_chain(builder: &mut SslContextBuilder) -> Result<(), ErrorStack> {
@@ -113,14 +84,7 @@ fn main() {
     // Kept alive for the whole run: the poller stops when the acceptor drops.
     let reloading;
     let acceptor = match strategy {
-        "static" => {
-            let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
-            policy(&mut b).unwrap();
-            b.set_certificate(&pair.cert).unwrap();
-            b.set_private_key(&pair.key).unwrap();
-            b.check_private_key().unwrap();
-            b.build()
-        }
+        "static" => static_acceptor_with(&pair, policy),
         "reloading" => {
             reloading = openssl_reload::ReloadingAcceptor::builder()
                 .identity(dir.path().join("cert.pem"), dir.path().join("key.pem"))

@@ -28,10 +28,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use memory::{End, Side};
-use openssl::ssl::{
-    HandshakeError, Ssl, SslAcceptor, SslConnector, SslMethod, SslStream, SslVersion,
-};
+use memory::{End, ServerStep};
+use openssl::ssl::{SslAcceptor, SslConnector, SslMethod, SslStream, SslVersion};
 use openssl::x509::store::X509StoreBuilder;
 use openssl_reload::ReloadingAcceptor;
 use support::{Ca, LeafSpec};
@@ -341,10 +339,6 @@ fn served_serial(tls: &ReloadingAcceptor, client: &SslConnector, name: &str) -> 
     Some(support::serial_hex(&cert))
 }
 
-fn step(result: Result<SslStream<End>, HandshakeError<End>>) -> Option<Side> {
-    memory::step(result).ok()
-}
-
 /// A full handshake over memory; the server's steps are timed into `server_time`.
 /// Returns the client's stream, or `None` if the handshake failed.
 fn handshake(
@@ -353,39 +347,15 @@ fn handshake(
     name: &str,
     server_time: &mut Duration,
 ) -> Option<SslStream<End>> {
-    let (client_end, server_end) = memory::ends();
-    let mut timed = |f: &mut dyn FnMut() -> Option<Side>| {
+    let timed = |step: ServerStep<'_>| {
         let t = Instant::now();
-        let side = f();
+        let side = step.take();
         *server_time += t.elapsed();
         side
     };
-    let mut c = step(client.connect(name, client_end))?;
-    let mut server_end = Some(server_end);
-    let mut s = timed(&mut || {
-        let ssl = Ssl::new(acceptor.context()).ok()?;
-        step(ssl.accept(server_end.take()?))
-    })?;
-    for _ in 0..16 {
-        s = match s {
-            Side::Mid(mid) => {
-                let mut mid = Some(mid);
-                timed(&mut || step(mid.take()?.handshake()))?
-            }
-            done => done,
-        };
-        c = match c {
-            Side::Mid(mid) => step(mid.handshake())?,
-            done => done,
-        };
-        if let (Side::Done(_), Side::Done(_)) = (&c, &s) {
-            return match c {
-                Side::Done(client) => Some(client),
-                Side::Mid(_) => None,
-            };
-        }
-    }
-    None
+    let config = client.configure().ok()?;
+    let (client, _server) = memory::handshake(acceptor, config, name, timed).ok()?;
+    Some(client)
 }
 
 struct Throughput {

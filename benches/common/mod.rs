@@ -189,8 +189,16 @@ pub(crate) fn reload_now_acceptor(rotator: &Rotator) -> openssl_reload::Reloadin
 
 /// A plain acceptor holding `pair`: the "static" baseline.
 pub(crate) fn static_acceptor(pair: &Pair) -> SslAcceptor {
+    static_acceptor_with(pair, server_policy)
+}
+
+/// [`static_acceptor`] with another policy than [`server_policy`].
+pub(crate) fn static_acceptor_with(
+    pair: &Pair,
+    policy: fn(&mut SslContextBuilder) -> Result<(), ErrorStack>,
+) -> SslAcceptor {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
-    server_policy(&mut b).unwrap();
+    policy(&mut b).unwrap();
     b.set_certificate(&pair.cert).unwrap();
     b.set_private_key(&pair.key).unwrap();
     b.check_private_key().unwrap();

@@ -4,7 +4,10 @@ use std::io::{self, Write};
 
 use std::time::Duration;
 
-use openssl_reload::{ClientAuth, CrlInfo, ReloadingConnector, SiteStatus};
+use openssl_reload::{
+    CertificateInfo, ClientAuth, CrlInfo, OcspInfo, ReloadingAcceptorBuilder, ReloadingConnector,
+    SiteStatus,
+};
 
 use crate::cli::CheckArgs;
 use crate::timefmt::{now_unix, rfc3339};
@@ -12,6 +15,26 @@ use crate::{acceptor_builder, Failure};
 
 /// Validates the material as `serve` would and prints what it holds.
 pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
+    let sites = builder(args)?.check_sites()?;
+    refuse_unstapled(&sites)?;
+    let crls = match (&args.ca, &args.crl) {
+        (Some(ca), Some(crl)) => describe_crls(ca, crl)?,
+        _ => Vec::new(),
+    };
+    if sites.len() > 1 || args.identity.cert_dir.is_some() {
+        print_crls(&crls)?;
+        return list(&sites);
+    }
+    let info = sites
+        .into_iter()
+        .find_map(|site| site.status.certificate)
+        .ok_or_else(|| Failure::runtime("no certificate loaded"))?;
+    print(&describe(&info, args.ca.is_some(), !crls.is_empty()))?;
+    print_crls(&crls)
+}
+
+/// The acceptor's builder for the material to check.
+fn builder(args: &CheckArgs) -> Result<ReloadingAcceptorBuilder, Failure> {
     let Some(mut builder) = acceptor_builder(&args.identity)? else {
         return Err(Failure::usage(
             "give --cert and --key, --pkcs12, or --cert-dir",
@@ -28,10 +51,13 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
             builder = builder.crl(crl);
         }
     }
-    let sites = builder.check_sites()?;
-    // A staple that would not be stapled fails the check: `serve` would run
-    // without it (a must-staple certificate fails in check_sites already).
-    for site in &sites {
+    Ok(builder)
+}
+
+/// A staple that would not be stapled fails the check: `serve` would run
+/// without it (a must-staple certificate fails in check_sites already).
+fn refuse_unstapled(sites: &[SiteStatus]) -> Result<(), Failure> {
+    for site in sites {
         if let Some(ocsp) = site.certificate().and_then(|c| c.ocsp.as_ref()) {
             if let Some(reason) = &ocsp.error {
                 return Err(Failure::runtime(format!(
@@ -41,53 +67,40 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
             }
         }
     }
-    let crls = match (&args.ca, &args.crl) {
-        (Some(ca), Some(crl)) => describe_crls(ca, crl)?,
-        _ => Vec::new(),
-    };
-    if sites.len() > 1 || args.identity.cert_dir.is_some() {
-        print_crls(&crls)?;
-        return list(&sites);
-    }
-    let info = sites
-        .into_iter()
-        .find_map(|site| site.status.certificate)
-        .ok_or_else(|| Failure::runtime("no certificate loaded"))?;
+    Ok(())
+}
 
+/// The one certificate's description, and the checks it passed (`ca`: it was
+/// checked against a CA bundle; `crls`: CRLs were).
+fn describe(info: &CertificateInfo, ca: bool, crls: bool) -> String {
     let days_left = (info.not_after_unix - now_unix()).div_euclid(86_400);
     let sans = if info.subject_alt_names.is_empty() {
         "(none)".to_owned()
     } else {
         info.subject_alt_names.join(", ")
     };
+    let ocsp = info.ocsp.as_ref().map_or_else(String::new, ocsp_line);
     let mut checks = vec![
         "key matches the certificate",
         "within its validity period",
         "chain in order",
     ];
-    if args.ca.is_some() {
-        checks.push("chains to the CA bundle");
+    for (passed, check) in [
+        (ca, "chains to the CA bundle"),
+        (
+            crls,
+            "CRLs signed by the CA bundle and before their nextUpdate",
+        ),
+        (
+            !ocsp.is_empty(),
+            "OCSP staple good, signed by the issuer and current",
+        ),
+    ] {
+        if passed {
+            checks.push(check);
+        }
     }
-    if !crls.is_empty() {
-        checks.push("CRLs signed by the CA bundle and before their nextUpdate");
-    }
-    let ocsp = info.ocsp.as_ref().map_or_else(String::new, |o| {
-        format!(
-            "OCSP:       {status} | thisUpdate {this} | nextUpdate {next} | {path}\n",
-            status = o.status.as_deref().unwrap_or("?"),
-            this = o
-                .this_update_unix
-                .map_or_else(|| "(none)".to_owned(), rfc3339),
-            next = o
-                .next_update_unix
-                .map_or_else(|| "(none)".to_owned(), rfc3339),
-            path = o.path.display(),
-        )
-    });
-    if !ocsp.is_empty() {
-        checks.push("OCSP staple good, signed by the issuer and current");
-    }
-    let text = format!(
+    format!(
         "\
 subject:    {subject}
 SANs:       {sans}
@@ -108,12 +121,30 @@ valid:      yes: {checks}
         not_after_utc = rfc3339(info.not_after_unix),
         sha256 = info.sha256,
         checks = checks.join(", "),
-    );
+    )
+}
+
+/// The OCSP staple's line of the description.
+fn ocsp_line(o: &OcspInfo) -> String {
+    format!(
+        "OCSP:       {status} | thisUpdate {this} | nextUpdate {next} | {path}\n",
+        status = o.status.as_deref().unwrap_or("?"),
+        this = o
+            .this_update_unix
+            .map_or_else(|| "(none)".to_owned(), rfc3339),
+        next = o
+            .next_update_unix
+            .map_or_else(|| "(none)".to_owned(), rfc3339),
+        path = o.path.display(),
+    )
+}
+
+/// Writes `text` to standard output.
+fn print(text: &str) -> Result<(), Failure> {
     io::stdout()
         .lock()
         .write_all(text.as_bytes())
-        .map_err(|e| Failure::runtime(format!("cannot write to standard output: {e}")))?;
-    print_crls(&crls)
+        .map_err(|e| Failure::runtime(format!("cannot write to standard output: {e}")))
 }
 
 /// The CRLs as the connector side of the same files loads them (the acceptor's
@@ -140,10 +171,7 @@ fn print_crls(crls: &[CrlInfo]) -> Result<(), Failure> {
                 .map_or_else(|| "(none)".to_owned(), rfc3339),
         ));
     }
-    io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(|e| Failure::runtime(format!("cannot write to standard output: {e}")))
+    print(&text)
 }
 
 /// One line per site: what `serve` would answer for, and the sites it would
@@ -180,10 +208,7 @@ fn list(sites: &[SiteStatus]) -> Result<(), Failure> {
         "{} sites would be served, {failed} left out\n",
         sites.len() - failed
     ));
-    io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(|e| Failure::runtime(format!("cannot write to standard output: {e}")))?;
+    print(&text)?;
     if failed > 0 {
         return Err(Failure::runtime(format!(
             "{failed} of {} sites do not load",

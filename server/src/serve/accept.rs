@@ -21,13 +21,13 @@ use crate::timefmt::human_duration;
 /// File descriptors kept out of `--max-connections`' default: the certificate,
 /// key, CA and ticket-key files read at a reload, the listeners, the admin port
 /// and its connections, and what the runtime and logging hold.
-pub(crate) const FD_RESERVE: u64 = 64;
+const FD_RESERVE: u64 = 64;
 
 /// How many admin connections may be open at once, apart from `--max-connections`.
-pub(crate) const ADMIN_CONNECTIONS: usize = 64;
+pub(super) const ADMIN_CONNECTIONS: usize = 64;
 
 /// The soft limit on open files (`RLIMIT_NOFILE`), if it can be read and is finite.
-pub(crate) fn open_file_limit() -> Option<u64> {
+fn open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -40,10 +40,32 @@ pub(crate) fn open_file_limit() -> Option<u64> {
 
 /// `--max-connections` when it is not given: the open-file limit less
 /// [`FD_RESERVE`], at least 1 (and 65536 when the limit is unknown or infinite).
-pub(crate) fn default_max_connections(open_files: Option<u64>) -> u64 {
+fn default_max_connections(open_files: Option<u64>) -> u64 {
     match open_files {
         Some(limit) => limit.saturating_sub(FD_RESERVE).max(1),
         None => 65_536,
+    }
+}
+
+/// `--max-connections`, or the default from the open-file limit; warns when
+/// the limit given leaves fewer file descriptors than the reserve.
+pub(super) fn max_connections(flag: Option<u32>) -> u64 {
+    let open_files = open_file_limit();
+    match flag {
+        Some(n) => {
+            let n = u64::from(n);
+            if let Some(limit) = open_files.filter(|&l| n.saturating_add(FD_RESERVE) > l) {
+                tracing::warn!(
+                    max_connections = n,
+                    open_file_limit = limit,
+                    reserve = FD_RESERVE,
+                    "--max-connections leaves too few file descriptors (raise `ulimit -n` or \
+                     LimitNOFILE=); accepting will back off when they run out"
+                );
+            }
+            n
+        }
+        None => default_max_connections(open_files),
     }
 }
 
@@ -162,17 +184,8 @@ where
     F: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit) + Send + 'static,
 {
     tokio::spawn(async move {
-        // SAFETY: the AsyncFd owns the std listener, whose descriptor stays open
-        // and the same until the AsyncFd (and the listener with it) is dropped.
-        #[allow(unsafe_code)]
-        let listener = match unsafe {
-            AsyncFd::register_with_interest(listener, Interest::READABLE)
-        } {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!(%error, addr = %local, "cannot watch the listening socket; not accepting on it");
-                return;
-            }
+        let Some(listener) = watch(listener, local) else {
+            return;
         };
         loop {
             let mut ready = tokio::select! {
@@ -195,29 +208,63 @@ where
             let Ok(accepted) = ready.try_io(|l| l.get_ref().accept()) else {
                 continue;
             };
-            match accepted.and_then(|(tcp, peer)| {
-                tcp.set_nonblocking(true)?;
-                Ok((TcpStream::from_std(tcp)?, peer))
-            }) {
-                Ok((tcp, peer)) => {
-                    errors.succeeded();
-                    let _ = tcp.set_nodelay(true);
-                    serve(tcp, peer, permit);
+            if let Some(wait) = hand_over(accepted, permit, &errors, local, &serve) {
+                tokio::select! {
+                    biased;
+                    () = stopped(&mut shutdown) => return,
+                    () = tokio::time::sleep(wait) => {}
                 }
-                Err(error) if is_resource_exhaustion(&error) => {
-                    // Accepting again at once would spin; the connection stays queued.
-                    let wait = errors.failed(&error, local);
-                    drop(permit);
-                    tokio::select! {
-                        biased;
-                        () = stopped(&mut shutdown) => return,
-                        () = tokio::time::sleep(wait) => {}
-                    }
-                }
-                Err(error) => tracing::debug!(%error, "accept failed; continuing"),
             }
         }
     })
+}
+
+/// `listener` registered with the runtime, or `None` (logged) if it cannot be.
+fn watch(
+    listener: std::net::TcpListener,
+    local: SocketAddr,
+) -> Option<AsyncFd<std::net::TcpListener>> {
+    // SAFETY: the AsyncFd owns the std listener, whose descriptor stays open
+    // and the same until the AsyncFd (and the listener with it) is dropped.
+    #[allow(unsafe_code)]
+    match unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) } {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::error!(%error, addr = %local, "cannot watch the listening socket; not accepting on it");
+            None
+        }
+    }
+}
+
+/// Hands an accepted connection, with its permit, to `serve`. After a failure
+/// for lack of resources, returns how long to wait before accepting again: at
+/// once would spin, and the connection stays queued (the permit is released).
+fn hand_over<F>(
+    accepted: io::Result<(std::net::TcpStream, SocketAddr)>,
+    permit: OwnedSemaphorePermit,
+    errors: &AcceptErrors,
+    local: SocketAddr,
+    serve: &F,
+) -> Option<Duration>
+where
+    F: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit),
+{
+    match accepted.and_then(|(tcp, peer)| {
+        tcp.set_nonblocking(true)?;
+        Ok((TcpStream::from_std(tcp)?, peer))
+    }) {
+        Ok((tcp, peer)) => {
+            errors.succeeded();
+            let _ = tcp.set_nodelay(true);
+            serve(tcp, peer, permit);
+            None
+        }
+        Err(error) if is_resource_exhaustion(&error) => Some(errors.failed(&error, local)),
+        Err(error) => {
+            tracing::debug!(%error, "accept failed; continuing");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

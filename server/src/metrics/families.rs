@@ -1,125 +1,14 @@
-//! Connection counters, and the Prometheus text exposition of them and of the
-//! reloader's status (format 0.0.4, written by hand: a few families need no crate).
-
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+//! The metric families of `/metrics`, from the reloader's status and the
+//! server's counters.
 
 use openssl_reload::{CertificateInfo, CertificateStatus, SiteStatus, TicketKeyStatus};
 
+use super::exposition::{
+    Exposition,
+    Kind::{Counter, Gauge},
+};
+use super::Stats;
 use crate::timefmt::unix_seconds_f64;
-use Kind::{Counter, Gauge};
-
-/// Counters the server keeps besides the reloader's status.
-#[derive(Debug)]
-pub(crate) struct Stats {
-    pub(crate) started: SystemTime,
-    pub(crate) handshakes: AtomicU64,
-    pub(crate) handshake_errors: AtomicU64,
-    pub(crate) handshake_timeouts: AtomicU64,
-    pub(crate) connections_open: AtomicU64,
-    /// `--max-connections`, in force.
-    pub(crate) connections_max: u64,
-    /// Connections closed for having had no request in flight for `--idle-timeout`.
-    pub(crate) idle_closed: AtomicU64,
-    /// `accept(2)` failures for lack of file descriptors or memory.
-    pub(crate) accept_errors: AtomicU64,
-    pub(crate) requests: AtomicU64,
-}
-
-impl Stats {
-    pub(crate) fn new(connections_max: u64) -> Self {
-        Self {
-            connections_max,
-            idle_closed: AtomicU64::new(0),
-            accept_errors: AtomicU64::new(0),
-            started: SystemTime::now(),
-            handshakes: AtomicU64::new(0),
-            handshake_errors: AtomicU64::new(0),
-            handshake_timeouts: AtomicU64::new(0),
-            connections_open: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Builds a Prometheus text exposition, one metric family at a time.
-#[derive(Debug, Default)]
-pub(crate) struct Exposition {
-    out: String,
-}
-
-/// The kinds of metric family this server exposes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Kind {
-    Counter,
-    Gauge,
-}
-
-impl Exposition {
-    /// Starts a family with its `# HELP` and `# TYPE` lines.
-    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) -> &mut Self {
-        let kind = match kind {
-            Counter => "counter",
-            Gauge => "gauge",
-        };
-        let help = help.replace('\\', r"\\").replace('\n', r"\n");
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-        self
-    }
-
-    /// Adds a sample of the family started last.
-    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (label, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let value = value
-                    .replace('\\', r"\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', r"\n");
-                let _ = write!(self.out, "{label}=\"{value}\"");
-            }
-            self.out.push('}');
-        }
-        self.out.push(' ');
-        self.out.push_str(&format_value(value));
-        self.out.push('\n');
-        self
-    }
-
-    /// A family with a single unlabelled sample.
-    pub(crate) fn single(&mut self, name: &str, kind: Kind, help: &str, value: f64) -> &mut Self {
-        self.family(name, kind, help).sample(name, &[], value)
-    }
-
-    pub(crate) fn finish(self) -> String {
-        self.out
-    }
-}
-
-fn format_value(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_owned()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
-    } else {
-        // Rust prints integral floats without a fraction and never in exponent form.
-        format!("{value}")
-    }
-}
 
 /// The `/metrics` document.
 pub(crate) fn render(
@@ -225,6 +114,18 @@ fn certificate_families(m: &mut Exposition, status: &CertificateStatus, sites: &
             m.sample(name, &[("site", site)], value(cert) as f64);
         }
     }
+    ocsp_families(m, &serving);
+    m.single(
+        "openssl_reload_ca_certificates",
+        Gauge,
+        "Certificates in the client CA bundle in service (0 without --ca).",
+        status.ca_certificates as f64,
+    );
+    crl_families(m, status);
+}
+
+/// The OCSP staples in service, one series per site that staples one.
+fn ocsp_families(m: &mut Exposition, serving: &[(&str, &CertificateInfo)]) {
     let stapled: Vec<(&str, i64)> = serving
         .iter()
         .filter_map(|(site, cert)| {
@@ -244,13 +145,6 @@ fn certificate_families(m: &mut Exposition, status: &CertificateStatus, sites: &
             m.sample(name, &[("site", site)], next as f64);
         }
     }
-    m.single(
-        "openssl_reload_ca_certificates",
-        Gauge,
-        "Certificates in the client CA bundle in service (0 without --ca).",
-        status.ca_certificates as f64,
-    );
-    crl_families(m, status);
 }
 
 /// The CRLs in service, one series per CRL, labelled with its issuer.
@@ -376,28 +270,4 @@ fn process_families(m: &mut Exposition, stats: &Stats) {
         ],
         1.0,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_families_samples_and_escapes() {
-        let mut m = Exposition::default();
-        m.family("a_total", Counter, "Help with \\ and\nnewline.")
-            .sample("a_total", &[("x", "q\"b\\n\n"), ("y", "z")], 3.0)
-            .sample("a_total", &[], 0.25);
-        m.single("b", Gauge, "B.", f64::INFINITY);
-        m.single("c", Gauge, "C.", 1.7e9);
-        assert_eq!(
-            m.finish(),
-            "# HELP a_total Help with \\\\ and\\nnewline.\n\
-             # TYPE a_total counter\n\
-             a_total{x=\"q\\\"b\\\\n\\n\",y=\"z\"} 3\n\
-             a_total 0.25\n\
-             # HELP b B.\n# TYPE b gauge\nb +Inf\n\
-             # HELP c C.\n# TYPE c gauge\nc 1700000000\n"
-        );
-    }
 }
