@@ -162,7 +162,7 @@ impl Builder<ClientSide> {
         let pinned = self.files.ca.is_some();
         let build: Build<SslConnector> =
             Box::new(move |material| client_connector(&policy, pinned, material));
-        let reloader = Reloader::start(self.setup("connector"), build, || {})?;
+        let reloader = Reloader::start(self.setup("connector"), build)?;
         Ok(ReloadingConnector {
             inner: Arc::new(reloader),
             pinned,

@@ -17,16 +17,15 @@ mod ocsp;
 mod parse;
 mod passphrase;
 mod read;
+mod staple;
 mod trust;
 mod validate;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
-use openssl::x509::X509;
 use zeroize::Zeroizing;
 
 pub(crate) use self::crl::{chain_stale_rule, CrlOptions};
@@ -41,6 +40,7 @@ pub use self::read::DEFAULT_MAX_FILE_SIZE;
 pub(crate) use self::trust::Trust;
 pub use self::validate::ValidityPolicy;
 
+use self::staple::read_optional;
 use crate::Error;
 
 /// The files of one identity: certificate chain and key, or a PKCS#12 bundle.
@@ -187,7 +187,8 @@ impl WatchedFiles {
         };
         let trust = match (&self.ca, &raw.ca) {
             (Some(path), Some(bytes)) => Some(Trust::parse(path, bytes, crl, checks.crl)?),
-            // The builders refuse a CRL without a CA bundle; never drop one silently.
+            // A CRL needs the bundle of the CA that signed it: refused, never
+            // dropped silently.
             _ => match crl {
                 Some((path, _)) => {
                     return Err(Error::Crl {
@@ -213,68 +214,6 @@ impl WatchedFiles {
             identity,
             trust,
             digest: raw.digest,
-        })
-    }
-
-    /// Checks the staple read with the identity and attaches it if it passes;
-    /// one that fails is logged (once per content: a file is parsed again only
-    /// when it changes) and left out, unless the certificate demands one.
-    fn staple(
-        &self,
-        identity: &mut Identity,
-        raw: Option<Result<Vec<u8>, String>>,
-        raw_issuer: Option<Result<Vec<u8>, String>>,
-    ) -> Result<(), Error> {
-        let (Some(file), Some(raw)) = (&self.ocsp, raw) else {
-            return self.require_staple(identity, "no staple file");
-        };
-        let path = file.path();
-        let issuer = match (&self.ocsp_issuer, raw_issuer) {
-            (Some(file), Some(Ok(bytes))) => {
-                parse::parse_certificates(file.path(), &bytes, "OCSP issuer certificate")
-                    .map_err(|e| e.report().to_string())
-            }
-            (_, Some(Err(reason))) => Err(reason),
-            _ => Ok(Vec::new()),
-        };
-        let (staple, info) = match (raw, issuer) {
-            (Ok(der), Ok(issuer)) => {
-                let candidates: Vec<X509> = identity.chain.iter().cloned().chain(issuer).collect();
-                ocsp::check(path, &der, &identity.cert, &candidates)
-            }
-            (Err(reason), _) | (_, Err(reason)) => {
-                let mut info = OcspInfo::new(path);
-                info.error = Some(reason);
-                (None, info)
-            }
-        };
-        if let Some(reason) = &info.error {
-            if ocsp::must_staple(&identity.cert) {
-                return Err(Error::Ocsp {
-                    path: path.to_owned(),
-                    reason: format!("the certificate requires OCSP stapling (must-staple) and the staple is not valid: {reason}"),
-                });
-            }
-            tracing::warn!(path = %path.display(), certificate = %identity.path.display(), error = %reason, "OCSP staple not stapled; the certificate is served without it");
-        }
-        identity.staple = staple.map(Arc::new);
-        identity.info.ocsp = Some(info);
-        Ok(())
-    }
-
-    fn require_staple(&self, identity: &Identity, why: &str) -> Result<(), Error> {
-        if !ocsp::must_staple(&identity.cert) {
-            return Ok(());
-        }
-        let path = self
-            .ocsp
-            .as_ref()
-            .map_or_else(|| OcspFile::beside(&identity.path), Clone::clone);
-        Err(Error::Ocsp {
-            path: path.path().to_owned(),
-            reason: format!(
-                "the certificate requires OCSP stapling (must-staple) and there is {why}"
-            ),
         })
     }
 
@@ -304,20 +243,6 @@ impl WatchedFiles {
         };
         validate::validate(files, &identity, checks.validity)?;
         Ok(identity)
-    }
-}
-
-/// An optional file's bytes: `None` for a `<cert>.suffix` file that is not
-/// there, the reason as text for one that cannot be read.
-fn read_optional(file: &OcspFile, limit: u64) -> Option<Result<Vec<u8>, String>> {
-    match read::read_file(file.path(), limit) {
-        Err(Error::Io { source, .. })
-            if matches!(file, OcspFile::Beside(_))
-                && source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            None
-        }
-        read => Some(read.map_err(|e| e.to_string())),
     }
 }
 

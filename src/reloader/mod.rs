@@ -32,20 +32,14 @@ pub(crate) struct Reloader<T> {
 }
 
 impl<T: Send + Sync + 'static> Reloader<T> {
-    /// Loads the initial material and starts polling; each tick also runs
-    /// `also` (the ticket keys' rotation, say).
-    pub(crate) fn start(
-        setup: Setup,
-        build: Build<T>,
-        also: impl Fn() + Send + 'static,
-    ) -> Result<Self, Error> {
+    /// Loads the initial material and starts polling.
+    pub(crate) fn start(setup: Setup, build: Build<T>) -> Result<Self, Error> {
         let interval = setup.poll_interval;
         let engine = Arc::new(Engine::start(setup, build)?);
         let ticked = Arc::clone(&engine);
         let poller = Poller::spawn(interval, move || {
             ticked.poll();
             ticked.mark_polled();
-            also();
         })
         .map_err(|source| Error::Thread { source })?;
         Ok(Self {

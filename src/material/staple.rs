@@ -1,0 +1,90 @@
+//! A certificate's OCSP staple as the reload reads it: the optional files
+//! (`<cert>.ocsp`, `<cert>.issuer`, or the ones configured), and the check that
+//! decides whether the identity is published with a staple, without one, or
+//! not at all (a must-staple certificate without a valid staple).
+
+use std::sync::Arc;
+
+use openssl::x509::X509;
+
+use super::ocsp::{self, OcspFile, OcspInfo};
+use super::{parse, read, Identity, WatchedFiles};
+use crate::Error;
+
+impl WatchedFiles {
+    /// Checks the staple read with the identity and attaches it if it passes;
+    /// one that fails is logged (once per content: a file is parsed again only
+    /// when it changes) and left out, unless the certificate demands one.
+    pub(super) fn staple(
+        &self,
+        identity: &mut Identity,
+        raw: Option<Result<Vec<u8>, String>>,
+        raw_issuer: Option<Result<Vec<u8>, String>>,
+    ) -> Result<(), Error> {
+        let (Some(file), Some(raw)) = (&self.ocsp, raw) else {
+            return self.require_staple(identity, "no staple file");
+        };
+        let path = file.path();
+        let issuer = match (&self.ocsp_issuer, raw_issuer) {
+            (Some(file), Some(Ok(bytes))) => {
+                parse::parse_certificates(file.path(), &bytes, "OCSP issuer certificate")
+                    .map_err(|e| e.report().to_string())
+            }
+            (_, Some(Err(reason))) => Err(reason),
+            _ => Ok(Vec::new()),
+        };
+        let (staple, info) = match (raw, issuer) {
+            (Ok(der), Ok(issuer)) => {
+                let candidates: Vec<X509> = identity.chain.iter().cloned().chain(issuer).collect();
+                ocsp::check(path, &der, &identity.cert, &candidates)
+            }
+            (Err(reason), _) | (_, Err(reason)) => {
+                let mut info = OcspInfo::new(path);
+                info.error = Some(reason);
+                (None, info)
+            }
+        };
+        if let Some(reason) = &info.error {
+            if ocsp::must_staple(&identity.cert) {
+                return Err(Error::Ocsp {
+                    path: path.to_owned(),
+                    reason: format!("the certificate requires OCSP stapling (must-staple) and the staple is not valid: {reason}"),
+                });
+            }
+            tracing::warn!(path = %path.display(), certificate = %identity.path.display(), error = %reason, "OCSP staple not stapled; the certificate is served without it");
+        }
+        identity.staple = staple.map(Arc::new);
+        identity.info.ocsp = Some(info);
+        Ok(())
+    }
+
+    fn require_staple(&self, identity: &Identity, why: &str) -> Result<(), Error> {
+        if !ocsp::must_staple(&identity.cert) {
+            return Ok(());
+        }
+        let path = self
+            .ocsp
+            .as_ref()
+            .map_or_else(|| OcspFile::beside(&identity.path), Clone::clone);
+        Err(Error::Ocsp {
+            path: path.path().to_owned(),
+            reason: format!(
+                "the certificate requires OCSP stapling (must-staple) and there is {why}"
+            ),
+        })
+    }
+}
+
+/// An optional file's bytes: `None` for a `<cert>.suffix` file that is not
+/// there, the reason as text for one that cannot be read.
+pub(super) fn read_optional(file: &OcspFile, limit: u64) -> Option<Result<Vec<u8>, String>> {
+    match read::read_file(file.path(), limit) {
+        Err(Error::Io { source, .. })
+            if matches!(file, OcspFile::Beside(_))
+                && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            None
+        }
+        read => Some(read.map_err(|e| e.to_string())),
+    }
+}
