@@ -779,7 +779,8 @@ openssl_reload_result openssl_reload_server_reload_error(const openssl_reload_se
 
 /*
  Copies the whole status as JSON (every site, the CA bundle, the CRLs, the
- last error) into `buf`.
+ last error) into `buf`. The schema is the C interface's own, with times in
+ Unix seconds (`not_after_unix`), not the demo server's `/status`.
 
  Thread-safe.
 

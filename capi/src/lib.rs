@@ -19,6 +19,8 @@ mod builder;
 mod client;
 mod server;
 mod status;
+#[cfg(test)]
+mod test_support;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};

@@ -188,7 +188,8 @@ pub unsafe extern "C" fn openssl_reload_server_reload_error(
 }
 
 /// Copies the whole status as JSON (every site, the CA bundle, the CRLs, the
-/// last error) into `buf`.
+/// last error) into `buf`. The schema is the C interface's own, with times in
+/// Unix seconds (`not_after_unix`), not the demo server's `/status`.
 ///
 /// Thread-safe.
 ///

@@ -73,7 +73,13 @@ fn unix(at: std::time::SystemTime) -> Value {
         .map_or(Value::Null, |d| json!(d.as_secs()))
 }
 
-/// The status as JSON, as the demo server's `/status` shows it.
+/// The status as JSON for `_status_json`: the C interface's own schema, not
+/// the demo server's `/status`. Times are Unix seconds (`not_after_unix`,
+/// `last_reload_unix`, ...) where `/status` writes RFC 3339 strings, and
+/// `not_before`/`not_after` are as OpenSSL prints them; an OCSP staple's
+/// `stapled` is whether it passed its checks when it was loaded, where
+/// `/status` also asks whether it is still current. The field names are
+/// pinned by a test below.
 pub(crate) fn to_json(status: &CertificateStatus, sites: Option<&[SiteStatus]>) -> String {
     let mut value = status_value(status);
     if let Some(sites) = sites {
@@ -338,4 +344,134 @@ pub(crate) unsafe fn set_change_callback<R: Reporter>(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ptr;
+
+    use serde_json::Value;
+
+    use crate::test_support::{json, ok, Files};
+    use crate::*;
+
+    /// The names of an object's fields, sorted.
+    fn fields(value: &Value) -> Vec<&str> {
+        let mut names: Vec<&str> = value
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {value}"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The C JSON is a schema of its own (Unix times, the raw `stapled`), not
+    /// the demo server's `/status`: its field names change only with the ABI.
+    #[test]
+    fn the_status_json_keeps_its_field_names() {
+        let files = Files::new("capi-json");
+        files.write_crl();
+        std::fs::write(files.0.join("staple.der"), b"not a response").unwrap();
+        let (cert, key) = (files.path("cert.pem"), files.path("key.pem"));
+        let (crl, staple) = (files.path("crl.pem"), files.path("staple.der"));
+        let mut builder = ptr::null_mut();
+        let mut server: *mut openssl_reload_server = ptr::null_mut();
+        // SAFETY: every pointer passed below is live for its call: the builder
+        // from `_new` until `_build` consumes it, the NUL-terminated paths, and
+        // the server until it is freed.
+        let status = unsafe {
+            ok(openssl_reload_server_builder_new(&mut builder));
+            ok(openssl_reload_server_builder_set_identity(
+                builder,
+                cert.as_ptr(),
+                key.as_ptr(),
+            ));
+            ok(openssl_reload_server_builder_set_client_ca(
+                builder,
+                cert.as_ptr(),
+                0,
+            ));
+            ok(openssl_reload_server_builder_set_crl(
+                builder,
+                crl.as_ptr(),
+                0,
+            ));
+            ok(openssl_reload_server_builder_set_ocsp_staple(
+                builder,
+                staple.as_ptr(),
+            ));
+            ok(openssl_reload_server_builder_build(builder, &mut server));
+            std::fs::write(files.0.join("cert.pem"), b"not a certificate").unwrap();
+            let failed = openssl_reload_server_reload_now(server, ptr::null_mut());
+            assert_eq!(failed, OPENSSL_RELOAD_MATERIAL);
+            let status =
+                json(|buf, len, out| openssl_reload_server_status_json(server, buf, len, out));
+            openssl_reload_server_free(server);
+            status
+        };
+        let status: Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            fields(&status),
+            [
+                "ca_certificates",
+                "certificate",
+                "consecutive_failures",
+                "crls",
+                "failures",
+                "fips_enabled",
+                "generation",
+                "last_error",
+                "last_poll_unix",
+                "last_reload_unix",
+                "poll_interval_ms",
+                "reloads",
+                "sites",
+            ]
+        );
+        let certificate = &status["certificate"];
+        assert_eq!(
+            fields(certificate),
+            [
+                "issuer",
+                "not_after",
+                "not_after_unix",
+                "not_before",
+                "ocsp",
+                "serial",
+                "sha256",
+                "subject",
+                "subject_alt_names",
+            ]
+        );
+        assert_eq!(
+            fields(&certificate["ocsp"]),
+            [
+                "error",
+                "next_update_unix",
+                "path",
+                "stapled",
+                "status",
+                "this_update_unix"
+            ]
+        );
+        assert_eq!(
+            fields(&status["crls"][0]),
+            ["issuer", "next_update_unix", "number", "path", "revoked"]
+        );
+        assert_eq!(
+            fields(&status["last_error"]),
+            ["at_unix", "message", "path"]
+        );
+        assert_eq!(
+            fields(&status["sites"][0]),
+            ["default", "key_type", "name", "names", "path", "serving", "status"]
+        );
+        assert_eq!(fields(&status["sites"][0]["status"]), {
+            let mut top = fields(&status);
+            top.retain(|name| *name != "sites");
+            top
+        });
+    }
 }
