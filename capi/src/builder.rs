@@ -10,8 +10,10 @@ use std::time::Duration;
 use reload::{Builder, ClientAuth, ClientSide, CrlCheck, Passphrase, ServerSide, ValidityPolicy};
 use zeroize::Zeroizing;
 
-use crate::openssl_reload_result::{self, *};
-use crate::{arg_mut, guard, path_arg, string_arg, Failure};
+use crate::args::{arg_mut, check_openssl_version, path_arg, string_arg};
+use crate::boundary::{free, guard};
+use crate::error::openssl_reload_result::{self, *};
+use crate::error::Failure;
 
 /// Settings for a server reloader; made by [`openssl_reload_server_builder_new`].
 #[derive(Debug)]
@@ -222,7 +224,7 @@ pub unsafe extern "C" fn openssl_reload_server_builder_new(
     guard(|| {
         // SAFETY: `out` is writable (this function's contract); that is what `arg_mut` requires.
         let out = unsafe { arg_mut(out, "out") }?;
-        crate::check_openssl_version()?;
+        check_openssl_version()?;
         let builder = openssl_reload_server_builder {
             inner: Some(reload::ReloadingAcceptor::builder()),
         };
@@ -242,13 +244,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_new(
 pub unsafe extern "C" fn openssl_reload_server_builder_free(
     builder: *mut openssl_reload_server_builder,
 ) {
-    crate::guard_void(|| {
-        if !builder.is_null() {
-            // SAFETY: `builder` is not NULL here, so by this function's contract it is a builder
-            // not freed or built before: a box of ours, as `from_raw` requires.
-            drop(unsafe { Box::from_raw(builder) });
-        }
-    });
+    // SAFETY: the caller keeps this function's contract, which is `free`'s.
+    unsafe { free(builder) };
 }
 
 /// The certificate chain (PEM: leaf first, then intermediates) and its key
@@ -568,7 +565,7 @@ pub unsafe extern "C" fn openssl_reload_client_builder_new(
     guard(|| {
         // SAFETY: `out` is writable (this function's contract); that is what `arg_mut` requires.
         let out = unsafe { arg_mut(out, "out") }?;
-        crate::check_openssl_version()?;
+        check_openssl_version()?;
         let builder = openssl_reload_client_builder {
             inner: Some(reload::ReloadingConnector::builder()),
         };
@@ -588,13 +585,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_new(
 pub unsafe extern "C" fn openssl_reload_client_builder_free(
     builder: *mut openssl_reload_client_builder,
 ) {
-    crate::guard_void(|| {
-        if !builder.is_null() {
-            // SAFETY: `builder` is not NULL here, so by this function's contract it is a builder
-            // not freed or built before: a box of ours, as `from_raw` requires.
-            drop(unsafe { Box::from_raw(builder) });
-        }
-    });
+    // SAFETY: the caller keeps this function's contract, which is `free`'s.
+    unsafe { free(builder) };
 }
 
 /// The client certificate chain and key presented to servers.

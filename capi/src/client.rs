@@ -6,12 +6,13 @@ use reload::{CertificateStatus, Reload, ReloadingConnector};
 use std::ffi::{c_char, c_void};
 use tokio::sync::watch;
 
+use crate::args::{arg, arg_mut, ctx_arg, ssl_arg};
+use crate::boundary::{free, guard};
 use crate::builder::{openssl_reload_client_builder, take};
-use crate::openssl_reload_result;
+use crate::error::openssl_reload_result;
 use crate::status::{
     self, openssl_reload_change_callback, openssl_reload_status, to_json, Reporter, WatcherSlot,
 };
-use crate::{arg, arg_mut, ctx_arg, guard, guard_void, ssl_arg};
 
 /// A client reloader; made by [`openssl_reload_client_builder_build`]. Every
 /// function taking a `const` one is thread-safe.
@@ -212,13 +213,8 @@ pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
 // nothing uses afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_client) {
-    guard_void(|| {
-        if !client.is_null() {
-            // SAFETY: `client` is not NULL here, so by this function's contract it is a live
-            // handle, not used again: a box of ours, as `from_raw` requires.
-            drop(unsafe { Box::from_raw(client) });
-        }
-    });
+    // SAFETY: the caller keeps this function's contract, which is `free`'s.
+    unsafe { free(client) };
 }
 
 impl Reporter for openssl_reload_client {

@@ -7,12 +7,13 @@ use openssl_sys::{SSL, SSL_CTX};
 use reload::{CertificateStatus, Reload, ReloadingAcceptor};
 use tokio::sync::watch;
 
+use crate::args::{arg, arg_mut, ctx_arg, ssl_arg};
+use crate::boundary::{free, guard};
 use crate::builder::{openssl_reload_server_builder, take};
-use crate::openssl_reload_result;
+use crate::error::openssl_reload_result;
 use crate::status::{
     self, openssl_reload_change_callback, openssl_reload_status, to_json, Reporter, WatcherSlot,
 };
-use crate::{arg, arg_mut, ctx_arg, guard, guard_void, ssl_arg};
 
 /// A server reloader: polls the files on a thread of its own and keeps the
 /// material that attached contexts serve. Made by
@@ -246,13 +247,8 @@ pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
 // nothing uses afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_free(server: *mut openssl_reload_server) {
-    guard_void(|| {
-        if !server.is_null() {
-            // SAFETY: `server` is not NULL here, so by this function's contract it is a live
-            // handle, not used again: a box of ours, as `from_raw` requires.
-            drop(unsafe { Box::from_raw(server) });
-        }
-    });
+    // SAFETY: the caller keeps this function's contract, which is `free`'s.
+    unsafe { free(server) };
 }
 
 impl Reporter for openssl_reload_server {

@@ -10,8 +10,10 @@ use reload::{CertificateStatus, Reload, SiteStatus};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
-use crate::openssl_reload_result::{self, *};
-use crate::{arg, arg_mut, copy_out, guard, Failure};
+use crate::args::{arg, arg_mut};
+use crate::boundary::{copy_out, guard};
+use crate::error::openssl_reload_result::{self, *};
+use crate::error::Failure;
 
 /// Length of [`openssl_reload_status::serial`]: a serial of up to 20 bytes in
 /// hex, its NUL, and room to spare.
@@ -352,6 +354,7 @@ mod tests {
 
     use serde_json::Value;
 
+    use crate::error::openssl_reload_result::*;
     use crate::test_support::{json, ok, Files};
     use crate::*;
 

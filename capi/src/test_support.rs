@@ -13,8 +13,8 @@ use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::x509::{X509Name, X509};
 
-use crate::openssl_reload_last_error;
-use crate::openssl_reload_result::{self, *};
+use crate::error::openssl_reload_last_error;
+use crate::error::openssl_reload_result::{self, *};
 
 /// A temporary directory holding a self-signed certificate `cert.pem` (CN
 /// `name`, which also makes it a one-certificate CA bundle) and `key.pem`.
