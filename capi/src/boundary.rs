@@ -2,7 +2,7 @@
 //! recorded as the thread's last error, and a text goes out through the
 //! caller's buffer.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::openssl_reload_result::{self, *};
@@ -81,4 +81,26 @@ pub(crate) unsafe fn copy_out(
         *out_len = text.len();
     }
     Ok(())
+}
+
+/// A callback's `userdata`, which the library hands back unchanged from its
+/// own threads (the poller's, the change callback's).
+pub(crate) struct UserData(*mut c_void);
+
+// SAFETY: every callback's documented contract: it is thread-safe, userdata
+// included, so the pointer may move to the library's threads.
+unsafe impl Send for UserData {}
+// SAFETY: the same contract: the callback may run on any thread, so shared
+// references to the userdata may be used from several.
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    pub(crate) fn new(userdata: *mut c_void) -> Self {
+        Self(userdata)
+    }
+
+    /// Through a method, so that closures capture the whole (Send) wrapper.
+    pub(crate) fn get(&self) -> *mut c_void {
+        self.0
+    }
 }

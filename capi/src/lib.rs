@@ -15,6 +15,7 @@
 #![allow(unsafe_code)] // The whole crate is the foreign interface.
 #![allow(non_camel_case_types)] // C names for C callers.
 
+// First: cbindgen writes the functions in the order it reads them.
 mod error;
 
 mod args;

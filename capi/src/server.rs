@@ -7,9 +7,9 @@ use openssl_sys::{SSL, SSL_CTX};
 use reload::{CertificateStatus, Reload, ReloadingAcceptor};
 use tokio::sync::watch;
 
-use crate::args::{arg, arg_mut, ctx_arg, ssl_arg};
+use crate::args::{arg, ctx_arg, ssl_arg};
 use crate::boundary::{free, guard};
-use crate::builder::{openssl_reload_server_builder, take};
+use crate::builder::{build, openssl_reload_server_builder};
 use crate::error::openssl_reload_result;
 use crate::status::{
     self, openssl_reload_change_callback, openssl_reload_status, to_json, Reporter, WatcherSlot,
@@ -39,19 +39,15 @@ pub unsafe extern "C" fn openssl_reload_server_builder_build(
     builder: *mut openssl_reload_server_builder,
     out: *mut *mut openssl_reload_server,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: `builder` is a live builder, not used again (this function's contract), as
-        // `take` requires; it is consumed even if `out` turns out to be NULL.
-        let builder = unsafe { take(builder) }?;
-        // SAFETY: `out` is writable (this function's contract), as `arg_mut` requires.
-        let out = unsafe { arg_mut(out, "out") }?;
-        let acceptor = builder.build()?;
-        *out = Box::into_raw(Box::new(openssl_reload_server {
-            acceptor,
-            watcher: WatcherSlot::default(),
-        }));
-        Ok(())
-    })
+    // SAFETY: the caller keeps this function's contract, which is `build`'s.
+    unsafe {
+        build(builder, out, |builder| {
+            Ok(openssl_reload_server {
+                acceptor: builder.build()?,
+                watcher: WatcherSlot::default(),
+            })
+        })
+    }
 }
 
 /// Makes `ctx`, a context the application owns and configured, serve the

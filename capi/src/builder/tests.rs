@@ -4,6 +4,7 @@
 use std::ptr;
 
 use super::*;
+use crate::error::openssl_reload_result::*;
 use crate::test_support::{json, last_error, ok, refused, Files};
 use crate::{
     openssl_reload_client, openssl_reload_client_builder_build, openssl_reload_client_free,
