@@ -27,8 +27,6 @@ pub struct openssl_reload_client {
 /// # Safety
 ///
 /// `builder` is a live builder, not used again; `out` is writable.
-// SAFETY: unsafe because it frees `builder` and writes the client handle through `out`, both raw
-// pointers from C.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_build(
     builder: *mut openssl_reload_client_builder,
@@ -55,19 +53,14 @@ pub unsafe extern "C" fn openssl_reload_client_builder_build(
 /// # Safety
 ///
 /// `client` is live; `ssl` is a live `SSL` of the process's libssl.
-// SAFETY: unsafe because it reads `client` and changes the caller's `SSL` through `ssl`, raw
-// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
     client: *const openssl_reload_client,
     ssl: *mut SSL,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `client` is live (this function's contract), as `arg` requires.
-        let client = unsafe { arg(client, "client") }?;
-        // SAFETY: `ssl` is a live `SSL` of the process's libssl (this function's contract), as
-        // `ssl_arg` requires.
-        let ssl = unsafe { ssl_arg(ssl) }?;
+        // SAFETY: the caller keeps this function's contract, which is `arg`'s and `ssl_arg`'s.
+        let (client, ssl) = unsafe { (arg(client, "client")?, ssl_arg(ssl)?) };
         client.connector.configure_ssl(ssl)?;
         Ok(())
     })
@@ -82,19 +75,14 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
 /// # Safety
 ///
 /// `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
-// SAFETY: unsafe because it reads `client` and changes the caller's `SSL_CTX` through `ctx`, raw
-// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
     client: *const openssl_reload_client,
     ctx: *mut SSL_CTX,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `client` is live (this function's contract), as `arg` requires.
-        let client = unsafe { arg(client, "client") }?;
-        // SAFETY: `ctx` is a live `SSL_CTX` of the process's libssl (this function's contract), as
-        // `ctx_arg` requires.
-        let mut ctx = unsafe { ctx_arg(ctx) }?;
+        // SAFETY: the caller keeps this function's contract, which is `arg`'s and `ctx_arg`'s.
+        let (client, mut ctx) = unsafe { (arg(client, "client")?, ctx_arg(ctx)?) };
         client.connector.configure_context(&mut ctx)?;
         Ok(())
     })
@@ -107,14 +95,12 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
 /// # Safety
 ///
 /// `client` is live; `changed` is NULL or writable.
-// SAFETY: unsafe because `status::reload_now` reads `client` and may write through `changed`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_reload_now(
     client: *const openssl_reload_client,
     changed: *mut bool,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `changed` is NULL or writable (this function's contract); that is
-    // what `reload_now` requires.
+    // SAFETY: the caller keeps this function's contract, which is `reload_now`'s.
     unsafe { status::reload_now(client, changed) }
 }
 
@@ -125,14 +111,12 @@ pub unsafe extern "C" fn openssl_reload_client_reload_now(
 /// # Safety
 ///
 /// `client` is live; `out` is writable.
-// SAFETY: unsafe because `status::status` reads `client` and writes through `out`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status(
     client: *const openssl_reload_client,
     out: *mut openssl_reload_status,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `out` is writable (this function's contract); that is what `status`
-    // requires.
+    // SAFETY: the caller keeps this function's contract, which is `status`'s.
     unsafe { status::status(client, out) }
 }
 
@@ -143,7 +127,6 @@ pub unsafe extern "C" fn openssl_reload_client_status(
 /// # Safety
 ///
 /// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
-// SAFETY: unsafe because `status::text` reads `client` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_reload_error(
     client: *const openssl_reload_client,
@@ -151,8 +134,7 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
-    // (this function's contract); that is what `text` requires.
+    // SAFETY: the caller keeps this function's contract, which is `text`'s.
     unsafe { status::text(client, false, buf, len, out_len) }
 }
 
@@ -163,7 +145,6 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
 /// # Safety
 ///
 /// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
-// SAFETY: unsafe because `status::text` reads `client` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status_json(
     client: *const openssl_reload_client,
@@ -171,8 +152,7 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
-    // (this function's contract); that is what `text` requires.
+    // SAFETY: the caller keeps this function's contract, which is `text`'s.
     unsafe { status::text(client, true, buf, len, out_len) }
 }
 
@@ -185,16 +165,13 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
 /// `client` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s
 /// rules until replaced or freed.
-// SAFETY: unsafe because `status::set_change_callback` reads `client` and keeps `callback` and
-// `userdata` for the watcher thread.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
     client: *const openssl_reload_client,
     callback: openssl_reload_change_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `callback` and `userdata` follow the change callback's rules
-    // (this function's contract); that is what `set_change_callback` requires.
+    // SAFETY: the caller keeps this function's contract, which is `set_change_callback`'s.
     unsafe { status::set_change_callback(client, callback, userdata) }
 }
 
@@ -205,8 +182,6 @@ pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
 /// # Safety
 ///
 /// `client` is NULL or a live handle, not used again.
-// SAFETY: unsafe because it frees `client`, which only the caller knows is a live handle that
-// nothing uses afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_client) {
     // SAFETY: the caller keeps this function's contract, which is `free`'s.
