@@ -1,6 +1,7 @@
 //! Unit tests of the builders through their extern "C" functions: a refused
 //! setter leaves the builder as it was.
 
+use std::ffi::CStr;
 use std::ptr;
 
 use super::*;
@@ -16,17 +17,10 @@ use crate::{
 fn a_failed_server_setter_leaves_the_builder_as_it_was() {
     let files = Files::new("capi-server");
     let (cert, key) = (files.path("cert.pem"), files.path("key.pem"));
-    let mut builder = ptr::null_mut();
     // SAFETY: every pointer passed below is live for its call: the builder
-    // from `_new` until `_build` consumes it, the NUL-terminated paths, and
-    // the handles until they are freed.
+    // until `_build` consumes it, and the NUL-terminated paths.
     unsafe {
-        ok(openssl_reload_server_builder_new(&mut builder));
-        ok(openssl_reload_server_builder_set_identity(
-            builder,
-            cert.as_ptr(),
-            key.as_ptr(),
-        ));
+        let builder = server_with_identity(&cert, &key);
         let error = refused(openssl_reload_server_builder_set_client_ca(
             builder,
             cert.as_ptr(),
@@ -71,10 +65,7 @@ fn a_failed_server_setter_leaves_the_builder_as_it_was() {
             cert.as_ptr(),
             openssl_reload_client_auth::OPENSSL_RELOAD_CLIENT_AUTH_OPTIONAL as u32,
         ));
-        let mut server: *mut openssl_reload_server = ptr::null_mut();
-        ok(openssl_reload_server_builder_build(builder, &mut server));
-        let status = json(|buf, len, out| openssl_reload_server_status_json(server, buf, len, out));
-        openssl_reload_server_free(server);
+        let status = server_status_json(builder);
         assert!(status.contains(r#""subject":"CN=capi-server""#), "{status}");
         assert!(status.contains(r#""ca_certificates":1"#), "{status}");
     }
@@ -84,15 +75,9 @@ fn a_failed_server_setter_leaves_the_builder_as_it_was() {
 fn a_failed_client_setter_leaves_the_builder_as_it_was() {
     let files = Files::new("capi-client");
     let (cert, key) = (files.path("cert.pem"), files.path("key.pem"));
-    let mut builder = ptr::null_mut();
     // SAFETY: as in the server's test: every pointer is live for its call.
     unsafe {
-        ok(openssl_reload_client_builder_new(&mut builder));
-        ok(openssl_reload_client_builder_set_identity(
-            builder,
-            cert.as_ptr(),
-            key.as_ptr(),
-        ));
+        let builder = client_with_identity(&cert, &key);
         let error = refused(openssl_reload_client_builder_set_crl(
             builder,
             cert.as_ptr(),
@@ -113,11 +98,72 @@ fn a_failed_client_setter_leaves_the_builder_as_it_was() {
         );
         assert_eq!(last_error(), "path is NULL");
         ok(openssl_reload_client_builder_set_ca(builder, cert.as_ptr()));
-        let mut client: *mut openssl_reload_client = ptr::null_mut();
+        let status = client_status_json(builder);
+        assert!(status.contains(r#""subject":"CN=capi-client""#), "{status}");
+        assert!(status.contains(r#""ca_certificates":1"#), "{status}");
+    }
+}
+
+/// A new server builder with `cert` and `key` as its identity.
+fn server_with_identity(cert: &CStr, key: &CStr) -> *mut openssl_reload_server_builder {
+    let mut builder = ptr::null_mut();
+    // SAFETY: `builder` is writable; the paths are NUL-terminated.
+    unsafe {
+        ok(openssl_reload_server_builder_new(&mut builder));
+        ok(openssl_reload_server_builder_set_identity(
+            builder,
+            cert.as_ptr(),
+            key.as_ptr(),
+        ));
+    }
+    builder
+}
+
+/// Builds `builder` and gives the server's status JSON.
+///
+/// # Safety
+///
+/// `builder` is a live server builder, not used again.
+unsafe fn server_status_json(builder: *mut openssl_reload_server_builder) -> String {
+    let mut server: *mut openssl_reload_server = ptr::null_mut();
+    // SAFETY: `builder` is live (the contract), `server` writable, and the
+    // handle lives until it is freed.
+    unsafe {
+        ok(openssl_reload_server_builder_build(builder, &mut server));
+        let status = json(|buf, len, out| openssl_reload_server_status_json(server, buf, len, out));
+        openssl_reload_server_free(server);
+        status
+    }
+}
+
+/// A new client builder with `cert` and `key` as its identity.
+fn client_with_identity(cert: &CStr, key: &CStr) -> *mut openssl_reload_client_builder {
+    let mut builder = ptr::null_mut();
+    // SAFETY: `builder` is writable; the paths are NUL-terminated.
+    unsafe {
+        ok(openssl_reload_client_builder_new(&mut builder));
+        ok(openssl_reload_client_builder_set_identity(
+            builder,
+            cert.as_ptr(),
+            key.as_ptr(),
+        ));
+    }
+    builder
+}
+
+/// Builds `builder` and gives the client's status JSON.
+///
+/// # Safety
+///
+/// `builder` is a live client builder, not used again.
+unsafe fn client_status_json(builder: *mut openssl_reload_client_builder) -> String {
+    let mut client: *mut openssl_reload_client = ptr::null_mut();
+    // SAFETY: `builder` is live (the contract), `client` writable, and the
+    // handle lives until it is freed.
+    unsafe {
         ok(openssl_reload_client_builder_build(builder, &mut client));
         let status = json(|buf, len, out| openssl_reload_client_status_json(client, buf, len, out));
         openssl_reload_client_free(client);
-        assert!(status.contains(r#""subject":"CN=capi-client""#), "{status}");
-        assert!(status.contains(r#""ca_certificates":1"#), "{status}");
+        status
     }
 }
