@@ -164,15 +164,13 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
     path: *const c_char,
     auth: u32,
 ) -> openssl_reload_result {
-    // SAFETY: the caller keeps this function's contract, which is `modify`'s and `path_arg`'s.
+    // SAFETY: the caller keeps this function's contract, which is `modify`'s and
+    // `path_and_constant`'s.
     unsafe {
         modify(
             builder,
-            || {
-                let auth = openssl_reload_client_auth::try_from(auth).map_err(|e| e.of("auth"));
-                Ok((path_arg(path, "path")?, auth?))
-            },
-            |b, (path, auth)| b.ca(path).client_auth(auth.into()),
+            || path_and_constant(path, auth, "auth"),
+            |b, (path, auth): (_, openssl_reload_client_auth)| b.ca(path).client_auth(auth.into()),
         )
     }
 }

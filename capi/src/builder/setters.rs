@@ -7,11 +7,12 @@
 //! [`modify`]), so a refused call leaves the builder as it was.
 
 use std::ffi::{c_char, c_void};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reload::{Builder, Passphrase};
 
-use super::constants::{openssl_reload_crl_check, openssl_reload_validity};
+use super::constants::{openssl_reload_crl_check, openssl_reload_validity, UnknownConstant};
 use super::passphrase::{self, openssl_reload_passphrase_callback};
 use crate::args::{arg_mut, check_openssl_version, path_arg, string_arg};
 use crate::boundary::guard;
@@ -146,15 +147,12 @@ pub(crate) unsafe fn set_crl<H: BuilderHandle>(
     path: *const c_char,
     check: u32,
 ) -> openssl_reload_result {
-    // SAFETY: the caller keeps the contract of `modify` and `path_arg`.
+    // SAFETY: the caller keeps the contract of `modify` and `path_and_constant`.
     unsafe {
         modify(
             handle,
-            || {
-                let check = openssl_reload_crl_check::try_from(check).map_err(|e| e.of("check"));
-                Ok((path_arg(path, "path")?, check?))
-            },
-            |b, (path, check)| b.crl(path).crl_check(check.into()),
+            || path_and_constant(path, check, "check"),
+            |b, (path, check): (_, openssl_reload_crl_check)| b.crl(path).crl_check(check.into()),
         )
     }
 }
@@ -192,6 +190,19 @@ pub(crate) unsafe fn set_validity<H: BuilderHandle>(
     unsafe { modify(handle, policy, |b, policy| b.validity(policy.into())) }
 }
 
+/// Sets the passphrase source that `source` reads from the arguments.
+///
+/// # Safety
+///
+/// The builder setters' contract.
+unsafe fn set_passphrase<H: BuilderHandle>(
+    handle: *mut H,
+    source: impl FnOnce() -> Result<Passphrase, Failure>,
+) -> openssl_reload_result {
+    // SAFETY: the caller keeps the contract of `modify`.
+    unsafe { modify(handle, source, Builder::passphrase) }
+}
+
 /// `_set_passphrase_file`.
 ///
 /// # Safety
@@ -201,13 +212,11 @@ pub(crate) unsafe fn set_passphrase_file<H: BuilderHandle>(
     handle: *mut H,
     path: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: the caller keeps the contract of `modify` and `path_arg`.
+    // SAFETY: the caller keeps the contract of `set_passphrase` and `path_arg`.
     unsafe {
-        modify(
-            handle,
-            || Ok(Passphrase::from_file(path_arg(path, "path")?)),
-            Builder::passphrase,
-        )
+        set_passphrase(handle, || {
+            Ok(Passphrase::from_file(path_arg(path, "path")?))
+        })
     }
 }
 
@@ -220,13 +229,11 @@ pub(crate) unsafe fn set_passphrase_env<H: BuilderHandle>(
     handle: *mut H,
     name: *const c_char,
 ) -> openssl_reload_result {
-    // SAFETY: the caller keeps the contract of `modify` and `string_arg`.
+    // SAFETY: the caller keeps the contract of `set_passphrase` and `string_arg`.
     unsafe {
-        modify(
-            handle,
-            || Ok(Passphrase::from_env(string_arg(name, "name")?)),
-            Builder::passphrase,
-        )
+        set_passphrase(handle, || {
+            Ok(Passphrase::from_env(string_arg(name, "name")?))
+        })
     }
 }
 
@@ -241,10 +248,27 @@ pub(crate) unsafe fn set_passphrase_callback<H: BuilderHandle>(
     callback: openssl_reload_passphrase_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    let callback = || callback.ok_or_else(|| Failure::null("callback"));
-    let change =
-        |b: Builder<H::Side>, callback| b.passphrase(passphrase::from_callback(callback, userdata));
-    // SAFETY: the caller keeps the contract of `modify`, and keeps `callback`
-    // and `userdata` valid for the loader that will call them.
-    unsafe { modify(handle, callback, change) }
+    let source = || {
+        let callback = callback.ok_or_else(|| Failure::null("callback"))?;
+        Ok(passphrase::from_callback(callback, userdata))
+    };
+    // SAFETY: the caller keeps the contract of `set_passphrase`, and keeps
+    // `callback` and `userdata` valid for the loader that will call them.
+    unsafe { set_passphrase(handle, source) }
+}
+
+/// A path argument and a C constant argument, read in that order, the
+/// constant's error naming `argument`.
+///
+/// # Safety
+///
+/// `path` is NULL or NUL-terminated.
+pub(crate) unsafe fn path_and_constant<C: TryFrom<u32, Error = UnknownConstant>>(
+    path: *const c_char,
+    value: u32,
+    argument: &str,
+) -> Result<(PathBuf, C), Failure> {
+    let constant = C::try_from(value).map_err(|e| e.of(argument));
+    // SAFETY: `path` is NULL or NUL-terminated (the contract), as `path_arg` requires.
+    Ok((unsafe { path_arg(path, "path") }?, constant?))
 }
