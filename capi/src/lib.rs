@@ -11,6 +11,12 @@
 //! - No panic crosses the boundary: each function runs under `catch_unwind`,
 //!   and a panic becomes `OPENSSL_RELOAD_PANIC`.
 //! - Callbacks take a `void *userdata` that is passed back unchanged.
+//!
+//! Layout: `error.rs` (result codes, the thread's last error), `boundary.rs`
+//! (the panic guard, copy-out, `_free`), `args.rs` (reading C's arguments),
+//! `builder/` (both builders, their shared setters and C enumerations),
+//! `server.rs` and `client.rs` (the reloader handles), `status/` (status
+//! struct, JSON, change callback).
 
 #![allow(unsafe_code)] // The whole crate is the foreign interface.
 #![allow(non_camel_case_types)] // C names for C callers.
