@@ -1,6 +1,6 @@
 //! The C library's link settings, and what it refuses to be built against.
 
-/// Keep equal to `ABI_VERSION` in src/lib.rs.
+/// Keep equal to `OPENSSL_RELOAD_ABI_VERSION` in src/lib.rs.
 const ABI: u32 = 0;
 
 fn main() {

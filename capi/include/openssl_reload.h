@@ -239,8 +239,8 @@ openssl_reload_result openssl_reload_result_message(uint32_t result,
 
 /*
  Copies the full text of the last failure of a function called on this
- thread (the file and every reason, e.g. `load the certificate chain
- /etc/tls/tls.crt: ...: no start line`) into `buf`; empty if none failed.
+ thread (the file and every reason, e.g. `cannot read /etc/tls/tls.crt: No
+ such file or directory (os error 2)`) into `buf`; empty if none failed.
  A call that fails for lack of room does not replace it.
 
  Thread-safe: each thread has its own.
@@ -779,7 +779,8 @@ openssl_reload_result openssl_reload_server_reload_error(const openssl_reload_se
 
 /*
  Copies the whole status as JSON (every site, the CA bundle, the CRLs, the
- last error) into `buf`.
+ last error) into `buf`. The schema is the C interface's own, with times in
+ Unix seconds (`not_after_unix`), not the demo server's `/status`.
 
  Thread-safe.
 

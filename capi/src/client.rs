@@ -6,12 +6,13 @@ use reload::{CertificateStatus, Reload, ReloadingConnector};
 use std::ffi::{c_char, c_void};
 use tokio::sync::watch;
 
-use crate::builder::{openssl_reload_client_builder, take};
-use crate::openssl_reload_result;
+use crate::args::{arg, ctx_arg, ssl_arg};
+use crate::boundary::{free, guard};
+use crate::builder::{build, openssl_reload_client_builder};
+use crate::error::openssl_reload_result;
 use crate::status::{
     self, openssl_reload_change_callback, openssl_reload_status, to_json, Reporter, WatcherSlot,
 };
-use crate::{arg, arg_mut, ctx_arg, guard, guard_void, ssl_arg};
 
 /// A client reloader; made by [`openssl_reload_client_builder_build`]. Every
 /// function taking a `const` one is thread-safe.
@@ -26,26 +27,20 @@ pub struct openssl_reload_client {
 /// # Safety
 ///
 /// `builder` is a live builder, not used again; `out` is writable.
-// SAFETY: unsafe because it frees `builder` and writes the client handle through `out`, both raw
-// pointers from C.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_build(
     builder: *mut openssl_reload_client_builder,
     out: *mut *mut openssl_reload_client,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: `builder` is a live builder, not used again (this function's contract), as
-        // `take` requires; it is consumed even if `out` turns out to be NULL.
-        let builder = unsafe { take(builder) }?;
-        // SAFETY: `out` is writable (this function's contract), as `arg_mut` requires.
-        let out = unsafe { arg_mut(out, "out") }?;
-        let connector = builder.build()?;
-        *out = Box::into_raw(Box::new(openssl_reload_client {
-            connector,
-            watcher: WatcherSlot::default(),
-        }));
-        Ok(())
-    })
+    // SAFETY: the caller keeps this function's contract, which is `build`'s.
+    unsafe {
+        build(builder, out, |builder| {
+            Ok(openssl_reload_client {
+                connector: builder.build()?,
+                watcher: WatcherSlot::default(),
+            })
+        })
+    }
 }
 
 /// Puts the current client certificate, chain and key on `ssl`, an outgoing
@@ -58,19 +53,14 @@ pub unsafe extern "C" fn openssl_reload_client_builder_build(
 /// # Safety
 ///
 /// `client` is live; `ssl` is a live `SSL` of the process's libssl.
-// SAFETY: unsafe because it reads `client` and changes the caller's `SSL` through `ssl`, raw
-// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
     client: *const openssl_reload_client,
     ssl: *mut SSL,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `client` is live (this function's contract), as `arg` requires.
-        let client = unsafe { arg(client, "client") }?;
-        // SAFETY: `ssl` is a live `SSL` of the process's libssl (this function's contract), as
-        // `ssl_arg` requires.
-        let ssl = unsafe { ssl_arg(ssl) }?;
+        // SAFETY: the caller keeps this function's contract, which is `arg`'s and `ssl_arg`'s.
+        let (client, ssl) = unsafe { (arg(client, "client")?, ssl_arg(ssl)?) };
         client.connector.configure_ssl(ssl)?;
         Ok(())
     })
@@ -85,19 +75,14 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
 /// # Safety
 ///
 /// `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
-// SAFETY: unsafe because it reads `client` and changes the caller's `SSL_CTX` through `ctx`, raw
-// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
     client: *const openssl_reload_client,
     ctx: *mut SSL_CTX,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `client` is live (this function's contract), as `arg` requires.
-        let client = unsafe { arg(client, "client") }?;
-        // SAFETY: `ctx` is a live `SSL_CTX` of the process's libssl (this function's contract), as
-        // `ctx_arg` requires.
-        let mut ctx = unsafe { ctx_arg(ctx) }?;
+        // SAFETY: the caller keeps this function's contract, which is `arg`'s and `ctx_arg`'s.
+        let (client, mut ctx) = unsafe { (arg(client, "client")?, ctx_arg(ctx)?) };
         client.connector.configure_context(&mut ctx)?;
         Ok(())
     })
@@ -110,14 +95,12 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
 /// # Safety
 ///
 /// `client` is live; `changed` is NULL or writable.
-// SAFETY: unsafe because `status::reload_now` reads `client` and may write through `changed`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_reload_now(
     client: *const openssl_reload_client,
     changed: *mut bool,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `changed` is NULL or writable (this function's contract); that is
-    // what `reload_now` requires.
+    // SAFETY: the caller keeps this function's contract, which is `reload_now`'s.
     unsafe { status::reload_now(client, changed) }
 }
 
@@ -128,14 +111,12 @@ pub unsafe extern "C" fn openssl_reload_client_reload_now(
 /// # Safety
 ///
 /// `client` is live; `out` is writable.
-// SAFETY: unsafe because `status::status` reads `client` and writes through `out`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status(
     client: *const openssl_reload_client,
     out: *mut openssl_reload_status,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `out` is writable (this function's contract); that is what `status`
-    // requires.
+    // SAFETY: the caller keeps this function's contract, which is `status`'s.
     unsafe { status::status(client, out) }
 }
 
@@ -146,7 +127,6 @@ pub unsafe extern "C" fn openssl_reload_client_status(
 /// # Safety
 ///
 /// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
-// SAFETY: unsafe because `status::text` reads `client` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_reload_error(
     client: *const openssl_reload_client,
@@ -154,8 +134,7 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
-    // (this function's contract); that is what `text` requires.
+    // SAFETY: the caller keeps this function's contract, which is `text`'s.
     unsafe { status::text(client, false, buf, len, out_len) }
 }
 
@@ -166,7 +145,6 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
 /// # Safety
 ///
 /// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
-// SAFETY: unsafe because `status::text` reads `client` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status_json(
     client: *const openssl_reload_client,
@@ -174,8 +152,7 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
-    // (this function's contract); that is what `text` requires.
+    // SAFETY: the caller keeps this function's contract, which is `text`'s.
     unsafe { status::text(client, true, buf, len, out_len) }
 }
 
@@ -188,16 +165,13 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
 /// `client` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s
 /// rules until replaced or freed.
-// SAFETY: unsafe because `status::set_change_callback` reads `client` and keeps `callback` and
-// `userdata` for the watcher thread.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
     client: *const openssl_reload_client,
     callback: openssl_reload_change_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    // SAFETY: `client` is live; `callback` and `userdata` follow the change callback's rules
-    // (this function's contract); that is what `set_change_callback` requires.
+    // SAFETY: the caller keeps this function's contract, which is `set_change_callback`'s.
     unsafe { status::set_change_callback(client, callback, userdata) }
 }
 
@@ -208,17 +182,10 @@ pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
 /// # Safety
 ///
 /// `client` is NULL or a live handle, not used again.
-// SAFETY: unsafe because it frees `client`, which only the caller knows is a live handle that
-// nothing uses afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_client) {
-    guard_void(|| {
-        if !client.is_null() {
-            // SAFETY: `client` is not NULL here, so by this function's contract it is a live
-            // handle, not used again: a box of ours, as `from_raw` requires.
-            drop(unsafe { Box::from_raw(client) });
-        }
-    });
+    // SAFETY: the caller keeps this function's contract, which is `free`'s.
+    unsafe { free(client) };
 }
 
 impl Reporter for openssl_reload_client {

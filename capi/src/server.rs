@@ -7,12 +7,13 @@ use openssl_sys::{SSL, SSL_CTX};
 use reload::{CertificateStatus, Reload, ReloadingAcceptor};
 use tokio::sync::watch;
 
-use crate::builder::{openssl_reload_server_builder, take};
-use crate::openssl_reload_result;
+use crate::args::{arg, ctx_arg, ssl_arg};
+use crate::boundary::{free, guard};
+use crate::builder::{build, openssl_reload_server_builder};
+use crate::error::openssl_reload_result;
 use crate::status::{
     self, openssl_reload_change_callback, openssl_reload_status, to_json, Reporter, WatcherSlot,
 };
-use crate::{arg, arg_mut, ctx_arg, guard, guard_void, ssl_arg};
 
 /// A server reloader: polls the files on a thread of its own and keeps the
 /// material that attached contexts serve. Made by
@@ -31,26 +32,20 @@ pub struct openssl_reload_server {
 /// # Safety
 ///
 /// `builder` is a live builder, not used again; `out` is writable.
-// SAFETY: unsafe because it frees `builder` and writes the server handle through `out`, both raw
-// pointers from C.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_build(
     builder: *mut openssl_reload_server_builder,
     out: *mut *mut openssl_reload_server,
 ) -> openssl_reload_result {
-    guard(|| {
-        // SAFETY: `builder` is a live builder, not used again (this function's contract), as
-        // `take` requires; it is consumed even if `out` turns out to be NULL.
-        let builder = unsafe { take(builder) }?;
-        // SAFETY: `out` is writable (this function's contract), as `arg_mut` requires.
-        let out = unsafe { arg_mut(out, "out") }?;
-        let acceptor = builder.build()?;
-        *out = Box::into_raw(Box::new(openssl_reload_server {
-            acceptor,
-            watcher: WatcherSlot::default(),
-        }));
-        Ok(())
-    })
+    // SAFETY: the caller keeps this function's contract, which is `build`'s.
+    unsafe {
+        build(builder, out, |builder| {
+            Ok(openssl_reload_server {
+                acceptor: builder.build()?,
+                watcher: WatcherSlot::default(),
+            })
+        })
+    }
 }
 
 /// Makes `ctx`, a context the application owns and configured, serve the
@@ -75,19 +70,14 @@ pub unsafe extern "C" fn openssl_reload_server_builder_build(
 /// # Safety
 ///
 /// `server` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
-// SAFETY: unsafe because it reads `server` and changes the caller's `SSL_CTX` through `ctx`, raw
-// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_attach(
     server: *const openssl_reload_server,
     ctx: *mut SSL_CTX,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `server` is live (this function's contract), as `arg` requires.
-        let server = unsafe { arg(server, "server") }?;
-        // SAFETY: `ctx` is a live `SSL_CTX` of the process's libssl (this function's contract), as
-        // `ctx_arg` requires.
-        let mut ctx = unsafe { ctx_arg(ctx) }?;
+        // SAFETY: the caller keeps this function's contract, which is `arg`'s and `ctx_arg`'s.
+        let (server, mut ctx) = unsafe { (arg(server, "server")?, ctx_arg(ctx)?) };
         server.acceptor.attach(&mut ctx)?;
         Ok(())
     })
@@ -108,19 +98,14 @@ pub unsafe extern "C" fn openssl_reload_server_attach(
 /// # Safety
 ///
 /// `server` is live; `ssl` is a live `SSL` of the process's libssl.
-// SAFETY: unsafe because it reads `server` and changes the caller's `SSL` through `ssl`, raw
-// pointers Rust cannot check.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_install(
     server: *const openssl_reload_server,
     ssl: *mut SSL,
 ) -> openssl_reload_result {
     guard(|| {
-        // SAFETY: `server` is live (this function's contract), as `arg` requires.
-        let server = unsafe { arg(server, "server") }?;
-        // SAFETY: `ssl` is a live `SSL` of the process's libssl (this function's contract), as
-        // `ssl_arg` requires.
-        let ssl = unsafe { ssl_arg(ssl) }?;
+        // SAFETY: the caller keeps this function's contract, which is `arg`'s and `ssl_arg`'s.
+        let (server, ssl) = unsafe { (arg(server, "server")?, ssl_arg(ssl)?) };
         server.acceptor.install(ssl)?;
         Ok(())
     })
@@ -136,14 +121,12 @@ pub unsafe extern "C" fn openssl_reload_server_install(
 /// # Safety
 ///
 /// `server` is live; `changed` is NULL or writable.
-// SAFETY: unsafe because `status::reload_now` reads `server` and may write through `changed`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_reload_now(
     server: *const openssl_reload_server,
     changed: *mut bool,
 ) -> openssl_reload_result {
-    // SAFETY: `server` is live; `changed` is NULL or writable (this function's contract); that is
-    // what `reload_now` requires.
+    // SAFETY: the caller keeps this function's contract, which is `reload_now`'s.
     unsafe { status::reload_now(server, changed) }
 }
 
@@ -155,14 +138,12 @@ pub unsafe extern "C" fn openssl_reload_server_reload_now(
 /// # Safety
 ///
 /// `server` is live; `out` is writable.
-// SAFETY: unsafe because `status::status` reads `server` and writes through `out`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_status(
     server: *const openssl_reload_server,
     out: *mut openssl_reload_status,
 ) -> openssl_reload_result {
-    // SAFETY: `server` is live; `out` is writable (this function's contract); that is what `status`
-    // requires.
+    // SAFETY: the caller keeps this function's contract, which is `status`'s.
     unsafe { status::status(server, out) }
 }
 
@@ -174,7 +155,6 @@ pub unsafe extern "C" fn openssl_reload_server_status(
 /// # Safety
 ///
 /// `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
-// SAFETY: unsafe because `status::text` reads `server` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_reload_error(
     server: *const openssl_reload_server,
@@ -182,20 +162,19 @@ pub unsafe extern "C" fn openssl_reload_server_reload_error(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
-    // (this function's contract); that is what `text` requires.
+    // SAFETY: the caller keeps this function's contract, which is `text`'s.
     unsafe { status::text(server, false, buf, len, out_len) }
 }
 
 /// Copies the whole status as JSON (every site, the CA bundle, the CRLs, the
-/// last error) into `buf`.
+/// last error) into `buf`. The schema is the C interface's own, with times in
+/// Unix seconds (`not_after_unix`), not the demo server's `/status`.
 ///
 /// Thread-safe.
 ///
 /// # Safety
 ///
 /// `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
-// SAFETY: unsafe because `status::text` reads `server` and writes into `buf` and `out_len`.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_status_json(
     server: *const openssl_reload_server,
@@ -203,8 +182,7 @@ pub unsafe extern "C" fn openssl_reload_server_status_json(
     len: usize,
     out_len: *mut usize,
 ) -> openssl_reload_result {
-    // SAFETY: `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable
-    // (this function's contract); that is what `text` requires.
+    // SAFETY: the caller keeps this function's contract, which is `text`'s.
     unsafe { status::text(server, true, buf, len, out_len) }
 }
 
@@ -219,17 +197,13 @@ pub unsafe extern "C" fn openssl_reload_server_status_json(
 ///
 /// `server` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`]'s rules until replaced or freed.
-// SAFETY: unsafe because `status::set_change_callback` reads `server` and keeps `callback` and
-// `userdata` for the watcher thread.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
     server: *const openssl_reload_server,
     callback: openssl_reload_change_callback,
     userdata: *mut c_void,
 ) -> openssl_reload_result {
-    // SAFETY: `server` is live; `callback` and `userdata` follow
-    // [`openssl_reload_change_callback`]'s rules until replaced or freed (this function's
-    // contract); that is what `set_change_callback` requires.
+    // SAFETY: the caller keeps this function's contract, which is `set_change_callback`'s.
     unsafe { status::set_change_callback(server, callback, userdata) }
 }
 
@@ -241,17 +215,10 @@ pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
 /// # Safety
 ///
 /// `server` is NULL or a live handle, not used again.
-// SAFETY: unsafe because it frees `server`, which only the caller knows is a live handle that
-// nothing uses afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_free(server: *mut openssl_reload_server) {
-    guard_void(|| {
-        if !server.is_null() {
-            // SAFETY: `server` is not NULL here, so by this function's contract it is a live
-            // handle, not used again: a box of ours, as `from_raw` requires.
-            drop(unsafe { Box::from_raw(server) });
-        }
-    });
+    // SAFETY: the caller keeps this function's contract, which is `free`'s.
+    unsafe { free(server) };
 }
 
 impl Reporter for openssl_reload_server {
