@@ -55,6 +55,17 @@ echo "none of clap, hyper, hyper-util, http-body-util, serde_json, tracing-subsc
 step "cargo test"
 cargo test --locked --workspace --features "$FEATURES"
 
+step "docs/design.md names tests that exist"
+missing=0
+for name in $(grep -o '(test `[a-z_0-9:]*`)' docs/design.md | sed 's/.*::\([a-z_0-9]*\)`)/\1/' | sort -u); do
+  if ! grep -rqE "fn $name\b" tests src; then
+    echo "docs/design.md names a test that does not exist: $name" >&2
+    missing=1
+  fi
+done
+[ "$missing" = 0 ] || exit 1
+echo "every test docs/design.md names exists"
+
 step "cargo doc"
 RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p openssl-reload --features fips
 

@@ -129,9 +129,9 @@ pub use crate::tickets::{TicketKeyStatus, DEFAULT_TICKET_KEYS_KEPT, DEFAULT_TICK
 
 /// The design notes (`docs/design.md`): the data flow from a file change to a
 /// handshake, change detection, failures, sessions and trust, ticket keys.
-/// Names in brackets are the tests that show each point.
+/// `(test module::name)` names the test that shows a point: under `tests/it/`
+/// for the integration tests, in the module for unit tests.
 #[cfg(doc)]
-#[allow(rustdoc::broken_intra_doc_links)]
 #[doc = include_str!("../docs/design.md")]
 pub mod design {}
 
