@@ -158,15 +158,30 @@ impl Builder<ClientSide> {
     /// Any problem with the initial material, an error from the policy, or a failure
     /// to spawn the poller thread.
     pub fn build(self) -> Result<ReloadingConnector, Error> {
-        let policy = Arc::clone(&self.policy);
         let pinned = self.files.ca.is_some();
-        let build: Build<SslConnector> =
-            Box::new(move |material| client_connector(&policy, pinned, material));
+        let build = ClientContexts {
+            policy: Arc::clone(&self.policy),
+            pinned,
+        };
         let reloader = Reloader::start(self.setup("connector"), build)?;
         Ok(ReloadingConnector {
             inner: Arc::new(reloader),
             pinned,
         })
+    }
+}
+
+/// How the client side builds the connector it publishes, from the policy.
+struct ClientContexts {
+    policy: Policy,
+    /// A CA bundle is configured, so the system's CAs must never be trusted,
+    /// not even while the bundle is missing at start-up.
+    pinned: bool,
+}
+
+impl Build<SslConnector> for ClientContexts {
+    fn build(&self, material: Material) -> Result<SslConnector, Error> {
+        client_connector(&self.policy, self.pinned, material)
     }
 }
 

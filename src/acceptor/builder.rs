@@ -14,7 +14,7 @@ use crate::sites::{SiteOptions, SiteSetup, SiteStatus, Sites};
 use crate::tickets::{KeySource, TicketKeys};
 use crate::{CertificateInfo, Error};
 
-use super::contexts::{fast_path_builder, front_acceptor, trust_builder};
+use super::contexts::{front_acceptor, ServerContexts};
 use super::{ClientAuth, Inner, ReloadingAcceptor, ServerSide};
 
 impl Builder<ServerSide> {
@@ -223,12 +223,12 @@ impl Builder<ServerSide> {
     /// CA bundle, an unreadable directory, no site at all, an unknown default.
     pub fn check_sites(&self) -> Result<Vec<SiteStatus>, Error> {
         let (options, mut site_setup, mut trust_setup) = self.site_setups()?;
-        let build = trust_builder(
-            &self.policy,
-            self.active_client_auth(),
-            None,
-            &site_setup.staples,
-        );
+        let build = ServerContexts {
+            policy: Arc::clone(&self.policy),
+            auth: self.active_client_auth(),
+            tickets: None,
+            staples: Arc::clone(&site_setup.staples),
+        };
         site_setup.allow_missing = false;
         trust_setup.allow_missing = false;
         Ok(Sites::start(options, site_setup, trust_setup, build)?.sites())
@@ -294,13 +294,13 @@ impl Builder<ServerSide> {
             self.allow_missing_at_start,
         )?;
         let staples = Arc::clone(&site_setup.staples);
-        let build = trust_builder(&self.policy, auth, Some(Arc::clone(&tickets)), &staples);
-        site_setup.fast_path = Some(fast_path_builder(
-            &self.policy,
+        let build = ServerContexts {
+            policy: Arc::clone(&self.policy),
             auth,
-            Arc::clone(&tickets),
-            &staples,
-        ));
+            tickets: Some(Arc::clone(&tickets)),
+            staples: Arc::clone(&staples),
+        };
+        site_setup.fast_path = Some(Arc::new(build.clone()));
         let sites = Arc::new(Sites::start(options, site_setup, trust_setup, build)?);
         let (poll_sites, poll_tickets) = (Arc::clone(&sites), Arc::clone(&tickets));
         let poller = Poller::spawn(self.poll_interval, move || {

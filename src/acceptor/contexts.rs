@@ -22,25 +22,41 @@ use crate::Error;
 
 use super::ClientAuth;
 
-/// How the trust engine turns CA material into the context handshakes switch
-/// to; with `tickets`, the context finds the ticket keys (a check needs none).
-pub(super) fn trust_builder(
-    policy: &Policy,
-    auth: Option<ClientAuth>,
-    tickets: Option<Arc<TicketKeys>>,
-    staples: &Staples,
-) -> Build<TrustContext> {
-    let policy = Arc::clone(policy);
-    let staples = Arc::clone(staples);
-    Box::new(move |material: Material| {
+/// How the server side builds the contexts it publishes, all from one
+/// policy: the trust context a handshake switches to, from the CA material
+/// ([`Build`]), and the default site's own context, from the trust context
+/// and the site's certificate ([`FastPathBuild`]). With `tickets`, the
+/// contexts find the ticket keys (a check, which serves nothing, has none).
+#[derive(Clone)]
+pub(super) struct ServerContexts {
+    pub(super) policy: Policy,
+    pub(super) auth: Option<ClientAuth>,
+    pub(super) tickets: Option<Arc<TicketKeys>>,
+    pub(super) staples: Staples,
+}
+
+impl Build<TrustContext> for ServerContexts {
+    fn build(&self, material: Material) -> Result<TrustContext, Error> {
         let trust = material.trust.as_ref().map_or(TrustId::NONE, |t| t.id);
-        let mut builder = server_context(&policy, auth, material)?;
-        switched_callbacks(&mut builder, tickets.as_ref(), &staples)?;
+        let mut builder = server_context(&self.policy, self.auth, material)?;
+        switched_callbacks(&mut builder, self.tickets.as_ref(), &self.staples)?;
         Ok(TrustContext {
             ctx: builder.build().into_context(),
             trust,
         })
-    })
+    }
+}
+
+impl FastPathBuild for ServerContexts {
+    /// As the trust context (policy, verify mode, the same store and CA names,
+    /// the status and ticket callbacks), holding the site's one certificate.
+    fn fast_path(&self, trust: &SslContext, cert: &SiteCert) -> Result<SslContext, Error> {
+        let mut builder = base_builder(&self.policy, self.auth)?;
+        share_trust(&mut builder, trust).map_err(Error::openssl("share the trust context"))?;
+        switched_callbacks(&mut builder, self.tickets.as_ref(), &self.staples)?;
+        cert.identity.install(&mut builder)?;
+        Ok(builder.build().into_context())
+    }
 }
 
 /// What a context that handshakes are switched to needs beyond the policy:
@@ -60,26 +76,6 @@ fn switched_callbacks(
             .map_err(Error::openssl("attach the ticket keys to the context"))?;
     }
     Ok(())
-}
-
-/// How the default site's context is built: as the trust context (policy,
-/// verify mode, the same store and CA names, the status and ticket
-/// callbacks), holding the site's one certificate.
-pub(super) fn fast_path_builder(
-    policy: &Policy,
-    auth: Option<ClientAuth>,
-    tickets: Arc<TicketKeys>,
-    staples: &Staples,
-) -> FastPathBuild {
-    let policy = Arc::clone(policy);
-    let staples = Arc::clone(staples);
-    Arc::new(move |trust: &SslContext, cert: &SiteCert| {
-        let mut builder = base_builder(&policy, auth)?;
-        share_trust(&mut builder, trust).map_err(Error::openssl("share the trust context"))?;
-        switched_callbacks(&mut builder, Some(&tickets), &staples)?;
-        cert.identity.install(&mut builder)?;
-        Ok(builder.build().into_context())
-    })
 }
 
 /// The fixed front acceptor: the policy, the ticket key callback, and the

@@ -20,11 +20,14 @@ use crate::material::{Checks, Material, WatchedFiles};
 use crate::poll::Fingerprint;
 use crate::Error;
 
-/// The longest wait between retries of a failed load whose files did not change.
-///
-/// Turns parsed material into the value handshakes use (a server context, a
-/// connector); it consumes the material, whose trust store goes into the context.
-pub(crate) type Build<T> = Box<dyn Fn(Material) -> Result<T, Error> + Send + Sync>;
+/// Turns parsed material into the value handshakes use; it consumes the
+/// material, whose trust store goes into the context. Three types build:
+/// `acceptor::ServerContexts` the context a server handshake switches to,
+/// `sites::SiteBuild` one site's certificate, `connector::ClientContexts` the
+/// client's connector.
+pub(crate) trait Build<T>: Send + Sync {
+    fn build(&self, material: Material) -> Result<T, Error>;
+}
 
 /// What the poller compares from tick to tick. Its lock is only ever held for a
 /// few comparisons and assignments, never across a `stat`, a read or a parse, so
@@ -84,7 +87,7 @@ pub(crate) struct Engine<T> {
     files: WatchedFiles,
     checks: Checks,
     paths: Vec<PathBuf>,
-    build: Build<T>,
+    build: Box<dyn Build<T>>,
     current: Arc<ArcSwap<T>>,
     poll_state: Mutex<PollState>,
     attempts: Mutex<AttemptState>,
@@ -111,7 +114,8 @@ impl<T> Engine<T> {
     /// Loads, validates and builds the initial material. A failure is returned,
     /// unless `allow_missing` says to start on empty material (no certificate, no
     /// CA) and adopt the files once they are valid.
-    pub(crate) fn start(setup: Setup, build: Build<T>) -> Result<Self, Error> {
+    pub(crate) fn start(setup: Setup, build: impl Build<T> + 'static) -> Result<Self, Error> {
+        let build: Box<dyn Build<T>> = Box::new(build);
         let Setup {
             role,
             files,
@@ -129,14 +133,20 @@ impl<T> Engine<T> {
             .and_then(|material| {
                 let (summary, digest, crls) =
                     (material.summary(), material.digest, material.crls());
-                Ok((build(material)?, summary, digest, crls))
+                Ok((build.build(material)?, summary, digest, crls))
             });
         let (built, (certificate, ca_certificates), digest, crls, error) = match loaded {
             Ok((built, summary, digest, crls)) => (built, summary, digest, crls, None),
             Err(error) if allow_missing => {
                 let empty = Material::empty();
                 let (summary, digest) = (empty.summary(), empty.digest);
-                (build(empty)?, summary, digest, Vec::new(), Some(error))
+                (
+                    build.build(empty)?,
+                    summary,
+                    digest,
+                    Vec::new(),
+                    Some(error),
+                )
             }
             Err(error) => return Err(error),
         };
@@ -370,7 +380,7 @@ impl<T> Engine<T> {
         let material = self.files.parse(raw, &self.checks)?;
         let ((certificate, ca_certificates), digest) = (material.summary(), material.digest);
         let crls = material.crls();
-        let built = (self.build)(material)?;
+        let built = self.build.build(material)?;
         // Status first, quietly; then the context; then wake subscribers. Whoever
         // sees the new certificate in a handshake finds it in `status()` too, and
         // a subscriber woken by the change finds it in service.

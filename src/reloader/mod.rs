@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! Poller (poll.rs) --tick--> Engine::poll (engine.rs)
-//!   stat -> changed? -> WatchedFiles::read + parse (material/) -> Build (acceptor.rs,
-//!   connector.rs) -> ArcSwap::store -> CertificateStatus (status.rs), subscribers
+//!   stat -> changed? -> WatchedFiles::read + parse (material/) -> Build::build
+//!   (ServerContexts in acceptor/contexts.rs, SiteBuild in sites/set/snapshot.rs,
+//!   ClientContexts in connector.rs) -> ArcSwap::store -> CertificateStatus
+//!   (status.rs), subscribers; a failure is logged once and retried (retry.rs)
 //! ```
 
 mod engine;
@@ -33,7 +35,7 @@ pub(crate) struct Reloader<T> {
 
 impl<T: Send + Sync + 'static> Reloader<T> {
     /// Loads the initial material and starts polling.
-    pub(crate) fn start(setup: Setup, build: Build<T>) -> Result<Self, Error> {
+    pub(crate) fn start(setup: Setup, build: impl Build<T> + 'static) -> Result<Self, Error> {
         let interval = setup.poll_interval;
         let engine = Arc::new(Engine::start(setup, build)?);
         let ticked = Arc::clone(&engine);

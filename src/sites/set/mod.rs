@@ -101,12 +101,14 @@ pub(crate) struct SiteSetup {
     pub(crate) staples: Staples,
     /// Builds the default site's context from the trust context (none for a
     /// check, which serves nothing).
-    pub(crate) fast_path: Option<FastPathBuild>,
+    pub(crate) fast_path: Option<Arc<dyn FastPathBuild>>,
 }
 
-/// Builds a context holding one certificate like the trust context given.
-pub(crate) type FastPathBuild =
-    Arc<dyn Fn(&SslContext, &SiteCert) -> Result<SslContext, Error> + Send + Sync>;
+/// Builds a context holding one site's certificate like the trust context
+/// given: the server side's contexts (`acceptor::ServerContexts`) do.
+pub(crate) trait FastPathBuild: Send + Sync {
+    fn fast_path(&self, trust: &SslContext, cert: &SiteCert) -> Result<SslContext, Error>;
+}
 
 /// Explicit sites first, in the order given; then directory sites by name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -4,6 +4,32 @@
 
 use super::*;
 
+/// How a site's engine turns its files into the certificate handshakes get,
+/// tried first on the trust context in service (`probe`).
+pub(super) struct SiteBuild {
+    name: String,
+    probe: Probe,
+}
+
+impl Build<Option<Arc<SiteCert>>> for SiteBuild {
+    fn build(&self, material: Material) -> Result<Option<Arc<SiteCert>>, Error> {
+        let Some(identity) = material.identity else {
+            return Ok(None);
+        };
+        let cert = SiteCert::new(self.name.clone(), identity);
+        // What OpenSSL refuses to serve (a key type it cannot use, a digest below
+        // the security level) is refused here, not in a handshake.
+        let trust = self.probe.load();
+        Ssl::new(&trust.ctx)
+            .and_then(|mut ssl| cert.install(&mut ssl))
+            .map_err(|source| Error::Rejected {
+                path: cert.identity.path.clone(),
+                source,
+            })?;
+        Ok(Some(Arc::new(cert)))
+    }
+}
+
 /// One site's engine: its identity files (and the CA bundle when the chain must
 /// lead to it), built into a [`SiteCert`].
 pub(super) fn site_engine(
@@ -13,24 +39,10 @@ pub(super) fn site_engine(
     allow_missing: bool,
     announce: bool,
 ) -> Result<SiteEngine, Error> {
-    let name = source.name.clone();
-    let probe = Arc::clone(probe);
-    let build: Build<Option<Arc<SiteCert>>> = Box::new(move |material: Material| {
-        let Some(identity) = material.identity else {
-            return Ok(None);
-        };
-        let cert = SiteCert::new(name.clone(), identity);
-        // What OpenSSL refuses to serve (a key type it cannot use, a digest below
-        // the security level) is refused here, not in a handshake.
-        let trust = probe.load();
-        Ssl::new(&trust.ctx)
-            .and_then(|mut ssl| cert.install(&mut ssl))
-            .map_err(|source| Error::Rejected {
-                path: cert.identity.path.clone(),
-                source,
-            })?;
-        Ok(Some(Arc::new(cert)))
-    });
+    let build = SiteBuild {
+        name: source.name.clone(),
+        probe: Arc::clone(probe),
+    };
     let cert = source.files.cert_path();
     let ocsp = match setup.ocsp.get(cert) {
         Some(given) => OcspFile::Given(given.clone()),
@@ -174,7 +186,7 @@ pub(super) fn build_snapshot(
             let ctx = match kept {
                 Some(kept) => kept.ctx.clone(),
                 // Without it the default site is served as any other: only slower.
-                None => match build(&trust.ctx, cert) {
+                None => match build.fast_path(&trust.ctx, cert) {
                     Ok(ctx) => ctx,
                     Err(error) => {
                         tracing::debug!(error = %error.report(), "the default site's context was not built; installing its certificate per handshake");

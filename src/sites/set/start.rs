@@ -10,7 +10,7 @@ impl Sites {
         options: SiteOptions,
         setup: SiteSetup,
         trust_setup: Setup,
-        build_trust: Build<TrustContext>,
+        build_trust: impl Build<TrustContext> + 'static,
     ) -> Result<Self, Error> {
         let trust = Engine::start(trust_setup, build_trust)?;
         let mut entries = BTreeMap::new();
