@@ -21,7 +21,7 @@ use openssl::ssl::{Ssl, SslContext, SslContextRef};
 use tokio::sync::watch;
 
 use super::dir::{self, SiteSource};
-use super::table::{find_site, Enforced, FastPath, Selection, SiteTable, Snapshot};
+use super::table::{find_site, Enforced, FastPath, Selection, Served, SiteTable, Snapshot};
 use super::{SiteCert, SiteStatus};
 use crate::material::{
     Checks, IdentityFiles, Material, OcspFile, Passphrase, StapleMap, Staples, WatchedFiles,

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// The fingerprints of the directories and what they hold.
+type DirPrints = Vec<(PathBuf, Fingerprint)>;
+
 impl Sites {
     pub(super) fn dirs_changed(&self, scan: &ScanState) -> bool {
         scan.recheck
@@ -16,29 +19,10 @@ impl Sites {
     /// Lists the directories again: new sites are loaded, sites no longer listed
     /// start their grace, sites listed again end it.
     pub(super) fn rescan(&self, scan: &mut ScanState, forced: bool) -> Outcome {
-        let mut prints = Vec::new();
-        let mut found = BTreeMap::new();
-        for dir in &self.options.dirs {
-            match dir::scan(dir) {
-                Ok(listed) => {
-                    prints.extend(listed.watched);
-                    found.extend(listed.sites.into_iter().map(|s| (dir_key(&s), s)));
-                }
-                Err(source) => {
-                    // Keep serving what was found last; look again next tick.
-                    let error = Error::Io {
-                        path: dir.clone(),
-                        source,
-                    };
-                    let message = error.report().to_string();
-                    if scan.dir_error_logged.is_new(&message) {
-                        tracing::warn!(error = %message, "cannot list the site directory; keeping the sites in service");
-                    }
-                    return Outcome::default();
-                }
-            }
-        }
-        scan.dir_error_logged.recovered();
+        let Some((prints, found)) = self.list_dirs(scan) else {
+            // Keep serving what was found last; look again next tick.
+            return Outcome::default();
+        };
         scan.recheck = prints
             .iter()
             .any(|(_, p)| p.changed_within(TIMESTAMP_SLACK));
@@ -58,6 +42,43 @@ impl Sites {
             .filter(|(key, _)| !entries.contains_key(key) && !scan.pending.contains_key(key))
             .map(|(_, source)| source)
             .collect();
+        self.add_new(scan, new, forced)
+    }
+
+    /// Every directory's listing and fingerprints; `None` (logged once) when
+    /// one cannot be listed.
+    fn list_dirs(
+        &self,
+        scan: &mut ScanState,
+    ) -> Option<(DirPrints, BTreeMap<SiteKey, SiteSource>)> {
+        let mut prints = Vec::new();
+        let mut found = BTreeMap::new();
+        for dir in &self.options.dirs {
+            match dir::scan(dir) {
+                Ok(listed) => {
+                    prints.extend(listed.watched);
+                    found.extend(listed.sites.into_iter().map(|s| (dir_key(&s), s)));
+                }
+                Err(source) => {
+                    let error = Error::Io {
+                        path: dir.clone(),
+                        source,
+                    };
+                    let message = error.report().to_string();
+                    if scan.dir_error_logged.is_new(&message) {
+                        tracing::warn!(error = %message, "cannot list the site directory; keeping the sites in service");
+                    }
+                    return None;
+                }
+            }
+        }
+        scan.dir_error_logged.recovered();
+        Some((prints, found))
+    }
+
+    /// Loads the sites a listing found for the first time: served if they
+    /// load, pending otherwise.
+    fn add_new(&self, scan: &mut ScanState, new: Vec<SiteSource>, forced: bool) -> Outcome {
         let mut outcome = Outcome::default();
         let mut added = Vec::new();
         for (source, result) in load_parallel(&self.setup, self.trust.current(), new) {

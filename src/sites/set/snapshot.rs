@@ -141,21 +141,7 @@ pub(super) fn build_snapshot(
 ) -> Result<Snapshot, Error> {
     let trust = trust.current().load_full();
     let certs = certs_of(entries);
-    let mut default = options.default.as_deref();
-    if let Some(wanted) = default {
-        if find_site(&certs, wanted).is_none() {
-            if !scan.default_missing_logged {
-                tracing::warn!(
-                    site = wanted,
-                    "the default site is not served; the first site answers instead"
-                );
-                scan.default_missing_logged = true;
-            }
-            default = None;
-        } else {
-            scan.default_missing_logged = false;
-        }
-    }
+    let default = served_default(options.default.as_deref(), &certs, scan);
     let selection = Selection {
         default,
         strict: options.strict,
@@ -175,30 +161,7 @@ pub(super) fn build_snapshot(
     }
     setup.staples.store(Arc::new(map));
     let fast = match (&setup.fast_path, table.default_served()) {
-        (Some(build), Some(served)) => served.single().and_then(|cert| {
-            // The same certificate on the same trust context (another site
-            // changed): the context in service still holds exactly this.
-            let kept = previous.filter(|p| std::ptr::eq::<SslContextRef>(&*p.ctx, &*trust.ctx)).and_then(|p| {
-                p.fast
-                    .as_ref()
-                    .filter(|f| f.served.single().is_some_and(|c| Arc::ptr_eq(c, cert)))
-            });
-            let ctx = match kept {
-                Some(kept) => kept.ctx.clone(),
-                // Without it the default site is served as any other: only slower.
-                None => match build.fast_path(&trust.ctx, cert) {
-                    Ok(ctx) => ctx,
-                    Err(error) => {
-                        tracing::debug!(error = %error.report(), "the default site's context was not built; installing its certificate per handshake");
-                        return None;
-                    }
-                },
-            };
-            Some(FastPath {
-                served: Arc::clone(served),
-                ctx,
-            })
-        }),
+        (Some(build), Some(served)) => fast_path(build.as_ref(), &trust.ctx, served, previous),
         _ => None,
     };
     Ok(Snapshot {
@@ -209,5 +172,62 @@ pub(super) fn build_snapshot(
             .into_iter()
             .map(|c| (c.identity.path.clone(), c))
             .collect(),
+    })
+}
+
+/// The configured default site if it is served; `None` (warned once) lets the
+/// first site answer.
+fn served_default<'a>(
+    wanted: Option<&'a str>,
+    certs: &[Arc<SiteCert>],
+    scan: &mut ScanState,
+) -> Option<&'a str> {
+    let wanted = wanted?;
+    if find_site(certs, wanted).is_some() {
+        scan.default_missing_logged = false;
+        return Some(wanted);
+    }
+    if !scan.default_missing_logged {
+        tracing::warn!(
+            site = wanted,
+            "the default site is not served; the first site answers instead"
+        );
+        scan.default_missing_logged = true;
+    }
+    None
+}
+
+/// The default site's own context when it has one certificate: the one in
+/// service when neither the certificate nor the trust context changed, else
+/// a new one. `None` serves it as any other site: only slower.
+fn fast_path(
+    build: &dyn FastPathBuild,
+    trust: &SslContext,
+    served: &Arc<Served>,
+    previous: Option<&Snapshot>,
+) -> Option<FastPath> {
+    let cert = served.single()?;
+    // The same certificate on the same trust context (another site changed):
+    // the context in service still holds exactly this.
+    let kept = previous
+        .filter(|p| std::ptr::eq::<SslContextRef>(&*p.ctx, &**trust))
+        .and_then(|p| {
+            p.fast
+                .as_ref()
+                .filter(|f| f.served.single().is_some_and(|c| Arc::ptr_eq(c, cert)))
+        });
+    let ctx = match kept {
+        Some(kept) => kept.ctx.clone(),
+        None => match build.fast_path(trust, cert) {
+            Ok(ctx) => ctx,
+            Err(error) => {
+                tracing::debug!(error = %error.report(), "the default site's context was not built; installing its certificate per handshake");
+                return None;
+            }
+        },
+    };
+    Some(FastPath {
+        served: Arc::clone(served),
+        ctx,
     })
 }

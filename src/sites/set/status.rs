@@ -2,6 +2,7 @@
 //! summed over the sites and the trust.
 
 use super::*;
+use crate::{CertificateInfo, CrlInfo};
 
 impl Sites {
     /// Every site with its own status, in site order; sites that have not loaded
@@ -42,45 +43,9 @@ impl Sites {
     /// The acceptor's status: the default site's certificate, the trust's CA
     /// count, and failures summed over everything.
     pub(super) fn refresh_status(&self, scan: &ScanState, published: bool, notify: bool) {
-        let entries = self.entries();
-        let snapshot = self.current.load();
-        let default = snapshot.table.default_site();
-        let trust = self.trust.status_ref();
-        let mut failures = trust.failures;
-        let mut consecutive = trust.consecutive_failures;
-        let mut last_error = trust.last_error.clone();
-        let mut certificate = None;
-        let mut newer = |candidate: &Option<ReloadFailure>| {
-            if let Some(c) = candidate {
-                if last_error.as_ref().is_none_or(|l| c.at > l.at) {
-                    last_error = Some(c.clone());
-                }
-            }
-        };
-        for (key, entry) in entries.iter() {
-            let status = entry.engine.status_ref();
-            failures += status.failures;
-            consecutive = consecutive.max(status.consecutive_failures);
-            newer(&status.last_error);
-            if default == Some(key.name.as_str()) {
-                certificate.clone_from(&status.certificate);
-            }
-        }
-        for pending in scan.pending.values() {
-            failures += pending.failures;
-            newer(&Some(pending.failure.clone()));
-        }
-        let ca_certificates = trust.ca_certificates;
-        let crls = trust.crls.clone();
-        drop(trust);
-        let update = |s: &mut CertificateStatus| {
-            let before = (
-                s.failures,
-                s.consecutive_failures,
-                s.last_error.as_ref().map(|e| e.at),
-                s.ca_certificates,
-                s.certificate.as_ref().map(|c| c.sha256.clone()),
-            );
+        let summed = self.sum(scan);
+        self.status.send_if_modified(|s| {
+            let before = observed(s);
             if published {
                 s.generation += 1;
                 if s.generation > 1 {
@@ -88,23 +53,10 @@ impl Sites {
                 }
                 s.last_reload = SystemTime::now();
             }
-            s.certificate = certificate;
-            s.ca_certificates = ca_certificates;
-            s.crls = crls;
-            s.failures = failures;
-            s.consecutive_failures = consecutive;
-            s.last_error = last_error;
-            let after = (
-                s.failures,
-                s.consecutive_failures,
-                s.last_error.as_ref().map(|e| e.at),
-                s.ca_certificates,
-                s.certificate.as_ref().map(|c| c.sha256.clone()),
-            );
+            summed.apply(s);
             // Subscribers hear of publishes and of failures starting or ending.
-            notify && (published || before != after)
-        };
-        self.status.send_if_modified(update);
+            notify && (published || before != observed(s))
+        });
         let pending = scan
             .pending
             .iter()
@@ -123,4 +75,80 @@ impl Sites {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = pending;
     }
+
+    /// The trust's and every site's status, summed: failures add up, the
+    /// newest failure wins, the default site gives the certificate.
+    fn sum(&self, scan: &ScanState) -> Summed {
+        let entries = self.entries();
+        let snapshot = self.current.load();
+        let default = snapshot.table.default_site();
+        let trust = self.trust.status_ref();
+        let mut summed = Summed {
+            certificate: None,
+            ca_certificates: trust.ca_certificates,
+            crls: trust.crls.clone(),
+            failures: trust.failures,
+            consecutive: trust.consecutive_failures,
+            last_error: trust.last_error.clone(),
+        };
+        drop(trust);
+        for (key, entry) in entries.iter() {
+            let status = entry.engine.status_ref();
+            summed.failures += status.failures;
+            summed.consecutive = summed.consecutive.max(status.consecutive_failures);
+            summed.newer(status.last_error.as_ref());
+            if default == Some(key.name.as_str()) {
+                summed.certificate.clone_from(&status.certificate);
+            }
+        }
+        for pending in scan.pending.values() {
+            summed.failures += pending.failures;
+            summed.newer(Some(&pending.failure));
+        }
+        summed
+    }
+}
+
+/// The acceptor's status fields summed over the trust and the sites.
+struct Summed {
+    certificate: Option<CertificateInfo>,
+    ca_certificates: usize,
+    crls: Vec<CrlInfo>,
+    failures: u64,
+    consecutive: u64,
+    last_error: Option<ReloadFailure>,
+}
+
+type Observed = (u64, u64, Option<SystemTime>, usize, Option<String>);
+
+impl Summed {
+    /// Keeps the newer of the failure so far and `candidate`.
+    fn newer(&mut self, candidate: Option<&ReloadFailure>) {
+        if let Some(c) = candidate {
+            if self.last_error.as_ref().is_none_or(|l| c.at > l.at) {
+                self.last_error = Some(c.clone());
+            }
+        }
+    }
+
+    fn apply(&self, s: &mut CertificateStatus) {
+        s.certificate.clone_from(&self.certificate);
+        s.ca_certificates = self.ca_certificates;
+        s.crls.clone_from(&self.crls);
+        s.failures = self.failures;
+        s.consecutive_failures = self.consecutive;
+        s.last_error.clone_from(&self.last_error);
+    }
+}
+
+/// What a change of the acceptor's status is judged by: the failure counts,
+/// the last failure, the CA count and the certificate.
+fn observed(s: &CertificateStatus) -> Observed {
+    (
+        s.failures,
+        s.consecutive_failures,
+        s.last_error.as_ref().map(|e| e.at),
+        s.ca_certificates,
+        s.certificate.as_ref().map(|c| c.sha256.clone()),
+    )
 }
