@@ -92,7 +92,7 @@
 //!
 //! Why it is built this way, and the OpenSSL behaviour it rests on: [`design`].
 
-#![warn(missing_docs, missing_debug_implementations)]
+#![warn(missing_docs, missing_debug_implementations, clippy::too_many_lines)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acceptor;

@@ -292,67 +292,38 @@ mod tests {
 
     #[test]
     fn every_field_changes_the_binding() {
-        let sites = |trust: TrustId, path: &str| trust.sites([Path::new(path)]).unwrap();
-        let other_trust = TrustId([7; 16]);
         let required = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
-        let base = bind(
-            b"app",
-            required,
-            &sites(TrustId::NONE, "/a/www.pem"),
-            Some("a.example"),
-        );
+        let none = TrustId::NONE;
+        let sid = |ctx: &[u8], mode, trust: TrustId, path: &str, name| {
+            let sites = trust.sites([Path::new(path)]).unwrap();
+            bind(ctx, mode, &sites, name).unwrap()
+        };
+        let base = sid(b"app", required, none, "/a/www.pem", Some("a.example"));
+        assert!(base.starts_with(SESSION_ID_CONTEXT));
         let variants = [
-            bind(
-                b"other",
-                required,
-                &sites(TrustId::NONE, "/a/www.pem"),
-                Some("a.example"),
-            ),
-            bind(
+            sid(b"other", required, none, "/a/www.pem", Some("a.example")),
+            sid(
                 b"app",
                 SslVerifyMode::NONE,
-                &sites(TrustId::NONE, "/a/www.pem"),
+                none,
+                "/a/www.pem",
                 Some("a.example"),
             ),
-            bind(
+            sid(
                 b"app",
                 required,
-                &sites(other_trust, "/a/www.pem"),
+                TrustId([7; 16]),
+                "/a/www.pem",
                 Some("a.example"),
             ),
-            bind(
-                b"app",
-                required,
-                &sites(TrustId::NONE, "/a/www/tls.crt"),
-                Some("a.example"),
-            ),
-            bind(
-                b"app",
-                required,
-                &sites(TrustId::NONE, "/a/www.pem"),
-                Some("b.example"),
-            ),
-            bind(b"app", required, &sites(TrustId::NONE, "/a/www.pem"), None),
+            sid(b"app", required, none, "/a/www/tls.crt", Some("a.example")),
+            sid(b"app", required, none, "/a/www.pem", Some("b.example")),
+            sid(b"app", required, none, "/a/www.pem", None),
         ];
-        let base = base.unwrap();
-        assert!(base.starts_with(SESSION_ID_CONTEXT));
         for (i, variant) in variants.into_iter().enumerate() {
-            assert_ne!(
-                variant.unwrap(),
-                base,
-                "field {i} did not change the binding"
-            );
+            assert_ne!(variant, base, "field {i} did not change the binding");
         }
-        let again = bind(
-            b"app",
-            required,
-            &sites(TrustId::NONE, "/a/www.pem"),
-            Some("a.example"),
-        );
-        assert_eq!(
-            again.unwrap(),
-            base,
-            "the binding is a function of its fields"
-        );
+        let again = sid(b"app", required, none, "/a/www.pem", Some("a.example"));
+        assert_eq!(again, base, "the binding is a function of its fields");
     }
 }

@@ -18,6 +18,7 @@
 //! `server.rs` and `client.rs` (the reloader handles), `status/` (status
 //! struct, JSON, change callback).
 
+#![warn(clippy::too_many_lines)]
 #![allow(unsafe_code)] // The whole crate is the foreign interface.
 #![allow(non_camel_case_types)] // C names for C callers.
 

@@ -12,6 +12,8 @@
 //! `timefmt` (RFC 3339 times). Its tests are `tests/cli/`, which runs the
 //! binary with curl and `openssl s_client`.
 
+#![warn(clippy::too_many_lines)]
+
 mod check;
 mod cli;
 mod dev_cert;

@@ -7,6 +7,7 @@ use std::fmt;
 use super::Error;
 
 impl fmt::Display for Error {
+    #[allow(clippy::too_many_lines)] // One exhaustive match: an arm for each variant.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Io { path, .. } => write!(f, "cannot read {}", path.display()),

@@ -141,26 +141,7 @@ pub(super) fn check(path: &Path, crls: &[X509Crl], cas: &[X509]) -> Result<Vec<C
                     .to_owned(),
             ));
         }
-        let mut signed = false;
-        for ca in cas {
-            if ca
-                .subject_name()
-                .try_cmp(crl.issuer_name())
-                .map_err(failed)?
-                != Ordering::Equal
-            {
-                continue;
-            }
-            if crl
-                .verify(&*ca.public_key().map_err(failed)?)
-                .unwrap_or(false)
-            {
-                signed = true;
-                break;
-            }
-        }
-        // Verification failures leave errors on OpenSSL's queue; they are not ours.
-        let _ = ErrorStack::get();
+        let signed = signed_by_one_of(crl, cas).map_err(failed)?;
         if !signed {
             return Err(refuse("is signed by no CA in the bundle".to_owned()));
         }
@@ -175,32 +156,44 @@ pub(super) fn check(path: &Path, crls: &[X509Crl], cas: &[X509]) -> Result<Vec<C
                 return Err(refuse(format!("is past its nextUpdate ({next})")));
             }
         }
-        let number = match crl.extension::<CrlNumber>().map_err(failed)? {
-            Some((_, n)) => Some(
-                n.to_bn()
-                    .map_err(failed)?
-                    .to_dec_str()
-                    .map_err(failed)?
-                    .to_string(),
-            ),
-            None => None,
-        };
-        infos.push(CrlInfo {
-            path: path.to_owned(),
-            issuer,
-            number,
-            revoked: crl.get_revoked().map_or(0, |r| r.len()),
-            last_update: crl.last_update().to_string(),
-            last_update_unix: unix_seconds(crl.last_update()).map_err(failed)?,
-            next_update: crl.next_update().map(ToString::to_string),
-            next_update_unix: crl
-                .next_update()
-                .map(unix_seconds)
-                .transpose()
-                .map_err(failed)?,
-        });
+        infos.push(info(path, issuer, crl).map_err(failed)?);
     }
     Ok(infos)
+}
+
+/// Whether a CA of `cas` whose name is the CRL's issuer signed it.
+fn signed_by_one_of(crl: &X509Crl, cas: &[X509]) -> Result<bool, ErrorStack> {
+    let mut signed = false;
+    for ca in cas {
+        if ca.subject_name().try_cmp(crl.issuer_name())? != Ordering::Equal {
+            continue;
+        }
+        if crl.verify(&*ca.public_key()?).unwrap_or(false) {
+            signed = true;
+            break;
+        }
+    }
+    // Verification failures leave errors on OpenSSL's queue; they are not ours.
+    let _ = ErrorStack::get();
+    Ok(signed)
+}
+
+/// What the status shows of a CRL that passed the checks.
+fn info(path: &Path, issuer: String, crl: &X509Crl) -> Result<CrlInfo, ErrorStack> {
+    let number = match crl.extension::<CrlNumber>()? {
+        Some((_, n)) => Some(n.to_bn()?.to_dec_str()?.to_string()),
+        None => None,
+    };
+    Ok(CrlInfo {
+        path: path.to_owned(),
+        issuer,
+        number,
+        revoked: crl.get_revoked().map_or(0, |r| r.len()),
+        last_update: crl.last_update().to_string(),
+        last_update_unix: unix_seconds(crl.last_update())?,
+        next_update: crl.next_update().map(ToString::to_string),
+        next_update_unix: crl.next_update().map(unix_seconds).transpose()?,
+    })
 }
 
 /// Whether `crl` is a delta CRL (RFC 5280 5.2.4): it carries the Delta CRL

@@ -33,10 +33,11 @@ pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
 pub use self::ocsp::OcspInfo;
-pub(crate) use self::ocsp::{status_callback, OcspFile, StapleMap, Staples};
+pub(crate) use self::ocsp::{status_callback, StapleMap, Staples};
 pub use self::passphrase::Passphrase;
 pub(crate) use self::read::read_key_file;
 pub use self::read::DEFAULT_MAX_FILE_SIZE;
+pub(crate) use self::staple::OcspFile;
 pub(crate) use self::trust::Trust;
 pub use self::validate::ValidityPolicy;
 

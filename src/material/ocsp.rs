@@ -17,7 +17,9 @@ use arc_swap::ArcSwap;
 use foreign_types::ForeignTypeRef;
 use openssl::asn1::{Asn1GeneralizedTimeRef, Asn1Time, Asn1TimeRef};
 use openssl::hash::MessageDigest;
-use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspResponse, OcspResponseStatus};
+use openssl::ocsp::{
+    OcspBasicResponseRef, OcspCertId, OcspCertStatus, OcspFlag, OcspResponse, OcspResponseStatus,
+};
 use openssl::ssl::SslRef;
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
@@ -37,41 +39,6 @@ const CLOCK_SKEW: i64 = 300;
 /// ago the certificate was last known good. OpenSSL's `OCSP_check_validity`
 /// takes the same kind of bound as `maxsec`.
 const MAX_AGE_WITHOUT_NEXT_UPDATE: i64 = 7 * 86_400;
-
-/// Where a certificate's staple comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum OcspFile {
-    /// Named by the configuration: a missing file is reported.
-    Given(PathBuf),
-    /// `<certificate file>.ocsp`, used when it exists.
-    Beside(PathBuf),
-}
-
-impl OcspFile {
-    /// `<cert>.ocsp`, the name HAProxy reads too.
-    pub(crate) fn beside(cert: &Path) -> Self {
-        Self::beside_with(cert, ".ocsp")
-    }
-
-    /// `<cert>.issuer`, HAProxy's name for the certificate's issuer when the
-    /// certificate file does not hold it (a leaf issued by a root that is not
-    /// shipped to clients).
-    pub(crate) fn issuer_beside(cert: &Path) -> Self {
-        Self::beside_with(cert, ".issuer")
-    }
-
-    fn beside_with(cert: &Path, suffix: &str) -> Self {
-        let mut name = cert.as_os_str().to_owned();
-        name.push(suffix);
-        Self::Beside(PathBuf::from(name))
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        match self {
-            Self::Given(path) | Self::Beside(path) => path,
-        }
-    }
-}
 
 /// A staple that passed every check: what the status callback hands out.
 #[derive(Debug)]
@@ -107,6 +74,30 @@ pub struct OcspInfo {
 }
 
 impl OcspInfo {
+    /// Until when a response read into this info may be stapled (`None`: no
+    /// end); why not at all, if its thisUpdate is in the future or it is no
+    /// longer current.
+    fn service_end(&self) -> Result<Option<i64>, String> {
+        let now = now();
+        let this_update = self.this_update.as_deref().unwrap_or_default();
+        match self.this_update_unix {
+            Some(this) if this <= now + CLOCK_SKEW => {}
+            _ => return Err(format!("its thisUpdate ({this_update}) is in the future")),
+        }
+        let until = current_until(self.this_update_unix, self.next_update_unix);
+        if expired(until, now) {
+            return Err(match &self.next_update {
+                Some(next) => format!("it expired: its nextUpdate ({next}) has passed"),
+                None => format!(
+                    "it expired: it has no nextUpdate and its thisUpdate ({this_update}) is more \
+                     than {} days old",
+                    MAX_AGE_WITHOUT_NEXT_UPDATE / 86_400
+                ),
+            });
+        }
+        Ok(until)
+    }
+
     /// Whether handshakes that ask get this staple now: it passed the checks
     /// at load and its nextUpdate has not passed since (a response without
     /// nextUpdate: its thisUpdate is at most seven days old).
@@ -159,6 +150,53 @@ pub(crate) fn check(
     }
 }
 
+/// The certificate's OCSP IDs. Responders use SHA-1 IDs (openssl ocsp's
+/// default) or SHA-256; a digest the provider lacks (SHA-1 under some FIPS
+/// configurations) is skipped.
+fn cert_ids(cert: &X509Ref, issuer: &X509Ref) -> Result<Vec<OcspCertId>, String> {
+    let ids: Vec<OcspCertId> = [MessageDigest::sha1(), MessageDigest::sha256()]
+        .into_iter()
+        .filter_map(|digest| OcspCertId::from_cert(digest, cert, issuer).ok())
+        .collect();
+    if ids.is_empty() {
+        return Err(format!(
+            "cannot make the certificate's OCSP ID: {}",
+            openssl::error::ErrorStack::get()
+        ));
+    }
+    Ok(ids)
+}
+
+/// The response is signed by `issuer` or by a responder it delegated to
+/// (whose certificate the response or `chain` holds).
+fn verify_signature(
+    basic: &OcspBasicResponseRef,
+    chain: &[X509],
+    issuer: &X509Ref,
+) -> Result<(), String> {
+    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    store
+        .add_cert(issuer.to_owned())
+        .map_err(|e| e.to_string())?;
+    // The issuer may be an intermediate: it is the trust anchor here.
+    store
+        .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
+        .map_err(|e| e.to_string())?;
+    let store = store.build();
+    let mut certs = Stack::new().map_err(|e| e.to_string())?;
+    for c in chain {
+        certs.push(c.clone()).map_err(|e| e.to_string())?;
+    }
+    basic
+        .verify(&certs, &store, OcspFlag::empty())
+        .map_err(|e| {
+            format!(
+                "its signature does not verify against the issuer ({}) or a responder it delegated to: {e}",
+                super::info::name_to_string(issuer.subject_name())
+            )
+        })
+}
+
 fn check_into(
     info: &mut OcspInfo,
     der: &[u8],
@@ -189,19 +227,7 @@ fn check_into(
              (or ocsp_issuer), so that the staple can be checked"
                 .to_owned()
         })?;
-    // Responders use SHA-1 IDs (openssl ocsp's default) or SHA-256; a digest
-    // the provider lacks (SHA-1 under some FIPS configurations) is skipped.
-    let ids: Vec<OcspCertId> = [MessageDigest::sha1(), MessageDigest::sha256()]
-        .into_iter()
-        .filter_map(|digest| OcspCertId::from_cert(digest, cert, issuer).ok())
-        .collect();
-    if ids.is_empty() {
-        return Err(format!(
-            "cannot make the certificate's OCSP ID: {}",
-            openssl::error::ErrorStack::get()
-        ));
-    }
-    let status = ids
+    let status = cert_ids(cert, issuer)?
         .iter()
         .find_map(|id| basic.find_status(id))
         .ok_or_else(|| {
@@ -218,25 +244,7 @@ fn check_into(
     info.next_update = status.next_update().map(ToString::to_string);
     info.next_update_unix = status.next_update().and_then(unix);
 
-    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
-    store.add_cert(issuer.clone()).map_err(|e| e.to_string())?;
-    // The issuer may be an intermediate: it is the trust anchor here.
-    store
-        .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
-        .map_err(|e| e.to_string())?;
-    let store = store.build();
-    let mut certs = Stack::new().map_err(|e| e.to_string())?;
-    for c in chain {
-        certs.push(c.clone()).map_err(|e| e.to_string())?;
-    }
-    basic
-        .verify(&certs, &store, OcspFlag::empty())
-        .map_err(|e| {
-            format!(
-                "its signature does not verify against the issuer ({}) or a responder it delegated to: {e}",
-                super::info::name_to_string(issuer.subject_name())
-            )
-        })?;
+    verify_signature(&basic, chain, issuer)?;
 
     if status.status != OcspCertStatus::GOOD {
         return Err(format!(
@@ -244,28 +252,7 @@ fn check_into(
             cert_status(status.status)
         ));
     }
-    let now = now();
-    match info.this_update_unix {
-        Some(this) if this <= now + CLOCK_SKEW => {}
-        _ => {
-            return Err(format!(
-                "its thisUpdate ({}) is in the future",
-                status.this_update
-            ))
-        }
-    }
-    let until = current_until(info.this_update_unix, info.next_update_unix);
-    if expired(until, now) {
-        return Err(match &info.next_update {
-            Some(next) => format!("it expired: its nextUpdate ({next}) has passed"),
-            None => format!(
-                "it expired: it has no nextUpdate and its thisUpdate ({}) is more than {} days \
-                 old",
-                status.this_update,
-                MAX_AGE_WITHOUT_NEXT_UPDATE / 86_400
-            ),
-        });
-    }
+    let until = info.service_end()?;
     Ok(Staple {
         der: der.to_vec(),
         until,

@@ -3,13 +3,49 @@
 //! decides whether the identity is published with a staple, without one, or
 //! not at all (a must-staple certificate without a valid staple).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openssl::x509::X509;
 
-use super::ocsp::{self, OcspFile, OcspInfo};
+use super::ocsp::{self, OcspInfo};
 use super::{parse, read, Identity, WatchedFiles};
 use crate::Error;
+
+/// Where a certificate's staple comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OcspFile {
+    /// Named by the configuration: a missing file is reported.
+    Given(PathBuf),
+    /// `<certificate file>.ocsp`, used when it exists.
+    Beside(PathBuf),
+}
+
+impl OcspFile {
+    /// `<cert>.ocsp`, the name HAProxy reads too.
+    pub(crate) fn beside(cert: &Path) -> Self {
+        Self::beside_with(cert, ".ocsp")
+    }
+
+    /// `<cert>.issuer`, HAProxy's name for the certificate's issuer when the
+    /// certificate file does not hold it (a leaf issued by a root that is not
+    /// shipped to clients).
+    pub(crate) fn issuer_beside(cert: &Path) -> Self {
+        Self::beside_with(cert, ".issuer")
+    }
+
+    fn beside_with(cert: &Path, suffix: &str) -> Self {
+        let mut name = cert.as_os_str().to_owned();
+        name.push(suffix);
+        Self::Beside(PathBuf::from(name))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            Self::Given(path) | Self::Beside(path) => path,
+        }
+    }
+}
 
 impl WatchedFiles {
     /// Checks the staple read with the identity and attaches it if it passes;

@@ -11,23 +11,16 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::retry::{Backoff, FailureLog};
+use super::start::Initial;
 use super::status::{
     initial_status, log_published, log_stale_crls, log_start, CertificateStatus, Reload,
     ReloadFailure,
 };
+use super::Build;
 use crate::common::panic_message;
-use crate::material::{Checks, Material, WatchedFiles};
+use crate::material::{Checks, WatchedFiles};
 use crate::poll::Fingerprint;
 use crate::Error;
-
-/// Turns parsed material into the value handshakes use; it consumes the
-/// material, whose trust store goes into the context. Three types build:
-/// `acceptor::ServerContexts` the context a server handshake switches to,
-/// `sites::SiteBuild` one site's certificate, `connector::ClientContexts` the
-/// client's connector.
-pub(crate) trait Build<T>: Send + Sync {
-    fn build(&self, material: Material) -> Result<T, Error>;
-}
 
 /// What the poller compares from tick to tick. Its lock is only ever held for a
 /// few comparisons and assignments, never across a `stat`, a read or a parse, so
@@ -127,29 +120,13 @@ impl<T> Engine<T> {
         let paths = files.paths();
         let fingerprints = paths.iter().map(|p| Fingerprint::of(p)).collect();
         let mut warned = HashSet::new();
-        let loaded = files
-            .read(&checks, &mut warned)
-            .and_then(|raw| files.parse(raw, &checks))
-            .and_then(|material| {
-                let (summary, digest, crls) =
-                    (material.summary(), material.digest, material.crls());
-                Ok((build.build(material)?, summary, digest, crls))
-            });
-        let (built, (certificate, ca_certificates), digest, crls, error) = match loaded {
-            Ok((built, summary, digest, crls)) => (built, summary, digest, crls, None),
-            Err(error) if allow_missing => {
-                let empty = Material::empty();
-                let (summary, digest) = (empty.summary(), empty.digest);
-                (
-                    build.build(empty)?,
-                    summary,
-                    digest,
-                    Vec::new(),
-                    Some(error),
-                )
-            }
-            Err(error) => return Err(error),
-        };
+        let Initial {
+            built,
+            summary: (certificate, ca_certificates),
+            digest,
+            crls,
+            error,
+        } = Initial::load(&files, &checks, &mut warned, build.as_ref(), allow_missing)?;
         let mut status =
             initial_status(certificate, ca_certificates, poll_interval, error.as_ref());
         status.crls = crls;

@@ -1,7 +1,7 @@
 //! Unit tests of the engine: calls `poll` by hand, no poller thread.
 
 use super::*;
-use crate::material::IdentityFiles;
+use crate::material::{IdentityFiles, Material};
 use openssl::asn1::Asn1Time;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;

@@ -11,6 +11,7 @@
 
 mod engine;
 mod retry;
+mod start;
 pub(crate) mod status;
 
 use std::sync::Arc;
@@ -18,13 +19,23 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-pub(crate) use self::engine::{Build, Engine, Polled, Setup};
+pub(crate) use self::engine::{Engine, Polled, Setup};
 pub(crate) use self::retry::{Backoff, FailureLog};
 pub(crate) use self::status::initial_status;
 pub use self::status::{CertificateStatus, Reload, ReloadFailure};
 
+use crate::material::Material;
 use crate::poll::Poller;
 use crate::Error;
+
+/// Turns parsed material into the value handshakes use; it consumes the
+/// material, whose trust store goes into the context. Three types build:
+/// `acceptor::ServerContexts` the context a server handshake switches to,
+/// `sites::SiteBuild` one site's certificate, `connector::ClientContexts` the
+/// client's connector.
+pub(crate) trait Build<T>: Send + Sync {
+    fn build(&self, material: Material) -> Result<T, Error>;
+}
 
 /// An engine and the poller thread that ticks it; the thread stops when this
 /// is dropped.

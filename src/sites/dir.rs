@@ -40,6 +40,40 @@ struct Stem {
     p12: Option<PathBuf>,
 }
 
+impl Stem {
+    /// The site's files, by the layouts `site_dir` documents; `None` for a
+    /// certificate whose key is not there (yet), or a lone key.
+    fn files(self, dir: &Path, stem: &str) -> Option<IdentityFiles> {
+        let at = |ext: &str| dir.join(format!("{stem}.{ext}"));
+        match self {
+            Self {
+                crt: true,
+                key: true,
+                ..
+            } => Some(IdentityFiles::Pair {
+                cert: at("crt"),
+                key: at("key"),
+            }),
+            Self {
+                pem: true,
+                key: true,
+                ..
+            } => Some(IdentityFiles::Pair {
+                cert: at("pem"),
+                key: at("key"),
+            }),
+            Self { pem: true, .. } => Some(IdentityFiles::Pair {
+                cert: at("pem"),
+                key: at("pem"),
+            }),
+            Self {
+                p12: Some(path), ..
+            } => Some(IdentityFiles::Pkcs12(path)),
+            _ => None,
+        }
+    }
+}
+
 /// Lists `dir` (one `readdir`, and a `stat` of each entry); reads no file.
 pub(crate) fn scan(dir: &Path) -> io::Result<Scan> {
     let mut stems: BTreeMap<String, Stem> = BTreeMap::new();
@@ -95,35 +129,9 @@ pub(crate) fn scan(dir: &Path) -> io::Result<Scan> {
         }
     }
     for (stem, kinds) in stems {
-        let at = |ext: &str| dir.join(format!("{stem}.{ext}"));
-        let files = match kinds {
-            Stem {
-                crt: true,
-                key: true,
-                ..
-            } => IdentityFiles::Pair {
-                cert: at("crt"),
-                key: at("key"),
-            },
-            Stem {
-                pem: true,
-                key: true,
-                ..
-            } => IdentityFiles::Pair {
-                cert: at("pem"),
-                key: at("key"),
-            },
-            Stem { pem: true, .. } => IdentityFiles::Pair {
-                cert: at("pem"),
-                key: at("pem"),
-            },
-            Stem {
-                p12: Some(path), ..
-            } => IdentityFiles::Pkcs12(path),
-            // A certificate whose key is not there (yet), or a lone key.
-            _ => continue,
-        };
-        scan.sites.push(SiteSource { name: stem, files });
+        if let Some(files) = kinds.files(dir, &stem) {
+            scan.sites.push(SiteSource { name: stem, files });
+        }
     }
     scan.sites.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(scan)
