@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use super::retry::{Backoff, FailureLog};
 use super::start::Initial;
 use super::status::{
-    initial_status, log_published, log_stale_crls, log_start, CertificateStatus, Reload,
-    ReloadFailure,
+    initial_status, log_published, log_stale_crls, log_start, mark_polled, CertificateStatus,
+    Reload, ReloadFailure,
 };
 use super::Build;
 use crate::common::panic_message;
@@ -224,12 +224,7 @@ impl<T> Engine<T> {
 
     /// Records that the poller finished a tick.
     pub(crate) fn mark_polled(&self) {
-        // Quietly: subscribers hear of publishes and failures, not of every tick.
-        let now = SystemTime::now();
-        self.status.send_if_modified(|s| {
-            s.last_poll = Some(now);
-            false
-        });
+        mark_polled(&self.status);
     }
 
     /// Reads the files now, whatever their fingerprints say. Waits for an attempt

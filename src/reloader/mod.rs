@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 pub(crate) use self::engine::{Engine, Polled, Setup};
 pub(crate) use self::retry::{Backoff, FailureLog};
-pub(crate) use self::status::initial_status;
+pub(crate) use self::status::{initial_status, mark_polled};
 pub use self::status::{CertificateStatus, Reload, ReloadFailure};
 
 use crate::material::Material;

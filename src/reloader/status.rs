@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
+
 use crate::{CertificateInfo, CrlInfo, Error, StaleCrl};
 
 /// A point-in-time view of a reloader, cheap to clone.
@@ -187,4 +189,14 @@ pub(super) fn log_stale_crls(role: &'static str, stale: &[CrlInfo], policy: Stal
             ),
         }
     }
+}
+
+/// Records on `status` that the poller finished a tick, quietly: subscribers
+/// hear of publishes and failures, not of every tick.
+pub(crate) fn mark_polled(status: &watch::Sender<CertificateStatus>) {
+    let now = SystemTime::now();
+    status.send_if_modified(|s| {
+        s.last_poll = Some(now);
+        false
+    });
 }

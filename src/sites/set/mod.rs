@@ -27,7 +27,9 @@ use crate::material::{
     Checks, IdentityFiles, Material, OcspFile, Passphrase, StapleMap, Staples, WatchedFiles,
 };
 use crate::poll::Fingerprint;
-use crate::reloader::{initial_status, Backoff, Build, Engine, FailureLog, Polled, Setup};
+use crate::reloader::{
+    initial_status, mark_polled, Backoff, Build, Engine, FailureLog, Polled, Setup,
+};
 use crate::session::TrustId;
 use crate::{CertificateStatus, Error, Reload, ReloadFailure};
 
@@ -195,11 +197,7 @@ impl Sites {
             }
         }
         self.finish(&mut scan, outcome);
-        let now = SystemTime::now();
-        self.status.send_if_modified(|s| {
-            s.last_poll = Some(now);
-            false
-        });
+        mark_polled(&self.status);
     }
 
     /// Reads every file and directory now. Every site is tried; the first error
