@@ -34,7 +34,9 @@ use openssl::ssl::{
 use openssl_reload::{ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder};
 use tempfile::TempDir;
 
-use crate::support::{serial_hex, write_atomic, Ca, CliCa, Leaf, LeafSpec, DEADLINE, INTERVAL};
+use crate::support::{
+    openssl_time_ago, serial_hex, write_atomic, Ca, CliCa, Leaf, LeafSpec, DEADLINE, INTERVAL,
+};
 
 /// How long one connection may wait for the other end before it counts as refused.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -535,8 +537,7 @@ fn crl_revoked(report: &mut Report, srv: &Ca, mode: Mode, kind: Kind) {
 fn delta_crl(report: &mut Report, srv: &Ca, mode: Mode, kind: Kind) {
     let c = MtlsCell::new(srv, mode, "delta_crl", kind, true);
     c.refused_after(report, || {
-        let now = unix_now();
-        let (base_at, newer_at) = (generalized_time(now - 120), generalized_time(now - 60));
+        let (base_at, newer_at) = (openssl_time_ago(120), openssl_time_ago(60));
         let base =
             c.f.revoke_client(&c.tls, &c.cell, &["-crl_lastupdate", &base_at]);
         let failures = c.tls.status().failures;
@@ -552,30 +553,6 @@ fn delta_crl(report: &mut Report, srv: &Ca, mode: Mode, kind: Kind) {
             },
         );
     });
-}
-
-/// Seconds since the Unix epoch.
-fn unix_now() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    i64::try_from(since.unwrap().as_secs()).unwrap()
-}
-
-/// `unix` seconds as the GeneralizedTime (`YYYYMMDDHHMMSSZ`) that `openssl ca
-/// -crl_lastupdate` takes: the civil date of the day number, Gregorian
-/// calendar (H. Hinnant's `civil_from_days`).
-fn generalized_time(unix: i64) -> String {
-    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}Z")
 }
 
 /// The delta CRL from `base` to `newer` (`openssl crl -gendelta`, signed by CA1):

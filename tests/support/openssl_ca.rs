@@ -118,17 +118,7 @@ impl CliCa {
     /// cannot backdate, so it runs under `faketime` (Debian's faketime); `None`
     /// when that is missing outside CI (under CI the test fails instead).
     pub fn ocsp_expired(&self, cert: &X509) -> Option<Vec<u8>> {
-        let found = Command::new("faketime").arg("--version").output().is_ok();
-        if !found {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "faketime is not installed; CI must provide it (ci/test.sh installs it)"
-            );
-            eprintln!(
-                "skipping the expired staple: faketime is not installed (apt-get install faketime)"
-            );
-            return None;
-        }
+        faketime_or_skip("the expired staple")?;
         Some(self.ocsp_at(Some("-2d"), cert, None, false, &["-ndays", "1"]))
     }
 
@@ -140,17 +130,7 @@ impl CliCa {
         if days_ago == 0 {
             return Some(self.ocsp_at(None, cert, None, false, &[]));
         }
-        let found = Command::new("faketime").arg("--version").output().is_ok();
-        if !found {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "faketime is not installed; CI must provide it (ci/test.sh installs it)"
-            );
-            eprintln!(
-                "skipping an old staple: faketime is not installed (apt-get install faketime)"
-            );
-            return None;
-        }
+        faketime_or_skip("an old staple")?;
         let offset = format!("-{days_ago}d");
         Some(self.ocsp_at(Some(&offset), cert, None, false, &[]))
     }
@@ -206,6 +186,20 @@ impl CliCa {
         run(&mut cmd, "openssl ocsp");
         fs::read(&out).unwrap()
     }
+}
+
+/// `Some` when `faketime` is installed; `None` (skip `what`, saying why) when it
+/// is missing outside CI; under CI a missing tool fails the test.
+fn faketime_or_skip(what: &str) -> Option<()> {
+    if Command::new("faketime").arg("--version").output().is_ok() {
+        return Some(());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "faketime is not installed; CI must provide it (ci/test.sh installs it)"
+    );
+    eprintln!("skipping {what}: faketime is not installed (apt-get install faketime)");
+    None
 }
 
 /// `secs` seconds before now, in the form `openssl ca -crl_lastupdate` takes
