@@ -119,7 +119,7 @@ pub use crate::builder::{Builder, DEFAULT_POLL_INTERVAL};
 pub use crate::connector::{ClientSide, ReloadingConnector, ReloadingConnectorBuilder};
 pub use crate::error::Error;
 pub use crate::material::{
-    CertificateInfo, CrlCheck, CrlInfo, OcspInfo, Passphrase, StaleCrl, ValidityPolicy,
+    CertificateInfo, CrlCheck, CrlInfo, CrlProblem, OcspInfo, Passphrase, StaleCrl, ValidityPolicy,
     DEFAULT_MAX_FILE_SIZE,
 };
 pub use crate::reloader::{CertificateStatus, Reload, ReloadFailure};

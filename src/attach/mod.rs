@@ -109,7 +109,7 @@ impl ReloadingAcceptor {
     /// - a certificate callback (`SSL_CTX_set_cert_cb`), which puts the current
     ///   certificate, chain and key of the SNI-selected site on the connection,
     ///   and, with a [`ca`](crate::Builder::ca), the CA store, the CA names and
-    ///   the [`ClientAuth`](crate::ClientAuth) verify mode;
+    ///   the [`ClientAuth`] verify mode;
     /// - the OCSP status callback (`SSL_CTX_set_tlsext_status_cb`), which
     ///   staples the certificate's
     ///   [staple](crate::ReloadingAcceptorBuilder::ocsp_staple) for clients that

@@ -167,8 +167,9 @@ pub enum Error {
     Crl {
         /// The CRL file.
         path: PathBuf,
-        /// What is wrong, e.g. "CRL 2 (issuer CN=Other CA) is signed by no CA in the bundle".
-        reason: String,
+        /// What is wrong, e.g. CRL 2 (issuer CN=Other CA) is signed by no CA in
+        /// the bundle.
+        reason: crate::CrlProblem,
     },
     /// A certificate that demands OCSP stapling (the must-staple TLS feature)
     /// has no valid staple: it is not published. (A staple that fails its

@@ -29,7 +29,7 @@ use openssl::hash::{Hasher, MessageDigest};
 use zeroize::Zeroizing;
 
 pub(crate) use self::crl::{chain_stale_rule, CrlOptions};
-pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
+pub use self::crl::{CrlCheck, CrlInfo, CrlProblem, StaleCrl};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
 pub use self::ocsp::OcspInfo;
@@ -194,7 +194,7 @@ impl WatchedFiles {
                 Some((path, _)) => {
                     return Err(Error::Crl {
                         path: path.to_owned(),
-                        reason: "a CRL needs a CA bundle (`ca`) that signed it".to_owned(),
+                        reason: CrlProblem::NoCaBundle,
                     })
                 }
                 None => None,

@@ -7,21 +7,22 @@
 
 #![allow(unsafe_code)] // Calls through crate::ffi and openssl-sys, each with its SAFETY note.
 
+mod stale;
+
 use std::cmp::Ordering;
-use std::ffi::c_int;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use foreign_types::ForeignTypeRef;
 use openssl::asn1::Asn1Time;
 use openssl::error::ErrorStack;
-use openssl::ex_data::Index;
-use openssl::ssl::{Ssl, SslContextRef, SslRef};
 use openssl::x509::extension::CrlNumber;
 use openssl::x509::store::X509StoreBuilderRef;
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509Crl, X509};
 
+pub(crate) use self::stale::chain_stale_rule;
+use self::stale::keep_enforcing_stale;
 use super::info::{name_to_string, unix_seconds};
 use crate::{ffi, Error};
 
@@ -85,14 +86,98 @@ pub struct CrlInfo {
 const PEM_BEGIN: &[u8] = b"-----BEGIN X509 CRL-----";
 const PEM_END: &[u8] = b"-----END X509 CRL-----";
 
+/// Why a CRL file was refused ([`Error::Crl`]). CRLs are numbered from 1 in
+/// the order of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CrlProblem {
+    /// The file holds nothing but white space.
+    Empty,
+    /// A PEM CRL has no END line.
+    Unterminated,
+    /// The file is PEM but holds no `X509 CRL` block.
+    NoCrlBlock,
+    /// A CRL file is configured without a CA bundle to check it against.
+    NoCaBundle,
+    /// A delta CRL (it carries the Delta CRL Indicator extension): only
+    /// complete CRLs are supported.
+    Delta {
+        /// Which CRL of the file.
+        index: usize,
+        /// Its issuer, e.g. `CN=Clients CA`.
+        issuer: String,
+    },
+    /// No CA of the bundle whose name is its issuer signed it.
+    Unsigned {
+        /// Which CRL of the file.
+        index: usize,
+        /// Its issuer.
+        issuer: String,
+    },
+    /// Its lastUpdate is in the future.
+    NotYetValid {
+        /// Which CRL of the file.
+        index: usize,
+        /// Its issuer.
+        issuer: String,
+        /// Its lastUpdate, as OpenSSL prints it.
+        last_update: String,
+    },
+    /// Its nextUpdate has passed.
+    Expired {
+        /// Which CRL of the file.
+        index: usize,
+        /// Its issuer.
+        issuer: String,
+        /// Its nextUpdate, as OpenSSL prints it.
+        next_update: String,
+    },
+}
+
+impl fmt::Display for CrlProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the file is empty: it holds no CRL"),
+            Self::Unterminated => f.write_str("a PEM CRL has no END line"),
+            Self::NoCrlBlock => f.write_str("holds no PEM block `X509 CRL`"),
+            Self::NoCaBundle => f.write_str("a CRL needs a CA bundle (`ca`) that signed it"),
+            Self::Delta { index, issuer } => write!(
+                f,
+                "CRL {index} (issuer {issuer}) is a delta CRL (it carries the Delta CRL \
+                 Indicator extension); only complete CRLs are supported"
+            ),
+            Self::Unsigned { index, issuer } => write!(
+                f,
+                "CRL {index} (issuer {issuer}) is signed by no CA in the bundle"
+            ),
+            Self::NotYetValid {
+                index,
+                issuer,
+                last_update,
+            } => write!(
+                f,
+                "CRL {index} (issuer {issuer}) is not yet valid (lastUpdate {last_update})"
+            ),
+            Self::Expired {
+                index,
+                issuer,
+                next_update,
+            } => write!(
+                f,
+                "CRL {index} (issuer {issuer}) is past its nextUpdate ({next_update})"
+            ),
+        }
+    }
+}
+
 /// Parses a CRL file: PEM with one or more CRLs, or one DER CRL.
 pub(super) fn parse_crls(path: &Path, bytes: &[u8]) -> Result<Vec<X509Crl>, Error> {
-    let refuse = |reason: &str| Error::Crl {
+    let refuse = |reason| Error::Crl {
         path: path.to_owned(),
-        reason: reason.to_owned(),
+        reason,
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(refuse("the file is empty: it holds no CRL"));
+        return Err(refuse(CrlProblem::Empty));
     }
     let parse_failed = |e| Error::parse(path, "CRL", e);
     if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
@@ -102,14 +187,14 @@ pub(super) fn parse_crls(path: &Path, bytes: &[u8]) -> Result<Vec<X509Crl>, Erro
     let mut rest = bytes;
     while let Some(start) = find(rest, PEM_BEGIN) {
         let Some(len) = find(&rest[start..], PEM_END) else {
-            return Err(refuse("a PEM CRL has no END line"));
+            return Err(refuse(CrlProblem::Unterminated));
         };
         let end = start + len + PEM_END.len();
         crls.push(X509Crl::from_pem(&rest[start..end]).map_err(parse_failed)?);
         rest = &rest[end..];
     }
     if crls.is_empty() {
-        return Err(refuse("holds no PEM block `X509 CRL`"));
+        return Err(refuse(CrlProblem::NoCrlBlock));
     }
     Ok(crls)
 }
@@ -127,33 +212,34 @@ pub(super) fn check(path: &Path, crls: &[X509Crl], cas: &[X509]) -> Result<Vec<C
     let mut infos = Vec::with_capacity(crls.len());
     for (index, crl) in crls.iter().enumerate() {
         let issuer = name_to_string(crl.issuer_name());
-        let refuse = |what: String| Error::Crl {
+        let (index, refuse) = (index + 1, |reason| Error::Crl {
             path: path.to_owned(),
-            reason: format!("CRL {} (issuer {issuer}) {what}", index + 1),
-        };
+            reason,
+        });
         // Without X509_V_FLAG_USE_DELTAS OpenSSL scores a delta CRL like a
         // complete one, so a newer delta that does not repeat a revocation
         // would replace the base that holds it.
         if is_delta(crl) {
-            return Err(refuse(
-                "is a delta CRL (it carries the Delta CRL Indicator extension); only complete \
-                 CRLs are supported"
-                    .to_owned(),
-            ));
+            return Err(refuse(CrlProblem::Delta { index, issuer }));
         }
         let signed = signed_by_one_of(crl, cas).map_err(failed)?;
         if !signed {
-            return Err(refuse("is signed by no CA in the bundle".to_owned()));
+            return Err(refuse(CrlProblem::Unsigned { index, issuer }));
         }
         if crl.last_update().compare(&now).map_err(failed)? == Ordering::Greater {
-            return Err(refuse(format!(
-                "is not yet valid (lastUpdate {})",
-                crl.last_update()
-            )));
+            return Err(refuse(CrlProblem::NotYetValid {
+                index,
+                issuer,
+                last_update: crl.last_update().to_string(),
+            }));
         }
         if let Some(next) = crl.next_update() {
             if next.compare(&now).map_err(failed)? == Ordering::Less {
-                return Err(refuse(format!("is past its nextUpdate ({next})")));
+                return Err(refuse(CrlProblem::Expired {
+                    index,
+                    issuer,
+                    next_update: next.to_string(),
+                }));
             }
         }
         infos.push(info(path, issuer, crl).map_err(failed)?);
@@ -232,106 +318,4 @@ pub(super) fn install(
         unsafe { ffi::X509_STORE_set_verify_cb(store.as_ptr(), Some(keep_enforcing_stale)) };
     }
     Ok(())
-}
-
-/// The store's verify callback under [`StaleCrl::KeepEnforcing`]: a CRL past
-/// its nextUpdate is still used (OpenSSL goes on to look the certificate up in
-/// it), every other verdict is OpenSSL's.
-// SAFETY: the X509_STORE_CTX_verify_cb signature; callers (OpenSSL only, through
-// X509_STORE_set_verify_cb) pass the live context of the verification in progress.
-unsafe extern "C" fn keep_enforcing_stale(
-    ok: c_int,
-    ctx: *mut openssl_sys::X509_STORE_CTX,
-) -> c_int {
-    // SAFETY: OpenSSL calls this with the live store context of a verification
-    // in progress; reading and resetting its error is what verify callbacks do.
-    unsafe {
-        if ok == 0
-            && openssl_sys::X509_STORE_CTX_get_error(ctx) == openssl_sys::X509_V_ERR_CRL_HAS_EXPIRED
-        {
-            openssl_sys::X509_STORE_CTX_set_error(ctx, openssl_sys::X509_V_OK);
-            return 1;
-        }
-    }
-    ok
-}
-
-/// A connection's own verify callback (the policy's, or an attached
-/// application's), kept while [`chained_verify`] stands in for it.
-struct OwnVerify(ffi::VerifyCallback);
-
-fn own_verify_index() -> Result<Index<Ssl, OwnVerify>, ErrorStack> {
-    static INDEX: OnceLock<Index<Ssl, OwnVerify>> = OnceLock::new();
-    if let Some(index) = INDEX.get() {
-        return Ok(*index);
-    }
-    let index = Ssl::new_ex_index()?;
-    // A racing thread may have made another index; either is valid, one is used.
-    Ok(*INDEX.get_or_init(|| index))
-}
-
-/// Keeps [`StaleCrl::KeepEnforcing`] on a connection verified against
-/// `trust`'s store whose own verify callback would replace the store's:
-/// OpenSSL runs a connection's verify callback (`SSL_set_verify`) instead of
-/// its store's, which is where the rule lives. The connection's callback is
-/// kept and called after the rule. A no-op for the usual connection, which has
-/// no callback of its own: one call and a NULL check on the handshake path.
-pub(crate) fn chain_stale_rule(ssl: &mut SslRef, trust: &SslContextRef) -> Result<(), ErrorStack> {
-    // SAFETY: `ssl` is live and borrowed for the call; the getter only reads.
-    let Some(own) = (unsafe { ffi::SSL_get_verify_callback(ssl.as_ptr()) }) else {
-        return Ok(());
-    };
-    // SAFETY: `trust` is live; its store is read, not kept.
-    let store_rule = unsafe {
-        ffi::X509_STORE_get_verify_cb(openssl_sys::SSL_CTX_get_cert_store(trust.as_ptr()))
-    };
-    let ours: ChainedVerify = chained_verify;
-    let rule_in_store = store_rule.is_some_and(|rule| {
-        std::ptr::fn_addr_eq(rule, keep_enforcing_stale as ffi::VerifyCallback)
-    });
-    if !rule_in_store || std::ptr::fn_addr_eq(own, ours) {
-        return Ok(());
-    }
-    ssl.set_ex_data(own_verify_index()?, OwnVerify(own));
-    let mode = ssl.verify_mode().bits();
-    // SAFETY: `ssl` is live; the callback is a function valid for ever, and
-    // the one it replaces is kept in the connection's ex_data for it to call.
-    unsafe { openssl_sys::SSL_set_verify(ssl.as_ptr(), mode, Some(chained_verify)) };
-    Ok(())
-}
-
-/// The type openssl-sys gives `SSL_set_verify`'s callback.
-type ChainedVerify = extern "C" fn(c_int, *mut openssl_sys::X509_STORE_CTX) -> c_int;
-
-/// The stale-CRL rule, then the connection's own verify callback. OpenSSL is
-/// its only caller (set by `chain_stale_rule` with `SSL_set_verify`), with the
-/// live context of the verification in progress, whose ex_data holds the
-/// connection; openssl-sys types the callback as a safe function.
-extern "C" fn chained_verify(ok: c_int, ctx: *mut openssl_sys::X509_STORE_CTX) -> c_int {
-    // SAFETY: `ctx` is the live verification OpenSSL called us for; the rule
-    // only reads and resets its error.
-    let ok = unsafe { keep_enforcing_stale(ok, ctx) };
-    // SAFETY: a verification OpenSSL runs for a connection carries it at this
-    // index (ssl_verify_cert_chain); it is live for the whole verification.
-    let ssl = unsafe {
-        openssl_sys::X509_STORE_CTX_get_ex_data(
-            ctx,
-            openssl_sys::SSL_get_ex_data_X509_STORE_CTX_idx(),
-        )
-    };
-    if ssl.is_null() {
-        return ok;
-    }
-    // SAFETY: non-NULL, it is the connection being verified, only read here.
-    let ssl = unsafe { SslRef::from_ptr(ssl.cast()) };
-    let own = own_verify_index()
-        .ok()
-        .and_then(|index| ssl.ex_data(index))
-        .map(|o| o.0);
-    match own {
-        // SAFETY: the connection's own callback, called as OpenSSL would have
-        // called it, with the same live context.
-        Some(own) => unsafe { own(ok, ctx) },
-        None => ok,
-    }
 }
