@@ -20,6 +20,8 @@ use crate::error::Failure;
 /// # Safety
 ///
 /// `ptr` is NULL or points to a live `T` for the call's duration.
+// SAFETY: unsafe because it trusts `ptr`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn arg<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failure> {
     // SAFETY: `ptr` is NULL or points to a live `T` for the call's duration
     // (the contract), which is what `as_ref` requires.
@@ -31,6 +33,8 @@ pub(crate) unsafe fn arg<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Fail
 /// # Safety
 ///
 /// `ptr` is NULL or points to a live `T` not used elsewhere during the call.
+// SAFETY: unsafe because it trusts `ptr`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn arg_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
     // SAFETY: `ptr` is NULL or points to a live `T` not used elsewhere during
     // the call (the contract), which is what `as_mut` requires.
@@ -42,6 +46,8 @@ pub(crate) unsafe fn arg_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T
 /// # Safety
 ///
 /// `ptr` is NULL or a NUL-terminated string live for the call's duration.
+// SAFETY: unsafe because it trusts `ptr`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn string_arg(ptr: *const c_char, what: &str) -> Result<String, Failure> {
     if ptr.is_null() {
         return Err(Failure::null(what));
@@ -60,6 +66,8 @@ pub(crate) unsafe fn string_arg(ptr: *const c_char, what: &str) -> Result<String
 /// # Safety
 ///
 /// `ptr` is NULL or a NUL-terminated string live for the call's duration.
+// SAFETY: unsafe because it trusts `ptr`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn path_arg(ptr: *const c_char, what: &str) -> Result<PathBuf, Failure> {
     if ptr.is_null() {
         return Err(Failure::null(what));
@@ -80,6 +88,8 @@ pub(crate) unsafe fn path_arg(ptr: *const c_char, what: &str) -> Result<PathBuf,
 ///
 /// `ctx` is NULL or a live `SSL_CTX` of the process's libssl, not used by
 /// another thread during the call.
+// SAFETY: unsafe because it trusts `ctx`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn ctx_arg(
     ctx: *mut SSL_CTX,
 ) -> Result<ManuallyDrop<SslContextBuilder>, Failure> {
@@ -99,6 +109,8 @@ pub(crate) unsafe fn ctx_arg(
 ///
 /// `ssl` is NULL or a live `SSL` of the process's libssl, the caller's
 /// handshake, not aliased during the call.
+// SAFETY: unsafe because it trusts `ssl`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn ssl_arg<'a>(ssl: *mut SSL) -> Result<&'a mut SslRef, Failure> {
     if ssl.is_null() {
         return Err(Failure::null("ssl"));

@@ -39,6 +39,8 @@ pub(crate) fn guard_void(body: impl FnOnce()) {
 /// # Safety
 ///
 /// `handle` is NULL or came from `Box::into_raw` and is not used again.
+// SAFETY: unsafe because it trusts `handle`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn free<T>(handle: *mut T) {
     guard_void(|| {
         if !handle.is_null() {
@@ -56,6 +58,8 @@ pub(crate) unsafe fn free<T>(handle: *mut T) {
 /// # Safety
 ///
 /// `buf` is NULL or has room for `len` bytes; `out_len` is NULL or writable.
+// SAFETY: unsafe because it trusts `buf` and `out_len`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 pub(crate) unsafe fn copy_out(
     text: &str,
     buf: *mut c_char,

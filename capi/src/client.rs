@@ -27,6 +27,8 @@ pub struct openssl_reload_client {
 /// # Safety
 ///
 /// `builder` is a live builder, not used again; `out` is writable.
+// SAFETY: unsafe because it trusts `builder` and `out`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_build(
     builder: *mut openssl_reload_client_builder,
@@ -53,6 +55,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_build(
 /// # Safety
 ///
 /// `client` is live; `ssl` is a live `SSL` of the process's libssl.
+// SAFETY: unsafe because it trusts `client` and `ssl`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
     client: *const openssl_reload_client,
@@ -75,6 +79,8 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ssl(
 /// # Safety
 ///
 /// `client` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
+// SAFETY: unsafe because it trusts `client` and `ctx`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
     client: *const openssl_reload_client,
@@ -95,6 +101,8 @@ pub unsafe extern "C" fn openssl_reload_client_configure_ctx(
 /// # Safety
 ///
 /// `client` is live; `changed` is NULL or writable.
+// SAFETY: unsafe because it trusts `client` and `changed`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_reload_now(
     client: *const openssl_reload_client,
@@ -111,6 +119,8 @@ pub unsafe extern "C" fn openssl_reload_client_reload_now(
 /// # Safety
 ///
 /// `client` is live; `out` is writable.
+// SAFETY: unsafe because it trusts `client` and `out`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status(
     client: *const openssl_reload_client,
@@ -127,6 +137,8 @@ pub unsafe extern "C" fn openssl_reload_client_status(
 /// # Safety
 ///
 /// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because it trusts `client`, `buf` and `out_len`, raw pointers from C that Rust
+// cannot check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_reload_error(
     client: *const openssl_reload_client,
@@ -145,6 +157,8 @@ pub unsafe extern "C" fn openssl_reload_client_reload_error(
 /// # Safety
 ///
 /// `client` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because it trusts `client`, `buf` and `out_len`, raw pointers from C that Rust
+// cannot check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_status_json(
     client: *const openssl_reload_client,
@@ -165,6 +179,8 @@ pub unsafe extern "C" fn openssl_reload_client_status_json(
 /// `client` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`](crate::openssl_reload_change_callback)'s
 /// rules until replaced or freed.
+// SAFETY: unsafe because it trusts `client` and `userdata`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
     client: *const openssl_reload_client,
@@ -182,6 +198,8 @@ pub unsafe extern "C" fn openssl_reload_client_set_change_callback(
 /// # Safety
 ///
 /// `client` is NULL or a live handle, not used again.
+// SAFETY: unsafe because it trusts `client`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_free(client: *mut openssl_reload_client) {
     // SAFETY: the caller keeps this function's contract, which is `free`'s.

@@ -151,6 +151,8 @@ thread_local! {
 /// # Safety
 ///
 /// `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because it trusts `buf` and `out_len`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_result_message(
     result: u32,
@@ -176,6 +178,8 @@ pub unsafe extern "C" fn openssl_reload_result_message(
 /// # Safety
 ///
 /// `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because it trusts `buf` and `out_len`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_last_error(
     buf: *mut c_char,

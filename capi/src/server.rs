@@ -32,6 +32,8 @@ pub struct openssl_reload_server {
 /// # Safety
 ///
 /// `builder` is a live builder, not used again; `out` is writable.
+// SAFETY: unsafe because it trusts `builder` and `out`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_build(
     builder: *mut openssl_reload_server_builder,
@@ -70,6 +72,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_build(
 /// # Safety
 ///
 /// `server` is live; `ctx` is a live `SSL_CTX` of the process's libssl.
+// SAFETY: unsafe because it trusts `server` and `ctx`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_attach(
     server: *const openssl_reload_server,
@@ -98,6 +102,8 @@ pub unsafe extern "C" fn openssl_reload_server_attach(
 /// # Safety
 ///
 /// `server` is live; `ssl` is a live `SSL` of the process's libssl.
+// SAFETY: unsafe because it trusts `server` and `ssl`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_install(
     server: *const openssl_reload_server,
@@ -121,6 +127,8 @@ pub unsafe extern "C" fn openssl_reload_server_install(
 /// # Safety
 ///
 /// `server` is live; `changed` is NULL or writable.
+// SAFETY: unsafe because it trusts `server` and `changed`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_reload_now(
     server: *const openssl_reload_server,
@@ -138,6 +146,8 @@ pub unsafe extern "C" fn openssl_reload_server_reload_now(
 /// # Safety
 ///
 /// `server` is live; `out` is writable.
+// SAFETY: unsafe because it trusts `server` and `out`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_status(
     server: *const openssl_reload_server,
@@ -155,6 +165,8 @@ pub unsafe extern "C" fn openssl_reload_server_status(
 /// # Safety
 ///
 /// `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because it trusts `server`, `buf` and `out_len`, raw pointers from C that Rust
+// cannot check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_reload_error(
     server: *const openssl_reload_server,
@@ -175,6 +187,8 @@ pub unsafe extern "C" fn openssl_reload_server_reload_error(
 /// # Safety
 ///
 /// `server` is live; `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
+// SAFETY: unsafe because it trusts `server`, `buf` and `out_len`, raw pointers from C that Rust
+// cannot check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_status_json(
     server: *const openssl_reload_server,
@@ -197,6 +211,8 @@ pub unsafe extern "C" fn openssl_reload_server_status_json(
 ///
 /// `server` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`]'s rules until replaced or freed.
+// SAFETY: unsafe because it trusts `server` and `userdata`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
     server: *const openssl_reload_server,
@@ -215,6 +231,8 @@ pub unsafe extern "C" fn openssl_reload_server_set_change_callback(
 /// # Safety
 ///
 /// `server` is NULL or a live handle, not used again.
+// SAFETY: unsafe because it trusts `server`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_free(server: *mut openssl_reload_server) {
     // SAFETY: the caller keeps this function's contract, which is `free`'s.

@@ -40,6 +40,8 @@ impl BuilderHandle for openssl_reload_client_builder {
 /// # Safety
 ///
 /// `out` is writable.
+// SAFETY: unsafe because it trusts `out`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_new(
     out: *mut *mut openssl_reload_client_builder,
@@ -53,6 +55,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_new(
 /// # Safety
 ///
 /// `builder` is NULL or a builder not freed or built before.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_free(
     builder: *mut openssl_reload_client_builder,
@@ -67,6 +71,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_free(
 ///
 /// `builder` is live and not used by another thread during the call; `cert`
 /// and `key` are NUL-terminated paths.
+// SAFETY: unsafe because it trusts `builder`, `cert` and `key`, raw pointers from C that Rust
+// cannot check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
     builder: *mut openssl_reload_client_builder,
@@ -83,6 +89,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_identity(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
     builder: *mut openssl_reload_client_builder,
@@ -98,6 +106,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_pkcs12(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
     builder: *mut openssl_reload_client_builder,
@@ -113,6 +123,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_ca(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_crl(
     builder: *mut openssl_reload_client_builder,
@@ -128,6 +140,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_crl(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_poll_interval_ms(
     builder: *mut openssl_reload_client_builder,
@@ -142,6 +156,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_poll_interval_ms(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
     builder: *mut openssl_reload_client_builder,
@@ -157,6 +173,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_validity(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
     builder: *mut openssl_reload_client_builder,
@@ -172,6 +190,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_file(
 ///
 /// `builder` is live and not used by another thread during the call; `name` is
 /// a NUL-terminated string.
+// SAFETY: unsafe because it trusts `builder` and `name`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
     builder: *mut openssl_reload_client_builder,
@@ -187,6 +207,8 @@ pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_env(
 ///
 /// `builder` is live and not used by another thread during the call;
 /// `callback` and `userdata` stay valid as long as the reloader runs.
+// SAFETY: unsafe because it trusts `builder` and `userdata`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_client_builder_set_passphrase_callback(
     builder: *mut openssl_reload_client_builder,

@@ -12,6 +12,8 @@ use crate::boundary::UserData;
 /// room for `len` bytes, sets `*out_len` and returns 0; any other return value
 /// is a failure. It runs on the library's poller thread at each load of an
 /// encrypted key, never during a handshake, and must be thread-safe.
+// SAFETY: only the signature: C's function, which the library calls with the
+// caller's `userdata` and a buffer of `len` bytes it owns.
 pub type openssl_reload_passphrase_callback = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -27,6 +29,7 @@ const PASSPHRASE_MAX: usize = 1024;
 /// The passphrase source that calls `callback` with `userdata`, which the
 /// setter's contract keeps valid and thread-safe as long as the reloader runs.
 pub(crate) fn from_callback(
+    // SAFETY: only the signature of the callback, called as its type says.
     callback: unsafe extern "C" fn(*mut c_void, *mut c_char, usize, *mut usize) -> c_int,
     userdata: *mut c_void,
 ) -> Passphrase {

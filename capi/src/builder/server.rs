@@ -43,6 +43,8 @@ impl BuilderHandle for openssl_reload_server_builder {
 /// # Safety
 ///
 /// `out` is writable.
+// SAFETY: unsafe because it trusts `out`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_new(
     out: *mut *mut openssl_reload_server_builder,
@@ -56,6 +58,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_new(
 /// # Safety
 ///
 /// `builder` is NULL or a builder not freed or built before.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_free(
     builder: *mut openssl_reload_server_builder,
@@ -72,6 +76,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_free(
 ///
 /// `builder` is live and not used by another thread during the call; `cert`
 /// and `key` are NUL-terminated paths.
+// SAFETY: unsafe because it trusts `builder`, `cert` and `key`, raw pointers from C that Rust
+// cannot check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
     builder: *mut openssl_reload_server_builder,
@@ -88,6 +94,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_identity(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
     builder: *mut openssl_reload_server_builder,
@@ -104,6 +112,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
 ///
 /// `builder` is live and not used by another thread during the call; `cert` and
 /// `key` are NUL-terminated paths.
+// SAFETY: unsafe because it trusts `builder`, `cert` and `key`, raw pointers from C that Rust
+// cannot check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
     builder: *mut openssl_reload_server_builder,
@@ -127,6 +137,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
 ///
 /// `builder` is live and not used by another thread during the call; `dir` is a
 /// NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `dir`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_add_site_dir(
     builder: *mut openssl_reload_server_builder,
@@ -142,6 +154,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site_dir(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
     builder: *mut openssl_reload_server_builder,
@@ -158,6 +172,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_strict_sni(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
     builder: *mut openssl_reload_server_builder,
@@ -183,6 +199,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_client_ca(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
     builder: *mut openssl_reload_server_builder,
@@ -205,6 +223,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_crl(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_ocsp_staple(
     builder: *mut openssl_reload_server_builder,
@@ -219,6 +239,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_ocsp_staple(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
     builder: *mut openssl_reload_server_builder,
@@ -233,6 +255,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
     builder: *mut openssl_reload_server_builder,
@@ -249,6 +273,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_validity(
 ///
 /// `builder` is live and not used by another thread during the call; `path` is
 /// a NUL-terminated path.
+// SAFETY: unsafe because it trusts `builder` and `path`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
     builder: *mut openssl_reload_server_builder,
@@ -264,6 +290,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_file(
 ///
 /// `builder` is live and not used by another thread during the call; `name` is
 /// a NUL-terminated string.
+// SAFETY: unsafe because it trusts `builder` and `name`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_env(
     builder: *mut openssl_reload_server_builder,
@@ -279,6 +307,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_env(
 ///
 /// `builder` is live and not used by another thread during the call;
 /// `callback` and `userdata` stay valid as long as the reloader runs.
+// SAFETY: unsafe because it trusts `builder` and `userdata`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 #[no_mangle]
 pub unsafe extern "C" fn openssl_reload_server_builder_set_passphrase_callback(
     builder: *mut openssl_reload_server_builder,

@@ -36,6 +36,8 @@ fn already_built() -> Failure {
 /// # Safety
 ///
 /// `out` is NULL or writable.
+// SAFETY: unsafe because it trusts `out`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn new<H: BuilderHandle>(out: *mut *mut H) -> openssl_reload_result {
     guard(|| {
         // SAFETY: `out` is NULL or writable (the contract), as `arg_mut` requires.
@@ -58,6 +60,8 @@ pub(crate) unsafe fn new<H: BuilderHandle>(out: *mut *mut H) -> openssl_reload_r
 ///
 /// `handle` is NULL or a live builder handle, used by no other thread during
 /// the call.
+// SAFETY: unsafe because it trusts `handle`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn modify<H: BuilderHandle, A>(
     handle: *mut H,
     args: impl FnOnce() -> Result<A, Failure>,
@@ -84,6 +88,8 @@ pub(crate) unsafe fn modify<H: BuilderHandle, A>(
 ///
 /// `handle` is NULL or a live builder handle, not used again; `out` is NULL
 /// or writable.
+// SAFETY: unsafe because it trusts `handle` and `out`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 pub(crate) unsafe fn build<H: BuilderHandle, R>(
     handle: *mut H,
     out: *mut *mut R,
@@ -109,6 +115,8 @@ pub(crate) unsafe fn build<H: BuilderHandle, R>(
 /// # Safety
 ///
 /// The builder setters' contract; `cert` and `key` are NULL or NUL-terminated.
+// SAFETY: unsafe because it trusts `handle`, `cert` and `key`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 pub(crate) unsafe fn set_identity<H: BuilderHandle>(
     handle: *mut H,
     cert: *const c_char,
@@ -129,6 +137,8 @@ pub(crate) unsafe fn set_identity<H: BuilderHandle>(
 /// # Safety
 ///
 /// The builder setters' contract; `path` is NULL or NUL-terminated.
+// SAFETY: unsafe because it trusts `handle` and `path`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 pub(crate) unsafe fn set_pkcs12<H: BuilderHandle>(
     handle: *mut H,
     path: *const c_char,
@@ -142,6 +152,8 @@ pub(crate) unsafe fn set_pkcs12<H: BuilderHandle>(
 /// # Safety
 ///
 /// The builder setters' contract; `path` is NULL or NUL-terminated.
+// SAFETY: unsafe because it trusts `handle` and `path`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 pub(crate) unsafe fn set_crl<H: BuilderHandle>(
     handle: *mut H,
     path: *const c_char,
@@ -162,6 +174,8 @@ pub(crate) unsafe fn set_crl<H: BuilderHandle>(
 /// # Safety
 ///
 /// The builder setters' contract.
+// SAFETY: unsafe because it trusts `handle`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn set_poll_interval_ms<H: BuilderHandle>(
     handle: *mut H,
     ms: u64,
@@ -181,6 +195,8 @@ pub(crate) unsafe fn set_poll_interval_ms<H: BuilderHandle>(
 /// # Safety
 ///
 /// The builder setters' contract.
+// SAFETY: unsafe because it trusts `handle`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn set_validity<H: BuilderHandle>(
     handle: *mut H,
     policy: u32,
@@ -195,6 +211,8 @@ pub(crate) unsafe fn set_validity<H: BuilderHandle>(
 /// # Safety
 ///
 /// The builder setters' contract.
+// SAFETY: unsafe because it trusts `handle`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 unsafe fn set_passphrase<H: BuilderHandle>(
     handle: *mut H,
     source: impl FnOnce() -> Result<Passphrase, Failure>,
@@ -208,6 +226,8 @@ unsafe fn set_passphrase<H: BuilderHandle>(
 /// # Safety
 ///
 /// The builder setters' contract; `path` is NULL or NUL-terminated.
+// SAFETY: unsafe because it trusts `handle` and `path`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 pub(crate) unsafe fn set_passphrase_file<H: BuilderHandle>(
     handle: *mut H,
     path: *const c_char,
@@ -225,6 +245,8 @@ pub(crate) unsafe fn set_passphrase_file<H: BuilderHandle>(
 /// # Safety
 ///
 /// The builder setters' contract; `name` is NULL or NUL-terminated.
+// SAFETY: unsafe because it trusts `handle` and `name`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 pub(crate) unsafe fn set_passphrase_env<H: BuilderHandle>(
     handle: *mut H,
     name: *const c_char,
@@ -243,6 +265,8 @@ pub(crate) unsafe fn set_passphrase_env<H: BuilderHandle>(
 ///
 /// The builder setters' contract; `callback` and `userdata` stay valid as
 /// long as the reloader runs.
+// SAFETY: unsafe because it trusts `handle` and `userdata`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 pub(crate) unsafe fn set_passphrase_callback<H: BuilderHandle>(
     handle: *mut H,
     callback: openssl_reload_passphrase_callback,
@@ -263,6 +287,8 @@ pub(crate) unsafe fn set_passphrase_callback<H: BuilderHandle>(
 /// # Safety
 ///
 /// `path` is NULL or NUL-terminated.
+// SAFETY: unsafe because it trusts `path`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
 pub(crate) unsafe fn path_and_constant<C: TryFrom<u32, Error = UnknownConstant>>(
     path: *const c_char,
     value: u32,

@@ -124,6 +124,8 @@ fn server_with_identity(cert: &CStr, key: &CStr) -> *mut openssl_reload_server_b
 /// # Safety
 ///
 /// `builder` is a live server builder, not used again.
+// SAFETY: unsafe because it trusts `builder`, a raw handle as the exports take it, which Rust
+// cannot check; the `# Safety` section says what it must be.
 unsafe fn server_status_json(builder: *mut openssl_reload_server_builder) -> String {
     let mut server: *mut openssl_reload_server = ptr::null_mut();
     // SAFETY: `builder` is live (the contract), `server` writable, and the
@@ -156,6 +158,8 @@ fn client_with_identity(cert: &CStr, key: &CStr) -> *mut openssl_reload_client_b
 /// # Safety
 ///
 /// `builder` is a live client builder, not used again.
+// SAFETY: unsafe because it trusts `builder`, a raw handle as the exports take it, which Rust
+// cannot check; the `# Safety` section says what it must be.
 unsafe fn client_status_json(builder: *mut openssl_reload_client_builder) -> String {
     let mut client: *mut openssl_reload_client = ptr::null_mut();
     // SAFETY: `builder` is live (the contract), `client` writable, and the

@@ -91,6 +91,8 @@ pub(crate) trait Reporter {
 /// # Safety
 ///
 /// `handle` is live; `changed` is NULL or writable.
+// SAFETY: unsafe because it trusts `handle` and `changed`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 pub(crate) unsafe fn reload_now<R: Reporter>(
     handle: *const R,
     changed: *mut bool,
@@ -112,6 +114,8 @@ pub(crate) unsafe fn reload_now<R: Reporter>(
 /// # Safety
 ///
 /// `handle` is live; `out` is writable.
+// SAFETY: unsafe because it trusts `handle` and `out`, raw pointers from C that Rust cannot check;
+// the `# Safety` section says what they must be.
 pub(crate) unsafe fn status<R: Reporter>(
     handle: *const R,
     out: *mut openssl_reload_status,
@@ -131,6 +135,8 @@ pub(crate) unsafe fn status<R: Reporter>(
 ///
 /// `handle` is live; `buf` has room for `len` bytes (or is NULL); `out_len`
 /// is writable.
+// SAFETY: unsafe because it trusts `handle`, `buf` and `out_len`, raw pointers from C that Rust
+// cannot check; the `# Safety` section says what they must be.
 pub(crate) unsafe fn text<R: Reporter>(
     handle: *const R,
     json: bool,
@@ -158,6 +164,8 @@ pub(crate) unsafe fn text<R: Reporter>(
 ///
 /// `handle` is live; `callback` and `userdata` follow
 /// [`openssl_reload_change_callback`]'s rules until replaced or freed.
+// SAFETY: unsafe because it trusts `handle` and `userdata`, raw pointers from C that Rust cannot
+// check; the `# Safety` section says what they must be.
 pub(crate) unsafe fn set_change_callback<R: Reporter>(
     handle: *const R,
     callback: openssl_reload_change_callback,

@@ -15,10 +15,13 @@ use crate::error::Failure;
 /// Called with the new generation after each change of the status (a publish
 /// or a failed attempt), on a thread of the library: it must be thread-safe and
 /// must not free the reloader it is called for.
+// SAFETY: only the signature: C's function, which the library calls with the
+// caller's `userdata` and the generation.
 pub type openssl_reload_change_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, generation: u64)>;
 
 /// The callback itself, once checked for NULL.
+// SAFETY: only the signature, as `openssl_reload_change_callback`'s.
 type Callback = unsafe extern "C" fn(*mut c_void, u64);
 
 /// A thread that calls a change callback until told to stop.
