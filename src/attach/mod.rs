@@ -61,13 +61,63 @@ struct Pinned {
     /// Which reloader pinned it (its snapshot cell): a second reloader's
     /// [`install`](ReloadingAcceptor::install) on the same connection ignores it.
     owner: *const ArcSwap<Snapshot>,
+    /// What the client hello callback bound the connection to.
+    bound: Bound,
 }
 
-// SAFETY: `owner` is compared, never dereferenced, so moving it to another
-// thread cannot touch what it points to.
+/// A connection's binding and what it was computed from, so that the
+/// certificate callback of the same context, which binds again after the
+/// application's servername callback, hashes only when something differs.
+#[derive(Clone, Copy)]
+struct Bound {
+    sid: SidCtx,
+    /// The application context's session id context (its address: one
+    /// `Attached` each), the name's sites, the verify mode and the name.
+    context: *const u8,
+    served: *const Served,
+    verify: SslVerifyMode,
+    name: [u8; 255],
+    name_len: usize,
+}
+
+impl Bound {
+    fn new(
+        context: &[u8],
+        served: &Served,
+        verify: SslVerifyMode,
+        name: Option<&str>,
+    ) -> Result<Self, ErrorStack> {
+        let name = name.unwrap_or("");
+        let mut bound = Self {
+            sid: session::bind(context, verify, served.sites(), Some(name))?,
+            context: context.as_ptr(),
+            served,
+            verify,
+            name: [0; 255],
+            name_len: name.len(),
+        };
+        bound.name[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(bound)
+    }
+
+    fn is_for(
+        &self,
+        context: &[u8],
+        served: &Served,
+        verify: SslVerifyMode,
+        name: Option<&str>,
+    ) -> bool {
+        std::ptr::eq(self.context, context.as_ptr())
+            && std::ptr::eq(self.served, served)
+            && self.verify == verify
+            && self.name[..self.name_len] == *name.unwrap_or("").as_bytes()
+    }
+}
+
+// SAFETY: `owner` and the pointers in `bound` are compared, never
+// dereferenced, so moving them to another thread cannot touch what they point to.
 unsafe impl Send for Pinned {}
-// SAFETY: `owner` is compared, never dereferenced, so sharing it between
-// threads reads only the address.
+// SAFETY: as for Send: sharing them between threads reads only the addresses.
 unsafe impl Sync for Pinned {}
 
 fn attached_index() -> Result<openssl::ex_data::Index<SslContext, Attached>, ErrorStack> {
@@ -183,10 +233,17 @@ impl ReloadingAcceptor {
             };
             let mut buf = [0; 255];
             let name = sni.and_then(|raw| normalize_into(raw, &mut buf));
-            let sid = binding(&session_id, auth, ssl, served, name)?;
-            session::set_session_id_context(ssl, &sid)?;
+            let bound = Bound::new(&session_id, served, verify_mode(auth, ssl), name)?;
+            session::set_session_id_context(ssl, &bound.sid)?;
             let owner = Arc::as_ptr(&current);
-            ssl.set_ex_data(pinned_index()?, Pinned { snapshot, owner });
+            ssl.set_ex_data(
+                pinned_index()?,
+                Pinned {
+                    snapshot,
+                    owner,
+                    bound,
+                },
+            );
             Ok(ClientHelloResponse::SUCCESS)
         });
         Ok(())
@@ -233,18 +290,10 @@ fn attached_session_id(ssl: &SslRef) -> Option<Arc<[u8]>> {
     Some(Arc::clone(&attached.session_id))
 }
 
-/// The session id context of a connection on an application's context whose
-/// own is `context`, served `served` for `name`: the verify mode is the
-/// reloader's when it verifies clients, the application's otherwise.
-fn binding(
-    context: &[u8],
-    auth: Option<ClientAuth>,
-    ssl: &SslRef,
-    served: &Served,
-    name: Option<&str>,
-) -> Result<SidCtx, ErrorStack> {
-    let verify = auth.map_or_else(|| ssl.verify_mode(), ClientAuth::verify_mode);
-    session::bind(context, verify, served.sites(), Some(name.unwrap_or("")))
+/// The verify mode a connection's sessions are bound to: the reloader's when
+/// it verifies clients, the application's otherwise.
+fn verify_mode(auth: Option<ClientAuth>, ssl: &SslRef) -> SslVerifyMode {
+    auth.map_or_else(|| ssl.verify_mode(), ClientAuth::verify_mode)
 }
 
 enum Refused {
@@ -264,8 +313,11 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Re
     let pinned = ssl
         .ex_data(pinned_index()?)
         .filter(|p| std::ptr::eq(p.owner, Arc::as_ptr(current)))
-        .map(|p| Arc::clone(&p.snapshot));
-    let snapshot = pinned.unwrap_or_else(|| current.load_full());
+        .map(|p| (Arc::clone(&p.snapshot), p.bound));
+    let (snapshot, pinned_bound) = match pinned {
+        Some((snapshot, bound)) => (snapshot, Some(bound)),
+        None => (current.load_full(), None),
+    };
     let mut buf = [0; 255];
     let raw = ssl.servername_raw(NameType::HOST_NAME);
     let lossy = || {
@@ -277,7 +329,13 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Re
     let Some(served) = snapshot.table.select(name.map(str::as_bytes)) else {
         return Err(Refused::Name(lossy()));
     };
-    let sid = binding(context, acceptor.inner.auth, ssl, served, name)?;
+    let verify = verify_mode(acceptor.inner.auth, ssl);
+    // Bound already, in the client hello callback, exactly as it would be now.
+    let unchanged = pinned_bound.filter(|b| b.is_for(context, served, verify, name));
+    let sid = match unchanged {
+        Some(bound) => bound.sid,
+        None => session::bind(context, verify, served.sites(), Some(name.unwrap_or("")))?,
+    };
     if ssl.session_reused() {
         // OpenSSL resumed it before the application's servername callback,
         // from which this runs; it is too late for a full handshake.
@@ -294,7 +352,9 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Re
         set_trust(ssl, &snapshot.ctx, auth.verify_mode())?;
         chain_stale_rule(ssl, &snapshot.ctx)?;
     }
-    session::rebind(ssl, &sid)?;
+    if unchanged.is_none() {
+        session::rebind(ssl, &sid)?;
+    }
     Ok(())
 }
 
