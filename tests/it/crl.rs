@@ -75,6 +75,14 @@ impl Setup {
         }
     }
 
+    /// Alice's and Bob's clients, TLS 1.3.
+    fn clients(&self) -> (SslConnector, SslConnector) {
+        (
+            client(&self.alice, &self.ca.ca),
+            client(&self.bob, &self.ca.ca),
+        )
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -94,10 +102,7 @@ async fn a_revoked_client_is_refused_within_the_interval_and_its_session_does_no
     let setup = Setup::new("Clients CA");
     let tls = setup.acceptor(INTERVAL).build().unwrap();
     let server = support::serve(tls.clone()).await;
-    let (alice, bob) = (
-        client(&setup.alice, &setup.ca.ca),
-        client(&setup.bob, &setup.ca.ca),
-    );
+    let (alice, bob) = setup.clients();
     assert_eq!(tls.status().crls.len(), 1);
     assert_eq!(tls.status().crls[0].revoked, 0);
 
@@ -145,10 +150,7 @@ async fn a_bad_crl_file_keeps_the_crls_in_service() {
     write_atomic(&setup.path("crl.pem"), &setup.ca.crl(&[]));
     let tls = setup.acceptor(NO_POLLING).build().unwrap();
     let server = support::serve(tls.clone()).await;
-    let (alice, bob) = (
-        client(&setup.alice, &setup.ca.ca),
-        client(&setup.bob, &setup.ca.ca),
-    );
+    let (alice, bob) = setup.clients();
     assert!(talk(&alice, server.addr, None).await.is_err());
     talk(&bob, server.addr, None).await.unwrap();
 
@@ -256,10 +258,7 @@ async fn a_delta_crl_appended_in_service_is_refused_and_the_client_stays_revoked
     write_atomic(&setup.path("crl.pem"), &base);
     let tls = setup.acceptor(NO_POLLING).build().unwrap();
     let server = support::serve(tls.clone()).await;
-    let (alice, bob) = (
-        client(&setup.alice, &setup.ca.ca),
-        client(&setup.bob, &setup.ca.ca),
-    );
+    let (alice, bob) = setup.clients();
     assert!(talk(&alice, server.addr, None).await.is_err());
 
     let delta = setup.ca.delta_crl();
@@ -395,10 +394,7 @@ async fn a_crl_that_goes_stale_in_service_is_enforced_or_refuses_all_as_configur
         support::serve(enforcing).await,
         support::serve(refusing).await,
     );
-    let (alice, bob) = (
-        client(&setup.alice, &setup.ca.ca),
-        client(&setup.bob, &setup.ca.ca),
-    );
+    let (alice, bob) = setup.clients();
     talk(&bob, refusing.addr, None).await.unwrap();
     eventually("the CRL's nextUpdate to pass", || async {
         (unix_now() > next_update).then_some(())
@@ -435,10 +431,7 @@ async fn a_stale_crl_is_enforced_under_a_policy_or_application_verify_callback()
     app.set_verify_callback(mode, |ok, _| ok);
     attached.attach(&mut app).unwrap();
     let app = support::serve_context(app.build().into_context()).await;
-    let (alice, bob) = (
-        client(&setup.alice, &setup.ca.ca),
-        client(&setup.bob, &setup.ca.ca),
-    );
+    let (alice, bob) = setup.clients();
     for addr in [policy.addr, app.addr] {
         talk(&bob, addr, None).await.unwrap();
     }

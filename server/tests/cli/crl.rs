@@ -1,8 +1,9 @@
 //! `--crl`: revoked clients refused by curl's handshakes after the CRL file is
 //! replaced, the CRL in `/status` and `/metrics`, and `check --crl`.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,18 @@ fn a_revoked_client_is_refused_and_the_crl_is_reported() {
     );
 }
 
+/// `check` of the files' certificate, key and CA bundle with `crl`.
+fn check_crl(f: &Files, crl: &Path) -> std::process::Output {
+    command()
+        .arg("check")
+        .args([OsStr::new("--cert"), f.cert.as_os_str()])
+        .args([OsStr::new("--key"), f.key.as_os_str()])
+        .args([OsStr::new("--ca"), f.ca_pem.as_os_str()])
+        .args([OsStr::new("--crl"), crl.as_os_str()])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_validates_a_crl() {
     let f = Files::new();
@@ -127,19 +140,7 @@ fn check_validates_a_crl() {
     write_atomic(&good, &ca.crl(&[]));
     let stranger = f.path("stranger.crl");
     write_atomic(&stranger, &CliCa::new(Ca::new("stranger")).crl(&[]));
-    let check = |crl: &PathBuf| {
-        let mut cmd = command();
-        cmd.arg("check")
-            .arg("--cert")
-            .arg(&f.cert)
-            .arg("--key")
-            .arg(&f.key)
-            .arg("--ca")
-            .arg(&f.ca_pem)
-            .arg("--crl")
-            .arg(crl);
-        cmd.output().unwrap()
-    };
+    let check = |crl: &PathBuf| check_crl(&f, crl);
     let out = check(&good);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -201,18 +202,7 @@ fn a_crl_file_holding_a_delta_crl_is_refused_by_serve_and_check() {
     assert!(stderr.contains("is a delta CRL"), "{stderr}");
 
     // `check --crl` reports it too.
-    let out = command()
-        .arg("check")
-        .arg("--cert")
-        .arg(&f.cert)
-        .arg("--key")
-        .arg(&f.key)
-        .arg("--ca")
-        .arg(&f.ca_pem)
-        .arg("--crl")
-        .arg(&crl)
-        .output()
-        .unwrap();
+    let out = check_crl(&f, &crl);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&crl_arg), "{stderr}");

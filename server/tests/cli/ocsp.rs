@@ -69,6 +69,17 @@ impl Files {
     }
 }
 
+/// `check` succeeded and reports the staple good.
+fn assert_staple_good(out: &std::process::Output) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("OCSP:       good"), "{text}");
+}
+
 /// `openssl s_client -status`: the OCSP part of its output.
 fn s_client_status(addr: SocketAddr, ca: &Path) -> String {
     let mut cmd = Command::new("openssl");
@@ -168,14 +179,7 @@ fn check_validates_a_given_staple() {
             .output()
             .unwrap()
     };
-    let out = check();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("OCSP:       good"), "{text}");
+    assert_staple_good(&check());
 
     // A response for another certificate fails the check, naming the file.
     let other = f.ca.ca.leaf("localhost");
@@ -229,11 +233,5 @@ fn a_root_issued_leaf_is_stapled_with_its_issuer_beside_it_or_given() {
         .args(["--ocsp-issuer", &given])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("OCSP:       good"), "{text}");
+    assert_staple_good(&out);
 }
