@@ -301,3 +301,15 @@ pub fn serial_hex(cert: &X509Ref) -> String {
         .unwrap()
         .to_string()
 }
+
+/// A certificate's SHA-256 fingerprint in lower-case hex.
+pub fn fingerprint(cert: &X509Ref) -> String {
+    let digest = cert.digest(MessageDigest::sha256()).unwrap();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 fingerprint of the first certificate in the PEM file at `path`.
+pub fn file_fingerprint(path: &Path) -> String {
+    let pem = std::fs::read(path).unwrap();
+    fingerprint(&X509::from_pem(&pem).unwrap())
+}

@@ -10,7 +10,8 @@
 //! (the benches use only [`certs`]), `unreachable_pub` because everything is
 //! `pub` so that each includer reaches it through its own `support` module.
 //!
-//! - [`certs`]: CAs, leaves, key algorithms, serials.
+//! - [`certs`]: CAs, leaves, key algorithms, serials, fingerprints.
+//! - [`churn`]: clients that count failures while files rotate under them.
 //! - [`files`]: atomic and in-place writes, Kubernetes secret volumes.
 //! - [`tls`]: the echo server, the verifying client, one exchange.
 //! - [`wait`]: the poll interval, the deadline, `eventually`, `wait_status`.
@@ -20,6 +21,7 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod certs;
+pub mod churn;
 pub mod files;
 pub mod openssl_ca;
 pub mod process;
@@ -27,6 +29,7 @@ pub mod tls;
 pub mod wait;
 
 pub use certs::*;
+pub use churn::*;
 pub use files::*;
 pub use openssl_ca::*;
 pub use process::*;

@@ -215,3 +215,26 @@ async fn ping(stream: &mut SslStream<TcpStream>) -> Result<String, String> {
     let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&buf[..n]).to_string())
 }
+
+/// A handshake alone (no data) as `name` (SNI and host name check): the serial
+/// of the certificate the server presented. For servers that do not echo, such
+/// as the framework integrations' HTTP servers.
+pub async fn handshake_serial(
+    connector: &SslConnector,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<String, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let ssl = connector
+        .configure()
+        .and_then(|c| c.into_ssl(name))
+        .map_err(|e| e.to_string())?;
+    let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
+    Pin::new(&mut stream)
+        .connect()
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let serial = stream.ssl().peer_certificate().map(|c| serial_hex(&c));
+    let _ = Pin::new(&mut stream).shutdown().await;
+    serial.ok_or_else(|| "no server certificate".to_owned())
+}
