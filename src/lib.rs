@@ -117,7 +117,7 @@ pub use crate::acceptor::{
 };
 pub use crate::builder::{Builder, DEFAULT_POLL_INTERVAL};
 pub use crate::connector::{ClientSide, ReloadingConnector, ReloadingConnectorBuilder};
-pub use crate::error::Error;
+pub use crate::error::{ChainProblem, Error, OcspProblem, PassphraseProblem, TicketKeyProblem};
 pub use crate::material::{
     CertificateInfo, CrlCheck, CrlInfo, CrlProblem, OcspInfo, Passphrase, StaleCrl, ValidityPolicy,
     DEFAULT_MAX_FILE_SIZE,

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::Error;
+use super::{Error, OcspProblem};
 
 impl fmt::Display for Error {
     #[allow(clippy::too_many_lines)] // One exhaustive match: an arm for each variant.
@@ -43,9 +43,7 @@ impl fmt::Display for Error {
                 path.display(),
                 algorithm.as_deref().unwrap_or("an algorithm"),
             ),
-            Self::Passphrase { origin, reason } => {
-                write!(f, "cannot get the passphrase from {origin}: {reason}")
-            }
+            Self::Passphrase { reason } => write!(f, "cannot get the passphrase from {reason}"),
             Self::KeyMismatch { cert, key } => write!(
                 f,
                 "private key {} does not match certificate {}",
@@ -95,7 +93,15 @@ impl fmt::Display for Error {
             },
             Self::Crl { path, reason } => write!(f, "CRL file {}: {reason}", path.display()),
             Self::Ocsp { path, reason } => {
-                write!(f, "OCSP staple file {}: {reason}", path.display())
+                let path = path.display();
+                let must = "the certificate requires OCSP stapling (must-staple) and";
+                match reason {
+                    OcspProblem::NoFile => write!(f, "OCSP staple file {path}: {must} {reason}"),
+                    _ => write!(
+                        f,
+                        "OCSP staple file {path}: {must} the staple is not valid: {reason}"
+                    ),
+                }
             }
             Self::TicketKeyGeneration(_) => f.write_str("cannot make a session ticket key"),
             Self::NoIdentity => f.write_str(

@@ -10,13 +10,16 @@
 //!   ([`Error::OpenSsl`] names the step); there is no blanket conversion.
 
 mod display;
+mod problems;
 
-use std::error::Error as _;
+pub use self::problems::{ChainProblem, OcspProblem, PassphraseProblem, TicketKeyProblem};
+
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use openssl::error::ErrorStack;
+use openssl::x509::X509VerifyResult;
 
 /// Why certificate material could not be loaded, validated or installed.
 #[derive(Debug)]
@@ -87,10 +90,8 @@ pub enum Error {
     },
     /// The passphrase itself could not be obtained (unset variable, failing callback).
     Passphrase {
-        /// Where it was to come from, e.g. "environment variable MY_PASS".
-        origin: String,
-        /// Why it could not be had.
-        reason: String,
+        /// Where it was to come from and why it could not be had.
+        reason: PassphraseProblem,
     },
     /// The private key does not belong to the certificate.
     KeyMismatch {
@@ -120,7 +121,7 @@ pub enum Error {
         /// The CA bundle.
         ca: PathBuf,
         /// OpenSSL's verification result, e.g. "unable to get local issuer certificate".
-        reason: String,
+        reason: X509VerifyResult,
     },
     /// OpenSSL refused to use parsed material in a TLS context, e.g. a certificate
     /// signed with a digest below the security level ("ca md too weak").
@@ -157,8 +158,8 @@ pub enum Error {
         path: PathBuf,
         /// The position (0 = the leaf) of the certificate that the next one did not sign.
         position: usize,
-        /// OpenSSL's verdict, e.g. "subject issuer mismatch".
-        reason: String,
+        /// Why, e.g. OpenSSL's verdict "subject issuer mismatch".
+        reason: ChainProblem,
     },
     /// A CRL file cannot be put in service: it holds no CRL, a CRL in it is a
     /// delta CRL (only complete CRLs are supported), is not signed by a CA of
@@ -178,8 +179,9 @@ pub enum Error {
     Ocsp {
         /// The staple file (given, or `<certificate file>.ocsp`).
         path: PathBuf,
-        /// What is wrong, e.g. "... and the staple is not valid: it expired: ...".
-        reason: String,
+        /// What is wrong with the staple, e.g. it expired; OpenSSL's errors
+        /// behind it are this error's [`source`](std::error::Error::source).
+        reason: OcspProblem,
     },
     /// A session ticket-key file is not one base64 key of 80 bytes per line.
     /// The message never shows any of the file's content.
@@ -189,7 +191,7 @@ pub enum Error {
         /// The line at fault (from 1), if one is.
         line: Option<usize>,
         /// What is wrong with it.
-        reason: String,
+        reason: TicketKeyProblem,
     },
     /// A new random session ticket key could not be made.
     TicketKeyGeneration(ErrorStack),
@@ -308,6 +310,8 @@ impl std::error::Error for Error {
             | Self::Fips { source, .. }
             | Self::TicketKeyGeneration(source)
             | Self::OpenSsl { source, .. } => Some(source),
+            // The problem prints in this error's text; its causes follow.
+            Self::Ocsp { reason, .. } => reason.source(),
             Self::TooLarge { .. }
             | Self::NoCertificate { .. }
             | Self::IncompletePkcs12 { .. }
@@ -321,7 +325,6 @@ impl std::error::Error for Error {
             | Self::BrokenChain { .. }
             | Self::TicketKeys { .. }
             | Self::Crl { .. }
-            | Self::Ocsp { .. }
             | Self::NoIdentity
             | Self::NoSites { .. }
             | Self::UnknownSite { .. }
@@ -331,8 +334,9 @@ impl std::error::Error for Error {
     }
 }
 
-/// [`Error::report`]: the error and each of its sources, joined by `: `.
-struct Report<'a>(&'a Error);
+/// [`Error::report`]: the error and each of its sources, joined by `: `; for
+/// the problem enums too, e.g. an [`OcspProblem`] in the OCSP status.
+pub(crate) struct Report<'a>(pub(crate) &'a dyn std::error::Error);
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

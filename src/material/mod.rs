@@ -252,7 +252,7 @@ fn digest(
     identity: Option<&RawIdentity>,
     ca: Option<&[u8]>,
     crl: Option<&[u8]>,
-    optional: [Option<&Result<Vec<u8>, String>>; 2],
+    optional: [Option<&Result<Vec<u8>, Error>>; 2],
 ) -> Result<[u8; 32], ErrorStack> {
     let mut hasher = Hasher::new(MessageDigest::sha256())?;
     let mut feed = |bytes: &[u8]| -> Result<(), ErrorStack> {
@@ -279,7 +279,8 @@ fn digest(
     for file in optional {
         match file {
             Some(Ok(der)) => feed(der)?,
-            Some(Err(reason)) => feed(reason.as_bytes())?,
+            // A different reason is a different state to report.
+            Some(Err(error)) => feed(error.report().to_string().as_bytes())?,
             // Absent and empty hash apart.
             None => feed(b"\0absent")?,
         }
@@ -303,8 +304,8 @@ pub(crate) struct RawMaterial {
     identity: Option<RawIdentity>,
     ca: Option<Vec<u8>>,
     crl: Option<Vec<u8>>,
-    ocsp: Option<Result<Vec<u8>, String>>,
-    ocsp_issuer: Option<Result<Vec<u8>, String>>,
+    ocsp: Option<Result<Vec<u8>, Error>>,
+    ocsp_issuer: Option<Result<Vec<u8>, Error>>,
     pub(crate) digest: [u8; 32],
 }
 

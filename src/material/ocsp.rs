@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::error::Report;
+use crate::OcspProblem;
 use arc_swap::ArcSwap;
 use foreign_types::ForeignTypeRef;
 use openssl::asn1::{Asn1GeneralizedTimeRef, Asn1Time, Asn1TimeRef};
@@ -69,7 +71,9 @@ pub struct OcspInfo {
     pub next_update: Option<String>,
     /// nextUpdate in seconds since the Unix epoch.
     pub next_update_unix: Option<i64>,
-    /// Why it is not stapled.
+    /// Why it is not stapled: the [`OcspProblem`](crate::OcspProblem) and
+    /// its causes in one line, as [`Error::report`](crate::Error::report)
+    /// writes an error.
     pub error: Option<String>,
 }
 
@@ -77,22 +81,23 @@ impl OcspInfo {
     /// Until when a response read into this info may be stapled (`None`: no
     /// end); why not at all, if its thisUpdate is in the future or it is no
     /// longer current.
-    fn service_end(&self) -> Result<Option<i64>, String> {
+    fn service_end(&self) -> Result<Option<i64>, OcspProblem> {
         let now = now();
-        let this_update = self.this_update.as_deref().unwrap_or_default();
+        let this_update = self.this_update.clone().unwrap_or_default();
         match self.this_update_unix {
             Some(this) if this <= now + CLOCK_SKEW => {}
-            _ => return Err(format!("its thisUpdate ({this_update}) is in the future")),
+            _ => return Err(OcspProblem::NotYetValid { this_update }),
         }
         let until = current_until(self.this_update_unix, self.next_update_unix);
         if expired(until, now) {
             return Err(match &self.next_update {
-                Some(next) => format!("it expired: its nextUpdate ({next}) has passed"),
-                None => format!(
-                    "it expired: it has no nextUpdate and its thisUpdate ({this_update}) is more \
-                     than {} days old",
-                    MAX_AGE_WITHOUT_NEXT_UPDATE / 86_400
-                ),
+                Some(next) => OcspProblem::Expired {
+                    next_update: next.clone(),
+                },
+                None => OcspProblem::TooOld {
+                    this_update,
+                    days: MAX_AGE_WITHOUT_NEXT_UPDATE / 86_400,
+                },
             });
         }
         Ok(until)
@@ -136,33 +141,33 @@ pub(crate) fn check(
     der: &[u8],
     cert: &X509Ref,
     chain: &[X509],
-) -> (Option<Staple>, OcspInfo) {
+) -> (Result<Staple, OcspProblem>, OcspInfo) {
     let mut info = OcspInfo::new(path);
-    match check_into(&mut info, der, cert, chain) {
-        Ok(staple) => {
-            info.stapled = true;
-            (Some(staple), info)
-        }
-        Err(reason) => {
-            info.error = Some(reason);
-            (None, info)
-        }
+    let checked = check_into(&mut info, der, cert, chain);
+    match &checked {
+        Ok(_) => info.stapled = true,
+        Err(problem) => info.refused(problem),
+    }
+    (checked, info)
+}
+
+impl OcspInfo {
+    /// Records why the staple is not stapled.
+    pub(crate) fn refused(&mut self, problem: &OcspProblem) {
+        self.error = Some(Report(problem).to_string());
     }
 }
 
 /// The certificate's OCSP IDs. Responders use SHA-1 IDs (openssl ocsp's
 /// default) or SHA-256; a digest the provider lacks (SHA-1 under some FIPS
 /// configurations) is skipped.
-fn cert_ids(cert: &X509Ref, issuer: &X509Ref) -> Result<Vec<OcspCertId>, String> {
+fn cert_ids(cert: &X509Ref, issuer: &X509Ref) -> Result<Vec<OcspCertId>, OcspProblem> {
     let ids: Vec<OcspCertId> = [MessageDigest::sha1(), MessageDigest::sha256()]
         .into_iter()
         .filter_map(|digest| OcspCertId::from_cert(digest, cert, issuer).ok())
         .collect();
     if ids.is_empty() {
-        return Err(format!(
-            "cannot make the certificate's OCSP ID: {}",
-            openssl::error::ErrorStack::get()
-        ));
+        return Err(OcspProblem::CertId(openssl::error::ErrorStack::get()));
     }
     Ok(ids)
 }
@@ -173,27 +178,25 @@ fn verify_signature(
     basic: &OcspBasicResponseRef,
     chain: &[X509],
     issuer: &X509Ref,
-) -> Result<(), String> {
-    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+) -> Result<(), OcspProblem> {
+    let mut store = X509StoreBuilder::new().map_err(OcspProblem::OpenSsl)?;
     store
         .add_cert(issuer.to_owned())
-        .map_err(|e| e.to_string())?;
+        .map_err(OcspProblem::OpenSsl)?;
     // The issuer may be an intermediate: it is the trust anchor here.
     store
         .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
-        .map_err(|e| e.to_string())?;
+        .map_err(OcspProblem::OpenSsl)?;
     let store = store.build();
-    let mut certs = Stack::new().map_err(|e| e.to_string())?;
+    let mut certs = Stack::new().map_err(OcspProblem::OpenSsl)?;
     for c in chain {
-        certs.push(c.clone()).map_err(|e| e.to_string())?;
+        certs.push(c.clone()).map_err(OcspProblem::OpenSsl)?;
     }
     basic
         .verify(&certs, &store, OcspFlag::empty())
-        .map_err(|e| {
-            format!(
-                "its signature does not verify against the issuer ({}) or a responder it delegated to: {e}",
-                super::info::name_to_string(issuer.subject_name())
-            )
+        .map_err(|source| OcspProblem::Signature {
+            issuer: super::info::name_to_string(issuer.subject_name()),
+            source,
         })
 }
 
@@ -202,31 +205,22 @@ fn check_into(
     der: &[u8],
     cert: &X509Ref,
     chain: &[X509],
-) -> Result<Staple, String> {
+) -> Result<Staple, OcspProblem> {
     if der.is_empty() {
-        return Err("the file is empty".to_owned());
+        return Err(OcspProblem::Empty);
     }
-    let response =
-        OcspResponse::from_der(der).map_err(|e| format!("not a DER OCSP response: {e}"))?;
+    let response = OcspResponse::from_der(der).map_err(OcspProblem::NotDer)?;
     let answer = response.status();
     if answer != OcspResponseStatus::SUCCESSFUL {
-        return Err(format!(
-            "the responder answered {}",
-            response_status(answer)
-        ));
+        return Err(OcspProblem::Responder {
+            status: response_status(answer),
+        });
     }
-    let basic = response
-        .basic()
-        .map_err(|e| format!("not a basic OCSP response: {e}"))?;
+    let basic = response.basic().map_err(OcspProblem::NotBasic)?;
     let issuer = chain
         .iter()
         .find(|c| c.issued(cert) == X509VerifyResult::OK)
-        .ok_or_else(|| {
-            "the certificate's issuer is in neither its file nor an issuer file: append the \
-             chain (leaf, then its issuer), or put the issuer in `<certificate file>.issuer` \
-             (or ocsp_issuer), so that the staple can be checked"
-                .to_owned()
-        })?;
+        .ok_or(OcspProblem::NoIssuer)?;
     let status = cert_ids(cert, issuer)?
         .iter()
         .find_map(|id| basic.find_status(id))
@@ -236,7 +230,7 @@ fn check_into(
                 .to_bn()
                 .and_then(|bn| bn.to_hex_str().map(|s| s.to_string()))
                 .unwrap_or_default();
-            format!("it is not a response for the certificate in service (serial {serial})")
+            OcspProblem::OtherCertificate { serial }
         })?;
     info.status = Some(cert_status(status.status).to_owned());
     info.this_update = Some(status.this_update.to_string());
@@ -247,10 +241,9 @@ fn check_into(
     verify_signature(&basic, chain, issuer)?;
 
     if status.status != OcspCertStatus::GOOD {
-        return Err(format!(
-            "the certificate's status is {}",
-            cert_status(status.status)
-        ));
+        return Err(OcspProblem::Status {
+            status: cert_status(status.status),
+        });
     }
     let until = info.service_end()?;
     Ok(Staple {

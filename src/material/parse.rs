@@ -9,7 +9,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
 use super::identity::Identity;
-use crate::Error;
+use crate::{Error, PassphraseProblem};
 
 fn is_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
@@ -103,8 +103,9 @@ pub(super) fn parse_pkcs12(
             Ok(s) if !s.contains('\0') => s,
             _ => {
                 return Err(Error::Passphrase {
-                    origin: format!("the passphrase for {}", path.display()),
-                    reason: "a PKCS#12 passphrase must be UTF-8 without NUL bytes".to_owned(),
+                    reason: PassphraseProblem::Pkcs12NotUtf8 {
+                        bundle: path.display().to_string(),
+                    },
                 })
             }
         },

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::read::read_file;
-use crate::Error;
+use crate::{Error, PassphraseProblem};
 
 /// Where the passphrase of an encrypted private key or PKCS#12 bundle comes from.
 ///
@@ -96,17 +96,17 @@ impl Passphrase {
             Source::Env(var) => match std::env::var_os(var) {
                 Some(value) => Ok(Some(Zeroizing::new(value.into_encoded_bytes()))),
                 None => Err(Error::Passphrase {
-                    origin: format!("environment variable {}", var.to_string_lossy()),
-                    reason: "it is not set".to_owned(),
+                    reason: PassphraseProblem::EnvUnset {
+                        var: var.to_string_lossy().into_owned(),
+                    },
                 }),
             },
             Source::Callback(callback) => {
                 callback()
                     .map(Zeroizing::new)
                     .map(Some)
-                    .map_err(|reason| Error::Passphrase {
-                        origin: "the passphrase callback".to_owned(),
-                        reason,
+                    .map_err(|message| Error::Passphrase {
+                        reason: PassphraseProblem::Callback { message },
                     })
             }
         }

@@ -10,7 +10,7 @@ use openssl::x509::X509;
 
 use super::ocsp::{self, OcspInfo};
 use super::{parse, read, Identity, WatchedFiles};
-use crate::Error;
+use crate::{Error, OcspProblem};
 
 /// Where a certificate's staple comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,47 +54,52 @@ impl WatchedFiles {
     pub(super) fn staple(
         &self,
         identity: &mut Identity,
-        raw: Option<Result<Vec<u8>, String>>,
-        raw_issuer: Option<Result<Vec<u8>, String>>,
+        raw: Option<Result<Vec<u8>, Error>>,
+        raw_issuer: Option<Result<Vec<u8>, Error>>,
     ) -> Result<(), Error> {
         let (Some(file), Some(raw)) = (&self.ocsp, raw) else {
-            return self.require_staple(identity, "no staple file");
+            return self.require_staple(identity, OcspProblem::NoFile);
         };
         let path = file.path();
         let issuer = match (&self.ocsp_issuer, raw_issuer) {
             (Some(file), Some(Ok(bytes))) => {
                 parse::parse_certificates(file.path(), &bytes, "OCSP issuer certificate")
-                    .map_err(|e| e.report().to_string())
             }
-            (_, Some(Err(reason))) => Err(reason),
+            (_, Some(Err(error))) => Err(error),
             _ => Ok(Vec::new()),
         };
-        let (staple, info) = match (raw, issuer) {
+        let (checked, info) = match (raw, issuer) {
             (Ok(der), Ok(issuer)) => {
                 let candidates: Vec<X509> = identity.chain.iter().cloned().chain(issuer).collect();
                 ocsp::check(path, &der, &identity.cert, &candidates)
             }
-            (Err(reason), _) | (_, Err(reason)) => {
+            (Err(error), _) | (_, Err(error)) => {
+                let problem = OcspProblem::File(Box::new(error));
                 let mut info = OcspInfo::new(path);
-                info.error = Some(reason);
-                (None, info)
+                info.refused(&problem);
+                (Err(problem), info)
             }
         };
-        if let Some(reason) = &info.error {
-            if ocsp::must_staple(&identity.cert) {
+        let staple = match checked {
+            Ok(staple) => Some(staple),
+            Err(reason) if ocsp::must_staple(&identity.cert) => {
                 return Err(Error::Ocsp {
                     path: path.to_owned(),
-                    reason: format!("the certificate requires OCSP stapling (must-staple) and the staple is not valid: {reason}"),
-                });
+                    reason,
+                })
             }
-            tracing::warn!(path = %path.display(), certificate = %identity.path.display(), error = %reason, "OCSP staple not stapled; the certificate is served without it");
-        }
+            Err(_) => {
+                let error = info.error.as_deref().unwrap_or_default();
+                tracing::warn!(path = %path.display(), certificate = %identity.path.display(), error, "OCSP staple not stapled; the certificate is served without it");
+                None
+            }
+        };
         identity.staple = staple.map(Arc::new);
         identity.info.ocsp = Some(info);
         Ok(())
     }
 
-    fn require_staple(&self, identity: &Identity, why: &str) -> Result<(), Error> {
+    fn require_staple(&self, identity: &Identity, reason: OcspProblem) -> Result<(), Error> {
         if !ocsp::must_staple(&identity.cert) {
             return Ok(());
         }
@@ -104,16 +109,14 @@ impl WatchedFiles {
             .map_or_else(|| OcspFile::beside(&identity.path), Clone::clone);
         Err(Error::Ocsp {
             path: path.path().to_owned(),
-            reason: format!(
-                "the certificate requires OCSP stapling (must-staple) and there is {why}"
-            ),
+            reason,
         })
     }
 }
 
 /// An optional file's bytes: `None` for a `<cert>.suffix` file that is not
-/// there, the reason as text for one that cannot be read.
-pub(super) fn read_optional(file: &OcspFile, limit: u64) -> Option<Result<Vec<u8>, String>> {
+/// there, the error for one that cannot be read.
+pub(super) fn read_optional(file: &OcspFile, limit: u64) -> Option<Result<Vec<u8>, Error>> {
     match read::read_file(file.path(), limit) {
         Err(Error::Io { source, .. })
             if matches!(file, OcspFile::Beside(_))
@@ -121,6 +124,6 @@ pub(super) fn read_optional(file: &OcspFile, limit: u64) -> Option<Result<Vec<u8
         {
             None
         }
-        read => Some(read.map_err(|e| e.to_string())),
+        read => Some(read),
     }
 }

@@ -96,7 +96,7 @@ impl Trust {
                 Ok(if ctx.verify_cert()? {
                     Ok(())
                 } else {
-                    Err(ctx.error().error_string().to_owned())
+                    Err(ctx.error())
                 })
             })
         };

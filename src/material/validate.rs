@@ -9,7 +9,7 @@ use openssl::x509::{X509VerifyResult, X509};
 
 use super::identity::Identity;
 use super::IdentityFiles;
-use crate::Error;
+use crate::{ChainProblem, Error};
 
 /// What to do with a certificate that is outside its validity period.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,20 +71,20 @@ pub(super) fn validate(
 pub(super) fn check_chain_order(path: &Path, certs: &[X509]) -> Result<(), Error> {
     for (position, pair) in certs.windows(2).enumerate() {
         let (cert, issuer) = (&pair[0], &pair[1]);
-        let broken = |reason: String| Error::BrokenChain {
+        let broken = |reason| Error::BrokenChain {
             path: path.to_owned(),
             position,
             reason,
         };
         let names = issuer.issued(cert);
         if names != X509VerifyResult::OK {
-            return Err(broken(names.error_string().to_owned()));
+            return Err(broken(ChainProblem::NotIssuer(names)));
         }
         let key = issuer
             .public_key()
             .map_err(|e| Error::parse(path, "certificate public key", e))?;
         if !cert.verify(&key).unwrap_or(false) {
-            return Err(broken("signature does not verify".to_owned()));
+            return Err(broken(ChainProblem::Signature));
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::{FileState, KeyRing, TicketKey, KEY_LEN};
 use crate::material::read_key_file;
-use crate::Error;
+use crate::{Error, TicketKeyProblem};
 
 /// Reads and parses the file; `Ok(None)` when its content is what is in service.
 pub(super) fn load_file(
@@ -35,13 +35,12 @@ pub(super) fn load_file(
 /// One key per line, base64 of 80 bytes; blank lines and `#` comments are skipped.
 /// Errors name the file and the line, never its content.
 fn parse_keys(path: &Path, bytes: &[u8]) -> Result<Vec<TicketKey>, Error> {
-    let bad = |line: Option<usize>, reason: String| Error::TicketKeys {
+    let bad = |line: Option<usize>, reason| Error::TicketKeys {
         path: path.to_owned(),
         line,
         reason,
     };
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| bad(None, "not text: expected lines of base64".to_owned()))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| bad(None, TicketKeyProblem::NotText))?;
     let mut keys = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -50,21 +49,15 @@ fn parse_keys(path: &Path, bytes: &[u8]) -> Result<Vec<TicketKey>, Error> {
         }
         let raw = Zeroizing::new(
             openssl::base64::decode_block(line)
-                .map_err(|_| bad(Some(n + 1), "not base64".to_owned()))?,
+                .map_err(|_| bad(Some(n + 1), TicketKeyProblem::NotBase64))?,
         );
-        let key: [u8; KEY_LEN] = raw[..].try_into().map_err(|_| {
-            bad(
-                Some(n + 1),
-                format!(
-                    "{} bytes, expected {KEY_LEN} (16 name, 32 HMAC, 32 AES)",
-                    raw.len()
-                ),
-            )
-        })?;
+        let key: [u8; KEY_LEN] = raw[..]
+            .try_into()
+            .map_err(|_| bad(Some(n + 1), TicketKeyProblem::Length { bytes: raw.len() }))?;
         keys.push(TicketKey(Zeroizing::new(key)));
     }
     if keys.is_empty() {
-        return Err(bad(None, "no key in it".to_owned()));
+        return Err(bad(None, TicketKeyProblem::NoKey));
     }
     Ok(keys)
 }
@@ -87,7 +80,16 @@ mod tests {
         assert_eq!(keys[1].aes_key(), &[2; 32]);
 
         let short = format!("{}\n{}\n", line(1, 80), line(3, 48));
-        let err = parse_keys(path, short.as_bytes()).unwrap_err().to_string();
+        let err = parse_keys(path, short.as_bytes()).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::TicketKeys {
+                line: Some(2),
+                reason: TicketKeyProblem::Length { bytes: 48 },
+                ..
+            }
+        ));
+        let err = err.to_string();
         assert!(
             err.contains("tickets.key") && err.contains("line 2") && err.contains("48 bytes"),
             "{err}"

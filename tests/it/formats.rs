@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use openssl::pkcs12::Pkcs12;
 use openssl::symm::Cipher;
-use openssl_reload::{Error, Passphrase, ReloadingAcceptor, ReloadingAcceptorBuilder};
+use openssl_reload::{
+    Error, Passphrase, PassphraseProblem, ReloadingAcceptor, ReloadingAcceptorBuilder,
+};
 
 use crate::support::{self, exchange, Alg, Ca, Leaf, LeafSpec, INTERVAL};
 
@@ -222,6 +224,11 @@ async fn passphrase_from_file_env_and_callback() {
         .build()
         .unwrap_err();
     assert!(matches!(err, Error::Passphrase { .. }), "{err}");
+    assert!(
+        matches!(&err, Error::Passphrase { reason: PassphraseProblem::EnvUnset { var } }
+            if var == "OPENSSL_RELOAD_TEST_UNSET_VARIABLE"),
+        "{err:?}"
+    );
     assert!(
         err.to_string()
             .contains("OPENSSL_RELOAD_TEST_UNSET_VARIABLE"),

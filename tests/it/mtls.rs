@@ -455,6 +455,11 @@ fn leaf_not_chaining_to_the_bundle_is_refused() {
         .check()
         .unwrap_err();
     assert!(matches!(err, Error::Untrusted { .. }), "{err}");
+    // OpenSSL's verdict, as its code: X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY.
+    assert!(
+        matches!(&err, Error::Untrusted { reason, .. } if reason.as_raw() == 20),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("ca.pem"), "{err}");
     // The default: the bundle verifies clients, the server's certificate may
     // come from anywhere (a public server certificate, a private client CA).

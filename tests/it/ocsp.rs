@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use openssl::ssl::{SslConnector, StatusType};
-use openssl_reload::{Error, OcspInfo, ReloadingAcceptor};
+use openssl_reload::{Error, OcspInfo, OcspProblem, ReloadingAcceptor};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -252,6 +252,17 @@ async fn a_given_staple_file_and_must_staple() {
     let err = f.acceptor().unwrap_err();
     assert!(matches!(err, Error::Ocsp { .. }), "{err}");
     assert!(err.to_string().contains("must-staple"), "{err}");
+    // The reason is a case to match on, not text.
+    assert!(
+        matches!(
+            err,
+            Error::Ocsp {
+                reason: OcspProblem::NoFile,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.path(), Some(f.beside().as_path()));
 
     // With an expired one (or garbage, without faketime): refused too.
@@ -269,6 +280,18 @@ async fn a_given_staple_file_and_must_staple() {
     };
     let err = build(&given).unwrap_err();
     assert!(err.to_string().contains("the staple is not valid"), "{err}");
+    match &err {
+        // Garbage: OpenSSL's parse error is the source, not flattened into the text.
+        Error::Ocsp {
+            reason: OcspProblem::NotDer(_),
+            ..
+        } => assert!(std::error::Error::source(&err).is_some(), "{err:?}"),
+        Error::Ocsp {
+            reason: OcspProblem::Expired { .. },
+            ..
+        } => {}
+        other => panic!("an expired or unparsable staple, not {other:?}"),
+    }
 
     // With a good one, given explicitly: served and stapled.
     let good = f.ca.ocsp(&leaf.cert, None, false, &[]);
