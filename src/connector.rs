@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use openssl::ssl::{ConnectConfiguration, SslConnector, SslMethod};
+use openssl::ssl::{ConnectConfiguration, SslConnector, SslContext, SslMethod};
 use openssl::x509::store::X509StoreBuilder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -54,6 +54,14 @@ impl ReloadingConnector {
     /// The connector in service right now.
     pub fn connector(&self) -> Arc<SslConnector> {
         self.current().load_full()
+    }
+
+    /// The context in service right now: the one the next connection is made
+    /// from, with the policy, the client certificate and the CA bundle. As
+    /// [`ReloadingAcceptor::current_context`](crate::ReloadingAcceptor::current_context)
+    /// is for the server side.
+    pub fn current_context(&self) -> SslContext {
+        self.current().load().context().to_owned()
     }
 
     pub(crate) fn current(&self) -> &ArcSwap<SslConnector> {
@@ -140,6 +148,9 @@ pub type ReloadingConnectorBuilder = Builder<ClientSide>;
 impl Builder<ClientSide> {
     /// Loads and validates the files once, as [`build`](Self::build) would, and builds
     /// a connector from them with the policy; starts nothing.
+    ///
+    /// Returns the client certificate that would be presented, `None` for a
+    /// connector without one (a CA bundle alone).
     ///
     /// # Errors
     ///

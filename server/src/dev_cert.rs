@@ -175,7 +175,8 @@ fn leaf_is_good(files: &DevFiles) -> bool {
         .check_chain_against_ca(true)
         .check();
     match checked {
-        Ok(info) => {
+        Ok(None) => false,
+        Ok(Some(info)) => {
             let names_ok = DNS_NAMES
                 .iter()
                 .chain(IP_ADDRESSES)
@@ -376,6 +377,7 @@ mod tests {
             .client_auth(ClientAuth::Required)
             .check_chain_against_ca(true)
             .check()
+            .unwrap()
             .unwrap();
         assert!(info.subject_alt_names.iter().any(|n| n == "::1"));
 

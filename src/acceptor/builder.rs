@@ -202,16 +202,21 @@ impl Builder<ServerSide> {
     /// a context from them with the policy; starts nothing. For offline checks
     /// (`openssl-reload check`) and for configuration tests.
     ///
+    /// Returns the certificate that would be served (the default site's), with
+    /// the same type as the connector's [`check`](crate::ReloadingConnectorBuilder::check):
+    /// an acceptor always has one, so it is never `None` here.
+    ///
     /// # Errors
     ///
     /// The reason the material would be refused at start-up;
     /// [`Error::NoIdentity`] without a site.
-    pub fn check(&self) -> Result<CertificateInfo, Error> {
+    pub fn check(&self) -> Result<Option<CertificateInfo>, Error> {
         self.check_sites()?
             .into_iter()
             .find(|site| site.default)
             .and_then(|site| site.status.certificate)
             .ok_or(Error::NoIdentity)
+            .map(Some)
     }
 
     /// Like [`check`](Self::check), for every site: what the acceptor would serve,

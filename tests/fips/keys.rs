@@ -107,7 +107,7 @@ fn check_pair(cert: &Path, key: &Path) -> Result<String, Error> {
         .identity(cert, key)
         .passphrase(Passphrase::from_bytes(PASS))
         .check()
-        .map(|info| info.serial)
+        .map(|info| info.map(|i| i.serial).unwrap_or_default())
 }
 
 /// Asserts that `result` is an [`Error::Unsupported`] about `path` naming
@@ -296,7 +296,7 @@ fn password_pkcs12_is_unsupported(d: &Path, cert: &Path, plain: &Path) {
             .identity_pkcs12(p12)
             .passphrase(Passphrase::from_bytes(PASS))
             .check()
-            .map(|info| info.serial);
+            .map(|info| info.map(|i| i.serial).unwrap_or_default());
         let message = assert_unsupported_error(result, p12, "PKCS12KDF");
         eprintln!("PKCS#12 {}: {message}", p12.display());
     }

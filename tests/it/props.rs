@@ -160,7 +160,7 @@ fn source(pass: &Option<Vec<u8>>) -> Passphrase {
 }
 
 /// A refusal must be a typed error about one of `files` that says which.
-fn assert_names_a_file(result: Result<openssl_reload::CertificateInfo, Error>, files: &[&Path]) {
+fn assert_names_a_file<T>(result: Result<T, Error>, files: &[&Path]) {
     let Err(error) = result else { return };
     let message = error.to_string();
     let _ = format!("{error:?}");
