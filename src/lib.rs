@@ -112,6 +112,13 @@ mod tickets;
 
 pub use openssl;
 
+/// For this workspace's own crates (the C interface), so that a helper is
+/// written once: not part of the API, and without semver promise.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::common::panic_message;
+}
+
 pub use crate::acceptor::{
     ClientAuth, ReloadingAcceptor, ReloadingAcceptorBuilder, ServerSide, DEFAULT_HANDSHAKE_TIMEOUT,
 };

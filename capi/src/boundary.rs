@@ -14,11 +14,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> openssl_reloa
         Ok(Ok(())) => return OPENSSL_RELOAD_OK,
         Ok(Err(failure)) => failure,
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = reload::__private::panic_message(&*payload);
             Failure::new(
                 OPENSSL_RELOAD_PANIC,
                 format!("the library panicked: {what}"),
