@@ -6,13 +6,15 @@
 //! (the CA bundle, once for every consumer) -> Material, consumed by the build
 //! ```
 //!
-//! A file kind is one field of [`RawMaterial`] and of [`Material`] and one parse
-//! function; the engine sees only `read` and `parse`.
+//! A file kind is one field of `RawMaterial` and of [`Material`] and one parse
+//! function; the engine sees only `read` and `parse` (`load.rs`). Here: the
+//! configuration of the files and the checks, and what a reload produces.
 
 mod crl;
 mod fastkey;
 mod identity;
 mod info;
+mod load;
 mod ocsp;
 mod parse;
 mod passphrase;
@@ -21,12 +23,7 @@ mod staple;
 mod trust;
 mod validate;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-
-use openssl::error::ErrorStack;
-use openssl::hash::{Hasher, MessageDigest};
-use zeroize::Zeroizing;
 
 pub(crate) use self::crl::{chain_stale_rule, CrlOptions};
 pub use self::crl::{CrlCheck, CrlInfo, CrlProblem, StaleCrl};
@@ -40,9 +37,6 @@ pub use self::read::DEFAULT_MAX_FILE_SIZE;
 pub(crate) use self::staple::OcspFile;
 pub(crate) use self::trust::Trust;
 pub use self::validate::ValidityPolicy;
-
-use self::staple::read_optional;
-use crate::Error;
 
 /// The files of one identity: certificate chain and key, or a PKCS#12 bundle.
 #[derive(Clone, Debug)]
@@ -123,190 +117,6 @@ impl WatchedFiles {
         paths.extend(self.passphrase.path().map(Path::to_owned));
         paths
     }
-
-    /// Reads every file (but parses nothing) and hashes the bytes, so that a rewrite
-    /// with identical content can be recognised before any key is decrypted.
-    pub(crate) fn read(
-        &self,
-        checks: &Checks,
-        warned: &mut HashSet<PathBuf>,
-    ) -> Result<RawMaterial, Error> {
-        let limit = checks.max_file_size;
-        let identity = match &self.identity {
-            None => None,
-            Some(IdentityFiles::Pair { cert, key }) => Some(RawIdentity::Pair {
-                cert_bytes: read::read_file(cert, limit)?,
-                key_bytes: Zeroizing::new(read_key_file(key, limit, warned)?),
-            }),
-            Some(IdentityFiles::Pkcs12(path)) => Some(RawIdentity::Pkcs12(Zeroizing::new(
-                read_key_file(path, limit, warned)?,
-            ))),
-        };
-        let ca = match &self.ca {
-            Some(path) => Some(read::read_file(path, limit)?),
-            None => None,
-        };
-        let crl = match &self.crl {
-            Some(path) => Some(read::read_file(path, limit)?),
-            None => None,
-        };
-        // A staple (or its issuer) that cannot be read is reported, not fatal:
-        // the certificate is served without it.
-        let ocsp = self
-            .ocsp
-            .as_ref()
-            .and_then(|file| read_optional(file, limit));
-        let ocsp_issuer = match ocsp {
-            Some(_) => self
-                .ocsp_issuer
-                .as_ref()
-                .and_then(|file| read_optional(file, limit)),
-            None => None,
-        };
-        let digest = digest(
-            identity.as_ref(),
-            ca.as_deref(),
-            crl.as_deref(),
-            [ocsp.as_ref(), ocsp_issuer.as_ref()],
-        )
-        .map_err(Error::openssl("hash the files"))?;
-        Ok(RawMaterial {
-            identity,
-            ca,
-            crl,
-            ocsp,
-            ocsp_issuer,
-            digest,
-        })
-    }
-
-    /// Parses and validates what [`read`](Self::read) returned.
-    pub(crate) fn parse(&self, raw: RawMaterial, checks: &Checks) -> Result<Material, Error> {
-        let crl = match (&self.crl, &raw.crl) {
-            (Some(path), Some(bytes)) => Some((path.as_path(), bytes.as_slice())),
-            _ => None,
-        };
-        let trust = match (&self.ca, &raw.ca) {
-            (Some(path), Some(bytes)) => Some(Trust::parse(path, bytes, crl, checks.crl)?),
-            // A CRL needs the bundle of the CA that signed it: refused, never
-            // dropped silently.
-            _ => match crl {
-                Some((path, _)) => {
-                    return Err(Error::Crl {
-                        path: path.to_owned(),
-                        reason: CrlProblem::NoCaBundle,
-                    })
-                }
-                None => None,
-            },
-        };
-        let identity = match (&self.identity, raw.identity) {
-            (Some(files), Some(raw_identity)) => {
-                let mut identity = self.parse_identity(files, raw_identity, checks)?;
-                if let (Some(trust), true) = (&trust, checks.chain_to_ca) {
-                    trust.check_chain(files.cert_path(), &identity.cert, &identity.chain)?;
-                }
-                self.staple(&mut identity, raw.ocsp, raw.ocsp_issuer)?;
-                Some(identity)
-            }
-            _ => None,
-        };
-        Ok(Material {
-            identity,
-            trust,
-            digest: raw.digest,
-        })
-    }
-
-    fn parse_identity(
-        &self,
-        files: &IdentityFiles,
-        raw: RawIdentity,
-        checks: &Checks,
-    ) -> Result<Identity, Error> {
-        let pass = self.passphrase.resolve(checks.max_file_size)?;
-        let pass = pass.as_deref().map(|p| &p[..]);
-        // `read` made the raw form from these same files; the paths come from
-        // `files`, the bytes from `raw`, and a PKCS#12 file is its own "key".
-        let identity = match raw {
-            RawIdentity::Pair {
-                cert_bytes,
-                key_bytes,
-            } => {
-                let (cert, key) = files.pair_paths();
-                let mut certs = parse::parse_certificates(cert, &cert_bytes, "certificate chain")?;
-                validate::check_chain_order(cert, &certs)?;
-                let leaf = certs.remove(0);
-                let pkey = parse::parse_key(key, &key_bytes, pass)?;
-                Identity::new(cert, leaf, certs, pkey)?
-            }
-            RawIdentity::Pkcs12(bytes) => parse::parse_pkcs12(files.cert_path(), &bytes, pass)?,
-        };
-        validate::validate(files, &identity, checks.validity)?;
-        Ok(identity)
-    }
-}
-
-/// SHA-256 over the length-prefixed bytes of every file.
-fn digest(
-    identity: Option<&RawIdentity>,
-    ca: Option<&[u8]>,
-    crl: Option<&[u8]>,
-    optional: [Option<&Result<Vec<u8>, Error>>; 2],
-) -> Result<[u8; 32], ErrorStack> {
-    let mut hasher = Hasher::new(MessageDigest::sha256())?;
-    let mut feed = |bytes: &[u8]| -> Result<(), ErrorStack> {
-        hasher.update(&(bytes.len() as u64).to_be_bytes())?;
-        hasher.update(bytes)
-    };
-    match identity {
-        Some(RawIdentity::Pair {
-            cert_bytes,
-            key_bytes,
-        }) => {
-            feed(cert_bytes)?;
-            feed(key_bytes)?;
-        }
-        Some(RawIdentity::Pkcs12(bytes)) => feed(bytes)?,
-        None => {}
-    }
-    if let Some(ca) = ca {
-        feed(ca)?;
-    }
-    if let Some(crl) = crl {
-        feed(crl)?;
-    }
-    for file in optional {
-        match file {
-            Some(Ok(der)) => feed(der)?,
-            // A different reason is a different state to report.
-            Some(Err(error)) => feed(error.report().to_string().as_bytes())?,
-            // Absent and empty hash apart.
-            None => feed(b"\0absent")?,
-        }
-    }
-    let mut out = [0; 32];
-    out.copy_from_slice(&hasher.finish()?);
-    Ok(out)
-}
-
-/// Key bytes are zeroed when dropped: they may be an unencrypted private key.
-enum RawIdentity {
-    Pair {
-        cert_bytes: Vec<u8>,
-        key_bytes: Zeroizing<Vec<u8>>,
-    },
-    Pkcs12(Zeroizing<Vec<u8>>),
-}
-
-/// The bytes of every file, read but not yet parsed.
-pub(crate) struct RawMaterial {
-    identity: Option<RawIdentity>,
-    ca: Option<Vec<u8>>,
-    crl: Option<Vec<u8>>,
-    ocsp: Option<Result<Vec<u8>, Error>>,
-    ocsp_issuer: Option<Result<Vec<u8>, Error>>,
-    pub(crate) digest: [u8; 32],
 }
 
 /// Parsed and validated material, ready to be built into a context (which
