@@ -17,7 +17,7 @@
 //! `docs/c-api.md` has the rules for callers. The connector's side is in
 //! `connector.rs`, the application's own status callback in `status.rs`.
 
-#![allow(unsafe_code)] // Callbacks OpenSSL calls, and calls openssl lacks, each with its SAFETY note.
+#![allow(unsafe_code)] // Callbacks OpenSSL calls, and the call that installs one, each with its SAFETY note.
 
 mod connector;
 mod status;
@@ -190,8 +190,7 @@ impl ReloadingAcceptor {
     /// context's session id context.
     pub fn attach(&self, ctx: &mut SslContextBuilder) -> Result<(), Error> {
         let index = attached_index().map_err(Error::openssl("attach to the context"))?;
-        // SAFETY: the builder's pointer is a live context, borrowed for the call.
-        let ctx_ref = unsafe { SslContextRef::from_ptr(ctx.as_ptr()) };
+        let ctx_ref = ffi::ssl::context_of(ctx);
         if ctx_ref.ex_data(index).is_some() {
             return Err(Error::AlreadyAttached);
         }
@@ -212,7 +211,7 @@ impl ReloadingAcceptor {
         // ex_data owns until the context is freed (never replaced: a second
         // attach is refused above), so it is valid whenever OpenSSL calls
         // `cert_cb` for a connection of this context.
-        unsafe { ffi::SSL_CTX_set_cert_cb(ctx.as_ptr(), Some(cert_cb), arg) };
+        unsafe { ffi::sys::SSL_CTX_set_cert_cb(ctx.as_ptr(), Some(cert_cb), arg) };
         // The staples of the reloaded certificates, for clients that ask; the
         // application's own answer for the certificates we have none for.
         let staple = status_callback(Arc::clone(&self.inner.staples));
@@ -345,8 +344,7 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Re
             Err(Refused::Resumed(lossy()))
         };
     }
-    // SAFETY: `ssl` is a live SSL borrowed mutably for the call.
-    unsafe { ffi::SSL_certs_clear(ssl.as_ptr()) };
+    ffi::ssl::certs_clear(ssl);
     served.install_certs(ssl)?;
     if let Some(auth) = acceptor.inner.auth {
         set_trust(ssl, &snapshot.ctx, auth.verify_mode())?;
@@ -386,8 +384,8 @@ fn set_trust(
     trust: &SslContextRef,
     mode: SslVerifyMode,
 ) -> Result<(), ErrorStack> {
-    ffi::share_verify_store(ssl, trust)?;
-    if let Some(names) = ffi::client_ca_names(trust)? {
+    ffi::ssl::share_verify_store(ssl, trust)?;
+    if let Some(names) = ffi::ssl::client_ca_names(trust)? {
         ssl.set_client_ca_list(names);
     }
     ssl.set_verify(mode);
