@@ -12,6 +12,10 @@ use super::{cvt, cvt_p};
 
 /// Never hands a passphrase: the keys decoded here are not encrypted, and a
 /// decoder must not fall back to a terminal prompt if one turns out to be.
+///
+/// # Safety
+///
+/// None beyond OpenSSL's calling convention: no argument is read.
 // SAFETY: OpenSSL's OSSL_PASSPHRASE_CALLBACK signature; the body dereferences
 // none of its pointers, so any arguments OpenSSL passes are sound.
 unsafe extern "C" fn no_passphrase(

@@ -61,6 +61,11 @@ pub(crate) fn session_sid_ctx(session: &SslSessionRef) -> &[u8] {
 /// Gives one connection an info callback that does nothing
 /// (`SSL_set_info_callback`), so that its context's is not run for it.
 pub(crate) fn quiet_info_callback(ssl: &mut SslRef) {
+    /// Does nothing.
+    ///
+    /// # Safety
+    ///
+    /// None beyond OpenSSL's calling convention: no argument is read.
     // SAFETY: only the signature OpenSSL calls; it does nothing.
     unsafe extern "C" fn quiet(_: *const openssl_sys::SSL, _: c_int, _: c_int) {}
 

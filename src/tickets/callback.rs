@@ -45,6 +45,11 @@ pub(super) fn set_ticket_key_callback(front: &mut SslContextBuilder) -> Result<(
 /// `SSL_CTX_set_tlsext_ticket_key_evp_cb`'s callback: 1 = use this key, 2 = key
 /// found but old (accept and issue a new ticket), 0 = unknown key (full handshake),
 /// -1 = error.
+///
+/// # Safety
+///
+/// `ssl` is the live SSL of the handshake in progress, `key_name` a 16-byte
+/// buffer, `iv` an IV buffer of 16 bytes, `cipher` and `mac` live contexts.
 // SAFETY: installed only through SSL_CTX_set_tlsext_ticket_key_evp_cb, so OpenSSL
 // is the only caller and passes what its documentation promises (see below).
 unsafe extern "C" fn ticket_key_callback(

@@ -20,6 +20,10 @@ use crate::ffi;
 /// The store's verify callback under the keep-enforcing rule: a CRL past
 /// its nextUpdate is still used (OpenSSL goes on to look the certificate up in
 /// it), every other verdict is OpenSSL's.
+///
+/// # Safety
+///
+/// `ctx` is the live store context of a verification in progress.
 // SAFETY: the X509_STORE_CTX_verify_cb signature; callers (OpenSSL only, through
 // X509_STORE_set_verify_cb) pass the live context of the verification in progress.
 unsafe extern "C" fn keep_enforcing_stale(
