@@ -16,8 +16,6 @@
 //! # Ok::<(), openssl_reload::Error>(())
 //! ```
 
-use std::ptr;
-
 #[cfg(feature = "fips")]
 use openssl::{
     error::ErrorStack,
@@ -62,13 +60,8 @@ pub fn enable() -> Result<(), crate::Error> {
         // dropping ours only decrements OpenSSL's reference counts.
         let _ = PROVIDERS.set((fips, base));
     }
-    // SAFETY: a null library context means the default one; the call only sets
-    // its default property query.
-    #[allow(unsafe_code)]
-    let ok = unsafe { openssl_sys::EVP_default_properties_enable_fips(ptr::null_mut(), 1) };
-    if ok != 1 {
-        return Err(step("enable fips=yes default properties")(ErrorStack::get()));
-    }
+    crate::ffi::provider::enable_fips_properties()
+        .map_err(step("enable fips=yes default properties"))?;
     if !is_enabled() {
         return Err(step("confirm fips=yes default properties")(
             ErrorStack::get(),
@@ -82,10 +75,7 @@ pub fn enable() -> Result<(), crate::Error> {
 /// (`EVP_default_properties_is_fips_enabled`), whoever enabled it: `enable` or an
 /// OpenSSL configuration file with `default_properties = fips=yes`.
 pub fn is_enabled() -> bool {
-    // SAFETY: a null library context means the default one; the call only reads.
-    #[allow(unsafe_code)]
-    let enabled = unsafe { openssl_sys::EVP_default_properties_is_fips_enabled(ptr::null_mut()) };
-    enabled == 1
+    crate::ffi::provider::fips_properties_enabled()
 }
 
 #[cfg(feature = "fips")]

@@ -35,16 +35,12 @@
 //! the bundle and the sites as they were (a certificate rotation) keeps every
 //! session resumable. See `docs/design.md`, "Sessions, tickets and trust".
 
-#![allow(unsafe_code)] // Calls through crate::ffi and openssl-sys, each with its SAFETY note.
-
-use std::ffi::c_uint;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
-use openssl::ssl::{Ssl, SslContextRef, SslRef, SslSessionRef, SslStream, SslVerifyMode};
+use openssl::ssl::{Ssl, SslContextRef, SslMethod, SslRef, SslStream, SslVerifyMode};
 use openssl::x509::{X509Crl, X509};
 
 use crate::ffi;
@@ -166,17 +162,7 @@ fn field(hasher: &mut Hasher, bytes: &[u8]) -> Result<(), ErrorStack> {
 /// From the client hello callback: sessions made on this connection from now on
 /// carry `sid`, and only sessions that carry it may resume on it.
 pub(crate) fn set_session_id_context(ssl: &mut SslRef, sid: &SidCtx) -> Result<(), ErrorStack> {
-    // SAFETY: `ssl` is a live SSL owned by the handshake in progress; OpenSSL copies
-    // the bytes (at most 32, checked by the length constant's type and value) and
-    // keeps no pointer to `sid`.
-    let ok = unsafe {
-        ffi::SSL_set_session_id_context(ssl.as_ptr(), sid.as_ptr(), SID_CTX_LEN as c_uint)
-    };
-    if ok == 1 {
-        Ok(())
-    } else {
-        Err(ErrorStack::get())
-    }
+    ffi::session::set_sid_ctx(ssl, sid)
 }
 
 /// From the certificate callback, once the application's servername callback
@@ -185,38 +171,13 @@ pub(crate) fn set_session_id_context(ssl: &mut SslRef, sid: &SidCtx) -> Result<(
 /// connection started on) to `sid`.
 pub(crate) fn rebind(ssl: &mut SslRef, sid: &SidCtx) -> Result<(), ErrorStack> {
     set_session_id_context(ssl, sid)?;
-    let session = ssl.session().map(|s| s.as_ptr());
-    if let Some(session) = session {
-        // SAFETY: `session` is the connection's own session, live while `ssl` is
-        // borrowed; OpenSSL copies the bytes (at most 32) and keeps no pointer.
-        let ok = unsafe {
-            ffi::SSL_SESSION_set1_id_context(session, sid.as_ptr(), SID_CTX_LEN as c_uint)
-        };
-        if ok != 1 {
-            return Err(ErrorStack::get());
-        }
-    }
-    Ok(())
+    ffi::session::set_session_sid_ctx(ssl, sid)
 }
 
 /// Whether the session a connection resumed carries `sid`.
 pub(crate) fn resumed_with(ssl: &SslRef, sid: &SidCtx) -> bool {
-    ssl.session().is_some_and(|session| carried(session) == sid)
-}
-
-/// The session id context a session carries (`SSL_SESSION_get0_id_context`).
-fn carried(session: &SslSessionRef) -> &[u8] {
-    let mut len: c_uint = 0;
-    // SAFETY: `session` is live for the borrow; OpenSSL returns a pointer into
-    // it (its fixed 32-byte array) and the length in use, so the slice lives
-    // as long as the borrow.
-    unsafe {
-        let ptr = ffi::SSL_SESSION_get0_id_context(session.as_ptr(), &mut len);
-        if ptr.is_null() {
-            return &[];
-        }
-        std::slice::from_raw_parts(ptr, len as usize)
-    }
+    ssl.session()
+        .is_some_and(|session| ffi::session::session_sid_ctx(session) == sid)
 }
 
 /// The session id context a context gives its connections.
@@ -228,27 +189,17 @@ fn carried(session: &SslSessionRef) -> &[u8] {
 /// application's, which may expect one of its own server connections, is not
 /// run.
 pub(crate) fn context_session_id(ctx: &SslContextRef) -> Result<Vec<u8>, ErrorStack> {
-    // SAFETY: only the signature OpenSSL calls; it does nothing.
-    unsafe extern "C" fn quiet(_: *const openssl_sys::SSL, _: std::ffi::c_int, _: std::ffi::c_int) {
-    }
-
     let mut ssl = Ssl::new(ctx)?;
-    // SAFETY: `ssl` is a fresh connection of ours; the client method is a static
-    // table, and both methods are version-flexible, so OpenSSL only swaps them.
-    let ok =
-        unsafe { openssl_sys::SSL_set_ssl_method(ssl.as_ptr(), openssl_sys::TLS_client_method()) };
-    if ok != 1 {
-        return Err(ErrorStack::get());
-    }
-    // SAFETY: `ssl` is live; the callback is a function with static lifetime.
-    unsafe { ffi::SSL_set_info_callback(ssl.as_ptr(), Some(quiet)) };
+    // Both methods are version-flexible, so OpenSSL only swaps them.
+    ssl.set_method(SslMethod::tls_client())?;
+    ffi::session::quiet_info_callback(&mut ssl);
     ssl.set_connect_state();
     let mut stream = SslStream::new(ssl, Sink)?;
     // It stops when it reads for the server's answer, which never comes; the
     // session exists from the first step on, whatever the outcome.
     let _ = stream.connect();
     let session = stream.ssl().session().ok_or_else(ErrorStack::get)?;
-    Ok(carried(session).to_vec())
+    Ok(ffi::session::session_sid_ctx(session).to_vec())
 }
 
 /// A peer that takes every byte and never answers.

@@ -1,13 +1,9 @@
 //! The client side for connections and contexts the application owns: the
 //! connector's current identity and CA put on them.
 
-#![allow(unsafe_code)] // Two calls on the application's connection, each with its SAFETY note.
-
-use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::ssl::{SslContextBuilder, SslContextRef, SslRef, SslVerifyMode};
-use openssl::stack::StackRef;
-use openssl::x509::{X509Ref, X509};
+use openssl::x509::X509Ref;
 
 use crate::ffi;
 use crate::{Error, ReloadingConnector};
@@ -27,8 +23,7 @@ impl ReloadingConnector {
         let ctx = connector.context();
         let install = |ssl: &mut SslRef| -> Result<(), ErrorStack> {
             if let (Some(cert), Some(key)) = (ctx.certificate(), ctx.private_key()) {
-                // SAFETY: `ssl` is live and borrowed mutably for the call.
-                unsafe { ffi::SSL_certs_clear(ssl.as_ptr()) };
+                ffi::ssl::certs_clear(ssl);
                 ssl.set_certificate(cert)?;
                 for link in chain(ctx) {
                     ssl.add_chain_cert(link.to_owned())?;
@@ -36,7 +31,7 @@ impl ReloadingConnector {
                 ssl.set_private_key(key)?;
             }
             if self.pinned {
-                ffi::share_verify_store(ssl, ctx)?;
+                ffi::ssl::share_verify_store(ssl, ctx)?;
                 ssl.set_verify(SslVerifyMode::PEER);
             }
             Ok(())
@@ -59,14 +54,14 @@ impl ReloadingConnector {
             if let (Some(cert), Some(key)) = (current.certificate(), current.private_key()) {
                 ctx.set_certificate(cert)?;
                 ctx.set_private_key(key)?;
-                ffi::clear_extra_chain_certs(ctx);
+                ffi::ssl::clear_extra_chain_certs(ctx);
                 for link in chain(current) {
                     ctx.add_extra_chain_cert(link.to_owned())?;
                 }
                 ctx.check_private_key()?;
             }
             if self.pinned {
-                ffi::share_verify_store_ctx(ctx, current)?;
+                ffi::ssl::share_verify_store_ctx(ctx, current)?;
                 ctx.set_verify(SslVerifyMode::PEER);
             }
             Ok(())
@@ -75,15 +70,10 @@ impl ReloadingConnector {
     }
 }
 
-/// The chain certificates of `ctx`'s certificate. `extra_chain_certs()`
-/// panics when OpenSSL has none to return (a leaf-only certificate file), so
-/// the stack is read here, NULL included.
+/// The chain certificates of `ctx`'s certificate, none included
+/// (`ffi::ssl::extra_chain_certs`: the openssl crate's panics then).
 fn chain(ctx: &SslContextRef) -> impl Iterator<Item = &X509Ref> {
-    let mut stack = std::ptr::null_mut();
-    // SAFETY: `ctx` is live; the ctrl writes the context's own stack (or NULL)
-    // to `stack` and takes no reference.
-    unsafe { openssl_sys::SSL_CTX_get_extra_chain_certs(ctx.as_ptr(), &mut stack) };
-    // SAFETY: a non-NULL stack belongs to `ctx`, which outlives the borrow.
-    let stack = (!stack.is_null()).then(|| unsafe { StackRef::<X509>::from_ptr(stack) });
-    stack.into_iter().flat_map(|s| s.iter())
+    ffi::ssl::extra_chain_certs(ctx)
+        .into_iter()
+        .flat_map(|s| s.iter())
 }

@@ -14,24 +14,21 @@
 //! context the application's servername callback chose. The application's
 //! options, protocol range, verify callback, ALPN and servername callbacks,
 //! session id context, session cache and ticket keys stay its own.
-//! `docs/c-api.md` has the rules for callers. The connector's side is in
-//! `connector.rs`, the application's own status callback in `status.rs`.
+//! `docs/c-api.md` has the rules for callers. The certificate callback is in
+//! `callback.rs`, the connector's side in `connector.rs`, the application's
+//! own status callback in `status.rs`.
 
-#![allow(unsafe_code)] // Callbacks OpenSSL calls, and calls openssl lacks, each with its SAFETY note.
-
+mod callback;
 mod connector;
 mod status;
 
-use std::ffi::{c_int, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwap;
-use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
+use openssl::ex_data::Index;
 use openssl::ssl::{
-    ClientHelloResponse, NameType, Ssl, SslAlert, SslContext, SslContextBuilder, SslContextRef,
-    SslRef, SslVerifyMode,
+    ClientHelloResponse, NameType, Ssl, SslAlert, SslContextBuilder, SslContextRef, SslRef,
+    SslVerifyMode,
 };
 
 use crate::ffi;
@@ -58,9 +55,10 @@ struct Attached {
 /// certificate callback installs what the session was bound to.
 struct Pinned {
     snapshot: Arc<Snapshot>,
-    /// Which reloader pinned it (its snapshot cell): a second reloader's
-    /// [`install`](ReloadingAcceptor::install) on the same connection ignores it.
-    owner: *const ArcSwap<Snapshot>,
+    /// Which reloader pinned it (the address of its snapshot cell): a second
+    /// reloader's [`install`](ReloadingAcceptor::install) on the same
+    /// connection ignores it.
+    owner: usize,
     /// What the client hello callback bound the connection to.
     bound: Bound,
 }
@@ -72,9 +70,10 @@ struct Pinned {
 struct Bound {
     sid: SidCtx,
     /// The application context's session id context (its address: one
-    /// `Attached` each), the name's sites, the verify mode and the name.
-    context: *const u8,
-    served: *const Served,
+    /// `Attached` each), the name's sites (their address), the verify mode
+    /// and the name.
+    context: usize,
+    served: usize,
     verify: SslVerifyMode,
     name: [u8; 255],
     name_len: usize,
@@ -90,8 +89,8 @@ impl Bound {
         let name = name.unwrap_or("");
         let mut bound = Self {
             sid: session::bind(context, verify, served.sites(), Some(name))?,
-            context: context.as_ptr(),
-            served,
+            context: context.as_ptr().addr(),
+            served: std::ptr::from_ref(served).addr(),
             verify,
             name: [0; 255],
             name_len: name.len(),
@@ -107,45 +106,21 @@ impl Bound {
         verify: SslVerifyMode,
         name: Option<&str>,
     ) -> bool {
-        std::ptr::eq(self.context, context.as_ptr())
-            && std::ptr::eq(self.served, served)
+        self.context == context.as_ptr().addr()
+            && self.served == std::ptr::from_ref(served).addr()
             && self.verify == verify
             && self.name[..self.name_len] == *name.unwrap_or("").as_bytes()
     }
 }
 
-// SAFETY: `owner` and the pointers in `bound` are compared, never
-// dereferenced, so moving them to another thread cannot touch what they point to.
-unsafe impl Send for Pinned {}
-// SAFETY: as for Send: sharing them between threads reads only the addresses.
-unsafe impl Sync for Pinned {}
-
-fn attached_index() -> Result<openssl::ex_data::Index<SslContext, Attached>, ErrorStack> {
-    static INDEX: OnceLock<c_int> = OnceLock::new();
-    index(&INDEX, SslContext::new_ex_index::<Attached>).map(|raw| {
-        // SAFETY: `raw` came from `SslContext::new_ex_index::<Attached>`.
-        unsafe { openssl::ex_data::Index::from_raw(raw) }
-    })
-}
-
-fn pinned_index() -> Result<openssl::ex_data::Index<Ssl, Pinned>, ErrorStack> {
-    static INDEX: OnceLock<c_int> = OnceLock::new();
-    index(&INDEX, Ssl::new_ex_index::<Pinned>).map(|raw| {
-        // SAFETY: `raw` came from `Ssl::new_ex_index::<Pinned>`.
-        unsafe { openssl::ex_data::Index::from_raw(raw) }
-    })
-}
-
-fn index<A, T>(
-    cell: &OnceLock<c_int>,
-    new: fn() -> Result<openssl::ex_data::Index<A, T>, ErrorStack>,
-) -> Result<c_int, ErrorStack> {
-    if let Some(raw) = cell.get() {
-        return Ok(*raw);
+fn pinned_index() -> Result<Index<Ssl, Pinned>, ErrorStack> {
+    static INDEX: OnceLock<Index<Ssl, Pinned>> = OnceLock::new();
+    if let Some(index) = INDEX.get() {
+        return Ok(*index);
     }
-    let raw = new()?.as_raw();
-    // A racing thread may have set another index; either is valid, one is used.
-    Ok(*cell.get_or_init(|| raw))
+    let index = Ssl::new_ex_index()?;
+    // A racing thread may have made another index; either is valid, one is used.
+    Ok(*INDEX.get_or_init(|| index))
 }
 
 impl ReloadingAcceptor {
@@ -189,30 +164,22 @@ impl ReloadingAcceptor {
     /// OpenSSL's, if it cannot allocate the ex_data index or read the
     /// context's session id context.
     pub fn attach(&self, ctx: &mut SslContextBuilder) -> Result<(), Error> {
-        let index = attached_index().map_err(Error::openssl("attach to the context"))?;
-        // SAFETY: the builder's pointer is a live context, borrowed for the call.
-        let ctx_ref = unsafe { SslContextRef::from_ptr(ctx.as_ptr()) };
-        if ctx_ref.ex_data(index).is_some() {
+        let ctx_ref = ffi::ssl::context_of(ctx);
+        let attached =
+            callback::attached(ctx_ref).map_err(Error::openssl("attach to the context"))?;
+        if attached.is_some() {
             return Err(Error::AlreadyAttached);
         }
         let session_id: Arc<[u8]> = session::context_session_id(ctx_ref)
             .map_err(Error::openssl("read the context's session id context"))?
             .into();
         let app_status = AppStatus::of(ctx);
-        ctx.set_ex_data(
-            index,
-            Attached {
-                acceptor: self.clone(),
-                session_id: Arc::clone(&session_id),
-            },
-        );
-        // SAFETY: `ctx` is live; the ex_data at `index` is the box set above.
-        let arg = unsafe { openssl_sys::SSL_CTX_get_ex_data(ctx.as_ptr(), index.as_raw()) };
-        // SAFETY: `ctx` is a live context; `arg` points into the box the context's
-        // ex_data owns until the context is freed (never replaced: a second
-        // attach is refused above), so it is valid whenever OpenSSL calls
-        // `cert_cb` for a connection of this context.
-        unsafe { ffi::SSL_CTX_set_cert_cb(ctx.as_ptr(), Some(cert_cb), arg) };
+        let attached = Attached {
+            acceptor: self.clone(),
+            session_id: Arc::clone(&session_id),
+        };
+        callback::set_cert_callback(ctx, attached)
+            .map_err(Error::openssl("attach to the context"))?;
         // The staples of the reloaded certificates, for clients that ask; the
         // application's own answer for the certificates we have none for.
         let staple = status_callback(Arc::clone(&self.inner.staples));
@@ -235,7 +202,7 @@ impl ReloadingAcceptor {
             let name = sni.and_then(|raw| normalize_into(raw, &mut buf));
             let bound = Bound::new(&session_id, served, verify_mode(auth, ssl), name)?;
             session::set_session_id_context(ssl, &bound.sid)?;
-            let owner = Arc::as_ptr(&current);
+            let owner = Arc::as_ptr(&current).addr();
             ssl.set_ex_data(
                 pinned_index()?,
                 Pinned {
@@ -286,7 +253,7 @@ impl ReloadingAcceptor {
 /// The session id context of the context `ssl` is on now, if a reloader is
 /// attached to it.
 fn attached_session_id(ssl: &SslRef) -> Option<Arc<[u8]>> {
-    let attached = ssl.ssl_context().ex_data(attached_index().ok()?)?;
+    let attached = callback::attached(ssl.ssl_context()).ok()??;
     Some(Arc::clone(&attached.session_id))
 }
 
@@ -312,7 +279,7 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Re
     let current = acceptor.inner.sites.current();
     let pinned = ssl
         .ex_data(pinned_index()?)
-        .filter(|p| std::ptr::eq(p.owner, Arc::as_ptr(current)))
+        .filter(|p| p.owner == Arc::as_ptr(current).addr())
         .map(|p| (Arc::clone(&p.snapshot), p.bound));
     let (snapshot, pinned_bound) = match pinned {
         Some((snapshot, bound)) => (snapshot, Some(bound)),
@@ -345,8 +312,7 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Re
             Err(Refused::Resumed(lossy()))
         };
     }
-    // SAFETY: `ssl` is a live SSL borrowed mutably for the call.
-    unsafe { ffi::SSL_certs_clear(ssl.as_ptr()) };
+    ffi::ssl::certs_clear(ssl);
     served.install_certs(ssl)?;
     if let Some(auth) = acceptor.inner.auth {
         set_trust(ssl, &snapshot.ctx, auth.verify_mode())?;
@@ -358,27 +324,6 @@ fn install(acceptor: &ReloadingAcceptor, ssl: &mut SslRef, context: &[u8]) -> Re
     Ok(())
 }
 
-/// The certificate callback of an attached context.
-///
-/// # Safety
-///
-/// OpenSSL calls it with a live `SSL` and the `arg` given in
-/// [`ReloadingAcceptor::attach`]: a pointer to that context's `Attached`.
-// SAFETY: unsafe because OpenSSL is its only caller (installed by `ReloadingAcceptor::attach` with
-// `SSL_CTX_set_cert_cb`), and the body trusts `ssl` and `arg` as the contract above says.
-unsafe extern "C" fn cert_cb(ssl: *mut openssl_sys::SSL, arg: *mut c_void) -> c_int {
-    // No panic may unwind into OpenSSL; a panic fails this handshake only.
-    let done = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: see the function's contract; the context, and so its ex_data,
-        // outlives every handshake of its connections.
-        let attached = unsafe { &*arg.cast::<Attached>() };
-        // SAFETY: `ssl` is the handshake's live SSL, not aliased during the call.
-        let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
-        install(&attached.acceptor, ssl, &attached.session_id).is_ok()
-    }));
-    c_int::from(matches!(done, Ok(true)))
-}
-
 /// The CA store and names of `trust` on one connection, and `mode` (the
 /// application's verify callback stays: `SSL_set_verify` with none keeps it).
 fn set_trust(
@@ -386,8 +331,8 @@ fn set_trust(
     trust: &SslContextRef,
     mode: SslVerifyMode,
 ) -> Result<(), ErrorStack> {
-    ffi::share_verify_store(ssl, trust)?;
-    if let Some(names) = ffi::client_ca_names(trust)? {
+    ffi::ssl::share_verify_store(ssl, trust)?;
+    if let Some(names) = ffi::ssl::client_ca_names(trust)? {
         ssl.set_client_ca_list(names);
     }
     ssl.set_verify(mode);

@@ -8,14 +8,11 @@
 //! cert-manager and `openssl genpkey` write, take this path; anything else, or
 //! anything it cannot decode, takes the general one in `parse.rs`.
 
-#![allow(unsafe_code)] // Four decoder calls through openssl-sys, with their SAFETY notes.
+use std::ffi::CStr;
 
-use std::ffi::{c_char, c_int, c_void, CStr};
-use std::ptr;
-
-use foreign_types::ForeignType;
-use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
+
+use crate::ffi;
 
 /// PEM labels of unencrypted keys and the key type each holds; `None` for
 /// PKCS#8, whose type is read from its algorithm identifier.
@@ -52,7 +49,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<PKey<Private>> {
             Some(keytype) => keytype,
             None => pkcs8_type(&block[begin.len()..])?,
         };
-        return decode_narrowed(block.as_bytes(), keytype);
+        return ffi::decoder::pem_private_key(block.as_bytes(), keytype).ok();
     }
     None
 }
@@ -69,66 +66,6 @@ fn pkcs8_type(body: &str) -> Option<&'static CStr> {
     } else if head.windows(RSA_OID.len()).any(|w| w == RSA_OID) {
         Some(c"RSA")
     } else {
-        None
-    }
-}
-
-/// Never hands a passphrase: the blocks decoded here are not encrypted, and a
-/// decoder must not fall back to a terminal prompt if one turns out to be.
-// SAFETY: OpenSSL's OSSL_PASSPHRASE_CALLBACK signature; the body dereferences
-// none of its pointers, so any arguments OpenSSL passes are sound.
-unsafe extern "C" fn no_passphrase(
-    _pass: *mut c_char,
-    _size: usize,
-    _len: *mut usize,
-    _params: *const openssl_sys::OSSL_PARAM,
-    _arg: *mut c_void,
-) -> c_int {
-    0
-}
-
-fn decode_narrowed(pem: &[u8], keytype: &CStr) -> Option<PKey<Private>> {
-    let mut pkey: *mut openssl_sys::EVP_PKEY = ptr::null_mut();
-    // SAFETY: `pkey` outlives the decoder context, which writes the decoded key
-    // into it; the strings are NUL-terminated literals; a NULL library context
-    // and property query mean the defaults, as PEM_read_bio_PrivateKey uses.
-    let ctx = unsafe {
-        openssl_sys::OSSL_DECODER_CTX_new_for_pkey(
-            &mut pkey,
-            c"PEM".as_ptr(),
-            ptr::null(),
-            keytype.as_ptr(),
-            openssl_sys::EVP_PKEY_KEYPAIR,
-            ptr::null_mut(),
-            ptr::null(),
-        )
-    };
-    if ctx.is_null() {
-        drop(ErrorStack::get());
-        return None;
-    }
-    let (mut data, mut len) = (pem.as_ptr(), pem.len());
-    // SAFETY: `ctx` is the live context made above; the callback is a plain
-    // function that uses none of its arguments; `data`/`len` describe `pem`,
-    // which outlives the call, and the decoder only advances them within it.
-    let ok = unsafe {
-        openssl_sys::OSSL_DECODER_CTX_set_passphrase_cb(ctx, Some(no_passphrase), ptr::null_mut())
-            == 1
-            && openssl_sys::OSSL_DECODER_from_data(ctx, &mut data, &mut len) == 1
-    };
-    // SAFETY: `ctx` is freed once, here; the key it decoded is owned by `pkey`.
-    unsafe { openssl_sys::OSSL_DECODER_CTX_free(ctx) };
-    if pkey.is_null() {
-        drop(ErrorStack::get());
-        return None;
-    }
-    // SAFETY: `pkey` is a key the decoder made for us, with one reference, which
-    // `PKey` now owns (and frees).
-    let key = unsafe { PKey::from_ptr(pkey) };
-    if ok {
-        Some(key)
-    } else {
-        drop(ErrorStack::get());
         None
     }
 }

@@ -6,8 +6,6 @@
 //! that demands stapling (the TLS feature extension with `status_request`,
 //! "must-staple"), which is not published without a valid staple.
 
-#![allow(unsafe_code)] // Two reads through openssl-sys, each with its SAFETY note.
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +15,7 @@ use crate::error::Report;
 use crate::OcspProblem;
 use arc_swap::ArcSwap;
 use foreign_types::ForeignTypeRef;
-use openssl::asn1::{Asn1GeneralizedTimeRef, Asn1Time, Asn1TimeRef};
+use openssl::asn1::{Asn1GeneralizedTimeRef, Asn1Time};
 use openssl::hash::MessageDigest;
 use openssl::ocsp::{
     OcspBasicResponseRef, OcspCertId, OcspCertStatus, OcspFlag, OcspResponse, OcspResponseStatus,
@@ -255,22 +253,10 @@ fn check_into(
 /// Whether `cert` demands a staple: the TLS feature extension (RFC 7633)
 /// listing `status_request` (5).
 pub(crate) fn must_staple(cert: &X509Ref) -> bool {
-    // SAFETY: `cert` is live for the call; the lookup only reads it.
-    let at = unsafe { openssl_sys::X509_get_ext_by_NID(cert.as_ptr(), NID_TLSFEATURE, -1) };
-    if at < 0 {
-        return false;
-    }
-    // SAFETY: `at` is a valid extension index of `cert`; the extension and its
-    // data belong to `cert`, which outlives this borrow, and are only read.
-    let value = unsafe {
-        let ext = openssl_sys::X509_get_ext(cert.as_ptr(), at);
-        let data = openssl_sys::X509_EXTENSION_get_data(ext);
-        if data.is_null() {
-            return true; // unreadable: demand a staple rather than risk serving without
-        }
-        openssl::asn1::Asn1StringRef::from_ptr(data.cast())
-            .as_slice()
-            .to_vec()
+    let value = match crate::ffi::x509::extension_data(cert, NID_TLSFEATURE) {
+        None => return false,
+        Some(None) => return true, // unreadable: demand a staple rather than risk serving without
+        Some(Some(value)) => value,
     };
     // SEQUENCE OF INTEGER: an INTEGER 5 (02 01 05) in it.
     value.windows(3).any(|w| w == [0x02, 0x01, 0x05])
@@ -334,10 +320,7 @@ fn now() -> i64 {
 }
 
 fn unix(time: &Asn1GeneralizedTimeRef) -> Option<i64> {
-    // SAFETY: ASN1_GENERALIZEDTIME and ASN1_TIME are the same C type
-    // (ASN1_STRING), and ASN1_TIME functions accept a GeneralizedTime; the
-    // reference is only read while `time` lives.
-    let time = unsafe { Asn1TimeRef::from_ptr(time.as_ptr().cast()) };
+    let time = crate::ffi::x509::generalized_as_time(time);
     let epoch = Asn1Time::from_unix(0).ok()?;
     let diff = epoch.diff(time).ok()?;
     Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))

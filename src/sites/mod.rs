@@ -13,8 +13,6 @@
 //! above the 16 KiB a site may cost at 10,000 sites. `docs/design.md`, "Many
 //! certificates", has the reasoning.
 
-#![allow(unsafe_code)] // One cache fill through openssl-sys, with its SAFETY note.
-
 mod dir;
 mod set;
 mod table;
@@ -22,7 +20,6 @@ mod table;
 use std::fmt;
 use std::path::PathBuf;
 
-use foreign_types::ForeignType;
 use openssl::error::ErrorStack;
 use openssl::pkey::Id;
 use openssl::ssl::SslRef;
@@ -94,11 +91,7 @@ impl fmt::Debug for SiteCert {
 /// handshakes of a fresh site would pay for it.
 fn warm(identity: &Identity) {
     for cert in std::iter::once(&identity.cert).chain(&identity.chain) {
-        // SAFETY: `cert` is a live certificate owned by `identity`; the call only
-        // fills the certificate's own cache (under its lock) and returns flags.
-        unsafe {
-            openssl_sys::X509_get_extension_flags(cert.as_ptr());
-        }
+        crate::ffi::x509::cache_extensions(cert);
     }
 }
 

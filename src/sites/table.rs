@@ -1,14 +1,11 @@
 //! The immutable lookup the client hello callback reads: SNI name -> the
 //! certificates to install and the session id context to bind the session to.
 
-#![allow(unsafe_code)] // The client hello read and the trust sharing through openssl-sys, each with its SAFETY note.
-
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::ssl::{SslContext, SslContextBuilder, SslContextRef, SslRef, SslVerifyMode};
 
@@ -46,8 +43,8 @@ pub(crate) fn share_trust(
     builder: &mut SslContextBuilder,
     trust: &SslContextRef,
 ) -> Result<(), ErrorStack> {
-    crate::ffi::share_cert_store(builder, trust);
-    if let Some(names) = crate::ffi::client_ca_names(trust)? {
+    crate::ffi::ssl::share_cert_store(builder, trust);
+    if let Some(names) = crate::ffi::ssl::client_ca_names(trust)? {
         builder.set_client_ca_list(names);
     }
     Ok(())
@@ -300,25 +297,7 @@ pub(crate) fn normalize_into<'b>(raw: &[u8], buf: &'b mut [u8; 255]) -> Option<&
 /// client hello callback, before OpenSSL parses it.
 pub(crate) fn client_hello_sni(ssl: &SslRef) -> Option<&[u8]> {
     const TLSEXT_TYPE_SERVER_NAME: u32 = 0;
-    let mut data: *const u8 = std::ptr::null();
-    let mut len: usize = 0;
-    // SAFETY: called only from the client hello callback, while OpenSSL holds the
-    // parsed client hello; `data` then points into that buffer, which lives until
-    // the callback returns, and the slice below does not outlive `ssl`'s borrow
-    // (the callback's).
-    let ext = unsafe {
-        if openssl_sys::SSL_client_hello_get0_ext(
-            ssl.as_ptr(),
-            TLSEXT_TYPE_SERVER_NAME,
-            &mut data,
-            &mut len,
-        ) != 1
-            || data.is_null()
-        {
-            return None;
-        }
-        std::slice::from_raw_parts(data, len)
-    };
+    let ext = crate::ffi::ssl::client_hello_ext(ssl, TLSEXT_TYPE_SERVER_NAME)?;
     let (list_len, mut rest) = split_u16(ext)?;
     if usize::from(list_len) != rest.len() {
         return None;

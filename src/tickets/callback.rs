@@ -1,7 +1,7 @@
 //! The ticket key callback that OpenSSL calls for every ticket it encrypts or
 //! decrypts, and the ex_data slot through which it finds the keys.
 
-#![allow(unsafe_code)] // An `extern "C"` callback and the EVP calls it makes.
+#![allow(unsafe_code)] // An `extern "C"` callback, the EVP calls it makes on OpenSSL's raw contexts, and its installation.
 
 use std::ffi::{c_char, c_int, c_uchar, c_void};
 use std::panic::{self, AssertUnwindSafe};
@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
-use openssl::ssl::{SslContext, SslRef};
+use openssl::ssl::{SslContext, SslContextBuilder, SslRef};
 
 use super::{TicketKey, TicketKeys, NAME_LEN};
 
@@ -23,12 +23,36 @@ pub(super) fn ex_index() -> Result<Index<SslContext, Arc<TicketKeys>>, ErrorStac
     Ok(*INDEX.get_or_init(|| index))
 }
 
+/// Installs [`ticket_key_callback`] on the front context
+/// (`SSL_CTX_set_tlsext_ticket_key_evp_cb`).
+pub(super) fn set_ticket_key_callback(front: &mut SslContextBuilder) -> Result<(), ErrorStack> {
+    // SAFETY: `front` is a live SSL_CTX being configured on this thread; the
+    // callback is a plain function that finds its state through ex_data (and
+    // fails the ticket when it is not there), valid for ever.
+    let ok = unsafe {
+        crate::ffi::sys::SSL_CTX_set_tlsext_ticket_key_evp_cb(
+            front.as_ptr(),
+            Some(ticket_key_callback),
+        )
+    };
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(ErrorStack::get())
+    }
+}
+
 /// `SSL_CTX_set_tlsext_ticket_key_evp_cb`'s callback: 1 = use this key, 2 = key
 /// found but old (accept and issue a new ticket), 0 = unknown key (full handshake),
 /// -1 = error.
+///
+/// # Safety
+///
+/// `ssl` is the live SSL of the handshake in progress, `key_name` a 16-byte
+/// buffer, `iv` an IV buffer of 16 bytes, `cipher` and `mac` live contexts.
 // SAFETY: installed only through SSL_CTX_set_tlsext_ticket_key_evp_cb, so OpenSSL
 // is the only caller and passes what its documentation promises (see below).
-pub(super) unsafe extern "C" fn ticket_key_callback(
+unsafe extern "C" fn ticket_key_callback(
     ssl: *mut openssl_sys::SSL,
     key_name: *mut c_uchar,
     iv: *mut c_uchar,
@@ -97,7 +121,7 @@ unsafe fn init(
                 key.hmac_key().as_ptr() as *mut c_void,
                 key.hmac_key().len(),
             ),
-            crate::ffi::OSSL_PARAM_construct_utf8_string(
+            crate::ffi::sys::OSSL_PARAM_construct_utf8_string(
                 c"digest".as_ptr(),
                 digest.as_mut_ptr().cast::<c_char>(),
                 0,

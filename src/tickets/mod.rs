@@ -18,8 +18,6 @@
 //! timeout wants `keys * period` above it; a shorter period tightens forward
 //! secrecy at no cost as long as that holds.
 
-#![allow(unsafe_code)] // Installing the callback of callback.rs.
-
 mod callback;
 mod file;
 
@@ -33,7 +31,7 @@ use openssl::error::ErrorStack;
 use openssl::ssl::SslContextBuilder;
 use zeroize::Zeroizing;
 
-use self::callback::{ex_index, ticket_key_callback};
+use self::callback::{ex_index, set_ticket_key_callback};
 use self::file::load_file;
 use crate::poll::Fingerprint;
 use crate::reloader::FailureLog;
@@ -322,19 +320,6 @@ impl TicketKeys {
         front: &mut SslContextBuilder,
     ) -> Result<(), ErrorStack> {
         self.attach(front)?;
-        // SAFETY: `front` is a live SSL_CTX being configured on this thread; the
-        // callback is a plain function that finds its state through ex_data, which
-        // `attach` set and which lives as long as the context.
-        let ok = unsafe {
-            crate::ffi::SSL_CTX_set_tlsext_ticket_key_evp_cb(
-                front.as_ptr(),
-                Some(ticket_key_callback),
-            )
-        };
-        if ok == 1 {
-            Ok(())
-        } else {
-            Err(ErrorStack::get())
-        }
+        set_ticket_key_callback(front)
     }
 }

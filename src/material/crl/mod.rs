@@ -5,15 +5,12 @@
 //! (`X509Lookup::file`), which would read the file again behind the poller's
 //! back; the CRLs parsed here are added with `X509_STORE_add_crl` instead.
 
-#![allow(unsafe_code)] // Calls through crate::ffi and openssl-sys, each with its SAFETY note.
-
 mod stale;
 
 use std::cmp::Ordering;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use foreign_types::ForeignTypeRef;
 use openssl::asn1::Asn1Time;
 use openssl::error::ErrorStack;
 use openssl::x509::extension::CrlNumber;
@@ -22,7 +19,7 @@ use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509Crl, X509};
 
 pub(crate) use self::stale::chain_stale_rule;
-use self::stale::keep_enforcing_stale;
+use self::stale::keep_enforcing;
 use super::info::{name_to_string, unix_seconds};
 use crate::{ffi, Error};
 
@@ -285,12 +282,7 @@ fn info(path: &Path, issuer: String, crl: &X509Crl) -> Result<CrlInfo, ErrorStac
 /// Whether `crl` is a delta CRL (RFC 5280 5.2.4): it carries the Delta CRL
 /// Indicator extension.
 fn is_delta(crl: &X509Crl) -> bool {
-    // SAFETY: the CRL is live and borrowed for the call; the lookup only reads
-    // its extensions and keeps no pointer.
-    let at = unsafe {
-        openssl_sys::X509_CRL_get_ext_by_NID(crl.as_ptr(), openssl_sys::NID_delta_crl, -1)
-    };
-    at >= 0
+    ffi::x509::crl_has_extension(crl, openssl_sys::NID_delta_crl)
 }
 
 /// Puts `crls` in the store and turns on their checking.
@@ -300,22 +292,14 @@ pub(super) fn install(
     options: CrlOptions,
 ) -> Result<(), ErrorStack> {
     for crl in crls {
-        // SAFETY: both pointers are live for the call (the store is borrowed
-        // mutably, the CRL shared); X509_STORE_add_crl takes its own reference to
-        // the CRL and keeps no pointer to anything else.
-        let ok = unsafe { ffi::X509_STORE_add_crl(store.as_ptr(), crl.as_ptr()) };
-        if ok != 1 {
-            return Err(ErrorStack::get());
-        }
+        ffi::x509::add_crl(store, crl)?;
     }
     store.set_flags(match options.check {
         CrlCheck::Leaf => X509VerifyFlags::CRL_CHECK,
         CrlCheck::Chain => X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL,
     })?;
     if options.stale == StaleCrl::KeepEnforcing {
-        // SAFETY: the store is live and borrowed mutably; the callback is a plain
-        // function with the signature OpenSSL expects, valid for ever.
-        unsafe { ffi::X509_STORE_set_verify_cb(store.as_ptr(), Some(keep_enforcing_stale)) };
+        keep_enforcing(store);
     }
     Ok(())
 }

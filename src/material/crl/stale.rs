@@ -4,7 +4,7 @@
 //! one (a policy's, an attached application's) a small callback applies the
 //! rule and then calls it.
 
-#![allow(unsafe_code)] // Verify callbacks OpenSSL calls, and the calls that install them, each with its SAFETY note.
+#![allow(unsafe_code)] // Two `extern "C"` verify callbacks OpenSSL calls, and the calls that install them.
 
 use std::ffi::c_int;
 use std::sync::OnceLock;
@@ -13,15 +13,20 @@ use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslContextRef, SslRef};
+use openssl::x509::store::X509StoreBuilderRef;
 
 use crate::ffi;
 
 /// The store's verify callback under the keep-enforcing rule: a CRL past
 /// its nextUpdate is still used (OpenSSL goes on to look the certificate up in
 /// it), every other verdict is OpenSSL's.
+///
+/// # Safety
+///
+/// `ctx` is the live store context of a verification in progress.
 // SAFETY: the X509_STORE_CTX_verify_cb signature; callers (OpenSSL only, through
 // X509_STORE_set_verify_cb) pass the live context of the verification in progress.
-pub(super) unsafe extern "C" fn keep_enforcing_stale(
+unsafe extern "C" fn keep_enforcing_stale(
     ok: c_int,
     ctx: *mut openssl_sys::X509_STORE_CTX,
 ) -> c_int {
@@ -36,6 +41,14 @@ pub(super) unsafe extern "C" fn keep_enforcing_stale(
         }
     }
     ok
+}
+
+/// Makes `keep_enforcing_stale` the callback every verification against
+/// `store` starts with (`X509_STORE_set_verify_cb`).
+pub(super) fn keep_enforcing(store: &mut X509StoreBuilderRef) {
+    // SAFETY: the store is live and borrowed mutably; the callback is a plain
+    // function with the signature OpenSSL expects, valid for ever.
+    unsafe { ffi::sys::X509_STORE_set_verify_cb(store.as_ptr(), Some(keep_enforcing_stale)) };
 }
 
 /// A connection's own verify callback (the policy's, or an attached
@@ -59,14 +72,10 @@ fn own_verify_index() -> Result<Index<Ssl, OwnVerify>, ErrorStack> {
 /// kept and called after the rule. A no-op for the usual connection, which has
 /// no callback of its own: one call and a NULL check on the handshake path.
 pub(crate) fn chain_stale_rule(ssl: &mut SslRef, trust: &SslContextRef) -> Result<(), ErrorStack> {
-    // SAFETY: `ssl` is live and borrowed for the call; the getter only reads.
-    let Some(own) = (unsafe { ffi::SSL_get_verify_callback(ssl.as_ptr()) }) else {
+    let Some(own) = ffi::ssl::verify_callback(ssl) else {
         return Ok(());
     };
-    // SAFETY: `trust` is live; its store is read, not kept.
-    let store_rule = unsafe {
-        ffi::X509_STORE_get_verify_cb(openssl_sys::SSL_CTX_get_cert_store(trust.as_ptr()))
-    };
+    let store_rule = ffi::x509::store_verify_callback(trust.cert_store());
     let ours: ChainedVerify = chained_verify;
     let rule_in_store = store_rule.is_some_and(|rule| {
         std::ptr::fn_addr_eq(rule, keep_enforcing_stale as ffi::VerifyCallback)

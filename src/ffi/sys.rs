@@ -1,22 +1,10 @@
-//! The OpenSSL calls that openssl-sys 0.9 does not declare, and the safe
-//! wrappers of the ctrl calls that more than one module makes.
-//!
-//! The system's `libssl.so.3` and `libcrypto.so.3` export every one of them (OpenSSL
-//! 3.0 and later). Callers that make a declared call once wrap it in a small safe
-//! function next to its use and say there why it is sound; `ci/valgrind.sh` runs
-//! the code that uses them under memcheck.
+//! The OpenSSL functions and callback types that openssl-sys 0.9 does not
+//! declare. The system's `libssl.so.3` and `libcrypto.so.3` export every one of
+//! them (OpenSSL 3.0 and later). Only the safe wrappers beside this file and the
+//! `extern "C"` callbacks' own modules call them.
 
-#![allow(unsafe_code)] // The whole module is foreign declarations.
+use std::ffi::{c_char, c_int, c_uchar, c_uint, c_void};
 
-use std::ffi::{c_char, c_int, c_uchar, c_uint};
-
-use std::ffi::c_void;
-
-use foreign_types::{ForeignType, ForeignTypeRef};
-use openssl::error::ErrorStack;
-use openssl::ssl::{SslContextBuilder, SslContextRef, SslRef};
-use openssl::stack::Stack;
-use openssl::x509::X509Name;
 use openssl_sys::{
     stack_st_X509_NAME, EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX, SSL_SESSION,
     X509_CRL, X509_STORE, X509_STORE_CTX,
@@ -132,91 +120,4 @@ extern "C" {
         buf: *mut c_char,
         bsize: usize,
     ) -> OSSL_PARAM;
-}
-
-/// `SSL_CTX_clear_extra_chain_certs` is this ctrl (ssl.h); openssl-sys lacks the constant.
-const SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS: c_int = 83;
-
-/// OpenSSL's `1` for success, its error stack otherwise (rust-openssl's `cvt`).
-fn cvt(ok: c_int) -> Result<(), ErrorStack> {
-    if ok == 1 {
-        Ok(())
-    } else {
-        Err(ErrorStack::get())
-    }
-}
-
-/// Makes `from`'s certificate store verify the peer of `ssl`, shared, instead
-/// of the store of the context `ssl` is on (`SSL_set1_verify_cert_store`).
-pub(crate) fn share_verify_store(ssl: &mut SslRef, from: &SslContextRef) -> Result<(), ErrorStack> {
-    // SAFETY: both are live for the call; the ctrl with larg 1 takes its own
-    // reference to the store, which stays `from`'s too.
-    cvt(unsafe {
-        let store = openssl_sys::SSL_CTX_get_cert_store(from.as_ptr());
-        openssl_sys::SSL_ctrl(
-            ssl.as_ptr(),
-            openssl_sys::SSL_CTRL_SET_VERIFY_CERT_STORE,
-            1,
-            store.cast(),
-        )
-    } as c_int)
-}
-
-/// The same for every connection of a context (`SSL_CTX_set1_verify_cert_store`).
-pub(crate) fn share_verify_store_ctx(
-    ctx: &mut SslContextBuilder,
-    from: &SslContextRef,
-) -> Result<(), ErrorStack> {
-    // SAFETY: both are live for the call; the ctrl with larg 1 takes its own
-    // reference to the store.
-    cvt(unsafe {
-        let store = openssl_sys::SSL_CTX_get_cert_store(from.as_ptr());
-        openssl_sys::SSL_CTX_ctrl(
-            ctx.as_ptr(),
-            openssl_sys::SSL_CTRL_SET_VERIFY_CERT_STORE,
-            1,
-            store.cast(),
-        )
-    } as c_int)
-}
-
-/// Makes `from`'s certificate store the context's own, shared (`SSL_CTX_set1_cert_store`).
-pub(crate) fn share_cert_store(ctx: &mut SslContextBuilder, from: &SslContextRef) {
-    // SAFETY: both are live; `set1` takes its own reference to the store.
-    unsafe {
-        SSL_CTX_set1_cert_store(
-            ctx.as_ptr(),
-            openssl_sys::SSL_CTX_get_cert_store(from.as_ptr()),
-        );
-    }
-}
-
-/// A copy of the CA names `from` sends in its CertificateRequest, if it has any.
-pub(crate) fn client_ca_names(from: &SslContextRef) -> Result<Option<Stack<X509Name>>, ErrorStack> {
-    // SAFETY: the list belongs to `from` and is only read.
-    let names = unsafe { SSL_CTX_get_client_CA_list(from.as_ptr()) };
-    if names.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: `names` is a live list; the deep copy is the caller's.
-    let copy = unsafe { SSL_dup_CA_list(names) };
-    if copy.is_null() {
-        return Err(ErrorStack::get());
-    }
-    // SAFETY: `copy` is a fresh stack of owned names, freed with the `Stack`.
-    Ok(Some(unsafe { Stack::from_ptr(copy) }))
-}
-
-/// Frees the chain certificates the context holds (`SSL_CTX_clear_extra_chain_certs`).
-pub(crate) fn clear_extra_chain_certs(ctx: &mut SslContextBuilder) {
-    // SAFETY: `ctx` is live and borrowed mutably; the ctrl frees the chain it
-    // holds, none of which is borrowed here.
-    unsafe {
-        openssl_sys::SSL_CTX_ctrl(
-            ctx.as_ptr(),
-            SSL_CTRL_CLEAR_EXTRA_CHAIN_CERTS,
-            0,
-            std::ptr::null_mut(),
-        );
-    }
 }
