@@ -124,9 +124,11 @@ pub use crate::acceptor::{
 };
 pub use crate::builder::{Builder, DEFAULT_POLL_INTERVAL};
 pub use crate::connector::{ClientSide, ReloadingConnector, ReloadingConnectorBuilder};
-pub use crate::error::{ChainProblem, Error, OcspProblem, PassphraseProblem, TicketKeyProblem};
+pub use crate::error::{
+    ChainProblem, CrlProblem, Error, OcspProblem, PassphraseProblem, TicketKeyProblem,
+};
 pub use crate::material::{
-    CertificateInfo, CrlCheck, CrlInfo, CrlProblem, OcspInfo, Passphrase, StaleCrl, ValidityPolicy,
+    CertificateInfo, CrlCheck, CrlInfo, OcspInfo, Passphrase, StaleCrl, ValidityPolicy,
     DEFAULT_MAX_FILE_SIZE,
 };
 pub use crate::reloader::{CertificateStatus, Reload, ReloadFailure};

@@ -12,7 +12,8 @@ use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
 use openssl::ssl::{SslContext, SslContextBuilder, SslContextRef, SslRef};
 
-use super::{install, Attached};
+use super::modes::install;
+use super::Attached;
 use crate::ffi;
 
 /// The slot of a context's `Attached`: only [`set_cert_callback`] writes it.

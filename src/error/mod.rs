@@ -17,7 +17,9 @@ mod display;
 mod problems;
 mod report;
 
-pub use self::problems::{ChainProblem, OcspProblem, PassphraseProblem, TicketKeyProblem};
+pub use self::problems::{
+    ChainProblem, CrlProblem, OcspProblem, PassphraseProblem, TicketKeyProblem,
+};
 pub(crate) use self::report::Report;
 
 use std::io;
@@ -175,7 +177,7 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong, e.g. CRL 2 (issuer CN=Other CA) is signed by no CA in
         /// the bundle.
-        reason: crate::CrlProblem,
+        reason: CrlProblem,
     },
     /// A certificate that demands OCSP stapling (the must-staple TLS feature)
     /// has no valid staple: it is not published. (A staple that fails its

@@ -1,6 +1,5 @@
 //! The known cases behind an [`Error`] variant, one small enum each, so that a
-//! caller can match on them and a new case cannot print as free text. The CRL
-//! file's cases ([`CrlProblem`](crate::CrlProblem)) live with the CRL checks.
+//! caller can match on them and a new case cannot print as free text.
 
 use std::fmt;
 
@@ -218,6 +217,90 @@ impl std::error::Error for OcspProblem {
             | Self::NotYetValid { .. }
             | Self::Expired { .. }
             | Self::TooOld { .. } => None,
+        }
+    }
+}
+
+/// Why a CRL file was refused ([`Error::Crl`]). CRLs are numbered from 1 in
+/// the order of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CrlProblem {
+    /// The file holds nothing but white space.
+    Empty,
+    /// A PEM CRL has no END line.
+    Unterminated,
+    /// The file is PEM but holds no `X509 CRL` block.
+    NoCrlBlock,
+    /// A CRL file is configured without a CA bundle to check it against.
+    NoCaBundle,
+    /// A delta CRL (it carries the Delta CRL Indicator extension): only
+    /// complete CRLs are supported.
+    Delta {
+        /// Which CRL of the file.
+        index: usize,
+        /// Its issuer, e.g. `CN=Clients CA`.
+        issuer: String,
+    },
+    /// No CA of the bundle whose name is its issuer signed it.
+    Unsigned {
+        /// Which CRL of the file.
+        index: usize,
+        /// Its issuer.
+        issuer: String,
+    },
+    /// Its lastUpdate is in the future.
+    NotYetValid {
+        /// Which CRL of the file.
+        index: usize,
+        /// Its issuer.
+        issuer: String,
+        /// Its lastUpdate, as OpenSSL prints it.
+        last_update: String,
+    },
+    /// Its nextUpdate has passed.
+    Expired {
+        /// Which CRL of the file.
+        index: usize,
+        /// Its issuer.
+        issuer: String,
+        /// Its nextUpdate, as OpenSSL prints it.
+        next_update: String,
+    },
+}
+
+impl fmt::Display for CrlProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the file is empty: it holds no CRL"),
+            Self::Unterminated => f.write_str("a PEM CRL has no END line"),
+            Self::NoCrlBlock => f.write_str("holds no PEM block `X509 CRL`"),
+            Self::NoCaBundle => f.write_str("a CRL needs a CA bundle (`ca`) that signed it"),
+            Self::Delta { index, issuer } => write!(
+                f,
+                "CRL {index} (issuer {issuer}) is a delta CRL (it carries the Delta CRL \
+                 Indicator extension); only complete CRLs are supported"
+            ),
+            Self::Unsigned { index, issuer } => write!(
+                f,
+                "CRL {index} (issuer {issuer}) is signed by no CA in the bundle"
+            ),
+            Self::NotYetValid {
+                index,
+                issuer,
+                last_update,
+            } => write!(
+                f,
+                "CRL {index} (issuer {issuer}) is not yet valid (lastUpdate {last_update})"
+            ),
+            Self::Expired {
+                index,
+                issuer,
+                next_update,
+            } => write!(
+                f,
+                "CRL {index} (issuer {issuer}) is past its nextUpdate ({next_update})"
+            ),
         }
     }
 }

@@ -26,7 +26,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub(crate) use self::crl::{chain_stale_rule, CrlOptions};
-pub use self::crl::{CrlCheck, CrlInfo, CrlProblem, StaleCrl};
+pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
 pub use self::ocsp::OcspInfo;
