@@ -1,13 +1,13 @@
 //! axum-server (feature `tls-openssl`) serving certificates that
 //! `openssl-reload` reloads: no `reload_from_*` call, no task watching files.
 //!
-//! axum-server takes an `Arc<SslAcceptor>` and makes each connection with
-//! `Ssl::new(acceptor.context())`. The reloader's own front acceptor is owned
-//! by the reloader (`&SslAcceptor`, not `Clone`), so the application builds
-//! its own acceptor, with axum-server's ALPN (h2, http/1.1), and attaches the
-//! reloader to it: every handshake on it then gets the certificate in service.
+//! axum-server takes an `Arc<SslAcceptor>` and starts each connection with
+//! `Ssl::new(acceptor.context())`. An `SslAcceptor` is a reference-counted
+//! `SSL_CTX`, so a clone of the reloader's fixed front acceptor is that very
+//! acceptor: its client hello callback puts the certificate in service on
+//! every handshake. axum-server's own constructors select h2 by ALPN; the
+//! reloader gets the same through its policy.
 
-use std::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,26 +15,28 @@ use axum::routing::get;
 use axum::Router;
 use axum_server::tls_openssl::OpenSSLConfig;
 use axum_server::Handle;
-use openssl::ssl::{select_next_proto, AlpnError, SslAcceptor, SslMethod};
+use openssl::error::ErrorStack;
+use openssl::ssl::{select_next_proto, AlpnError, SslContextBuilder};
 use openssl_reload::ReloadingAcceptor;
 
-/// What [`openssl_config`] and [`serve`] fail with: the reloader's errors name
-/// the file, OpenSSL's and the socket's come as they are.
-pub type BoxError = Box<dyn Error + Send + Sync>;
-
-/// An axum-server TLS configuration whose certificate follows `tls`'s files.
+/// The reloader's policy for axum-server: ALPN as axum-server's own
+/// constructors set it, h2 first, then http/1.1. The policy runs on every
+/// context the reloader builds, the front one and those it switches to.
 ///
 /// # Errors
 ///
-/// OpenSSL's, if it cannot build the acceptor, or the reloader's `attach` error.
-pub fn openssl_config(tls: &ReloadingAcceptor) -> Result<OpenSSLConfig, BoxError> {
-    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
-    // What axum-server's own constructors set: HTTP/2 for clients that offer it.
-    builder.set_alpn_select_callback(|_, client| {
+/// None; the signature is the one `policy` takes.
+pub fn alpn_h2_http1(ctx: &mut SslContextBuilder) -> Result<(), ErrorStack> {
+    ctx.set_alpn_select_callback(|_, client| {
         select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
     });
-    tls.attach(&mut builder)?; // the reloader's certificate on every handshake
-    Ok(OpenSSLConfig::from_acceptor(Arc::new(builder.build())))
+    Ok(())
+}
+
+/// An axum-server TLS configuration over `tls`'s fixed front acceptor.
+pub fn openssl_config(tls: &ReloadingAcceptor) -> OpenSSLConfig {
+    // A clone is one more reference to the same SSL_CTX, callbacks and all.
+    OpenSSLConfig::from_acceptor(Arc::new(tls.acceptor().clone()))
 }
 
 /// The trivial application: `GET /` answers `hello`.
@@ -47,16 +49,14 @@ pub fn app() -> Router {
 ///
 /// # Errors
 ///
-/// [`openssl_config`]'s, or the server's I/O error.
+/// The server's I/O error.
 pub async fn serve(
     tls: &ReloadingAcceptor,
     addr: SocketAddr,
     handle: Handle,
-) -> Result<(), BoxError> {
-    let config = openssl_config(tls)?;
-    axum_server::bind_openssl(addr, config)
+) -> std::io::Result<()> {
+    axum_server::bind_openssl(addr, openssl_config(tls))
         .handle(handle)
         .serve(app().into_make_service())
-        .await?;
-    Ok(())
+        .await
 }

@@ -24,7 +24,11 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     // A bad file is an error that names it; nothing is served then.
-    let tls = match ReloadingAcceptor::builder().identity(cert, key).build() {
+    let tls = ReloadingAcceptor::builder()
+        .identity(cert, key)
+        .policy(openssl_reload_axum_server::alpn_h2_http1) // h2 for clients that offer it
+        .build();
+    let tls = match tls {
         Ok(tls) => tls,
         Err(e) => {
             eprintln!("openssl-reload-axum-server: {e}");

@@ -1,5 +1,5 @@
-//! axum-server with `tls-openssl` over an acceptor the reloader is attached
-//! to: the files' certificate is served, rotations under load are picked up
+//! axum-server with `tls-openssl` over the reloader's fixed front acceptor:
+//! the files' certificate is served, rotations under load are picked up
 //! with no `reload_from_*` call and no failed request, and h2 is negotiated.
 
 #[path = "../../../tests/support/mod.rs"]
@@ -42,6 +42,7 @@ impl Running {
         );
         let tls = ReloadingAcceptor::builder()
             .identity(volume.path("tls.crt"), volume.path("tls.key"))
+            .policy(openssl_reload_axum_server::alpn_h2_http1)
             .poll_interval(POLL)
             .build()
             .unwrap();
