@@ -105,21 +105,16 @@ async fn rotations_under_load() {
     assert!(counts.requests > rotated.rotations as u64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_cas_client_is_refused_resumption_included() {
-    let dir = TempDir::new().unwrap();
-    let (server_ca, dropped_ca, kept_ca) = (
-        Ca::new("server CA"),
-        Ca::new("dropped CA"),
-        Ca::new("kept CA"),
-    );
-    let leaf = server_ca.leaf("localhost");
-    let (cert, key) = (leaf.cert_pem(), leaf.key_pem());
-    let both = [dropped_ca.pem(), kept_ca.pem()].concat();
-    let mut volume = K8sVolume::new(
-        dir.path(),
-        &[("tls.crt", &cert), ("tls.key", &key), ("ca.crt", &both)],
-    );
+/// A server's volume with the clients' CA bundle `ca.crt` too, and a reloader
+/// over it that requires client certificates.
+fn mtls_served(
+    dir: &TempDir,
+    cert: &[u8],
+    key: &[u8],
+    ca: &[u8],
+) -> (K8sVolume, ReloadingAcceptor) {
+    let files = [("tls.crt", cert), ("tls.key", key), ("ca.crt", ca)];
+    let volume = K8sVolume::new(dir.path(), &files);
     let tls = ReloadingAcceptor::builder()
         .identity(volume.path("tls.crt"), volume.path("tls.key"))
         .ca(volume.path("ca.crt"))
@@ -127,6 +122,18 @@ async fn a_dropped_cas_client_is_refused_resumption_included() {
         .poll_interval(POLL)
         .build()
         .unwrap();
+    (volume, tls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_cas_client_is_refused_resumption_included() {
+    let dir = TempDir::new().unwrap();
+    let (server_ca, dropped_ca) = (Ca::new("server CA"), Ca::new("dropped CA"));
+    let kept_ca = Ca::new("kept CA");
+    let leaf = server_ca.leaf("localhost");
+    let (cert, key) = (leaf.cert_pem(), leaf.key_pem());
+    let both = [dropped_ca.pem(), kept_ca.pem()].concat();
+    let (mut volume, tls) = mtls_served(&dir, &cert, &key, &both);
     let server = common::server::start(tls.clone());
     let addr = server.addr;
     let dropped = common::mtls::connector(&server_ca.pem(), &dropped_ca.leaf("dropped client"));

@@ -140,6 +140,14 @@ async fn published_after(tls: &ReloadingConnector, generation: u64) {
     .await;
 }
 
+/// Renames a new CA bundle into the client's volume and waits until the
+/// client has it in service.
+async fn trust(files: &mut K8sVolume, me: &Leaf, ca_pem: &[u8], tls: &ReloadingConnector) {
+    let generation = tls.status().generation;
+    update(files, me, ca_pem);
+    published_after(tls, generation).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_never_resumes_with_the_old_client_certificate() {
     let dir = TempDir::new().unwrap();
@@ -174,17 +182,15 @@ async fn a_session_never_resumes_with_the_old_client_certificate() {
 async fn follows_a_ca_rotation_and_refuses_servers_of_the_dropped_ca() {
     let dir = TempDir::new().unwrap();
     let (old_ca, new_ca, client_ca) = (Ca::new("old CA"), Ca::new("new CA"), Ca::new("client CA"));
-    let mut server_files = volume(
-        &dir.path().join("server"),
-        &old_ca.leaf("localhost"),
-        &client_ca.pem(),
-    );
-    // A server that keeps its certificate of the old CA.
-    let stays_files = volume(
-        &dir.path().join("stays"),
-        &old_ca.leaf("localhost"),
-        &client_ca.pem(),
-    );
+    let old_server = |name| {
+        volume(
+            &dir.path().join(name),
+            &old_ca.leaf("localhost"),
+            &client_ca.pem(),
+        )
+    };
+    // One server is reissued by the new CA; the other keeps its old CA's certificate.
+    let (mut server_files, stays_files) = (old_server("server"), old_server("stays"));
     let me = client_ca.leaf("client");
     let mut client_files = volume(&dir.path().join("client"), &me, &old_ca.pem());
     let ((server, _), (stays, _)) = (server(&server_files).await, server(&stays_files).await);
@@ -202,9 +208,7 @@ async fn follows_a_ca_rotation_and_refuses_servers_of_the_dropped_ca() {
     });
     // Old + new CA, then the server reissued by the new CA, then the new CA alone.
     let both = [old_ca.pem(), new_ca.pem()].concat();
-    let generation = tls.status().generation;
-    update(&mut client_files, &me, &both);
-    published_after(&tls, generation).await;
+    trust(&mut client_files, &me, &both, &tls).await;
     let reissued = new_ca.leaf("localhost");
     update(&mut server_files, &reissued, &client_ca.pem());
     support::eventually("the reissued certificate", || async {
@@ -212,9 +216,7 @@ async fn follows_a_ca_rotation_and_refuses_servers_of_the_dropped_ca() {
         (seen.server == reissued.serial).then_some(())
     })
     .await;
-    let generation = tls.status().generation;
-    update(&mut client_files, &me, &new_ca.pem());
-    published_after(&tls, generation).await;
+    trust(&mut client_files, &me, &new_ca.pem(), &tls).await;
     let counts = load.stop().await;
     assert_eq!(
         counts.failures, 0,
