@@ -73,7 +73,9 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p openssl-reload --feature
 # valgrind: 200 reload cycles under memcheck, 0 bytes definitely lost (~25 s).
 # ci/fuzz.sh (cargo-fuzz) is not run here: building the instrumented target takes
 # minutes; the proptest properties in tests/it/props.rs run instead.
-for suite in capi valgrind fips package; do
+# integrations: the framework programs (integrations/, a workspace of its own)
+# against actix-web, axum-server, Pingora, tonic and hyper-openssl.
+for suite in capi valgrind fips package integrations; do
   if [ -x "ci/$suite.sh" ]; then
     step "ci/$suite.sh"
     "ci/$suite.sh"
