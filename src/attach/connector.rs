@@ -15,6 +15,14 @@ impl ReloadingConnector {
     /// its handshake. Host name checks stay the application's
     /// (`SSL_set1_host`).
     ///
+    /// A client session cache the application keeps (hyper-openssl's, for
+    /// one) must be emptied when the material changes: OpenSSL resumes a
+    /// session it is given whatever the connection is configured with now, so
+    /// a session made with an old client certificate, or with a server of a
+    /// CA since dropped from the bundle, would still resume. Start a new cache
+    /// when [`connector`](Self::connector) returns a different `Arc`, as
+    /// `integrations/hyper-openssl` does.
+    ///
     /// # Errors
     ///
     /// OpenSSL's, if it cannot install them.
