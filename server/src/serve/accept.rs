@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::accept4::accept_nonblocking;
 use super::connections::stopped;
 use crate::metrics::Stats;
 use crate::timefmt::human_duration;
@@ -205,7 +206,7 @@ where
                 permit = gate.enter() => permit,
             };
             // WouldBlock clears the readiness: another look, then wait again.
-            let Ok(accepted) = ready.try_io(|l| l.get_ref().accept()) else {
+            let Ok(accepted) = ready.try_io(|l| accept_nonblocking(l.get_ref())) else {
                 continue;
             };
             if let Some(wait) = hand_over(accepted, permit, &errors, local, &serve) {
@@ -249,10 +250,7 @@ fn hand_over<F>(
 where
     F: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit),
 {
-    match accepted.and_then(|(tcp, peer)| {
-        tcp.set_nonblocking(true)?;
-        Ok((TcpStream::from_std(tcp)?, peer))
-    }) {
+    match accepted.and_then(|(tcp, peer)| Ok((TcpStream::from_std(tcp)?, peer))) {
         Ok((tcp, peer)) => {
             errors.succeeded();
             let _ = tcp.set_nodelay(true);

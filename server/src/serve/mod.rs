@@ -4,12 +4,14 @@
 //! `run` starts the server and sees it through to its end; `tls` holds the TLS
 //! policy and the flags' settings on the acceptor, `listeners` binds the
 //! addresses and spawns an accept loop on each, `workers` runs the worker
-//! threads, `accept` accepts within the connection limit, `connections`
+//! threads, `accept` accepts within the connection limit (`accept4` makes the
+//! call itself), `connections`
 //! handshakes and serves HTTP with the idle timeout, `signals` installs the
 //! signal handlers, `sighup` reloads on SIGHUP, `shutdown` stops gracefully,
 //! `banner` prints where the development certificate is.
 
 mod accept;
+mod accept4;
 mod banner;
 mod connections;
 mod listeners;
