@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_openssl::SslStream;
 
+use super::anchor::Anchored;
 use crate::metrics::Stats;
 use crate::routes::{self, App, Connection, Endpoints};
 use crate::timefmt::human_duration;
@@ -141,6 +142,7 @@ pub(super) async fn connection(
     permit: OwnedSemaphorePermit,
 ) {
     let _permit = permit;
+    let _anchored = Anchored::hold();
     let _open = shared.open.clone();
     let mut shutdown = shared.shutdown.clone();
     let _counted = (endpoints != Endpoints::Admin).then(|| OpenConnection::new(&shared.app.stats));

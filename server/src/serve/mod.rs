@@ -5,13 +5,14 @@
 //! policy and the flags' settings on the acceptor, `listeners` binds the
 //! addresses and spawns an accept loop on each, `workers` runs the worker
 //! threads, `accept` accepts within the connection limit (`accept4` makes the
-//! call itself), `connections`
+//! call itself), `anchor` spares each connection a wake-up, `connections`
 //! handshakes and serves HTTP with the idle timeout, `signals` installs the
 //! signal handlers, `sighup` reloads on SIGHUP, `shutdown` stops gracefully,
 //! `banner` prints where the development certificate is.
 
 mod accept;
 mod accept4;
+mod anchor;
 mod banner;
 mod connections;
 mod listeners;
