@@ -164,8 +164,8 @@ typedef struct openssl_reload_server_builder openssl_reload_server_builder;
  */
 typedef int (*openssl_reload_passphrase_callback)(void *userdata,
                                                   char *buf,
-                                                  uintptr_t len,
-                                                  uintptr_t *out_len);
+                                                  size_t len,
+                                                  size_t *out_len);
 
 /*
  A reloader's status at one moment, filled by `_status`.
@@ -234,8 +234,8 @@ const char *openssl_reload_version(void);
  */
 openssl_reload_result openssl_reload_result_message(uint32_t result,
                                                     char *buf,
-                                                    uintptr_t len,
-                                                    uintptr_t *out_len);
+                                                    size_t len,
+                                                    size_t *out_len);
 
 /*
  Copies the full text of the last failure of a function called on this
@@ -249,7 +249,7 @@ openssl_reload_result openssl_reload_result_message(uint32_t result,
 
  `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
  */
-openssl_reload_result openssl_reload_last_error(char *buf, uintptr_t len, uintptr_t *out_len);
+openssl_reload_result openssl_reload_last_error(char *buf, size_t len, size_t *out_len);
 
 /*
  Makes a server builder in `*out`. Free it with
@@ -632,8 +632,8 @@ openssl_reload_result openssl_reload_client_status(const openssl_reload_client *
  */
 openssl_reload_result openssl_reload_client_reload_error(const openssl_reload_client *client,
                                                          char *buf,
-                                                         uintptr_t len,
-                                                         uintptr_t *out_len);
+                                                         size_t len,
+                                                         size_t *out_len);
 
 /*
  Copies the client's status as JSON into `buf`.
@@ -646,8 +646,8 @@ openssl_reload_result openssl_reload_client_reload_error(const openssl_reload_cl
  */
 openssl_reload_result openssl_reload_client_status_json(const openssl_reload_client *client,
                                                         char *buf,
-                                                        uintptr_t len,
-                                                        uintptr_t *out_len);
+                                                        size_t len,
+                                                        size_t *out_len);
 
 /*
  Sets the change callback (see the server's); NULL removes it.
@@ -774,8 +774,8 @@ openssl_reload_result openssl_reload_server_status(const openssl_reload_server *
  */
 openssl_reload_result openssl_reload_server_reload_error(const openssl_reload_server *server,
                                                          char *buf,
-                                                         uintptr_t len,
-                                                         uintptr_t *out_len);
+                                                         size_t len,
+                                                         size_t *out_len);
 
 /*
  Copies the whole status as JSON (every site, the CA bundle, the CRLs, the
@@ -790,8 +790,8 @@ openssl_reload_result openssl_reload_server_reload_error(const openssl_reload_se
  */
 openssl_reload_result openssl_reload_server_status_json(const openssl_reload_server *server,
                                                         char *buf,
-                                                        uintptr_t len,
-                                                        uintptr_t *out_len);
+                                                        size_t len,
+                                                        size_t *out_len);
 
 /*
  Calls `callback(userdata, generation)` after each change of the status
