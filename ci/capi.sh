@@ -6,7 +6,8 @@
 # `pkg-config openssl-reload` (the static library too); then the programs run
 # under valgrind, the error paths alone and the server and client driven over
 # real sockets by server/tests/cli/capi.rs (session resumption across contexts:
-# capi/sessions.rs with tests/c/sessions.c).
+# capi/sessions.rs with tests/c/sessions.c; a forking server: capi/forking.rs
+# with tests/c/forking.c).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +57,7 @@ mkdir "$out/bin"
 # openssl-reload.pc lists as Requires.private: the library's own dependency).
 cflags="$(pkg-config --cflags openssl-reload)"
 libs="$(pkg-config --libs openssl-reload libssl libcrypto) -Wl,-rpath,$out/stage/usr/lib"
-for program in smoke server client sessions; do
+for program in smoke server client sessions forking; do
   # shellcheck disable=SC2086 # word splitting of the flags is intended
   gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "tests/c/$program.c" $libs -o "$out/bin/$program"
 done

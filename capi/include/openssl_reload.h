@@ -88,6 +88,12 @@ typedef enum {
    `SSL_TLSEXT_ERR_ALERT_FATAL`.
    */
   OPENSSL_RELOAD_SESSION_REFUSED = 12,
+  /*
+   The reloader polls in another process, which this one was forked
+   from: build it with `_set_defer_polling` before the fork and call
+   `openssl_reload_server_start_polling` in each child.
+   */
+  OPENSSL_RELOAD_FORKED = 13,
 } openssl_reload_result;
 
 /*
@@ -391,6 +397,22 @@ openssl_reload_result openssl_reload_server_builder_set_poll_interval_ms(openssl
                                                                          uint64_t ms);
 
 /*
+ Whether `_build` leaves the poller unstarted (default false), for servers
+ that fork after reading their configuration: `_build` in the parent loads
+ and checks the files (a bad one fails there, naming it) and the reloader
+ serves and attaches, but nothing reads the files again until
+ [`openssl_reload_server_start_polling`](crate::openssl_reload_server_start_polling)
+ is called, in each child after the fork. See docs/c-api.md, "Forking
+ servers".
+
+ # Safety
+
+ `builder` is live and not used by another thread during the call.
+ */
+openssl_reload_result openssl_reload_server_builder_set_defer_polling(openssl_reload_server_builder *builder,
+                                                                      bool defer);
+
+/*
  What to do with a certificate outside its validity period.
 
  # Safety
@@ -676,8 +698,9 @@ openssl_reload_result openssl_reload_client_set_change_callback(const openssl_re
 void openssl_reload_client_free(openssl_reload_client *client);
 
 /*
- Loads and validates the files and starts polling them. The builder is
- freed, whatever the result. On failure nothing is started and
+ Loads and validates the files and starts polling them (unless
+ `_set_defer_polling` deferred it). The builder is freed, whatever the
+ result. On failure nothing is started and
  [`openssl_reload_last_error`](crate::openssl_reload_last_error) names the
  file and the reason.
 
@@ -735,10 +758,30 @@ openssl_reload_result openssl_reload_server_attach(const openssl_reload_server *
 openssl_reload_result openssl_reload_server_install(const openssl_reload_server *server, SSL *ssl);
 
 /*
+ Starts the reloader's poller thread in the calling process: for a
+ reloader built with `_set_defer_polling`, in each child a forking server
+ makes (threads do not survive `fork`), after the fork and before serving.
+ `OPENSSL_RELOAD_OK` too when it already polls in this process (nothing
+ changes). `OPENSSL_RELOAD_FORKED` when it polls in the process this one
+ was forked from: it is not restarted, since its lock may have been held at
+ the fork; handshakes go on with the material in service at the fork and
+ never see a reload. Set a change callback after this call, in the same
+ process.
+
+ Thread-safe.
+
+ # Safety
+
+ `server` is live.
+ */
+openssl_reload_result openssl_reload_server_start_polling(const openssl_reload_server *server);
+
+/*
  Reads the files now, on the calling thread (for a SIGHUP handler's thread,
  not the handler itself), and publishes them if they changed. `*changed`
  (if not NULL) says whether anything new was published. On failure the
- previous material stays in service.
+ previous material stays in service. `OPENSSL_RELOAD_FORKED` in a process
+ forked from one where the reloader polls.
 
  Thread-safe.
 

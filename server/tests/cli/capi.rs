@@ -5,7 +5,8 @@
 //! the order of attach, rotation and free.
 //!
 //! `sessions` checks session resumption across the application's contexts
-//! (`tests/c/sessions.c`) and after a client CA is dropped.
+//! (`tests/c/sessions.c`) and after a client CA is dropped; `forking` a
+//! pre-forking server (`tests/c/forking.c`).
 //!
 //! ci/capi.sh builds the library, installs it in a staging directory, compiles
 //! the programs with the flags of `pkg-config openssl-reload` and runs these
@@ -26,6 +27,9 @@ use crate::fixture::{private, replace_private, Files};
 use crate::harness::Lines;
 use crate::support::{serial_hex, write_atomic, write_in_place, Leaf};
 
+/// A pre-forking server: deferred polling started in each child; refused in
+/// the children of a parent that polled.
+mod forking;
 /// Session resumption: contexts attached to one reloader, a servername switch
 /// to another, install after a CA drop.
 mod sessions;
@@ -50,16 +54,24 @@ struct CProgram {
     seen: usize,
 }
 
+/// valgrind's flags: any memcheck error or a byte definitely lost fails.
+const MEMCHECK: &[&str] = &[
+    "--quiet",
+    "--error-exitcode=99",
+    "--leak-check=full",
+    "--show-possibly-lost=no",
+    "--errors-for-leak-kinds=definite",
+];
+
 impl CProgram {
     fn start(name: &str, args: &[&str]) -> Self {
+        Self::under(MEMCHECK, name, args)
+    }
+
+    /// Under valgrind with `flags`.
+    fn under(flags: &[&str], name: &str, args: &[&str]) -> Self {
         let mut child = Command::new("valgrind")
-            .args([
-                "--quiet",
-                "--error-exitcode=99",
-                "--leak-check=full",
-                "--show-possibly-lost=no",
-                "--errors-for-leak-kinds=definite",
-            ])
+            .args(flags)
             .arg(programs().join(name))
             .args(args)
             .stdin(Stdio::piped())
