@@ -6,7 +6,8 @@
 #   $libdir/libopenssl_reload.so.0           -> .so.VERSION (runtime package)
 #   $libdir/libopenssl_reload.so             -> .so.0 (development package)
 #   $libdir/libopenssl_reload.a
-#   $libdir/pkgconfig/openssl-reload.pc
+#   $libdir/pkgconfig/openssl-reload.pc         links the shared library
+#   $libdir/pkgconfig/openssl-reload-static.pc  links libopenssl_reload.a
 #   $includedir/openssl_reload.h
 #
 # Usage: capi/install.sh [--destdir DIR] [--prefix /usr/local] [--libdir DIR]
@@ -43,7 +44,8 @@ ln -sfn "libopenssl_reload.so.$version" "$destdir$libdir/libopenssl_reload.so.$a
 ln -sfn "libopenssl_reload.so.$abi" "$destdir$libdir/libopenssl_reload.so"
 install -m 0644 "$from/libopenssl_reload.a" "$destdir$libdir/libopenssl_reload.a"
 install -m 0644 "$root/capi/include/openssl_reload.h" "$destdir$includedir/openssl_reload.h"
-sed -e "s|@PREFIX@|$prefix|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" \
-  -e "s|@VERSION@|$version|" "$root/capi/openssl-reload.pc.in" \
-  >"$destdir$libdir/pkgconfig/openssl-reload.pc"
-chmod 0644 "$destdir$libdir/pkgconfig/openssl-reload.pc"
+for pc in openssl-reload openssl-reload-static; do
+  sed -e "s|@PREFIX@|$prefix|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" \
+    -e "s|@VERSION@|$version|" "$root/capi/$pc.pc.in" >"$destdir$libdir/pkgconfig/$pc.pc"
+  chmod 0644 "$destdir$libdir/pkgconfig/$pc.pc"
+done

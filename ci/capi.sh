@@ -6,7 +6,8 @@
 # `pkg-config openssl-reload` (the static library too); then the programs run
 # under valgrind, the error paths alone and the server and client driven over
 # real sockets by server/tests/cli/capi.rs (session resumption across contexts:
-# capi/sessions.rs with tests/c/sessions.c).
+# capi/sessions.rs with tests/c/sessions.c; a forking server: capi/forking.rs
+# with tests/c/forking.c).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,14 @@ if ! diff -u capi/include/openssl_reload.h "$out/openssl_reload.h"; then
   exit 1
 fi
 
+# Lengths are size_t, as C declares them and docs/c-api.md's example passes
+# them (cbindgen's default for usize, uintptr_t, is the same size but not the
+# type a C caller writes).
+if grep -n 'uintptr_t' capi/include/openssl_reload.h; then
+  echo "capi/include/openssl_reload.h declares uintptr_t where C takes size_t (usize_is_size_t)" >&2
+  exit 1
+fi
+
 echo "--- ci/capi.sh: the header compiles as C++"
 g++ -std=c++17 -Wall -Wextra -Werror -Icapi/include -fsyntax-only tests/c/header.cpp
 
@@ -34,8 +43,13 @@ lib="${CARGO_TARGET_DIR:-target}/debug"
 readelf -d "$lib/libopenssl_reload.so" | grep -q 'SONAME.*libopenssl_reload.so.0' ||
   { echo "libopenssl_reload.so lacks the SONAME libopenssl_reload.so.0" >&2; exit 1; }
 capi/install.sh --destdir "$out/stage" --prefix /usr --from "$lib"
+# As docs/c-api.md says for a staged install: the .pc files name the installed
+# paths (/usr/...), and PKG_CONFIG_SYSROOT_DIR puts the staging directory in
+# front of them.
 export PKG_CONFIG_PATH="$out/stage/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$out/stage"
-pkg-config --exists --print-errors openssl-reload
+pkg-config --exists --print-errors openssl-reload openssl-reload-static
+[[ $(pkg-config --cflags openssl-reload) == "-I$out/stage/usr/include"* ]] ||
+  { echo "pkg-config --cflags openssl-reload does not name the staged headers" >&2; exit 1; }
 
 echo "--- ci/capi.sh: the C programs, with the flags of pkg-config openssl-reload"
 mkdir "$out/bin"
@@ -43,7 +57,7 @@ mkdir "$out/bin"
 # openssl-reload.pc lists as Requires.private: the library's own dependency).
 cflags="$(pkg-config --cflags openssl-reload)"
 libs="$(pkg-config --libs openssl-reload libssl libcrypto) -Wl,-rpath,$out/stage/usr/lib"
-for program in smoke server client sessions; do
+for program in smoke server client sessions forking; do
   # shellcheck disable=SC2086 # word splitting of the flags is intended
   gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "tests/c/$program.c" $libs -o "$out/bin/$program"
 done
@@ -53,12 +67,17 @@ awk '/<!-- example: server.c -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && 
 [[ $(wc -l <"$out/example.c") -ge 30 ]] || { echo "no example found in docs/c-api.md" >&2; exit 1; }
 # shellcheck disable=SC2086
 gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "$out/example.c" $libs -o "$out/bin/example"
-# The static library links too (pkg-config --static adds Rust's native libraries).
-# shellcheck disable=SC2086
-gcc -std=c11 $cflags tests/c/smoke.c "$out/stage/usr/lib/libopenssl_reload.a" \
-  $(pkg-config --static --libs openssl-reload | sed "s/-lopenssl_reload//") \
-  -o "$out/bin/smoke-static"
-"$out/bin/smoke-static" "$out/missing.pem" >/dev/null
+# The static library, linked as docs/c-api.md says (openssl-reload-static: the
+# archive and Rust's native libraries), makes a program that does not need the
+# shared library: the .so beside the .a is not picked up.
+# shellcheck disable=SC2046
+gcc -std=c11 -Wall -Wextra -Werror tests/c/smoke.c \
+  $(pkg-config --cflags --libs openssl-reload-static) -o "$out/bin/smoke-static"
+if readelf -d "$out/bin/smoke-static" | grep 'NEEDED.*libopenssl_reload'; then
+  echo "smoke-static, linked with pkg-config openssl-reload-static, needs the shared library" >&2
+  exit 1
+fi
+env -u LD_LIBRARY_PATH "$out/bin/smoke-static" "$out/missing.pem" >/dev/null
 
 echo "--- ci/capi.sh: error paths under valgrind"
 valgrind --quiet --error-exitcode=99 --leak-check=full --show-possibly-lost=no \

@@ -282,6 +282,7 @@ for f in "$MULTIARCH_LIBDIR/libopenssl_reload.so.$version" "$MULTIARCH_LIBDIR/li
     has "$lib_deb" "$f"
 done
 for f in /usr/include/openssl_reload.h "$MULTIARCH_LIBDIR/pkgconfig/openssl-reload.pc" \
+    "$MULTIARCH_LIBDIR/pkgconfig/openssl-reload-static.pc" \
     "$MULTIARCH_LIBDIR/libopenssl_reload.so" "$MULTIARCH_LIBDIR/libopenssl_reload.a" \
     "/usr/share/doc/$DEV_DEB/copyright"; do
     has "$dev_deb" "$f"
@@ -375,6 +376,7 @@ for f in /usr/lib64/libopenssl_reload.so.0 "/usr/share/licenses/$LIB_RPM/copyrig
     rpm_has "$lib_rpm" "$f" list
 done
 for f in /usr/include/openssl_reload.h /usr/lib64/pkgconfig/openssl-reload.pc \
+    /usr/lib64/pkgconfig/openssl-reload-static.pc \
     /usr/lib64/libopenssl_reload.so /usr/lib64/libopenssl_reload.a "/usr/share/licenses/$DEV_RPM/copyright"; do
     rpm_has "$dev_rpm" "$f" list
 done
@@ -384,6 +386,7 @@ rpm_has "$lib_rpm" 'libcrypto.so.3()(64bit)' requires
 rpm_has "$dev_rpm" "$LIB_RPM = $version-1" requires
 rpm_has "$dev_rpm" openssl-devel requires
 rpm_has "$dev_rpm" "pkgconfig(openssl-reload) = $version" provides
+rpm_has "$dev_rpm" "pkgconfig(openssl-reload-static) = $version" provides
 grep -q '^-rwxr-xr-x .* /usr/lib64/libopenssl_reload\.so\.0$' "$work/$(basename "$lib_rpm").files" ||
     fail "$LIB_RPM: /usr/lib64/libopenssl_reload.so.0 is not mode 0755"
 ok "files; $LIB_RPM provides libopenssl_reload.so.0()(64bit), requires libssl.so.3 and libcrypto.so.3;" \
@@ -704,16 +707,15 @@ resolved="$(env -u LD_LIBRARY_PATH ldd "$work/smoke" | sed -n 's/.*libopenssl_re
 env -u LD_LIBRARY_PATH "$work/smoke" /nonexistent.pem >"$work/smoke.log" 2>&1 ||
     { cat "$work/smoke.log"; fail "tests/c/smoke.c against the installed library failed"; }
 ok "tests/c/smoke.c: built with -Werror, runs against $resolved"
-# Statically: the .a with the libraries of `pkg-config --static` (Libs.private, libssl's).
+# Statically: the .a and Rust's native libraries, through openssl-reload-static.pc.
 # shellcheck disable=SC2046 # word splitting of the flags is intended
-gcc -std=c11 -Wall -Wextra -Werror tests/c/smoke.c $(pkg-config --cflags openssl-reload) \
-    -Wl,-Bstatic -lopenssl_reload -Wl,-Bdynamic \
-    $(pkg-config --static --libs openssl-reload | sed 's/-lopenssl_reload//') -o "$work/smoke-static" ||
-    fail "tests/c/smoke.c does not link with libopenssl_reload.a and pkg-config --static"
+gcc -std=c11 -Wall -Wextra -Werror tests/c/smoke.c \
+    $(pkg-config --cflags --libs openssl-reload-static) -o "$work/smoke-static" ||
+    fail "tests/c/smoke.c does not link with pkg-config openssl-reload-static"
 if readelf -d "$work/smoke-static" | grep -q 'libopenssl_reload'; then fail "smoke-static needs the shared library"; fi
 "$work/smoke-static" /nonexistent.pem >"$work/smoke-static.log" 2>&1 ||
     { cat "$work/smoke-static.log"; fail "tests/c/smoke.c linked statically failed"; }
-ok "tests/c/smoke.c linked with libopenssl_reload.a (pkg-config --static) runs"
+ok "tests/c/smoke.c linked with libopenssl_reload.a (pkg-config openssl-reload-static) runs"
 
 # ---------------------------------------------------------------------------
 step "Purge the library .debs and confirm removal"
@@ -724,7 +726,7 @@ for p in "$LIB_DEB" "$DEV_DEB"; do
     [[ $status == not-installed ]] || fail "dpkg status of $p after purge: $status"
 done
 for f in "$MULTIARCH_LIBDIR"/libopenssl_reload.* "$MULTIARCH_LIBDIR/pkgconfig/openssl-reload.pc" \
-    /usr/include/openssl_reload.h "/usr/share/doc/$LIB_DEB" "/usr/share/doc/$DEV_DEB"; do
+    "$MULTIARCH_LIBDIR/pkgconfig/openssl-reload-static.pc" /usr/include/openssl_reload.h "/usr/share/doc/$LIB_DEB" "/usr/share/doc/$DEV_DEB"; do
     if [[ -e $f || -L $f ]]; then fail "$f is still there after purge"; fi
 done
 if ldconfig -p | grep -q 'libopenssl_reload'; then fail "libopenssl_reload is still in the ldconfig cache"; fi

@@ -69,10 +69,17 @@ impl Fingerprint {
 /// woken and joined (it only has to return); a thread in the middle of a tick,
 /// which may be stuck reading a hung mount, is told to stop and left to finish
 /// that tick on its own, so `drop` never waits for file I/O.
+///
+/// A `Poller` dropped in a child process (a copy made by `fork(2)`, which does
+/// not copy the thread) leaves the copy alone: its thread does not exist there,
+/// so there is nothing to wake or join, and its lock may have been taken by
+/// that thread when the process forked.
 #[derive(Debug)]
 pub(crate) struct Poller {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// The process the thread runs in.
+    pid: u32,
 }
 
 #[derive(Debug, Default)]
@@ -103,7 +110,13 @@ impl Poller {
         Ok(Self {
             shared,
             thread: Some(thread),
+            pid: std::process::id(),
         })
+    }
+
+    /// The process the thread runs in: the one that spawned it.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Makes the thread tick now (tests only).
@@ -173,6 +186,11 @@ fn run(shared: &Shared, interval: Duration, tick: &dyn Fn()) {
 
 impl Drop for Poller {
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // A fork's copy: joining a thread of the parent would wait for ever.
+            std::mem::forget(self.thread.take());
+            return;
+        }
         let ticking = {
             let mut phase = self.shared.lock();
             phase.stop = true;
@@ -282,6 +300,23 @@ mod tests {
             took < Duration::from_millis(100),
             "drop during a tick took {took:?}"
         );
+    }
+
+    /// A fork's copy of a poller (another process's) is dropped without waiting
+    /// for its thread, which does not exist in the child, or taking its lock.
+    #[test]
+    fn a_copy_from_another_process_is_dropped_without_joining() {
+        let mut poller = Poller::spawn(Duration::from_secs(3600), || {}).unwrap();
+        let shared = Arc::clone(&poller.shared);
+        poller.pid = std::process::id().wrapping_add(1);
+        let held = shared.lock();
+        let start = Instant::now();
+        drop(poller);
+        assert!(start.elapsed() < Duration::from_millis(100));
+        drop(held);
+        // The thread, alive here, ends as a stopped poller's does.
+        shared.lock().stop = true;
+        shared.wake.notify_all();
     }
 
     /// A panicking tick does not end the poller.

@@ -88,6 +88,12 @@ typedef enum {
    `SSL_TLSEXT_ERR_ALERT_FATAL`.
    */
   OPENSSL_RELOAD_SESSION_REFUSED = 12,
+  /*
+   The reloader polls in another process, which this one was forked
+   from: build it with `_set_defer_polling` before the fork and call
+   `openssl_reload_server_start_polling` in each child.
+   */
+  OPENSSL_RELOAD_FORKED = 13,
 } openssl_reload_result;
 
 /*
@@ -164,8 +170,8 @@ typedef struct openssl_reload_server_builder openssl_reload_server_builder;
  */
 typedef int (*openssl_reload_passphrase_callback)(void *userdata,
                                                   char *buf,
-                                                  uintptr_t len,
-                                                  uintptr_t *out_len);
+                                                  size_t len,
+                                                  size_t *out_len);
 
 /*
  A reloader's status at one moment, filled by `_status`.
@@ -234,8 +240,8 @@ const char *openssl_reload_version(void);
  */
 openssl_reload_result openssl_reload_result_message(uint32_t result,
                                                     char *buf,
-                                                    uintptr_t len,
-                                                    uintptr_t *out_len);
+                                                    size_t len,
+                                                    size_t *out_len);
 
 /*
  Copies the full text of the last failure of a function called on this
@@ -249,7 +255,7 @@ openssl_reload_result openssl_reload_result_message(uint32_t result,
 
  `buf` has room for `len` bytes (or is NULL); `out_len` is writable.
  */
-openssl_reload_result openssl_reload_last_error(char *buf, uintptr_t len, uintptr_t *out_len);
+openssl_reload_result openssl_reload_last_error(char *buf, size_t len, size_t *out_len);
 
 /*
  Makes a server builder in `*out`. Free it with
@@ -389,6 +395,22 @@ openssl_reload_result openssl_reload_server_builder_set_ocsp_staple(openssl_relo
  */
 openssl_reload_result openssl_reload_server_builder_set_poll_interval_ms(openssl_reload_server_builder *builder,
                                                                          uint64_t ms);
+
+/*
+ Whether `_build` leaves the poller unstarted (default false), for servers
+ that fork after reading their configuration: `_build` in the parent loads
+ and checks the files (a bad one fails there, naming it) and the reloader
+ serves and attaches, but nothing reads the files again until
+ [`openssl_reload_server_start_polling`](crate::openssl_reload_server_start_polling)
+ is called, in each child after the fork. See docs/c-api.md, "Forking
+ servers".
+
+ # Safety
+
+ `builder` is live and not used by another thread during the call.
+ */
+openssl_reload_result openssl_reload_server_builder_set_defer_polling(openssl_reload_server_builder *builder,
+                                                                      bool defer);
 
 /*
  What to do with a certificate outside its validity period.
@@ -632,8 +654,8 @@ openssl_reload_result openssl_reload_client_status(const openssl_reload_client *
  */
 openssl_reload_result openssl_reload_client_reload_error(const openssl_reload_client *client,
                                                          char *buf,
-                                                         uintptr_t len,
-                                                         uintptr_t *out_len);
+                                                         size_t len,
+                                                         size_t *out_len);
 
 /*
  Copies the client's status as JSON into `buf`.
@@ -646,8 +668,8 @@ openssl_reload_result openssl_reload_client_reload_error(const openssl_reload_cl
  */
 openssl_reload_result openssl_reload_client_status_json(const openssl_reload_client *client,
                                                         char *buf,
-                                                        uintptr_t len,
-                                                        uintptr_t *out_len);
+                                                        size_t len,
+                                                        size_t *out_len);
 
 /*
  Sets the change callback (see the server's); NULL removes it.
@@ -676,8 +698,9 @@ openssl_reload_result openssl_reload_client_set_change_callback(const openssl_re
 void openssl_reload_client_free(openssl_reload_client *client);
 
 /*
- Loads and validates the files and starts polling them. The builder is
- freed, whatever the result. On failure nothing is started and
+ Loads and validates the files and starts polling them (unless
+ `_set_defer_polling` deferred it). The builder is freed, whatever the
+ result. On failure nothing is started and
  [`openssl_reload_last_error`](crate::openssl_reload_last_error) names the
  file and the reason.
 
@@ -735,10 +758,30 @@ openssl_reload_result openssl_reload_server_attach(const openssl_reload_server *
 openssl_reload_result openssl_reload_server_install(const openssl_reload_server *server, SSL *ssl);
 
 /*
+ Starts the reloader's poller thread in the calling process: for a
+ reloader built with `_set_defer_polling`, in each child a forking server
+ makes (threads do not survive `fork`), after the fork and before serving.
+ `OPENSSL_RELOAD_OK` too when it already polls in this process (nothing
+ changes). `OPENSSL_RELOAD_FORKED` when it polls in the process this one
+ was forked from: it is not restarted, since its lock may have been held at
+ the fork; handshakes go on with the material in service at the fork and
+ never see a reload. Set a change callback after this call, in the same
+ process.
+
+ Thread-safe.
+
+ # Safety
+
+ `server` is live.
+ */
+openssl_reload_result openssl_reload_server_start_polling(const openssl_reload_server *server);
+
+/*
  Reads the files now, on the calling thread (for a SIGHUP handler's thread,
  not the handler itself), and publishes them if they changed. `*changed`
  (if not NULL) says whether anything new was published. On failure the
- previous material stays in service.
+ previous material stays in service. `OPENSSL_RELOAD_FORKED` in a process
+ forked from one where the reloader polls.
 
  Thread-safe.
 
@@ -774,8 +817,8 @@ openssl_reload_result openssl_reload_server_status(const openssl_reload_server *
  */
 openssl_reload_result openssl_reload_server_reload_error(const openssl_reload_server *server,
                                                          char *buf,
-                                                         uintptr_t len,
-                                                         uintptr_t *out_len);
+                                                         size_t len,
+                                                         size_t *out_len);
 
 /*
  Copies the whole status as JSON (every site, the CA bundle, the CRLs, the
@@ -790,8 +833,8 @@ openssl_reload_result openssl_reload_server_reload_error(const openssl_reload_se
  */
 openssl_reload_result openssl_reload_server_status_json(const openssl_reload_server *server,
                                                         char *buf,
-                                                        uintptr_t len,
-                                                        uintptr_t *out_len);
+                                                        size_t len,
+                                                        size_t *out_len);
 
 /*
  Calls `callback(userdata, generation)` after each change of the status

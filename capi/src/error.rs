@@ -47,11 +47,15 @@ pub enum openssl_reload_result {
     /// under the trust, site and context in service: answer with
     /// `SSL_TLSEXT_ERR_ALERT_FATAL`.
     OPENSSL_RELOAD_SESSION_REFUSED = 12,
+    /// The reloader polls in another process, which this one was forked
+    /// from: build it with `_set_defer_polling` before the fork and call
+    /// `openssl_reload_server_start_polling` in each child.
+    OPENSSL_RELOAD_FORKED = 13,
 }
 
 use openssl_reload_result::*;
 
-const ALL: [openssl_reload_result; 13] = [
+const ALL: [openssl_reload_result; 14] = [
     OPENSSL_RELOAD_OK,
     OPENSSL_RELOAD_NULL_PARAMETER,
     OPENSSL_RELOAD_INVALID_PARAMETER,
@@ -65,6 +69,7 @@ const ALL: [openssl_reload_result; 13] = [
     OPENSSL_RELOAD_PANIC,
     OPENSSL_RELOAD_ALREADY_ATTACHED,
     OPENSSL_RELOAD_SESSION_REFUSED,
+    OPENSSL_RELOAD_FORKED,
 ];
 
 impl openssl_reload_result {
@@ -87,6 +92,7 @@ impl openssl_reload_result {
             OPENSSL_RELOAD_SESSION_REFUSED => {
                 "the resumed session was not made under the binding in service"
             }
+            OPENSSL_RELOAD_FORKED => "the reloader polls in the process this one was forked from",
         }
     }
 }
@@ -132,6 +138,7 @@ impl From<reload::Error> for Failure {
             E::ResumedElsewhere { .. } => OPENSSL_RELOAD_SESSION_REFUSED,
             E::OpenSsl { .. } => OPENSSL_RELOAD_OPENSSL,
             E::Thread { .. } => OPENSSL_RELOAD_THREAD,
+            E::Forked { .. } => OPENSSL_RELOAD_FORKED,
             _ => OPENSSL_RELOAD_MATERIAL,
         };
         Self::new(code, error.report().to_string())

@@ -24,8 +24,9 @@ pub struct openssl_reload_server {
     watcher: WatcherSlot,
 }
 
-/// Loads and validates the files and starts polling them. The builder is
-/// freed, whatever the result. On failure nothing is started and
+/// Loads and validates the files and starts polling them (unless
+/// `_set_defer_polling` deferred it). The builder is freed, whatever the
+/// result. On failure nothing is started and
 /// [`openssl_reload_last_error`](crate::openssl_reload_last_error) names the
 /// file and the reason.
 ///
@@ -117,10 +118,40 @@ pub unsafe extern "C" fn openssl_reload_server_install(
     })
 }
 
+/// Starts the reloader's poller thread in the calling process: for a
+/// reloader built with `_set_defer_polling`, in each child a forking server
+/// makes (threads do not survive `fork`), after the fork and before serving.
+/// `OPENSSL_RELOAD_OK` too when it already polls in this process (nothing
+/// changes). `OPENSSL_RELOAD_FORKED` when it polls in the process this one
+/// was forked from: it is not restarted, since its lock may have been held at
+/// the fork; handshakes go on with the material in service at the fork and
+/// never see a reload. Set a change callback after this call, in the same
+/// process.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `server` is live.
+// SAFETY: unsafe because it trusts `server`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_start_polling(
+    server: *const openssl_reload_server,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: the caller keeps this function's contract, which is `arg`'s.
+        let server = unsafe { arg(server, "server") }?;
+        server.acceptor.start_polling()?;
+        Ok(())
+    })
+}
+
 /// Reads the files now, on the calling thread (for a SIGHUP handler's thread,
 /// not the handler itself), and publishes them if they changed. `*changed`
 /// (if not NULL) says whether anything new was published. On failure the
-/// previous material stays in service.
+/// previous material stays in service. `OPENSSL_RELOAD_FORKED` in a process
+/// forked from one where the reloader polls.
 ///
 /// Thread-safe.
 ///

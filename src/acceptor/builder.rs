@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use crate::builder::{Builder, MIN_POLL_INTERVAL};
 use crate::material::{IdentityFiles, Staples, WatchedFiles};
-use crate::poll::Poller;
 use crate::reloader::Setup;
 use crate::sites::{SiteOptions, SiteSetup, SiteStatus, Sites};
 use crate::tickets::{KeySource, TicketKeys};
 use crate::{CertificateInfo, Error};
 
 use super::contexts::{front_acceptor, ServerContexts};
+use super::polling::Polling;
 use super::{ClientAuth, Inner, ReloadingAcceptor, ServerSide};
 
 impl Builder<ServerSide> {
@@ -198,6 +198,19 @@ impl Builder<ServerSide> {
         self
     }
 
+    /// Builds without starting the poller (default `false`): `build` loads
+    /// and checks the files and makes the acceptor, which serves and can be
+    /// [attached](ReloadingAcceptor::attach), but nothing reads the files
+    /// again until [`start_polling`](ReloadingAcceptor::start_polling) is
+    /// called. For servers that fork after reading their configuration, as
+    /// nginx, Apache's prefork and HAProxy's master-worker do: build in the
+    /// parent, so that a bad file stops the start there, and start polling in
+    /// each child, since threads do not survive `fork(2)`.
+    pub fn defer_polling(mut self, defer: bool) -> Self {
+        self.side.defer_polling = defer;
+        self
+    }
+
     /// Loads and validates the files once, as [`build`](Self::build) would, and builds
     /// a context from them with the policy; starts nothing. For offline checks
     /// (`openssl-reload check`) and for configuration tests.
@@ -283,7 +296,8 @@ impl Builder<ServerSide> {
         Ok((options, site_setup, trust_setup))
     }
 
-    /// Loads and validates the files, builds the front acceptor and starts the poller.
+    /// Loads and validates the files, builds the front acceptor and starts the
+    /// poller (unless [deferred](Self::defer_polling)).
     ///
     /// # Errors
     ///
@@ -307,14 +321,8 @@ impl Builder<ServerSide> {
         };
         site_setup.fast_path = Some(Arc::new(build.clone()));
         let sites = Arc::new(Sites::start(options, site_setup, trust_setup, build)?);
-        let (poll_sites, poll_tickets) = (Arc::clone(&sites), Arc::clone(&tickets));
-        let poller = Poller::spawn(self.poll_interval, move || {
-            poll_sites.poll();
-            poll_tickets.poll();
-        })
-        .map_err(|source| Error::Thread { source })?;
         let acceptor = front_acceptor(&self.policy, auth, &tickets, sites.current())?;
-        Ok(ReloadingAcceptor {
+        let tls = ReloadingAcceptor {
             inner: Arc::new(Inner {
                 acceptor,
                 sites,
@@ -322,9 +330,14 @@ impl Builder<ServerSide> {
                 tickets,
                 staples,
                 handshake_timeout: self.side.handshake_timeout,
-                _poller: poller,
+                poll_interval: self.poll_interval,
+                polling: Polling::default(),
             }),
-        })
+        };
+        if !self.side.defer_polling {
+            tls.start_polling()?;
+        }
+        Ok(tls)
     }
 
     /// Client authentication is on when there is a bundle to verify clients with.

@@ -7,6 +7,7 @@
 
 mod builder;
 mod contexts;
+mod polling;
 
 use std::fmt;
 use std::io;
@@ -21,7 +22,6 @@ use tokio_openssl::SslStream;
 
 use crate::builder::Builder;
 use crate::material::Staples;
-use crate::poll::Poller;
 use crate::sites::{SiteOptions, SiteStatus, Sites};
 use crate::tickets::{KeySource, TicketKeyStatus, TicketKeys};
 use crate::{CertificateStatus, Error, Reload};
@@ -71,7 +71,9 @@ pub(crate) struct Inner {
     /// hands out too.
     pub(crate) staples: Staples,
     handshake_timeout: Duration,
-    _poller: Poller,
+    poll_interval: Duration,
+    /// The poller, started by `build` or by `start_polling`.
+    polling: polling::Polling,
 }
 
 impl ReloadingAcceptor {
@@ -140,9 +142,45 @@ impl ReloadingAcceptor {
     /// The first reason a file was not published (every site is still tried);
     /// the previous material stays in service, and the error is also recorded in
     /// [`status`](Self::status).
+    ///
+    /// In a process forked from one where the acceptor polls, it refuses with
+    /// [`Error::Forked`] (see [`start_polling`](Self::start_polling)).
     pub fn reload_now(&self) -> Result<Reload, Error> {
+        self.inner.polling.here()?;
         let _ = self.inner.tickets.reload_now();
         self.inner.sites.reload_now()
+    }
+
+    /// Starts polling the files in the calling process, for an acceptor built
+    /// with [`defer_polling`](crate::ReloadingAcceptorBuilder::defer_polling):
+    /// a forking server builds (and [attaches](Self::attach)) in the parent,
+    /// forks, and calls this in each child, since threads do not survive
+    /// `fork(2)`. Nothing happens if the poller already runs in this process.
+    ///
+    /// In a process forked from one where the acceptor polls, the poller
+    /// cannot be restarted safely (its lock may have been held at the fork), so
+    /// this refuses with [`Error::Forked`]; handshakes there go on with the
+    /// material in service at the fork, and never see a reload.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), openssl_reload::Error> {
+    /// let tls = openssl_reload::ReloadingAcceptor::builder()
+    ///     .identity("/etc/tls/tls.crt", "/etc/tls/tls.key")
+    ///     .defer_polling(true)
+    ///     .build()?; // loaded and checked, nothing started
+    /// // ... fork(2) the workers; in each:
+    /// tls.start_polling()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Forked`], or [`Error::Thread`] when the thread cannot be spawned.
+    pub fn start_polling(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        inner
+            .polling
+            .start(inner.poll_interval, &inner.sites, &inner.tickets)
     }
 
     /// Performs a server handshake on `stream` with tokio-openssl (`SSL_accept`),
@@ -190,6 +228,7 @@ pub struct ServerSide {
     sites: SiteOptions,
     ocsp_staple: Option<PathBuf>,
     ocsp_issuer: Option<PathBuf>,
+    defer_polling: bool,
 }
 
 impl Default for ServerSide {
@@ -201,6 +240,7 @@ impl Default for ServerSide {
             sites: SiteOptions::default(),
             ocsp_staple: None,
             ocsp_issuer: None,
+            defer_polling: false,
         }
     }
 }

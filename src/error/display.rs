@@ -73,6 +73,11 @@ impl fmt::Display for Error {
             ),
             Self::Panicked { message } => write!(f, "reload attempt panicked: {message}"),
             Self::Thread { .. } => f.write_str("cannot spawn the poller thread"),
+            Self::Forked { pid } => write!(
+                f,
+                "the reloader polls in process {pid}, which this process was forked from; \
+                 build it with deferred polling and start polling in each child"
+            ),
             Self::Fips { step, config, .. } => write!(
                 f,
                 "FIPS mode: cannot {step} ({config}; check that OPENSSL_CONF includes the fipsmodule.cnf written by `openssl fipsinstall` and that OPENSSL_MODULES or its `module =` line locates fips.so)"

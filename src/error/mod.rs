@@ -149,6 +149,15 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// The acceptor's poller runs in another process, which this one was
+    /// forked from: threads do not survive `fork(2)`, and the poller's lock may
+    /// have been held at the fork, so it is not restarted here. Build with
+    /// [`defer_polling`](crate::ReloadingAcceptorBuilder::defer_polling) and call
+    /// [`start_polling`](crate::ReloadingAcceptor::start_polling) in each child.
+    Forked {
+        /// The process the poller runs in.
+        pid: u32,
+    },
     /// FIPS mode could not be enabled (see `fips::enable`, feature `fips`).
     Fips {
         /// What failed, e.g. "load the fips provider".

@@ -36,6 +36,7 @@ impl Error {
             Self::KeyMismatch { key, .. } => Some(key),
             Self::Passphrase { .. }
             | Self::Thread { .. }
+            | Self::Forked { .. }
             | Self::Panicked { .. }
             | Self::Fips { .. }
             | Self::TicketKeyGeneration(_)
@@ -99,6 +100,7 @@ impl std::error::Error for Error {
             | Self::NotYetValid { .. }
             | Self::Untrusted { .. }
             | Self::Panicked { .. }
+            | Self::Forked { .. }
             | Self::BrokenChain { .. }
             | Self::TicketKeys { .. }
             | Self::Crl { .. }

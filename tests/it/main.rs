@@ -10,6 +10,8 @@ mod attach;
 mod crl;
 /// One table-driven test of every fault a writer or an operator can cause.
 mod faults;
+/// Forking servers: polling deferred at build, started where the server runs.
+mod fork;
 /// Every key format and algorithm the crate promises, passphrases, PKCS#12.
 mod formats;
 /// Mutual TLS both ways: reloaded CA bundles and the reloading connector.

@@ -250,6 +250,28 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_poll_interval_ms(
     unsafe { set_poll_interval_ms(builder, ms) }
 }
 
+/// Whether `_build` leaves the poller unstarted (default false), for servers
+/// that fork after reading their configuration: `_build` in the parent loads
+/// and checks the files (a bad one fails there, naming it) and the reloader
+/// serves and attaches, but nothing reads the files again until
+/// [`openssl_reload_server_start_polling`](crate::openssl_reload_server_start_polling)
+/// is called, in each child after the fork. See docs/c-api.md, "Forking
+/// servers".
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_defer_polling(
+    builder: *mut openssl_reload_server_builder,
+    defer: bool,
+) -> openssl_reload_result {
+    // SAFETY: the caller keeps this function's contract, which is `modify`'s.
+    unsafe { modify(builder, || Ok(defer), Builder::defer_polling) }
+}
+
 /// What to do with a certificate outside its validity period.
 ///
 /// # Safety

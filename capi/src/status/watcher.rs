@@ -29,6 +29,9 @@ pub(crate) struct Watcher {
     stop: Arc<Notify>,
     thread: Option<JoinHandle<()>>,
     id: ThreadId,
+    /// The process the thread runs in: a child made by `fork` has a copy of
+    /// the watcher, not the thread.
+    pid: u32,
 }
 
 impl Watcher {
@@ -55,6 +58,7 @@ impl Watcher {
             stop,
             thread: Some(thread),
             id,
+            pid: std::process::id(),
         })
     }
 }
@@ -94,6 +98,12 @@ async fn call_on_change(
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // A fork's copy: the thread is the parent's; joining it would
+            // wait for ever, and its lock may have been held at the fork.
+            std::mem::forget(self.thread.take());
+            return;
+        }
         self.stop.notify_one();
         if let Some(thread) = self.thread.take() {
             // From the callback itself (against the rule) the thread is left to

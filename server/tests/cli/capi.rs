@@ -5,17 +5,17 @@
 //! the order of attach, rotation and free.
 //!
 //! `sessions` checks session resumption across the application's contexts
-//! (`tests/c/sessions.c`) and after a client CA is dropped.
+//! (`tests/c/sessions.c`) and after a client CA is dropped; `forking` a
+//! pre-forking server (`tests/c/forking.c`).
 //!
 //! ci/capi.sh builds the library, installs it in a staging directory, compiles
 //! the programs with the flags of `pkg-config openssl-reload` and runs these
 //! tests with `--ignored`, naming the directory in `OPENSSL_RELOAD_C_PROGRAMS`.
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,119 +23,18 @@ use openssl::symm::Cipher;
 
 use crate::clients::output_within_deadline;
 use crate::fixture::{private, replace_private, Files};
-use crate::harness::Lines;
 use crate::support::{serial_hex, write_atomic, write_in_place, Leaf};
 
+/// A pre-forking server: deferred polling started in each child; refused in
+/// the children of a parent that polled.
+mod forking;
+/// A C program under valgrind, fed commands on its standard input.
+mod program;
 /// Session resumption: contexts attached to one reloader, a servername switch
 /// to another, install after a CA drop.
 mod sessions;
 
-/// How long a C program under valgrind gets to start, answer or exit: valgrind
-/// makes it tens of times slower than native.
-const SLOW: Duration = Duration::from_secs(60);
-
-/// The directory ci/capi.sh compiled the C programs into.
-fn programs() -> PathBuf {
-    let dir = std::env::var_os("OPENSSL_RELOAD_C_PROGRAMS")
-        .expect("OPENSSL_RELOAD_C_PROGRAMS names the C programs' directory: run ci/capi.sh");
-    PathBuf::from(dir)
-}
-
-/// A C program under valgrind, fed commands on its standard input.
-struct CProgram {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Lines,
-    /// How many lines of output earlier waits consumed.
-    seen: usize,
-}
-
-impl CProgram {
-    fn start(name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new("valgrind")
-            .args([
-                "--quiet",
-                "--error-exitcode=99",
-                "--leak-check=full",
-                "--show-possibly-lost=no",
-                "--errors-for-leak-kinds=definite",
-            ])
-            .arg(programs().join(name))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run valgrind (apt-get install valgrind)");
-        let stdout = crate::harness::collect(child.stdout.take().unwrap(), "c out");
-        crate::harness::collect(child.stderr.take().unwrap(), "c err");
-        Self {
-            stdin: child.stdin.take(),
-            child,
-            stdout,
-            seen: 0,
-        }
-    }
-
-    fn send(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{command}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// The next line of output after those seen that satisfies `wanted`.
-    fn wait_line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            {
-                let lines = self.stdout.lock().unwrap();
-                if let Some(i) = lines[self.seen..].iter().position(|l| wanted(l)) {
-                    self.seen += i + 1;
-                    return lines[self.seen - 1].clone();
-                }
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the C program exited ({status}) while waiting for {what}");
-            }
-            assert!(start.elapsed() < SLOW, "timed out waiting for {what}");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Lines of output from the start that satisfy `wanted`.
-    fn count(&self, wanted: impl Fn(&str) -> bool) -> usize {
-        self.stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| wanted(l))
-            .count()
-    }
-
-    /// Ends the input and requires a clean exit (valgrind's status included).
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(start.elapsed() < SLOW, "the C program did not exit");
-            thread::sleep(Duration::from_millis(10));
-        };
-        assert!(
-            status.success(),
-            "the C program exited with {status} (99: valgrind found errors or a definite leak)"
-        );
-    }
-}
-
-impl Drop for CProgram {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use self::program::{CProgram, MEMCHECK, SLOW};
 
 /// The C server, started with `args`, and its address.
 fn c_server(args: &[&str]) -> (CProgram, SocketAddr) {

@@ -36,6 +36,8 @@ mod crl;
 mod http;
 /// Idle timeouts, the connection limit, running out of file descriptors.
 mod limits;
+/// The nginx module in Debian's nginx (run by ci/nginx.sh).
+mod nginx;
 /// OCSP staples: `s_client -status`, rotation, bad files, `/status`, `check`.
 mod ocsp;
 /// Rotation within the poll interval, SIGHUP, bad replacements.

@@ -1,0 +1,151 @@
+/*
+ * ngx_http_openssl_reload_module in the workers: each starts polling every
+ * server block's reloader after the fork (init_process, after nginx dropped
+ * privileges), and a timer on the worker's own event loop logs each publish
+ * and, in the first worker, each new failure once, naming the file.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_openssl_reload_module.h"
+
+
+static ngx_event_t  ngx_http_openssl_reload_timer;
+
+
+/* Logs what changed since the last look: a publish (notice), a failure
+ * with a reason not logged yet (error, naming the file). Only the first
+ * worker logs: every worker reads the same files. */
+static void
+ngx_http_openssl_reload_look(ngx_cycle_t *cycle,
+    ngx_http_openssl_reload_srv_conf_t *conf)
+{
+    char                   text[4096];
+    size_t                 len;
+    uint32_t               crc;
+    openssl_reload_status  st;
+
+    if (openssl_reload_server_status(conf->reloader, &st) != OPENSSL_RELOAD_OK) {
+        return;
+    }
+
+    if (st.generation != conf->generation) {
+        conf->generation = st.generation;
+        if (ngx_worker == 0) {
+            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                          "openssl_reload: serving certificate serial %s "
+                          "(generation %uL)", st.serial, st.generation);
+        }
+    }
+
+    if (st.consecutive_failures == 0) {
+        conf->logged = 0;
+        return;
+    }
+
+    if (openssl_reload_server_reload_error(conf->reloader, text, sizeof(text),
+                                           &len)
+        != OPENSSL_RELOAD_OK)
+    {
+        return;
+    }
+
+    crc = ngx_crc32_long((u_char *) text, len) | 1;
+    if (crc == conf->logged) {
+        return;
+    }
+
+    conf->logged = crc;
+    if (ngx_worker == 0) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "openssl_reload: %s; the certificate in service stays",
+                      text);
+    }
+}
+
+
+static ngx_msec_t
+ngx_http_openssl_reload_each(ngx_cycle_t *cycle, ngx_uint_t start)
+{
+    ngx_msec_t                           every;
+    ngx_uint_t                           s;
+    ngx_http_conf_ctx_t                 *ctx;
+    ngx_http_core_srv_conf_t           **cscfp;
+    ngx_http_core_main_conf_t           *cmcf;
+    ngx_http_openssl_reload_srv_conf_t  *conf;
+
+    every = 0;
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
+    if (cmcf == NULL) {
+        return 0;
+    }
+
+    cscfp = cmcf->servers.elts;
+
+    for (s = 0; s < cmcf->servers.nelts; s++) {
+        ctx = cscfp[s]->ctx;
+        conf = ctx->srv_conf[ngx_http_openssl_reload_module.ctx_index];
+        if (conf->reloader == NULL) {
+            continue;
+        }
+
+        if (start
+            && openssl_reload_server_start_polling(conf->reloader)
+               != OPENSSL_RELOAD_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                          "openssl_reload: %s", ngx_http_openssl_reload_error());
+        }
+
+        ngx_http_openssl_reload_look(cycle, conf);
+
+        if (every == 0 || conf->interval < every) {
+            every = conf->interval;
+        }
+    }
+
+    return every;
+}
+
+
+static void
+ngx_http_openssl_reload_tick(ngx_event_t *ev)
+{
+    ngx_msec_t  every;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    every = ngx_http_openssl_reload_each((ngx_cycle_t *) ngx_cycle, 0);
+    if (every) {
+        ngx_add_timer(ev, ngx_max(every, 100));
+    }
+}
+
+
+ngx_int_t
+ngx_http_openssl_reload_init_process(ngx_cycle_t *cycle)
+{
+    ngx_msec_t  every;
+
+    /* Not in the cache manager and loader, which call it too. */
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
+        return NGX_OK;
+    }
+
+    every = ngx_http_openssl_reload_each(cycle, 1);
+    if (every == 0) {
+        return NGX_OK;
+    }
+
+    ngx_http_openssl_reload_timer.handler = ngx_http_openssl_reload_tick;
+    ngx_http_openssl_reload_timer.log = cycle->log;
+    ngx_http_openssl_reload_timer.data = cycle;
+    ngx_http_openssl_reload_timer.cancelable = 1;
+    ngx_add_timer(&ngx_http_openssl_reload_timer, ngx_max(every, 100));
+
+    return NGX_OK;
+}

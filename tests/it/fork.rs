@@ -1,0 +1,59 @@
+//! Forking servers: `defer_polling` builds and attaches without a poller
+//! thread (what a parent does before `fork(2)`), and `start_polling` starts it
+//! where the server runs. The fork itself, with a C server whose children each
+//! start polling, is `server/tests/cli/capi/forking.rs`.
+
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{SslAcceptor, SslMethod};
+use openssl_reload::ReloadingAcceptor;
+
+use crate::support::{self, eventually, exchange, Ca, INTERVAL};
+
+#[tokio::test]
+async fn deferred_polling_serves_what_it_loaded_and_follows_the_files_once_started() {
+    let ca = Ca::new("fork test CA");
+    let first = ca.leaf("first");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = first.write(dir.path());
+    let tls = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
+        .poll_interval(INTERVAL)
+        .defer_polling(true)
+        .build()
+        .unwrap();
+    // Attached before polling starts, as a forking parent does.
+    let mut ctx = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    tls.attach(&mut ctx).unwrap();
+    let server = support::serve_context(ctx.build().into_context()).await;
+    let client = support::client(&ca.pem());
+    let serial = || async {
+        exchange(&client, server.addr, None)
+            .await
+            .expect("handshake must succeed")
+            .serial
+    };
+    assert_eq!(serial().await, first.serial);
+
+    // Nothing reads the files: a rotation is not seen, however many intervals
+    // go by, and the status records no poll.
+    let second = ca.leaf("second");
+    second.write(dir.path());
+    let start = Instant::now();
+    while start.elapsed() < INTERVAL * 10 {
+        assert_eq!(serial().await, first.serial, "reloaded without a poller");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(tls.status().last_poll.is_none(), "{:?}", tls.status());
+
+    tls.start_polling().unwrap();
+    // A second start in the same process changes nothing.
+    tls.start_polling().unwrap();
+    eventually("the rotated certificate to be served", || async {
+        (serial().await == second.serial).then_some(())
+    })
+    .await;
+    let status = tls.status();
+    assert!(status.last_poll.is_some(), "{status:?}");
+    assert_eq!(status.reloads, 1, "{status:?}");
+}
