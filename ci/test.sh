@@ -73,9 +73,11 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p openssl-reload --feature
 # valgrind: 200 reload cycles under memcheck, 0 bytes definitely lost (~25 s).
 # ci/fuzz.sh (cargo-fuzz) is not run here: building the instrumented target takes
 # minutes; the proptest properties in tests/it/props.rs run instead.
+# nginx: the dynamic module (nginx/) built against Debian's nginx-dev and loaded
+# into Debian's nginx, master and two workers.
 # integrations: the framework programs (integrations/, a workspace of its own)
 # against actix-web, axum-server, Pingora, tonic and hyper-openssl.
-for suite in capi valgrind fips package integrations; do
+for suite in capi valgrind fips package nginx integrations; do
   if [ -x "ci/$suite.sh" ]; then
     step "ci/$suite.sh"
     "ci/$suite.sh"
