@@ -40,8 +40,8 @@ impl Anchored {
     /// if it is not running. Does nothing on a multi-thread runtime, where a
     /// thread's count would not be its runtime's.
     pub(super) fn hold() -> Self {
-        let current_thread = Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        let current_thread =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
         if current_thread {
             OPEN.with(|n| n.set(n.get() + 1));
             if !TICKING.with(|t| t.replace(true)) {
