@@ -125,3 +125,36 @@ where
         slowest,
     }
 }
+
+/// The poll interval of the rotation runs: 50 ms.
+pub const ROTATION_POLL: Duration = Duration::from_millis(50);
+/// What a rotation may take beyond the poll interval on a loaded 2-core
+/// machine, before the test calls it not picked up.
+pub const ROTATION_MARGIN: Duration = Duration::from_secs(1);
+
+/// Prints what a run of rotations under load saw, in one line
+/// (`NAME: N requests, F failures, R rotations, slowest S ms`), and fails the
+/// test unless no request failed, there were at least 200 rotations, each was
+/// served within [`ROTATION_POLL`] + [`ROTATION_MARGIN`], and the clients made
+/// more requests than there were rotations.
+pub fn assert_clean(name: &str, counts: &Counts, rotated: &Rotated) {
+    println!(
+        "{name}: {} requests, {} failures, {} rotations, slowest {}ms",
+        counts.requests,
+        counts.failures,
+        rotated.rotations,
+        rotated.slowest.as_millis()
+    );
+    assert_eq!(
+        counts.failures, 0,
+        "first failure: {:?}",
+        counts.first_failure
+    );
+    assert!(rotated.rotations >= 200, "{} rotations", rotated.rotations);
+    assert!(
+        rotated.slowest < ROTATION_POLL + ROTATION_MARGIN,
+        "slowest rotation {:?}",
+        rotated.slowest
+    );
+    assert!(counts.requests > rotated.rotations as u64);
+}

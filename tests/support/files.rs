@@ -29,7 +29,9 @@ pub struct K8sVolume {
 }
 
 impl K8sVolume {
-    pub fn new(dir: &Path, files: &[(&str, &[u8])]) -> Self {
+    /// The volume in `dir` (made if missing), holding `files`.
+    pub fn new<B: AsRef<[u8]>>(dir: &Path, files: &[(&str, B)]) -> Self {
+        fs::create_dir_all(dir).unwrap();
         let mut v = Self {
             dir: dir.to_owned(),
             n: 0,
@@ -43,13 +45,14 @@ impl K8sVolume {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-    pub fn update(&mut self, files: &[(&str, &[u8])]) {
+    /// Writes `files` into a new timestamped directory and renames `..data` to it.
+    pub fn update<B: AsRef<[u8]>>(&mut self, files: &[(&str, B)]) {
         self.n += 1;
         let stamp = format!("..2026_11_26_00_00_{:02}.{}", self.n, self.n);
         let ts = self.dir.join(&stamp);
         fs::create_dir(&ts).unwrap();
         for (name, bytes) in files {
-            fs::write(ts.join(name), bytes).unwrap();
+            fs::write(ts.join(name), bytes.as_ref()).unwrap();
         }
         let tmp = self.dir.join("..data_tmp");
         symlink(&stamp, &tmp).unwrap();

@@ -238,3 +238,34 @@ pub async fn handshake_serial(
     let _ = Pin::new(&mut stream).shutdown().await;
     serial.ok_or_else(|| "no server certificate".to_owned())
 }
+
+/// Connects as `name` (SNI and host name check) offering `session`, if any,
+/// and completes the handshake: for tests that speak their own protocol over
+/// it, or look at what the handshake resumed.
+pub async fn connect_offering(
+    connector: &SslConnector,
+    addr: SocketAddr,
+    name: &str,
+    session: Option<&SslSessionRef>,
+) -> Result<SslStream<TcpStream>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut ssl = connector
+        .configure()
+        .and_then(|c| c.into_ssl(name))
+        .map_err(|e| e.to_string())?;
+    if let Some(session) = session {
+        // SAFETY: `set_session` is unsafe because the session must come from a
+        // context compatible with this one; the callers' come from this same
+        // connector.
+        #[allow(unsafe_code)]
+        unsafe {
+            ssl.set_session(session).map_err(|e| e.to_string())?;
+        }
+    }
+    let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
+    Pin::new(&mut stream)
+        .connect()
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    Ok(stream)
+}

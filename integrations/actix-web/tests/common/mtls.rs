@@ -3,7 +3,6 @@
 //! connection that offers `session`.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -12,8 +11,6 @@ use hyper_util::rt::TokioIo;
 use openssl::ssl::{SslConnector, SslMethod, SslSession, SslSessionRef};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
-use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
 
 use crate::support::Leaf;
 
@@ -44,25 +41,7 @@ pub async fn get(
     addr: SocketAddr,
     session: Option<&SslSessionRef>,
 ) -> Result<Exchange, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let mut ssl = connector
-        .configure()
-        .unwrap()
-        .into_ssl("localhost")
-        .unwrap();
-    if let Some(session) = session {
-        // SAFETY: the session must come from a context compatible with this
-        // one; it comes from this same connector.
-        #[allow(unsafe_code)]
-        unsafe {
-            ssl.set_session(session).unwrap();
-        }
-    }
-    let mut stream = SslStream::new(ssl, tcp).unwrap();
-    Pin::new(&mut stream)
-        .connect()
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let stream = crate::support::connect_offering(connector, addr, "localhost", session).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("http: {e}"))?;

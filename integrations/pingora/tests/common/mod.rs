@@ -19,12 +19,11 @@ use pingora_core::server::{RunArgs, Server};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
 
 use crate::support::{fingerprint, serial_hex, Ca, K8sVolume, Leaf, LeafSpec};
 
 /// The poll interval of the tests.
-pub const POLL: Duration = Duration::from_millis(50);
+pub const POLL: Duration = crate::support::ROTATION_POLL;
 pub const ALPHA: &str = "alpha.test";
 pub const BETA: &str = "beta.test";
 
@@ -60,18 +59,6 @@ pub fn key_pair(leaf: &Leaf) -> [(&'static str, Vec<u8>); 2] {
     [("tls.crt", leaf.cert_pem()), ("tls.key", leaf.key_pem())]
 }
 
-/// Renames `files` into `volume` as one `..data` switch.
-pub fn update(volume: &mut K8sVolume, files: &[(&'static str, Vec<u8>)]) {
-    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    volume.update(&files);
-}
-
-fn volume(dir: &std::path::Path, files: &[(&'static str, Vec<u8>)]) -> K8sVolume {
-    std::fs::create_dir(dir).unwrap();
-    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    K8sVolume::new(dir, &files)
-}
-
 impl Sites {
     /// Writes the files, builds the reloader and starts Pingora with it.
     pub async fn start(mode: Mode) -> Self {
@@ -83,10 +70,10 @@ impl Sites {
         let dir = tempfile::tempdir().unwrap();
         let (ca, other) = (Ca::new("sites CA"), Ca::new("other CA"));
         let beta_leaf = site_leaf(&ca, BETA);
-        let alpha = volume(&dir.path().join("alpha"), &key_pair(&site_leaf(&ca, ALPHA)));
-        let beta = volume(&dir.path().join("beta"), &key_pair(&beta_leaf));
+        let alpha = K8sVolume::new(&dir.path().join("alpha"), &key_pair(&site_leaf(&ca, ALPHA)));
+        let beta = K8sVolume::new(&dir.path().join("beta"), &key_pair(&beta_leaf));
         let both = [ca.pem(), other.pem()].concat();
-        let bundle = volume(&dir.path().join("clients"), &[("ca.crt", both)]);
+        let bundle = K8sVolume::new(&dir.path().join("clients"), &[("ca.crt", both)]);
         let tls = ReloadingAcceptor::builder()
             .site(alpha.path("tls.crt"), alpha.path("tls.key"))
             .site(beta.path("tls.crt"), beta.path("tls.key"))
@@ -172,20 +159,9 @@ pub async fn get(
     name: &str,
     session: Option<&SslSessionRef>,
 ) -> Result<Reply, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let mut ssl = connector.configure().unwrap().into_ssl(name).unwrap();
-    if let Some(session) = session {
-        // SAFETY: the session comes from a connection of this same connector.
-        #[allow(unsafe_code)]
-        unsafe {
-            ssl.set_session(session).unwrap();
-        }
-    }
-    let mut tls = SslStream::new(ssl, tcp).unwrap();
-    Pin::new(&mut tls)
-        .connect()
+    let mut tls = crate::support::connect_offering(connector, addr, name, session)
         .await
-        .map_err(|e| format!("{name}: handshake: {e}"))?;
+        .map_err(|e| format!("{name}: {e}"))?;
     let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes())
         .await

@@ -16,16 +16,15 @@ use openssl_reload::{ClientAuth, ReloadingAcceptor, ReloadingConnector};
 use openssl_reload_tonic::{PeerClient, WhoAmIRequest};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_openssl::SslStream;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 
 use crate::support::{fingerprint, serial_hex, Ca, K8sVolume, Leaf};
 
 /// The poll interval of the rotation tests.
-pub const POLL: Duration = Duration::from_millis(50);
+pub const POLL: Duration = crate::support::ROTATION_POLL;
 /// The server's `max_connection_age` in the tests of client rotation and CA
 /// drop: long-lived channels reconnect this often.
 pub const CONNECTION_AGE: Duration = Duration::from_secs(1);
@@ -64,18 +63,6 @@ pub fn files(leaf: &Leaf, trusted: &[&Ca]) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Renames `files` into `volume` as one `..data` switch.
-pub fn update(volume: &mut K8sVolume, files: &[(&'static str, Vec<u8>)]) {
-    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    volume.update(&files);
-}
-
-fn volume(dir: &std::path::Path, files: &[(&'static str, Vec<u8>)]) -> K8sVolume {
-    std::fs::create_dir(dir).unwrap();
-    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    K8sVolume::new(dir, &files)
-}
-
 impl Node {
     /// Starts the gRPC server on 127.0.0.1:0, closing connections at
     /// `max_age` if any, and builds the client.
@@ -83,11 +70,11 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let (ca, other) = (Ca::new("cluster CA"), Ca::new("other CA"));
         let server_leaf = ca.leaf("localhost");
-        let server = volume(
+        let server = K8sVolume::new(
             &dir.path().join("server"),
             &files(&server_leaf, &[&ca, &other]),
         );
-        let client_files = volume(
+        let client_files = K8sVolume::new(
             &dir.path().join("client"),
             &files(&ca.leaf("node-client"), &[&ca]),
         );
@@ -143,7 +130,7 @@ impl Node {
     /// files in a directory of their own named `name`.
     pub fn connector(&self, name: &str, leaf: &Leaf) -> ReloadingConnector {
         let dir = self.dir.path().join(name);
-        let files = volume(&dir, &files(leaf, &[&self.ca]));
+        let files = K8sVolume::new(&dir, &files(leaf, &[&self.ca]));
         ReloadingConnector::builder()
             .identity(files.path("tls.crt"), files.path("tls.key"))
             .ca(files.path("ca.crt"))
@@ -210,24 +197,7 @@ pub async fn probe(
     addr: SocketAddr,
     session: Option<&SslSessionRef>,
 ) -> Result<Probe, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let mut ssl = connector
-        .configure()
-        .unwrap()
-        .into_ssl("localhost")
-        .unwrap();
-    if let Some(session) = session {
-        // SAFETY: the session comes from a connection of this same connector.
-        #[allow(unsafe_code)]
-        unsafe {
-            ssl.set_session(session).unwrap();
-        }
-    }
-    let mut tls = SslStream::new(ssl, tcp).unwrap();
-    Pin::new(&mut tls)
-        .connect()
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let mut tls = crate::support::connect_offering(connector, addr, "localhost", session).await?;
     tls.write_all(H2_PREFACE).await.map_err(|e| e.to_string())?;
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await;
