@@ -4,6 +4,7 @@
 //! `--ignored`, naming it in `OPENSSL_RELOAD_NGINX_MODULE`.
 
 mod run;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::fs;
