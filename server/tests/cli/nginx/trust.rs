@@ -1,13 +1,17 @@
-//! nginx's `ssl_crl` under the module: a CRL renamed over the old one refuses
-//! a revoked client in every worker, also with its saved session, while a good
-//! client keeps getting in.
+//! nginx's `ssl_crl` and `ssl_password_file` under the module: a CRL renamed
+//! over the old one refuses a revoked client in every worker, also with its
+//! saved session, while a good client keeps getting in; an encrypted key
+//! under the block's `ssl_password_file` rotates with its certificate.
 
+use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use openssl::symm::Cipher;
+
 use super::run::{get, Nginx, Seen};
-use super::{block, rotate, DEADLINE};
-use crate::fixture::Files;
+use super::{block, every_worker_serves, rotate, DEADLINE};
+use crate::fixture::{replace_private, Files};
 use crate::support::{write_atomic, Ca, CliCa, Leaf, LeafSpec};
 
 /// A client certificate of `f.ca` for `name`, written as `<name>.pem` and
@@ -83,4 +87,53 @@ fn a_client_revoked_by_a_rotated_crl_is_refused_also_with_a_saved_session() {
         assert_ne!(again.status, Some(200), "{}", again.text);
         assert!(bob_gets_in(), "the good client was refused");
     }
+}
+
+#[test]
+#[ignore = "needs the nginx module: run by ci/nginx.sh"]
+fn an_encrypted_key_under_ssl_password_file_rotates_with_its_certificate() {
+    let f = Files::new();
+    let password = f.path("password");
+    fs::write(&password, "a passphrase\n").unwrap();
+    let encrypted = |leaf: &Leaf, pass: &[u8]| {
+        leaf.key
+            .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), pass)
+            .unwrap()
+    };
+    let (cert, key) = (f.path("enc.pem"), f.path("enc-key.pem"));
+    // The key first, then the certificate, each by rename.
+    let put = |leaf: &Leaf, pass: &[u8]| {
+        replace_private(&key, &encrypted(leaf, pass));
+        write_atomic(&cert, &leaf.cert_pem());
+    };
+    put(&f.leaf, b"a passphrase");
+    let extra = format!("ssl_password_file {};", password.display());
+    let nginx = Nginx::start(f.dir.path(), &block("localhost", &cert, &key, &extra));
+    let workers = nginx.workers();
+    let first = get(nginx.addr, &f.ca_pem, "localhost", &[]);
+    assert_eq!(
+        first.serial.as_deref(),
+        Some(&*f.leaf.serial),
+        "{}",
+        first.text
+    );
+
+    let next = f.ca.leaf("localhost");
+    put(&next, b"a passphrase");
+    every_worker_serves(&nginx, &f.ca_pem, "localhost", &workers, &next.serial);
+
+    // A key under another passphrase: logged, naming the key; the pair in
+    // service stays in every worker.
+    put(&f.ca.leaf("localhost"), b"another passphrase");
+    let key_path = key.display().to_string();
+    let start = Instant::now();
+    while !nginx
+        .error_log()
+        .lines()
+        .any(|l| l.contains("[error]") && l.contains("openssl_reload:") && l.contains(&key_path))
+    {
+        assert!(start.elapsed() < DEADLINE, "{}", nginx.error_log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    every_worker_serves(&nginx, &f.ca_pem, "localhost", &workers, &next.serial);
 }
