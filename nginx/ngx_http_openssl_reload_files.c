@@ -1,7 +1,8 @@
 /*
  * ngx_http_openssl_reload_module, at configuration time: a server block's own
  * files, as nginx's ssl module parsed them, made into the settings of the
- * block's reloader (paths resolved against nginx's prefix, as nginx does).
+ * block's reloader (paths resolved against nginx's prefix, as nginx does);
+ * and nginx's ssl_stapling bridged to the certificates the reloader serves.
  */
 
 #include <ngx_config.h>
@@ -178,4 +179,65 @@ ngx_http_openssl_reload_password(ngx_conf_t *cf, ngx_http_ssl_srv_conf_t *sscf,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * nginx's OCSP status callback (ssl_stapling) finds the staple in the ex_data
+ * (ngx_ssl_stapling_index) of the SSL's certificate, the X509 object nginx
+ * loaded. The reloader serves its own copy of each certificate, which the
+ * library's status callback hands to nginx's: when that copy is a certificate
+ * nginx loaded for the block (the file is unchanged, or back to it), it gets
+ * the pointer to nginx's staple of that certificate first. A certificate the
+ * module changed matches none and gets no staple from nginx.
+ */
+static int
+ngx_http_openssl_reload_status(ngx_ssl_conn_t *ssl_conn, void *data)
+{
+    X509                                *cert, *own;
+    ngx_http_openssl_reload_srv_conf_t  *conf = data;
+
+    cert = SSL_get_certificate(ssl_conn);
+
+    if (cert != NULL
+        && X509_get_ex_data(cert, ngx_ssl_stapling_index) == NULL)
+    {
+        for (own = SSL_CTX_get_ex_data(conf->ctx, ngx_ssl_certificate_index);
+             own != NULL;
+             own = X509_get_ex_data(own, ngx_ssl_next_certificate_index))
+        {
+            if (X509_cmp(own, cert) == 0) {
+                X509_set_ex_data(cert, ngx_ssl_stapling_index,
+                                 X509_get_ex_data(own, ngx_ssl_stapling_index));
+                break;
+            }
+        }
+    }
+
+    return conf->status(ssl_conn, conf->status_arg);
+}
+
+
+/* Wraps the status callback ngx_ssl_stapling set on the block's context; the
+ * library's attach then chains ours, with conf as its argument. */
+void
+ngx_http_openssl_reload_stapling(ngx_http_ssl_srv_conf_t *sscf,
+    ngx_http_openssl_reload_srv_conf_t *conf)
+{
+    conf->status = NULL;
+
+    if (!sscf->stapling) {
+        return;
+    }
+
+    SSL_CTX_get_tlsext_status_cb(sscf->ssl.ctx, &conf->status);
+    SSL_CTX_get_tlsext_status_arg(sscf->ssl.ctx, &conf->status_arg);
+
+    if (conf->status == NULL) {
+        return;
+    }
+
+    conf->ctx = sscf->ssl.ctx;
+    SSL_CTX_set_tlsext_status_cb(sscf->ssl.ctx, ngx_http_openssl_reload_status);
+    SSL_CTX_set_tlsext_status_arg(sscf->ssl.ctx, conf);
 }

@@ -194,6 +194,8 @@ ngx_http_openssl_reload_setup(ngx_conf_t *cf, ngx_http_ssl_srv_conf_t *sscf,
     cln->handler = ngx_http_openssl_reload_cleanup;
     cln->data = conf;
 
+    ngx_http_openssl_reload_stapling(sscf, conf);
+
     /* The builder is consumed, whatever the result. */
     if (openssl_reload_server_builder_build(builder, &conf->reloader)
         != OPENSSL_RELOAD_OK

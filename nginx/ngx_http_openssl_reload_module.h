@@ -23,6 +23,11 @@ typedef struct {
     /* The first line of ssl_password_file, kept for encrypted keys that
      * rotate (nginx wipes its own copy after loading). */
     ngx_str_t                 password;
+    /* With ssl_stapling: the block's context and nginx's status callback
+     * (ngx_http_openssl_reload_files.c, ngx_http_openssl_reload_stapling). */
+    SSL_CTX                  *ctx;
+    int                     (*status)(ngx_ssl_conn_t *ssl_conn, void *data);
+    void                     *status_arg;
     /* Per worker: what the log timer has seen. */
     uint64_t                  generation;
     uint32_t                  logged;
@@ -44,6 +49,10 @@ ngx_int_t ngx_http_openssl_reload_trust(ngx_conf_t *cf,
 ngx_int_t ngx_http_openssl_reload_password(ngx_conf_t *cf,
     ngx_http_ssl_srv_conf_t *sscf, ngx_http_openssl_reload_srv_conf_t *conf,
     openssl_reload_server_builder *builder);
+/* Before attach: nginx's ssl_stapling keeps stapling the certificates the
+ * module serves unchanged. */
+void ngx_http_openssl_reload_stapling(ngx_http_ssl_srv_conf_t *sscf,
+    ngx_http_openssl_reload_srv_conf_t *conf);
 
 /* In each worker (ngx_http_openssl_reload_worker.c): start polling, and log
  * what changes. */

@@ -4,6 +4,7 @@
 //! `--ignored`, naming it in `OPENSSL_RELOAD_NGINX_MODULE`.
 
 mod run;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use self::run::{get, test_config, Nginx};
 use crate::fixture::{private, replace_private, Files};
-use crate::support::{write_atomic, Ca, Leaf, LeafSpec};
+use crate::support::{write_atomic, Ca, CliCa, Leaf, LeafSpec};
 
 /// How long a rotation may take to reach every worker (20 ms interval).
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -233,5 +234,52 @@ fn a_client_whose_ca_was_dropped_is_refused_also_with_a_saved_session() {
         let again = with(&["-sess_in", &session]);
         assert!(!again.reused, "resumed after the CA drop: {}", again.text);
         assert_ne!(again.status, Some(200), "{}", again.text);
+    }
+}
+
+#[test]
+#[ignore = "needs the nginx module: run by ci/nginx.sh"]
+fn ssl_stapling_staples_nginx_response_until_the_certificate_is_rotated() {
+    let f = Files::new();
+    let cli = CliCa::new(Ca {
+        cert: f.ca.cert.clone(),
+        key: f.ca.key.clone(),
+    });
+    // Not `<certificate>.ocsp`, which the library would staple itself.
+    let staple = f.path("nginx-staple.der");
+    fs::write(&staple, cli.ocsp(&f.leaf.cert, None, false, &[])).unwrap();
+    let stapling = format!(
+        "ssl_stapling on;\n  ssl_stapling_file {};",
+        staple.display()
+    );
+    let nginx = Nginx::start(
+        f.dir.path(),
+        &block("localhost", &f.cert, &f.key, &stapling),
+    );
+    let workers = nginx.workers();
+    // Every worker staples nginx's response for the certificate nginx loaded.
+    for _ in 0..6 {
+        let got = get(nginx.addr, &f.ca_pem, "localhost", &["-status"]);
+        assert_eq!(got.serial.as_deref(), Some(&*f.leaf.serial));
+        assert!(
+            got.text.contains("OCSP Response Status: successful")
+                && got.text.contains("Cert Status: good"),
+            "{}",
+            got.text
+        );
+    }
+
+    // nginx's response is for the old certificate: the new one gets none.
+    let next = f.ca.leaf("localhost");
+    rotate(&f.cert, &f.key, &next);
+    every_worker_serves(&nginx, &f.ca_pem, "localhost", &workers, &next.serial);
+    for _ in 0..6 {
+        let got = get(nginx.addr, &f.ca_pem, "localhost", &["-status"]);
+        assert_eq!(got.serial.as_deref(), Some(&*next.serial));
+        assert!(
+            got.text.contains("OCSP response: no response sent"),
+            "{}",
+            got.text
+        );
     }
 }

@@ -211,10 +211,16 @@ pub(crate) fn get(addr: SocketAddr, ca: &Path, name: &str, extra: &[&str]) -> Se
     let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
     let out = output_within_deadline(&mut cmd, if alpn { b"" } else { request.as_bytes() });
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let serial = text.find("-----BEGIN CERTIFICATE-----").map(|begin| {
-        let end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
-        serial_hex(&openssl::x509::X509::from_pem(&text.as_bytes()[begin..end]).unwrap())
-    });
+    // After "Server certificate": with -status the OCSP response, printed
+    // before it, may carry its signer's certificate.
+    let server = text.find("Server certificate").unwrap_or(0);
+    let serial = text[server..]
+        .find("-----BEGIN CERTIFICATE-----")
+        .map(|at| {
+            let begin = server + at;
+            let end = begin + text[begin..].find("-----END CERTIFICATE-----").unwrap() + 25;
+            serial_hex(&openssl::x509::X509::from_pem(&text.as_bytes()[begin..end]).unwrap())
+        });
     let header = |prefix: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(prefix))
