@@ -33,24 +33,6 @@ mkdir -p "$out"
 
 . ci/bench-peers.sh
 
-# h2load against $1 (port), protocol $2 (h1|h2), into $3 (prefix of its
-# files), with the CPU time so far of the server's processes $4... at the end
-# of the 1 s warm-up in $3.cpu0 and at the end in $3.cpu1.
-run_h2load() {
-  local port=$1 proto=$2 prefix=$3 flags=() sampler
-  shift 3
-  if [ "$proto" = h1 ]; then flags=(--h1 -m 1); else flags=(-m 10); fi
-  (sleep 1; cpu_ns "$@" >"$prefix.cpu0") &
-  sampler=$!
-  h2load -t 1 -c 32 "${flags[@]}" -D "$h2_seconds" --warm-up-time=1 \
-    --log-file="$prefix.log" "https://127.0.0.1:$port/" >"$prefix.txt" 2>&1 || {
-    cat "$prefix.txt" >&2
-    return 1
-  }
-  cpu_ns "$@" >"$prefix.cpu1"
-  wait "$sampler"
-}
-
 for workers in 1 2; do
   echo "=== $workers worker(s) each" >&2
   start_nginx "$workers"
