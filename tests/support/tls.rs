@@ -25,6 +25,14 @@ pub struct Server {
     task: JoinHandle<()>,
 }
 
+impl Server {
+    /// A server at `addr` whose accept loop is `task`, aborted on drop: for
+    /// tests that serve something other than the echo (HTTP, for one).
+    pub fn new(addr: SocketAddr, task: JoinHandle<()>) -> Self {
+        Self { addr, task }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();

@@ -45,7 +45,7 @@ fn update(volume: &mut K8sVolume, leaf: &Leaf, ca_pem: &[u8]) {
 }
 
 /// An HTTPS server for `leaf` that requires clients of `client_ca`.
-async fn server(volume: &K8sVolume) -> (common::Server, ReloadingAcceptor) {
+async fn server(volume: &K8sVolume) -> (support::Server, ReloadingAcceptor) {
     let tls = ReloadingAcceptor::builder()
         .identity(volume.path("tls.crt"), volume.path("tls.key"))
         .ca(volume.path("ca.crt"))

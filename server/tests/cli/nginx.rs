@@ -11,7 +11,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use self::run::{get, test_config, Nginx};
+use self::run::{assert_serves, get, test_config, Nginx};
 use crate::fixture::{private, replace_private, Files};
 use crate::support::{write_atomic, Ca, CliCa, Leaf, LeafSpec};
 
@@ -66,13 +66,7 @@ fn every_worker_serves_a_rotated_certificate_without_a_reload_and_h2_still_negot
     let f = Files::new();
     let nginx = Nginx::start(f.dir.path(), &block("localhost", &f.cert, &f.key, ""));
     let workers = nginx.workers();
-    let first = get(nginx.addr, &f.ca_pem, "localhost", &[]);
-    assert_eq!(
-        first.serial.as_deref(),
-        Some(&*f.leaf.serial),
-        "{}",
-        first.text
-    );
+    assert_serves(nginx.addr, &f.ca_pem, "localhost", &f.leaf.serial);
 
     let next = f.ca.leaf("localhost");
     rotate(&f.cert, &f.key, &next);

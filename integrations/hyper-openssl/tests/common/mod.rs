@@ -15,25 +15,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use openssl_reload::ReloadingAcceptor;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
-use crate::support::serial_hex;
-
-/// An HTTPS server on 127.0.0.1:0; stopped when dropped.
-pub struct Server {
-    pub addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use crate::support::{serial_hex, Server};
 
 /// Serves every request with `client=<serial> server=<serial> resumed=<bool>`:
 /// the client certificate of the connection (the session's, when it resumed),
 /// the certificate the server presented, and whether the session resumed.
+/// On an HTTPS server on 127.0.0.1:0, stopped when dropped.
 pub async fn serve(tls: ReloadingAcceptor) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -66,7 +54,7 @@ pub async fn serve(tls: ReloadingAcceptor) -> Server {
             });
         }
     });
-    Server { addr, task }
+    Server::new(addr, task)
 }
 
 /// What the server saw on one request.

@@ -194,6 +194,12 @@ pub(crate) struct Seen {
 /// `GET /` for `name` with `extra` s_client flags (`-cert`, `-sess_out`, ...),
 /// read until nginx closes; with `-alpn` only the handshake (h2 is not
 /// HTTP/1.1, and an h2 server waits for the client's preface).
+/// Asserts that one handshake as `name` is served the certificate `serial`.
+pub(crate) fn assert_serves(addr: SocketAddr, ca: &Path, name: &str, serial: &str) {
+    let seen = get(addr, ca, name, &[]);
+    assert_eq!(seen.serial.as_deref(), Some(serial), "{}", seen.text);
+}
+
 pub(crate) fn get(addr: SocketAddr, ca: &Path, name: &str, extra: &[&str]) -> Seen {
     let alpn = extra.contains(&"-alpn");
     let mut cmd = Command::new("openssl");

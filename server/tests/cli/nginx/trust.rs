@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use openssl::symm::Cipher;
 
-use super::run::{get, Nginx, Seen};
+use super::run::{assert_serves, get, Nginx, Seen};
 use super::{block, every_worker_serves, rotate, DEADLINE};
 use crate::fixture::{replace_private, Files};
 use crate::support::{write_atomic, Ca, CliCa, Leaf, LeafSpec};
@@ -110,13 +110,7 @@ fn an_encrypted_key_under_ssl_password_file_rotates_with_its_certificate() {
     let extra = format!("ssl_password_file {};", password.display());
     let nginx = Nginx::start(f.dir.path(), &block("localhost", &cert, &key, &extra));
     let workers = nginx.workers();
-    let first = get(nginx.addr, &f.ca_pem, "localhost", &[]);
-    assert_eq!(
-        first.serial.as_deref(),
-        Some(&*f.leaf.serial),
-        "{}",
-        first.text
-    );
+    assert_serves(nginx.addr, &f.ca_pem, "localhost", &f.leaf.serial);
 
     let next = f.ca.leaf("localhost");
     put(&next, b"a passphrase");
