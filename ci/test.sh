@@ -75,9 +75,10 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p openssl-reload --feature
 # minutes; the proptest properties in tests/it/props.rs run instead.
 # nginx: the dynamic module (nginx/) built against Debian's nginx-dev and loaded
 # into Debian's nginx, master and two workers.
+# nginx-package: its .deb (pkg/nginx-module/debian) built, linted, installed and exercised.
 # integrations: the framework programs (integrations/, a workspace of its own)
 # against actix-web, axum-server, Pingora, tonic and hyper-openssl.
-for suite in capi valgrind fips package nginx integrations; do
+for suite in capi valgrind fips package nginx nginx-package integrations; do
   if [ -x "ci/$suite.sh" ]; then
     step "ci/$suite.sh"
     "ci/$suite.sh"
