@@ -277,7 +277,8 @@ ok "nginx -t: the stock /etc/nginx/nginx.conf loads the module"
 # ---------------------------------------------------------------------------
 step "Test certificates: a CA and two leaves with different serials"
 tls="$run/tls"
-mkdir -p "$tls"
+# Whatever the umask: the workers (www-data) traverse these.
+install -d -m 0755 "$run" "$tls"
 (
     cd "$work"
     umask 077
