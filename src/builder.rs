@@ -13,6 +13,7 @@ use openssl::ssl::SslContextBuilder;
 
 use crate::material::{Checks, IdentityFiles, WatchedFiles};
 use crate::reloader::Setup;
+use crate::KeyUri;
 use crate::{CrlCheck, Passphrase, StaleCrl, ValidityPolicy};
 
 /// The default poll interval: one second.
@@ -87,6 +88,31 @@ impl<S> Builder<S> {
         self.files.identity = Some(IdentityFiles::Pair {
             cert: cert.into(),
             key: key.into(),
+        });
+        self
+    }
+
+    /// The certificate chain in `cert` with a private key that stays in
+    /// hardware, named by `key` (`pkcs11:…`, or a URI a provider's store
+    /// serves). The [`passphrase`](Self::passphrase) is the PIN. The key is
+    /// opened once per process and probed every poll; the certificate file
+    /// rotates around it and is published only while it matches the key. A
+    /// key file holding one such URI line works the same way through
+    /// [`identity`](Self::identity). docs/hardware-keys.md has the details.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), openssl_reload::Error> {
+    /// use openssl_reload::{KeyUri, Passphrase, ReloadingAcceptor};
+    /// let tls = ReloadingAcceptor::builder()
+    ///     .identity_uri("/etc/tls/tls.crt", KeyUri::new("pkcs11:token=web;object=tls-key;type=private")?)
+    ///     .passphrase(Passphrase::from_file("/etc/tls/pin"))
+    ///     .build()?;
+    /// # drop(tls); Ok(()) }
+    /// ```
+    pub fn identity_uri(mut self, cert: impl Into<PathBuf>, key: KeyUri) -> Self {
+        self.files.identity = Some(IdentityFiles::Hardware {
+            cert: cert.into(),
+            key,
         });
         self
     }

@@ -285,6 +285,8 @@ void openssl_reload_server_builder_free(openssl_reload_server_builder *builder);
  The certificate chain (PEM: leaf first, then intermediates) and its key
  (PEM or DER, PKCS#8, traditional or encrypted). The first certificate
  configured (this, a PKCS#12 bundle or a site) is the default site.
+ A `key` starting with `pkcs11:` or `store:` names a key that stays in
+ hardware (docs/hardware-keys.md); the passphrase is then its PIN.
 
  # Safety
 
@@ -480,7 +482,9 @@ openssl_reload_result openssl_reload_client_builder_new(openssl_reload_client_bu
 void openssl_reload_client_builder_free(openssl_reload_client_builder *builder);
 
 /*
- The client certificate chain and key presented to servers.
+ The client certificate chain and key presented to servers. A `key`
+ starting with `pkcs11:` or `store:` names a key that stays in hardware
+ (docs/hardware-keys.md); the passphrase is then its PIN.
 
  # Safety
 

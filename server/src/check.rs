@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use openssl_reload::{
-    CertificateInfo, ClientAuth, CrlInfo, OcspInfo, ReloadingAcceptorBuilder, ReloadingConnector,
-    SiteStatus,
+    CertificateInfo, ClientAuth, CrlInfo, KeyStatus, OcspInfo, ReloadingAcceptorBuilder,
+    ReloadingConnector, SiteStatus,
 };
 
 use crate::cli::CheckArgs;
@@ -25,11 +25,20 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), Failure> {
         print_crls(&crls)?;
         return list(&sites);
     }
-    let info = sites
+    let site = sites
         .into_iter()
-        .find_map(|site| site.status.certificate)
+        .find(|site| site.status.certificate.is_some())
         .ok_or_else(|| Failure::runtime("no certificate loaded"))?;
-    print(&describe(&info, args.ca.is_some(), !crls.is_empty()))?;
+    let info = site
+        .status
+        .certificate
+        .as_ref()
+        .ok_or_else(|| Failure::runtime("no certificate loaded"))?;
+    print(&describe(info, args.ca.is_some(), !crls.is_empty()))?;
+    print(&key_line(
+        site.key_type.as_deref(),
+        site.status.key.as_ref(),
+    ))?;
     print_crls(&crls)
 }
 
@@ -122,6 +131,18 @@ valid:      yes: {checks}
         sha256 = info.sha256,
         checks = checks.join(", "),
     )
+}
+
+/// The key's line: its type, and for a key in hardware its URI and route.
+fn key_line(key_type: Option<&str>, key: Option<&KeyStatus>) -> String {
+    let key_type = key_type.unwrap_or("?");
+    match key.and_then(|k| Some((k, k.route.as_ref()?))) {
+        Some((key, route)) => format!(
+            "key:        {key_type}, in hardware: {} through {route}\n",
+            key.uri
+        ),
+        None => format!("key:        {key_type}, from the key file\n"),
+    }
 }
 
 /// The OCSP staple's line of the description.

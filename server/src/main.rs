@@ -27,7 +27,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use openssl_reload::{Passphrase, ReloadingAcceptor, ReloadingAcceptorBuilder};
+use openssl_reload::{KeyUri, Passphrase, ReloadingAcceptor, ReloadingAcceptorBuilder};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, IdentityArgs, LogArgs, LogFormat, PASSPHRASE_ENV};
@@ -35,12 +35,15 @@ use crate::cli::{Cli, Command, IdentityArgs, LogArgs, LogFormat, PASSPHRASE_ENV}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let fips = cli.fips;
+    let providers = cli.provider;
     let result = match cli.command {
         Command::Serve(args) => init_logging(&cli.log, "info")
             .and_then(|()| enable_fips(fips))
+            .and_then(|()| load_providers(&providers, fips))
             .and_then(|()| serve::run(*args)),
         Command::Check(args) => init_logging(&cli.log, "warn")
             .and_then(|()| enable_fips(fips))
+            .and_then(|()| load_providers(&providers, fips))
             .and_then(|()| check::run(&args)),
     };
     match result {
@@ -136,6 +139,32 @@ fn enable_fips(requested: bool) -> Result<(), Failure> {
     result
 }
 
+/// `--provider`: loads OpenSSL providers (tpm2, pkcs11) for keys named by a
+/// URI. Loading one stops OpenSSL from loading its default provider on its
+/// own, so the default is loaded first, unless FIPS mode loaded fips and base.
+/// They stay loaded for the life of the process.
+fn load_providers(names: &[String], fips: bool) -> Result<(), Failure> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let defaults: &[&str] = if fips { &[] } else { &["default"] };
+    for name in defaults
+        .iter()
+        .copied()
+        .chain(names.iter().map(String::as_str))
+    {
+        let provider = openssl::provider::Provider::load(None, name).map_err(|e| {
+            Failure::config(format!(
+                "--provider {name}: cannot load the OpenSSL provider (is its package installed, OPENSSL_MODULES right?): {e}"
+            ))
+        })?;
+        tracing::info!(provider = name, "OpenSSL provider loaded");
+        // Unloading would free the provider under the keys it serves.
+        std::mem::forget(provider);
+    }
+    Ok(())
+}
+
 /// Whether OpenSSL fetches algorithms with `fips=yes` by default, for /status and
 /// /metrics: through `--fips`, or through an OpenSSL configuration (a RHEL host in
 /// FIPS mode), whatever features the binary was built with.
@@ -198,7 +227,10 @@ pub(crate) fn acceptor_builder(
     }
     let mut builder = ReloadingAcceptor::builder();
     for (cert, key) in identity.cert.iter().zip(&identity.key) {
-        builder = builder.site(cert, key);
+        builder = match key.to_str().filter(|k| KeyUri::is_uri(k)) {
+            Some(uri) => builder.site_uri(cert, KeyUri::new(uri)?),
+            None => builder.site(cert, key),
+        };
     }
     if let Some(pkcs12) = &identity.pkcs12 {
         builder = builder.site_pkcs12(pkcs12);

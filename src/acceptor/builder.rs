@@ -11,7 +11,7 @@ use crate::material::{IdentityFiles, Staples, WatchedFiles};
 use crate::reloader::Setup;
 use crate::sites::{SiteOptions, SiteSetup, SiteStatus, Sites};
 use crate::tickets::{KeySource, TicketKeys};
-use crate::{CertificateInfo, Error};
+use crate::{CertificateInfo, Error, KeyUri};
 
 use super::contexts::{front_acceptor, ServerContexts};
 use super::polling::Polling;
@@ -103,6 +103,16 @@ impl Builder<ServerSide> {
         self.side.sites.explicit.push(IdentityFiles::Pair {
             cert: cert.into(),
             key: key.into(),
+        });
+        self
+    }
+
+    /// Serves one more site whose key stays in hardware (see
+    /// [`site`](Self::site) and [`identity_uri`](crate::Builder::identity_uri)).
+    pub fn site_uri(mut self, cert: impl Into<PathBuf>, key: KeyUri) -> Self {
+        self.side.sites.explicit.push(IdentityFiles::Hardware {
+            cert: cert.into(),
+            key,
         });
         self
     }

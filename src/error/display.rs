@@ -44,6 +44,7 @@ impl fmt::Display for Error {
                 algorithm.as_deref().unwrap_or("an algorithm"),
             ),
             Self::Passphrase { reason } => write!(f, "cannot get the passphrase from {reason}"),
+            Self::HardwareKey { uri, reason } => write!(f, "private key {uri}: {reason}"),
             Self::KeyMismatch { cert, key } => write!(
                 f,
                 "private key {} does not match certificate {}",

@@ -21,6 +21,7 @@ pub use self::problems::{
     ChainProblem, CrlProblem, OcspProblem, PassphraseProblem, TicketKeyProblem,
 };
 pub(crate) use self::report::Report;
+use crate::material::HardwareKeyProblem;
 
 use std::io;
 use std::path::PathBuf;
@@ -157,6 +158,15 @@ pub enum Error {
     Forked {
         /// The process the poller runs in.
         pid: u32,
+    },
+    /// A private key named by a URI ([`KeyUri`](crate::KeyUri)) could not be
+    /// opened, or stopped working (the token went away).
+    HardwareKey {
+        /// The URI, with any `pin-value` redacted.
+        uri: String,
+        /// What went wrong; OpenSSL's errors behind it are this error's
+        /// [`source`](std::error::Error::source).
+        reason: HardwareKeyProblem,
     },
     /// FIPS mode could not be enabled (see `fips::enable`, feature `fips`).
     Fips {

@@ -35,6 +35,7 @@ impl Error {
             | Self::Ocsp { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
             Self::Passphrase { .. }
+            | Self::HardwareKey { .. }
             | Self::Thread { .. }
             | Self::Forked { .. }
             | Self::Panicked { .. }
@@ -90,6 +91,7 @@ impl std::error::Error for Error {
             | Self::OpenSsl { source, .. } => Some(source),
             // The problem prints in this error's text; its causes follow.
             Self::Ocsp { reason, .. } => reason.source(),
+            Self::HardwareKey { reason, .. } => reason.source(),
             Self::TooLarge { .. }
             | Self::NoCertificate { .. }
             | Self::IncompletePkcs12 { .. }

@@ -3,12 +3,27 @@
 //! them (OpenSSL 3.0 and later). Only the safe wrappers beside this file and the
 //! `extern "C"` callbacks' own modules call them.
 
+#![allow(non_camel_case_types)] // OpenSSL's own type names.
+
 use std::ffi::{c_char, c_int, c_uchar, c_uint, c_void};
 
 use openssl_sys::{
-    stack_st_X509_NAME, EVP_CIPHER_CTX, EVP_MAC_CTX, OSSL_PARAM, SSL, SSL_CTX, SSL_SESSION,
-    X509_CRL, X509_STORE, X509_STORE_CTX,
+    pem_password_cb, stack_st_X509_NAME, ENGINE, EVP_CIPHER_CTX, EVP_MAC_CTX, EVP_PKEY,
+    OSSL_LIB_CTX, OSSL_PARAM, OSSL_PROVIDER, SSL, SSL_CTX, SSL_SESSION, X509_CRL, X509_STORE,
+    X509_STORE_CTX,
 };
+
+/// An open `OSSL_STORE` channel (`OSSL_STORE_open(3)`).
+pub(crate) enum OSSL_STORE_CTX {}
+/// One object an `OSSL_STORE` channel yielded.
+pub(crate) enum OSSL_STORE_INFO {}
+/// A store loader: the provider's implementation of a URI scheme.
+pub(crate) enum OSSL_STORE_LOADER {}
+/// A user-interface method: how a loader asks for a PIN or passphrase.
+pub(crate) enum UI_METHOD {}
+
+/// `OSSL_STORE_INFO_get_type`'s value for a private key.
+pub(crate) const OSSL_STORE_INFO_PKEY: c_int = 4;
 
 /// The ticket key callback of `SSL_CTX_set_tlsext_ticket_key_evp_cb(3)`.
 // SAFETY: only the signature; OpenSSL calls it with a live SSL, a 16-byte name
@@ -120,4 +135,98 @@ extern "C" {
         buf: *mut c_char,
         bsize: usize,
     ) -> OSSL_PARAM;
+
+    /// Opens a store channel for `uri` with the loader of its scheme; `ui_method`
+    /// with `ui_data` is how the loader asks for a PIN or passphrase.
+    pub(crate) fn OSSL_STORE_open_ex(
+        uri: *const c_char,
+        libctx: *mut OSSL_LIB_CTX,
+        propq: *const c_char,
+        ui_method: *const UI_METHOD,
+        ui_data: *mut c_void,
+        params: *const OSSL_PARAM,
+        post_process: *const c_void,
+        post_process_data: *mut c_void,
+    ) -> *mut OSSL_STORE_CTX;
+
+    /// Tells the loader which kind of object is wanted (before the first load).
+    pub(crate) fn OSSL_STORE_expect(ctx: *mut OSSL_STORE_CTX, expected_type: c_int) -> c_int;
+
+    /// The next object of the channel, owned by the caller; NULL at the end or
+    /// on an error (`OSSL_STORE_eof` tells which).
+    pub(crate) fn OSSL_STORE_load(ctx: *mut OSSL_STORE_CTX) -> *mut OSSL_STORE_INFO;
+
+    /// 1 when the channel has no more objects.
+    pub(crate) fn OSSL_STORE_eof(ctx: *mut OSSL_STORE_CTX) -> c_int;
+
+    /// Closes and frees a channel.
+    pub(crate) fn OSSL_STORE_close(ctx: *mut OSSL_STORE_CTX) -> c_int;
+
+    /// What kind of object an info holds (`OSSL_STORE_INFO_PKEY`, ...).
+    pub(crate) fn OSSL_STORE_INFO_get_type(info: *const OSSL_STORE_INFO) -> c_int;
+
+    /// The private key an info holds, with a new reference for the caller.
+    pub(crate) fn OSSL_STORE_INFO_get1_PKEY(info: *const OSSL_STORE_INFO) -> *mut EVP_PKEY;
+
+    /// Frees an info.
+    pub(crate) fn OSSL_STORE_INFO_free(info: *mut OSSL_STORE_INFO);
+
+    /// The loader that serves `scheme` URIs in a library context, if a loaded
+    /// provider has one; the caller frees it.
+    pub(crate) fn OSSL_STORE_LOADER_fetch(
+        libctx: *mut OSSL_LIB_CTX,
+        scheme: *const c_char,
+        properties: *const c_char,
+    ) -> *mut OSSL_STORE_LOADER;
+
+    /// Frees a fetched loader.
+    pub(crate) fn OSSL_STORE_LOADER_free(loader: *mut OSSL_STORE_LOADER);
+
+    /// The provider a loader comes from (owned by the library context).
+    pub(crate) fn OSSL_STORE_LOADER_get0_provider(
+        loader: *const OSSL_STORE_LOADER,
+    ) -> *const OSSL_PROVIDER;
+
+    /// A provider's name, e.g. "tpm2" (owned by the provider).
+    pub(crate) fn OSSL_PROVIDER_get0_name(prov: *const OSSL_PROVIDER) -> *const c_char;
+
+    /// A UI method that answers every prompt through a PEM passphrase callback,
+    /// which gets the UI's user data; freed with `UI_destroy_method`.
+    pub(crate) fn UI_UTIL_wrap_read_pem_callback(
+        cb: pem_password_cb,
+        rwflag: c_int,
+    ) -> *mut UI_METHOD;
+
+    /// Frees a UI method made by `UI_UTIL_wrap_read_pem_callback`.
+    pub(crate) fn UI_destroy_method(method: *mut UI_METHOD);
+
+    /// A structural reference to the engine `id`, loading it from the engines
+    /// directory if it is not built in; NULL if there is none.
+    pub(crate) fn ENGINE_by_id(id: *const c_char) -> *mut ENGINE;
+
+    /// Sends a named control command (`MODULE_PATH`) to an engine.
+    pub(crate) fn ENGINE_ctrl_cmd_string(
+        e: *mut ENGINE,
+        cmd_name: *const c_char,
+        arg: *const c_char,
+        cmd_optional: c_int,
+    ) -> c_int;
+
+    /// Initialises an engine, taking a functional reference.
+    pub(crate) fn ENGINE_init(e: *mut ENGINE) -> c_int;
+
+    /// Releases a functional reference.
+    pub(crate) fn ENGINE_finish(e: *mut ENGINE) -> c_int;
+
+    /// Releases a structural reference.
+    pub(crate) fn ENGINE_free(e: *mut ENGINE) -> c_int;
+
+    /// Loads the private key `key_id` from an initialised engine; `ui_method`
+    /// with `callback_data` is how the engine asks for a PIN.
+    pub(crate) fn ENGINE_load_private_key(
+        e: *mut ENGINE,
+        key_id: *const c_char,
+        ui_method: *mut UI_METHOD,
+        callback_data: *mut c_void,
+    ) -> *mut EVP_PKEY;
 }

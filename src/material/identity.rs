@@ -9,6 +9,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::ssl::SslContextBuilder;
 use openssl::x509::X509;
 
+use super::hardware::KeyUri;
 use super::info::CertificateInfo;
 use super::ocsp::Staple;
 use crate::Error;
@@ -23,6 +24,8 @@ pub(crate) struct Identity {
     pub(crate) path: PathBuf,
     /// Its OCSP staple, if one passed the checks.
     pub(crate) staple: Option<Arc<Staple>>,
+    /// The URI of the key, when it stays in hardware.
+    pub(crate) key_uri: Option<KeyUri>,
 }
 
 impl Identity {
@@ -40,6 +43,7 @@ impl Identity {
             info,
             path: path.to_owned(),
             staple: None,
+            key_uri: None,
         })
     }
 

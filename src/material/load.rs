@@ -8,6 +8,7 @@ use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use zeroize::Zeroizing;
 
+use super::hardware::{open as hardware_open, HeldKey, KeyUri};
 use super::read::read_key_file;
 use super::staple::read_optional;
 use super::{
@@ -26,13 +27,23 @@ impl WatchedFiles {
         let limit = checks.max_file_size;
         let identity = match &self.identity {
             None => None,
-            Some(IdentityFiles::Pair { cert, key }) => Some(RawIdentity::Pair {
-                cert_bytes: read::read_file(cert, limit)?,
-                key_bytes: Zeroizing::new(read_key_file(key, limit, warned)?),
-            }),
+            Some(IdentityFiles::Pair { cert, key }) => {
+                let cert_bytes = read::read_file(cert, limit)?;
+                let key_bytes = Zeroizing::new(read_key_file(key, limit, warned)?);
+                Some(match key_reference(&key_bytes)? {
+                    Some(uri) => self.hold(cert_bytes, &uri, checks)?,
+                    None => RawIdentity::Pair {
+                        cert_bytes,
+                        key_bytes,
+                    },
+                })
+            }
             Some(IdentityFiles::Pkcs12(path)) => Some(RawIdentity::Pkcs12(Zeroizing::new(
                 read_key_file(path, limit, warned)?,
             ))),
+            Some(IdentityFiles::Hardware { cert, key }) => {
+                Some(self.hold(read::read_file(cert, limit)?, key, checks)?)
+            }
         };
         let ca = match &self.ca {
             Some(path) => Some(read::read_file(path, limit)?),
@@ -69,6 +80,23 @@ impl WatchedFiles {
             ocsp,
             ocsp_issuer,
             digest,
+        })
+    }
+
+    /// The certificate's bytes with the key `uri` names, held by this process
+    /// (opened now only if it is not held yet: see `hardware/held.rs`).
+    fn hold(
+        &self,
+        cert_bytes: Vec<u8>,
+        uri: &KeyUri,
+        checks: &Checks,
+    ) -> Result<RawIdentity, Error> {
+        let pin = self.passphrase.resolve(checks.max_file_size)?;
+        let held = hardware_open(uri, pin.as_deref().map(|p| &p[..]))?;
+        Ok(RawIdentity::Hardware {
+            cert_bytes,
+            uri: uri.clone(),
+            held,
         })
     }
 
@@ -116,7 +144,11 @@ impl WatchedFiles {
         raw: RawIdentity,
         checks: &Checks,
     ) -> Result<Identity, Error> {
-        let pass = self.passphrase.resolve(checks.max_file_size)?;
+        // A hardware key's PIN was used (and its key held) in `read`.
+        let pass = match raw {
+            RawIdentity::Hardware { .. } => None,
+            _ => self.passphrase.resolve(checks.max_file_size)?,
+        };
         let pass = pass.as_deref().map(|p| &p[..]);
         // `read` made the raw form from these same files; the paths come from
         // `files`, the bytes from `raw`, and a PKCS#12 file is its own "key".
@@ -125,7 +157,8 @@ impl WatchedFiles {
                 cert_bytes,
                 key_bytes,
             } => {
-                let (cert, key) = files.pair_paths();
+                let cert = files.cert_path();
+                let key = files.key_path().unwrap_or(cert);
                 let mut certs = parse::parse_certificates(cert, &cert_bytes, "certificate chain")?;
                 validate::check_chain_order(cert, &certs)?;
                 let leaf = certs.remove(0);
@@ -133,6 +166,19 @@ impl WatchedFiles {
                 Identity::new(cert, leaf, certs, pkey)?
             }
             RawIdentity::Pkcs12(bytes) => parse::parse_pkcs12(files.cert_path(), &bytes, pass)?,
+            RawIdentity::Hardware {
+                cert_bytes,
+                uri,
+                held,
+            } => {
+                let cert = files.cert_path();
+                let mut certs = parse::parse_certificates(cert, &cert_bytes, "certificate chain")?;
+                validate::check_chain_order(cert, &certs)?;
+                let leaf = certs.remove(0);
+                let mut identity = Identity::new(cert, leaf, certs, held.key)?;
+                identity.key_uri = Some(uri);
+                identity
+            }
         };
         validate::validate(files, &identity, checks.validity)?;
         Ok(identity)
@@ -160,6 +206,17 @@ fn digest(
             feed(key_bytes)?;
         }
         Some(RawIdentity::Pkcs12(bytes)) => feed(bytes)?,
+        // The key opened again (after an outage, a fork, a new PIN) is new
+        // material, to be published even though no file changed.
+        Some(RawIdentity::Hardware {
+            cert_bytes,
+            uri,
+            held,
+        }) => {
+            feed(cert_bytes)?;
+            feed(uri.secret_text().as_bytes())?;
+            feed(&held.generation.to_be_bytes())?;
+        }
         None => {}
     }
     if let Some(ca) = ca {
@@ -189,6 +246,25 @@ enum RawIdentity {
         key_bytes: Zeroizing<Vec<u8>>,
     },
     Pkcs12(Zeroizing<Vec<u8>>),
+    /// A key in hardware, held: read means opened (once per process).
+    Hardware {
+        cert_bytes: Vec<u8>,
+        uri: KeyUri,
+        held: HeldKey,
+    },
+}
+
+/// A key file that holds one line, a `pkcs11:` or `store:` URI, names a key
+/// in hardware (a site directory's `NAME.key`, a secret's `tls.key`).
+fn key_reference(bytes: &[u8]) -> Result<Option<KeyUri>, Error> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Ok(None);
+    };
+    let line = text.trim_end_matches(['\n', '\r']);
+    if !KeyUri::is_uri(line) || line.contains('\n') {
+        return Ok(None);
+    }
+    KeyUri::new(line).map(Some)
 }
 
 /// The bytes of every file, read but not yet parsed.

@@ -12,6 +12,7 @@
 
 mod crl;
 mod fastkey;
+mod hardware;
 mod identity;
 mod info;
 mod load;
@@ -27,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use self::crl::{chain_stale_rule, CrlOptions};
 pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
+pub(crate) use self::hardware::{key_status, needs_open};
+pub use self::hardware::{HardwareKeyProblem, KeyRoute, KeyStatus, KeyUri};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
 pub use self::ocsp::OcspInfo;
@@ -38,23 +41,47 @@ pub(crate) use self::staple::OcspFile;
 pub(crate) use self::trust::Trust;
 pub use self::validate::ValidityPolicy;
 
-/// The files of one identity: certificate chain and key, or a PKCS#12 bundle.
+/// The files of one identity: certificate chain and key, a PKCS#12 bundle, or
+/// a certificate chain whose key stays in hardware.
 #[derive(Clone, Debug)]
 pub(crate) enum IdentityFiles {
     Pair { cert: PathBuf, key: PathBuf },
     Pkcs12(PathBuf),
+    Hardware { cert: PathBuf, key: KeyUri },
 }
 
 impl IdentityFiles {
     pub(crate) fn cert_path(&self) -> &Path {
-        self.pair_paths().0
+        match self {
+            Self::Pair { cert, .. } | Self::Hardware { cert, .. } => cert,
+            Self::Pkcs12(path) => path,
+        }
     }
 
-    /// Certificate and key file; a PKCS#12 bundle is both.
-    pub(crate) fn pair_paths(&self) -> (&Path, &Path) {
+    /// The certificate file and what names the key, for messages: the key
+    /// file (a PKCS#12 bundle is both) or the key's URI.
+    pub(crate) fn key_name(&self) -> PathBuf {
         match self {
-            Self::Pair { cert, key } => (cert, key),
-            Self::Pkcs12(path) => (path, path),
+            Self::Pair { key, .. } => key.clone(),
+            Self::Pkcs12(path) => path.clone(),
+            Self::Hardware { key, .. } => PathBuf::from(key.to_string()),
+        }
+    }
+
+    /// The key file (a PKCS#12 bundle is its own), if the key is in one.
+    pub(crate) fn key_path(&self) -> Option<&Path> {
+        match self {
+            Self::Pair { key, .. } => Some(key),
+            Self::Pkcs12(path) => Some(path),
+            Self::Hardware { .. } => None,
+        }
+    }
+
+    /// The key URI, if the key stays in hardware.
+    pub(crate) fn key_uri(&self) -> Option<&KeyUri> {
+        match self {
+            Self::Hardware { key, .. } => Some(key),
+            _ => None,
         }
     }
 }
@@ -97,6 +124,14 @@ pub(crate) struct WatchedFiles {
 }
 
 impl WatchedFiles {
+    /// The key URI configured directly (not through a key file that holds one).
+    pub(crate) fn key_uri_configured(&self) -> Option<KeyUri> {
+        self.identity
+            .as_ref()
+            .and_then(IdentityFiles::key_uri)
+            .cloned()
+    }
+
     /// The files the poller stats.
     pub(crate) fn paths(&self) -> Vec<PathBuf> {
         let mut paths = Vec::new();
@@ -108,6 +143,8 @@ impl WatchedFiles {
                 }
             }
             Some(IdentityFiles::Pkcs12(path)) => paths.push(path.clone()),
+            // The key is watched by its probe (`needs_open`), not by a stat.
+            Some(IdentityFiles::Hardware { cert, .. }) => paths.push(cert.clone()),
             None => {}
         }
         paths.extend(self.ca.clone());
@@ -144,6 +181,11 @@ impl Material {
             self.identity.as_ref().map(|i| i.info.clone()),
             self.trust.as_ref().map_or(0, Trust::len),
         )
+    }
+
+    /// The URI of its key, when the key stays in hardware.
+    pub(crate) fn key_uri(&self) -> Option<KeyUri> {
+        self.identity.as_ref().and_then(|i| i.key_uri.clone())
     }
 
     /// The CRLs it would put in service.

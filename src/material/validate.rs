@@ -35,10 +35,9 @@ pub(super) fn validate(
         .public_key()
         .map_err(|e| Error::parse(cert_path, "certificate public key", e))?;
     if !public_key.public_eq(&identity.key) {
-        let (cert, key) = files.pair_paths();
         return Err(Error::KeyMismatch {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
+            cert: cert_path.to_owned(),
+            key: files.key_name(),
         });
     }
     let now = Asn1Time::days_from_now(0).map_err(Error::openssl("read the clock"))?;

@@ -21,6 +21,7 @@ use crate::common::panic_message;
 use crate::material::{Checks, WatchedFiles};
 use crate::poll::Fingerprint;
 use crate::Error;
+use crate::KeyUri;
 
 /// What the poller compares from tick to tick. Its lock is only ever held for a
 /// few comparisons and assignments, never across a `stat`, a read or a parse, so
@@ -34,6 +35,8 @@ struct PollState {
     mismatch_deferred: bool,
     /// The generation whose stale CRLs were warned about.
     stale_crl_warned: u64,
+    /// The URI of the hardware key in service (or to be opened), probed every tick.
+    pub(super) key_uri: Option<KeyUri>,
 }
 
 /// What only an attempt (read, parse, build, publish) touches. Its lock makes
@@ -125,13 +128,14 @@ impl<T> Engine<T> {
             summary: (certificate, ca_certificates),
             digest,
             crls,
+            key_uri,
             error,
         } = Initial::load(&files, &checks, &mut warned, build.as_ref(), allow_missing)?;
         let mut status =
             initial_status(certificate, ca_certificates, poll_interval, error.as_ref());
         status.crls = crls;
         let logged = log_start(role, &status, error.as_ref(), announce);
-        Ok(Self {
+        let engine = Self {
             role,
             files,
             checks,
@@ -148,6 +152,7 @@ impl<T> Engine<T> {
                 backoff: Backoff::new(poll_interval),
                 mismatch_deferred: false,
                 stale_crl_warned: 0,
+                key_uri,
             }),
             attempts: Mutex::new(AttemptState {
                 served_digest: digest,
@@ -156,7 +161,9 @@ impl<T> Engine<T> {
             status: watch::channel(status).0,
             #[cfg(test)]
             after_read: None,
-        })
+        };
+        engine.note_key();
+        Ok(engine)
     }
 
     /// The published value, shared with handshake callbacks.
@@ -180,10 +187,11 @@ impl<T> Engine<T> {
     /// One poller tick: reload if a fingerprint changed or a retry is due.
     pub(crate) fn poll(&self) -> Polled {
         self.warn_stale_crls();
+        let key_due = self.key_due();
         let fingerprints = self.stat();
         let changed = {
             let state = self.lock_poll_state();
-            let changed = fingerprints != state.fingerprints;
+            let changed = fingerprints != state.fingerprints || key_due;
             let retry_due = state.retry_at.is_some_and(|at| Instant::now() >= at);
             (changed || retry_due).then_some(changed)
         };
@@ -195,7 +203,9 @@ impl<T> Engine<T> {
         let Ok(mut attempt) = self.attempts.try_lock() else {
             return Polled::Idle;
         };
-        match self.run(&mut attempt, fingerprints, Trigger::Poll { changed }) {
+        let outcome = self.run(&mut attempt, fingerprints, Trigger::Poll { changed });
+        self.note_key();
+        match outcome {
             Ok(Reload::Published(_)) => Polled::Published,
             Ok(Reload::Unchanged) => Polled::Checked,
             Err(_) => Polled::Failed,
@@ -232,7 +242,9 @@ impl<T> Engine<T> {
     pub(crate) fn reload_now(&self) -> Result<Reload, Error> {
         let mut attempt = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
         let fingerprints = self.stat();
-        self.run(&mut attempt, fingerprints, Trigger::Forced)
+        let outcome = self.run(&mut attempt, fingerprints, Trigger::Forced);
+        self.note_key();
+        outcome
     }
 
     fn stat(&self) -> Vec<Fingerprint> {
@@ -352,6 +364,7 @@ impl<T> Engine<T> {
         let material = self.files.parse(raw, &self.checks)?;
         let ((certificate, ca_certificates), digest) = (material.summary(), material.digest);
         let crls = material.crls();
+        let key_uri = material.key_uri();
         let built = self.build.build(material)?;
         // Status first, quietly; then the context; then wake subscribers. Whoever
         // sees the new certificate in a handshake finds it in `status()` too, and
@@ -371,10 +384,14 @@ impl<T> Engine<T> {
         self.current.store(Arc::new(built));
         self.status.send_modify(|_| {});
         attempt.served_digest = digest;
+        self.lock_poll_state().key_uri = key_uri;
         log_published(self.role, &self.status.borrow());
         Ok(Attempt::Done(Reload::Published(generation)))
     }
 }
+
+#[path = "engine_key.rs"]
+mod key;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::Build;
 use crate::material::{Checks, Material, WatchedFiles};
+use crate::KeyUri;
 use crate::{CertificateInfo, CrlInfo, Error};
 
 /// What an engine starts with: the material built, or (where allowed) empty
@@ -15,6 +16,7 @@ pub(super) struct Initial<T> {
     pub(super) summary: (Option<CertificateInfo>, usize),
     pub(super) digest: [u8; 32],
     pub(super) crls: Vec<CrlInfo>,
+    pub(super) key_uri: Option<KeyUri>,
     pub(super) error: Option<Error>,
 }
 
@@ -30,16 +32,21 @@ impl<T> Initial<T> {
             .read(checks, warned)
             .and_then(|raw| files.parse(raw, checks))
             .and_then(|material| {
-                let (summary, digest, crls) =
-                    (material.summary(), material.digest, material.crls());
-                Ok((build.build(material)?, summary, digest, crls))
+                let (summary, digest, crls, key_uri) = (
+                    material.summary(),
+                    material.digest,
+                    material.crls(),
+                    material.key_uri(),
+                );
+                Ok((build.build(material)?, summary, digest, crls, key_uri))
             });
         match loaded {
-            Ok((built, summary, digest, crls)) => Ok(Self {
+            Ok((built, summary, digest, crls, key_uri)) => Ok(Self {
                 built,
                 summary,
                 digest,
                 crls,
+                key_uri,
                 error: None,
             }),
             Err(error) if allow_missing => {
@@ -50,6 +57,8 @@ impl<T> Initial<T> {
                     summary,
                     digest,
                     crls: Vec::new(),
+                    // A key URI that failed to open is still the one to open.
+                    key_uri: files.key_uri_configured(),
                     error: Some(error),
                 })
             }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::{CertificateInfo, CrlInfo, Error, StaleCrl};
+use crate::{CertificateInfo, CrlInfo, Error, KeyStatus, StaleCrl};
 
 /// A point-in-time view of a reloader, cheap to clone.
 #[derive(Clone, Debug)]
@@ -40,6 +40,9 @@ pub struct CertificateStatus {
     /// Whether the process fetched algorithms with `fips=yes` ([`crate::fips::is_enabled`])
     /// when the reloader was built.
     pub fips_enabled: bool,
+    /// The private key, when it stays in hardware ([`KeyUri`](crate::KeyUri)):
+    /// how it was opened, whether it answers, and any outage.
+    pub key: Option<KeyStatus>,
 }
 
 /// The record of a failed reload attempt, as kept in [`CertificateStatus`].
@@ -119,6 +122,7 @@ pub(crate) fn initial_status(
         last_poll: None,
         poll_interval,
         fips_enabled: crate::fips::is_enabled(),
+        key: None,
     }
 }
 

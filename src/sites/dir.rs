@@ -145,7 +145,7 @@ mod tests {
         scan.sites
             .iter()
             .map(|s| {
-                let (cert, key) = s.files.pair_paths();
+                let (cert, key) = (s.files.cert_path(), s.files.key_path().unwrap());
                 let file = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
                 (s.name.as_str(), format!("{} {}", file(cert), file(key)))
             })

@@ -12,7 +12,7 @@ use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{HasPublic, PKey, PKeyRef, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
@@ -101,6 +101,12 @@ impl Ca {
     pub fn leaf_with(&self, spec: LeafSpec) -> Leaf {
         Leaf::mint(spec, Some(self))
     }
+
+    /// A leaf certificate for a public key whose private half is held
+    /// elsewhere (in an HSM or a TPM): the certificate alone.
+    pub fn certify<T: HasPublic>(&self, spec: LeafSpec, key: &PKeyRef<T>) -> X509 {
+        issue(&spec, key, (&self.key, Some(self)))
+    }
 }
 
 /// What a leaf looks like; offsets are seconds from now.
@@ -174,22 +180,11 @@ impl Leaf {
 
     fn mint(spec: LeafSpec, issuer: Option<&Ca>) -> Self {
         let key = key(spec.alg);
-        let subject = cn_name(&spec.cn);
-        let issuer_name = issuer.map_or(&*subject, |ca| ca.cert.subject_name());
-        let serial = match spec.serial {
-            Some(n) => BigNum::from_u32(n).unwrap().to_asn1_integer().unwrap(),
-            None => serial(),
-        };
-        let mut b = builder(&subject, issuer_name, &key, &serial);
-        let now = time_now();
-        b.set_not_before(&Asn1Time::from_unix(now + spec.not_before).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::from_unix(now + spec.not_after).unwrap())
-            .unwrap();
-        append_leaf_extensions(&mut b, &spec, issuer.map(|ca| &*ca.cert));
-        b.sign(issuer.map_or(&key, |ca| &ca.key), MessageDigest::sha256())
-            .unwrap();
-        let cert = b.build();
+        let cert = issue(
+            &spec,
+            &key,
+            issuer.map_or((&key, None), |ca| (&ca.key, Some(ca))),
+        );
         Self {
             serial: serial_hex(&cert),
             cert,
@@ -226,11 +221,35 @@ impl Leaf {
     }
 }
 
+/// The certificate `spec` describes for `key` (only its public half is
+/// used), signed by `signer`: the CA's key and the CA, or the leaf's own key.
+fn issue<T: HasPublic>(
+    spec: &LeafSpec,
+    key: &PKeyRef<T>,
+    (signing_key, issuer): (&PKey<Private>, Option<&Ca>),
+) -> X509 {
+    let subject = cn_name(&spec.cn);
+    let issuer_name = issuer.map_or(&*subject, |ca| ca.cert.subject_name());
+    let serial = match spec.serial {
+        Some(n) => BigNum::from_u32(n).unwrap().to_asn1_integer().unwrap(),
+        None => serial(),
+    };
+    let mut b = builder(&subject, issuer_name, key, &serial);
+    let now = time_now();
+    b.set_not_before(&Asn1Time::from_unix(now + spec.not_before).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(now + spec.not_after).unwrap())
+        .unwrap();
+    append_leaf_extensions(&mut b, spec, issuer.map(|ca| &*ca.cert));
+    b.sign(signing_key, MessageDigest::sha256()).unwrap();
+    b.build()
+}
+
 /// An X.509 v3 builder with names, key and serial set.
-fn builder(
+fn builder<T: HasPublic>(
     subject: &X509NameRef,
     issuer: &X509NameRef,
-    key: &PKey<Private>,
+    key: &PKeyRef<T>,
     serial: &Asn1Integer,
 ) -> X509Builder {
     let mut b = X509::builder().unwrap();

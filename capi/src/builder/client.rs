@@ -65,7 +65,9 @@ pub unsafe extern "C" fn openssl_reload_client_builder_free(
     unsafe { free(builder) }
 }
 
-/// The client certificate chain and key presented to servers.
+/// The client certificate chain and key presented to servers. A `key`
+/// starting with `pkcs11:` or `store:` names a key that stays in hardware
+/// (docs/hardware-keys.md); the passphrase is then its PIN.
 ///
 /// # Safety
 ///

@@ -71,6 +71,8 @@ pub unsafe extern "C" fn openssl_reload_server_builder_free(
 /// The certificate chain (PEM: leaf first, then intermediates) and its key
 /// (PEM or DER, PKCS#8, traditional or encrypted). The first certificate
 /// configured (this, a PKCS#12 bundle or a site) is the default site.
+/// A `key` starting with `pkcs11:` or `store:` names a key that stays in
+/// hardware (docs/hardware-keys.md); the passphrase is then its PIN.
 ///
 /// # Safety
 ///

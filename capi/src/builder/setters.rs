@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reload::{Builder, Passphrase};
+use reload::{Builder, KeyUri, Passphrase};
 
 use super::constants::{openssl_reload_crl_check, openssl_reload_validity, UnknownConstant};
 use super::passphrase::{self, openssl_reload_passphrase_callback};
@@ -126,9 +126,27 @@ pub(crate) unsafe fn set_identity<H: BuilderHandle>(
     unsafe {
         modify(
             handle,
-            || Ok((path_arg(cert, "cert")?, path_arg(key, "key")?)),
-            |b, (cert, key)| b.identity(cert, key),
+            || Ok((path_arg(cert, "cert")?, key_arg(key)?)),
+            |b, (cert, key)| match key {
+                Ok(uri) => b.identity_uri(cert, uri),
+                Err(path) => b.identity(cert, path),
+            },
         )
+    }
+}
+
+/// A key argument: a `pkcs11:` or `store:` URI (`Ok`), else a file (`Err`).
+///
+/// # Safety
+///
+/// `key` is NULL or NUL-terminated.
+// SAFETY: unsafe because it trusts `key`, a raw pointer from C that Rust cannot check.
+unsafe fn key_arg(key: *const c_char) -> Result<Result<KeyUri, PathBuf>, Failure> {
+    // SAFETY: the caller's contract, which is `path_arg`'s.
+    let path = unsafe { path_arg(key, "key") }?;
+    match path.to_str().filter(|text| KeyUri::is_uri(text)) {
+        Some(text) => Ok(Ok(KeyUri::new(text)?)),
+        None => Ok(Err(path)),
     }
 }
 

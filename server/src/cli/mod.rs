@@ -63,6 +63,23 @@ pub(crate) struct Cli {
     )]
     pub(crate) fips: bool,
 
+    /// Load this OpenSSL provider (repeatable), for keys named by a URI, e.g. tpm2
+    ///
+    /// Loaded after --fips and before any key is read; OpenSSL's default
+    /// provider is loaded with it unless --fips is on. A key's URI scheme is
+    /// served by the store loader of a loaded provider (tpm2-openssl serves
+    /// handle: and object:); pkcs11: without such a provider goes through the
+    /// libp11 engine. Providers may also come from OPENSSL_CONF.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "OPENSSL_RELOAD_PROVIDERS",
+        value_delimiter = ',',
+        action = clap::ArgAction::Append
+    )]
+    pub(crate) provider: Vec<String>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -129,9 +146,15 @@ pub(crate) struct IdentityArgs {
     )]
     pub(crate) cert: Vec<PathBuf>,
 
-    /// Private key file: PEM or DER; PKCS#1, SEC1 or PKCS#8, possibly encrypted
+    /// Private key file (PEM or DER; PKCS#1, SEC1 or PKCS#8, possibly encrypted), or a key URI
     ///
-    /// One per --cert, in the same order.
+    /// One per --cert, in the same order. A key that stays in hardware is named
+    /// by a URI: pkcs11:token=...;object=...;type=private (RFC 7512), or
+    /// store:URI for any URI a loaded provider's store serves
+    /// (store:handle:0x81000001 with --provider tpm2). Its PIN comes from
+    /// --key-passphrase-file or OPENSSL_RELOAD_KEY_PASSPHRASE. The key is
+    /// opened once, probed every poll interval and opened again after an
+    /// outage; the certificate rotates around it and must match it.
     #[arg(
         long,
         env = "OPENSSL_RELOAD_KEY",

@@ -1,8 +1,8 @@
 //! The `/status` document: the reloader's status and the server's counters as JSON.
 
 use openssl_reload::{
-    CertificateInfo, CertificateStatus, CrlInfo, OcspInfo, ReloadFailure, SiteStatus,
-    TicketKeyStatus,
+    CertificateInfo, CertificateStatus, CrlInfo, KeyRoute, KeyStatus, OcspInfo, ReloadFailure,
+    SiteStatus, TicketKeyStatus,
 };
 use serde_json::{json, Value};
 
@@ -51,6 +51,36 @@ fn site_json(site: &SiteStatus) -> Value {
         "reloads": status.reloads,
         "failures": status.failures,
         "last_error": status.last_error.as_ref().map(error_json),
+        "key": status.key.as_ref().map(key_json),
+    })
+}
+
+/// A key that stays in hardware: how it was opened and why that way, whether
+/// it answers, and its outages (docs/hardware-keys.md).
+fn key_json(key: &KeyStatus) -> Value {
+    let (route, by, why) = match &key.route {
+        Some(KeyRoute::Provider { name }) => (
+            Some("provider"),
+            Some(name.clone()),
+            Some("the provider's OSSL_STORE loader serves the URI's scheme"),
+        ),
+        Some(KeyRoute::Engine { id }) => (
+            Some("engine"),
+            Some(id.clone()),
+            Some("no loaded provider serves pkcs11: URIs; the libp11 engine does"),
+        ),
+        _ => (None, None, None),
+    };
+    json!({
+        "uri": key.uri,
+        "route": route,
+        "by": by,
+        "why": why,
+        "available": key.available,
+        "unavailable_since": key.unavailable_since.map(rfc3339_millis),
+        "outages": key.outages,
+        "opened": key.opened,
+        "last_error": key.last_error,
     })
 }
 

@@ -32,6 +32,8 @@ mod capi;
 mod check;
 /// `--crl`: revoked clients, the CRL in `/status` and `/metrics`, `check --crl`.
 mod crl;
+/// Keys in hardware: SoftHSM2 and a software TPM (run by ci/hardware-keys.sh).
+mod hardware;
 /// HTTP/2 and HTTP/1.1, `/metrics`, `/status`, mutual TLS, the chain to the CA.
 mod http;
 /// Idle timeouts, the connection limit, running out of file descriptors.

@@ -243,6 +243,7 @@ pub(super) fn dir_key(source: &SiteSource) -> SiteKey {
 }
 
 pub(super) fn prints_of(files: &IdentityFiles) -> Vec<Fingerprint> {
-    let (cert, key) = files.pair_paths();
-    vec![Fingerprint::of(cert), Fingerprint::of(key)]
+    let mut prints = vec![Fingerprint::of(files.cert_path())];
+    prints.extend(files.key_path().map(Fingerprint::of));
+    prints
 }

@@ -1,0 +1,280 @@
+//! The keys a process holds: each URI opened once per process (again after a
+//! fork, an outage or a PIN change), never per reload or handshake; probed
+//! on the poller thread so that an outage is seen and ended without a restart.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use openssl::error::ErrorStack;
+use openssl::hash::{hash, MessageDigest};
+use openssl::pkey::{PKey, Private};
+use openssl::sign::Signer;
+
+use super::uri::without_module_path;
+use super::{HardwareKeyProblem, KeyRoute, KeyStatus, KeyUri};
+use crate::ffi::provider::fips_properties_enabled;
+use crate::ffi::store::{store_private_key, store_provider, Engine};
+use crate::Error;
+
+/// An open key and the number that tells its opening from any other.
+pub(crate) struct HeldKey {
+    pub(crate) key: PKey<Private>,
+    pub(crate) generation: u64,
+}
+
+/// One URI's key and record.
+struct Slot {
+    pid: u32,
+    /// SHA-256 of the PIN it was opened (or refused) with: a PIN change opens
+    /// it again; the PIN itself is never kept.
+    pin: [u8; 32],
+    key: Option<PKey<Private>>,
+    generation: u64,
+    /// The PIN `pin` was refused: not offered again.
+    pin_refused: bool,
+    probed: Option<Instant>,
+    status: KeyStatus,
+}
+
+static SLOTS: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
+static GENERATION: Mutex<u64> = Mutex::new(0);
+/// The libp11 engine, loaded once per process and bound to one module.
+static ENGINE: Mutex<Option<(Option<String>, Arc<Engine>)>> = Mutex::new(None);
+
+fn slots() -> std::sync::MutexGuard<'static, HashMap<String, Slot>> {
+    SLOTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn pin_digest(pin: Option<&[u8]>) -> [u8; 32] {
+    let mut out = [0; 32];
+    if let Some(pin) = pin {
+        if let Ok(d) = hash(MessageDigest::sha256(), pin) {
+            out.copy_from_slice(&d);
+        }
+    }
+    out
+}
+
+/// The key `uri` names, opened with `pin` unless this process holds it
+/// already (opened with the same PIN, and not lost in an outage).
+pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
+    let digest = pin_digest(pin);
+    let pid = std::process::id();
+    let mut slots = slots();
+    let slot = slots
+        .entry(uri.secret_text().to_owned())
+        .or_insert_with(|| Slot {
+            pid,
+            pin: digest,
+            key: None,
+            generation: 0,
+            pin_refused: false,
+            probed: None,
+            status: KeyStatus {
+                uri: uri.to_string(),
+                route: None,
+                available: false,
+                unavailable_since: None,
+                outages: 0,
+                opened: 0,
+                last_error: None,
+            },
+        });
+    if slot.pid == pid && slot.pin == digest {
+        if let Some(key) = &slot.key {
+            return Ok(HeldKey {
+                key: key.clone(),
+                generation: slot.generation,
+            });
+        }
+    }
+    // Opened in the parent of a fork: a PKCS#11 session is not the child's.
+    slot.pid = pid;
+    slot.pin = digest;
+    slot.key = None;
+    // A handle that opens but cannot sign (a token half gone) is no key.
+    let opened = load(uri, pin).and_then(|(key, route)| match probe(&key) {
+        Ok(()) => Ok((key, route)),
+        Err(source) => Err(HardwareKeyProblem::Unusable(source)),
+    });
+    let problem = match opened {
+        Ok((key, route)) => return Ok(slot.hold(uri, key, route)),
+        Err(problem) => problem,
+    };
+    slot.pin_refused = matches!(problem, HardwareKeyProblem::PinRefused { .. });
+    let error = Error::HardwareKey {
+        uri: uri.to_string(),
+        reason: problem,
+    };
+    mark_down(&mut slot.status, &error);
+    Err(error)
+}
+
+/// Whether the poller must open `uri` again now: it is not held by this
+/// process (never opened, lost, or opened before a fork), or it fails its
+/// probe, a signature at most every `interval`. A PIN the token refused is
+/// not offered again: the PIN must change first (its file is watched).
+pub(crate) fn needs_open(uri: &KeyUri, interval: Duration) -> bool {
+    let mut slots = slots();
+    let Some(slot) = slots.get_mut(uri.secret_text()) else {
+        return true;
+    };
+    if slot.pid != std::process::id() {
+        return true;
+    }
+    let Some(key) = &slot.key else {
+        return !slot.pin_refused;
+    };
+    if slot.probed.is_some_and(|at| at.elapsed() < interval) {
+        return false;
+    }
+    slot.probed = Some(Instant::now());
+    match probe(key) {
+        Ok(()) => false,
+        Err(source) => {
+            let error = Error::HardwareKey {
+                uri: uri.to_string(),
+                reason: HardwareKeyProblem::Unusable(source),
+            };
+            if slot.status.available {
+                tracing::warn!(uri = %uri, error = %error.report(), "hardware key unavailable; handshakes fail until it is opened again, tried every poll");
+            }
+            mark_down(&mut slot.status, &error);
+            slot.key = None;
+            true
+        }
+    }
+}
+
+/// The status of `uri`'s key in this process, if it was ever asked for.
+pub(crate) fn status(uri: &KeyUri) -> Option<KeyStatus> {
+    slots().get(uri.secret_text()).map(|s| s.status.clone())
+}
+
+impl Slot {
+    /// Records a key just opened, logging it and the end of an outage.
+    fn hold(&mut self, uri: &KeyUri, key: PKey<Private>, route: KeyRoute) -> HeldKey {
+        self.generation = next_generation();
+        self.key = Some(key.clone());
+        self.pin_refused = false;
+        self.probed = Some(Instant::now());
+        let s = &mut self.status;
+        if let Some(since) = s.unavailable_since {
+            let outage = since.elapsed().unwrap_or_default();
+            tracing::info!(uri = %uri, route = %route, outage = ?outage, "hardware key opened again; the outage is over");
+        } else if s.opened > 0 {
+            tracing::info!(uri = %uri, route = %route, "hardware key opened again");
+        } else {
+            tracing::info!(uri = %uri, route = %route, "hardware key opened");
+        }
+        s.opened += 1;
+        s.route = Some(route);
+        s.available = true;
+        s.unavailable_since = None;
+        HeldKey {
+            key,
+            generation: self.generation,
+        }
+    }
+}
+
+fn mark_down(status: &mut KeyStatus, error: &Error) {
+    if status.unavailable_since.is_none() {
+        status.unavailable_since = Some(SystemTime::now());
+        status.outages += 1;
+    }
+    status.available = false;
+    status.last_error = Some(error.report().to_string());
+}
+
+fn next_generation() -> u64 {
+    let mut g = GENERATION.lock().unwrap_or_else(PoisonError::into_inner);
+    *g += 1;
+    *g
+}
+
+/// A signature over a fixed message: what a handshake asks of the key.
+fn probe(key: &PKey<Private>) -> Result<(), ErrorStack> {
+    let mut signer = Signer::new(MessageDigest::sha256(), key)?;
+    signer
+        .sign_oneshot_to_vec(b"openssl-reload key probe")
+        .map(drop)
+}
+
+/// Opens the key by its route: the provider whose store loader serves the
+/// scheme; for `pkcs11:` without one, the libp11 engine (never in FIPS mode).
+fn load(uri: &KeyUri, pin: Option<&[u8]>) -> Result<(PKey<Private>, KeyRoute), HardwareKeyProblem> {
+    let (scheme, forced) = uri.scheme();
+    let (text, module) = uri.for_loader();
+    let scheme_c = CString::new(scheme).map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
+    if let Some(name) = store_provider(&scheme_c) {
+        let route = KeyRoute::Provider { name };
+        let text = CString::new(text).map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
+        return match store_private_key(&text, pin) {
+            Ok(Some(key)) => Ok((key, route)),
+            Ok(None) => Err(HardwareKeyProblem::NotFound { route }),
+            Err(source) => Err(refused_or_open(route, source)),
+        };
+    }
+    if scheme != "pkcs11" || forced {
+        return Err(HardwareKeyProblem::NoLoader {
+            scheme: scheme.to_owned(),
+        });
+    }
+    if fips_properties_enabled() {
+        return Err(HardwareKeyProblem::FipsNeedsProvider);
+    }
+    let engine = pkcs11_engine(module)?;
+    let route = KeyRoute::Engine {
+        id: "pkcs11".into(),
+    };
+    let text = CString::new(without_module_path(text))
+        .map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
+    engine
+        .private_key(&text, pin)
+        .map(|key| (key, route.clone()))
+        .map_err(|source| refused_or_open(route, source))
+}
+
+/// A failure whose reason names the PIN (libp11: "PIN incorrect", "PIN
+/// locked") is a refusal; anything else a failure to open.
+fn refused_or_open(route: KeyRoute, source: ErrorStack) -> HardwareKeyProblem {
+    let pin = source.errors().iter().any(|e| {
+        let reason = e.reason().unwrap_or_default().to_ascii_lowercase();
+        reason.contains("pin") && !reason.contains("pin len")
+    });
+    if pin {
+        HardwareKeyProblem::PinRefused { route, source }
+    } else {
+        HardwareKeyProblem::Open { route, source }
+    }
+}
+
+/// The process's libp11 engine, loaded on first use with `module`
+/// (`MODULE_PATH`; without one, libp11's default, p11-kit's proxy).
+fn pkcs11_engine(module: Option<&str>) -> Result<Arc<Engine>, HardwareKeyProblem> {
+    let mut engine = ENGINE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((bound, engine)) = &*engine {
+        return match (module, bound) {
+            (Some(asked), Some(bound)) if asked != bound => {
+                Err(HardwareKeyProblem::ModuleConflict {
+                    bound: bound.clone(),
+                })
+            }
+            _ => Ok(Arc::clone(engine)),
+        };
+    }
+    let path = module
+        .map(CString::new)
+        .transpose()
+        .map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
+    let opened =
+        Arc::new(Engine::open(c"pkcs11", path.as_ref()).map_err(HardwareKeyProblem::Engine)?);
+    *engine = Some((module.map(str::to_owned), Arc::clone(&opened)));
+    Ok(opened)
+}
