@@ -3,7 +3,11 @@
 //! unless a test says so. ci/nginx.sh builds the module and runs these with
 //! `--ignored`, naming it in `OPENSSL_RELOAD_NGINX_MODULE`.
 
+/// 500 rotations at 50 ms under curl and h2load traffic.
+mod churn;
+/// The harness: nginx in a prefix of its own, one request over s_client.
 mod run;
+/// `ssl_crl` and `ssl_password_file`.
 mod trust;
 
 use std::collections::BTreeMap;
