@@ -4,7 +4,8 @@
 # statically (pkg-config openssl-reload-static), then loaded into Debian's own
 # nginx by server/tests/cli/nginx.rs: rotations in every worker without a
 # reload, nginx -t, bad files at run time, SNI, h2, nginx -s reload, mutual TLS
-# with nginx's session cache, 500 rotations under curl and h2load traffic.
+# with nginx's session cache, 500 rotations under curl and h2load traffic,
+# and the module under valgrind.
 #
 #   ci/nginx.sh            build the module and run the tests
 #   ci/nginx.sh --build    build only; prints the module's path
@@ -17,8 +18,8 @@ root="$PWD"
 
 die() { echo "ci/nginx.sh: $*" >&2; exit 1; }
 
-echo "--- ci/nginx.sh: Debian's nginx and nginx-dev, the clients"
-ci/apt.sh nginx nginx-dev libssl-dev pkg-config gcc make openssl curl nghttp2-client
+echo "--- ci/nginx.sh: Debian's nginx and nginx-dev, the clients, valgrind"
+ci/apt.sh nginx nginx-dev libssl-dev pkg-config gcc make openssl curl nghttp2-client valgrind
 src=/usr/share/nginx/src
 [[ -f $src/conf_flags && -x $src/configure ]] || die "$src/conf_flags or configure missing: is nginx-dev installed?"
 command -v nginx >/dev/null || die "no nginx on PATH"

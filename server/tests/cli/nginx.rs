@@ -9,6 +9,8 @@ mod churn;
 mod run;
 /// `ssl_crl` and `ssl_password_file`.
 mod trust;
+/// nginx as one process under valgrind's memcheck.
+mod valgrind;
 
 use std::collections::BTreeMap;
 use std::fs;

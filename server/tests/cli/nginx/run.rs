@@ -30,13 +30,26 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `nginx.conf` with `servers` (whose `PORT` becomes the port) inside `http`.
-fn conf(prefix: &Path, port: u16, servers: &str) -> String {
+/// Whether the tests run as root.
+fn is_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0
+}
+
+/// The `user` directive of most tests: workers run as root when the tests do
+/// (CI runs as root, and the test files are in a private temporary
+/// directory); docs/nginx.md says what the user needs.
+fn default_user() -> &'static str {
+    if is_root() {
+        "user root;"
+    } else {
+        ""
+    }
+}
+
+/// `nginx.conf` with `user` (a `user` directive or nothing) and `servers`
+/// (whose `PORT` becomes the port) inside `http`.
+fn conf(prefix: &Path, port: u16, user: &str, servers: &str) -> String {
     let p = prefix.display();
-    // Workers run as root here (CI runs as root, and the test files are in a
-    // private temporary directory); docs/nginx.md says what the user needs.
-    let root = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0;
-    let user = if root { "user root;" } else { "" };
     format!(
         "load_module {module};\n{user}\nworker_processes 2;\npid {p}/nginx.pid;\n\
          error_log {p}/error.log notice;\nevents {{ worker_connections 64; }}\n\
@@ -66,27 +79,29 @@ fn nginx(prefix: &Path, extra: &[&str]) -> Output {
     output_within_deadline(&mut cmd, b"")
 }
 
+/// Writes `prefix/nginx.conf` with `user` and `servers` on a free port: the
+/// address nginx will listen on.
+pub(crate) fn write_conf(prefix: &Path, user: &str, servers: &str) -> SocketAddr {
+    let port = free_port();
+    fs::write(prefix.join("nginx.conf"), conf(prefix, port, user, servers)).unwrap();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// `nginx -t` over `servers` in `prefix`: its output.
 pub(crate) fn test_config(prefix: &Path, servers: &str) -> Output {
-    fs::write(
-        prefix.join("nginx.conf"),
-        conf(prefix, free_port(), servers),
-    )
-    .unwrap();
+    write_conf(prefix, default_user(), servers);
     nginx(prefix, &["-t"])
 }
 
 impl Nginx {
     pub(crate) fn start(prefix: &Path, servers: &str) -> Self {
-        let port = free_port();
-        fs::write(prefix.join("nginx.conf"), conf(prefix, port, servers)).unwrap();
+        let addr = write_conf(prefix, default_user(), servers);
         let out = nginx(prefix, &[]);
         assert!(
             out.status.success(),
             "nginx: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let start = Instant::now();
         let master = loop {
             let pid = fs::read_to_string(prefix.join("nginx.pid")).unwrap_or_default();
