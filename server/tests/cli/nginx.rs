@@ -5,6 +5,8 @@
 
 /// 500 rotations at 50 ms under curl and h2load traffic.
 mod churn;
+/// An RSA and an ECDSA pair in one server block.
+mod keytypes;
 /// The harness: nginx in a prefix of its own, one request over s_client.
 mod run;
 /// `ssl_crl` and `ssl_password_file`.
@@ -46,10 +48,22 @@ fn rotate(cert: &Path, key: &Path, leaf: &Leaf) {
 /// Requests `name` until every one of `workers` has answered with `serial`;
 /// a worker that has served it never goes back.
 fn every_worker_serves(nginx: &Nginx, ca: &Path, name: &str, workers: &[i32], serial: &str) {
+    every_worker_serves_with(nginx, ca, name, &[], workers, serial);
+}
+
+/// `every_worker_serves` for a client with `flags` (`-sigalgs`, `-cipher`).
+fn every_worker_serves_with(
+    nginx: &Nginx,
+    ca: &Path,
+    name: &str,
+    flags: &[&str],
+    workers: &[i32],
+    serial: &str,
+) {
     let mut seen = BTreeMap::new();
     let start = Instant::now();
     while workers.iter().any(|w| seen.get(w) != Some(&true)) {
-        let got = get(nginx.addr, ca, name, &[]);
+        let got = get(nginx.addr, ca, name, flags);
         assert_eq!(got.status, Some(200), "{}", got.text);
         let pid = got.pid.expect("X-Pid");
         assert!(workers.contains(&pid), "answered by {pid}, not {workers:?}");
