@@ -4,8 +4,8 @@
 # statically (pkg-config openssl-reload-static), then loaded into Debian's own
 # nginx by server/tests/cli/nginx.rs: rotations in every worker without a
 # reload, nginx -t, bad files at run time, SNI, h2, nginx -s reload, mutual TLS
-# with nginx's session cache, 500 rotations under curl and h2load traffic,
-# an RSA and an ECDSA pair, and the module under valgrind.
+# with nginx's session cache and ticket keys, 500 rotations under curl and
+# h2load traffic, an RSA and an ECDSA pair, and the module under valgrind.
 #
 #   ci/nginx.sh            build the module and run the tests
 #   ci/nginx.sh --build    build only; prints the module's path

@@ -9,6 +9,8 @@ mod churn;
 mod keytypes;
 /// The harness: nginx in a prefix of its own, one request over s_client.
 mod run;
+/// `ssl_session_ticket_key` files with mutual TLS.
+mod ticket_keys;
 /// `ssl_crl` and `ssl_password_file`.
 mod trust;
 /// nginx as one process under valgrind's memcheck.

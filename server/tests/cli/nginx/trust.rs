@@ -16,7 +16,7 @@ use crate::support::{write_atomic, Ca, CliCa, Leaf, LeafSpec};
 
 /// A client certificate of `f.ca` for `name`, written as `<name>.pem` and
 /// `<name>-key.pem`: the leaf and the two paths.
-fn client(f: &Files, name: &str) -> (Leaf, [String; 2]) {
+pub(super) fn client(f: &Files, name: &str) -> (Leaf, [String; 2]) {
     let leaf = f.ca.leaf_with(LeafSpec::new(name));
     let (cert, key) = (
         f.path(&format!("{name}.pem")),
@@ -28,7 +28,7 @@ fn client(f: &Files, name: &str) -> (Leaf, [String; 2]) {
 }
 
 /// `GET /` presenting the client certificate `paths`, with `flags`.
-fn with(nginx: &Nginx, ca: &Path, paths: &[String; 2], flags: &[&str]) -> Seen {
+pub(super) fn with(nginx: &Nginx, ca: &Path, paths: &[String; 2], flags: &[&str]) -> Seen {
     let mut all = vec!["-cert", &*paths[0], "-key", &*paths[1]];
     all.extend(flags);
     get(nginx.addr, ca, "localhost", &all)
