@@ -5,7 +5,8 @@
 # nginx by server/tests/cli/nginx.rs: rotations in every worker without a
 # reload, nginx -t, bad files at run time, SNI, h2, nginx -s reload, mutual TLS
 # with nginx's session cache and ticket keys, 500 rotations under curl and
-# h2load traffic, an RSA and an ECDSA pair, and the module under valgrind.
+# h2load traffic, an RSA and an ECDSA pair, workers as nobody, and the module
+# under valgrind.
 #
 #   ci/nginx.sh            build the module and run the tests
 #   ci/nginx.sh --build    build only; prints the module's path

@@ -15,6 +15,8 @@ mod ticket_keys;
 mod trust;
 /// nginx as one process under valgrind's memcheck.
 mod valgrind;
+/// Workers as `nobody`: readable and unreadable keys.
+mod workers_user;
 
 use std::collections::BTreeMap;
 use std::fs;

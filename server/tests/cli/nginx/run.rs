@@ -31,7 +31,7 @@ fn free_port() -> u16 {
 }
 
 /// Whether the tests run as root.
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0
 }
 
@@ -95,7 +95,12 @@ pub(crate) fn test_config(prefix: &Path, servers: &str) -> Output {
 
 impl Nginx {
     pub(crate) fn start(prefix: &Path, servers: &str) -> Self {
-        let addr = write_conf(prefix, default_user(), servers);
+        Self::start_as(prefix, default_user(), servers)
+    }
+
+    /// Starts nginx with `user` (a `user` directive) for its workers.
+    pub(crate) fn start_as(prefix: &Path, user: &str, servers: &str) -> Self {
+        let addr = write_conf(prefix, user, servers);
         let out = nginx(prefix, &[]);
         assert!(
             out.status.success(),
