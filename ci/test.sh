@@ -76,9 +76,11 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p openssl-reload --feature
 # nginx: the dynamic module (nginx/) built against Debian's nginx-dev and loaded
 # into Debian's nginx, master and two workers.
 # nginx-package: its .deb (pkg/nginx-module/debian) built, linted, installed and exercised.
+# hardware-keys: the binary with keys in a SoftHSM2 token and a software TPM
+# (ci/hsm-fixtures.sh provisions them).
 # integrations: the framework programs (integrations/, a workspace of its own)
 # against actix-web, axum-server, Pingora, tonic and hyper-openssl.
-for suite in capi valgrind fips package nginx nginx-package integrations; do
+for suite in capi valgrind fips package nginx nginx-package hardware-keys integrations; do
   if [ -x "ci/$suite.sh" ]; then
     step "ci/$suite.sh"
     "ci/$suite.sh"

@@ -128,8 +128,9 @@ pub use crate::error::{
     ChainProblem, CrlProblem, Error, OcspProblem, PassphraseProblem, TicketKeyProblem,
 };
 pub use crate::material::{
-    CertificateInfo, CrlCheck, CrlInfo, HardwareKeyProblem, KeyRoute, KeyStatus, KeyUri, OcspInfo,
-    Passphrase, StaleCrl, ValidityPolicy, DEFAULT_MAX_FILE_SIZE,
+    hardware_key_lock, load_key_providers, CertificateInfo, CrlCheck, CrlInfo, HardwareKeyProblem,
+    KeyRoute, KeyStatus, KeyTurn, KeyUri, OcspInfo, Passphrase, StaleCrl, ValidityPolicy,
+    DEFAULT_MAX_FILE_SIZE,
 };
 pub use crate::reloader::{CertificateStatus, Reload, ReloadFailure};
 pub use crate::session::SESSION_ID_CONTEXT;

@@ -169,7 +169,12 @@ fn run(shared: &Shared, interval: Duration, tick: &dyn Fn()) {
         // Anything that panics in a tick (a tracing layer, a dependency) is caught
         // here, so the poller goes on; the first panic is logged, later ones are
         // counted at debug level.
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(tick)) {
+        // A tick hashes and parses with OpenSSL, which a key provider that is
+        // not thread-safe (tpm2) may serve: it takes its turn with handshakes.
+        let turn = crate::hardware_key_lock();
+        let ticked = panic::catch_unwind(AssertUnwindSafe(tick));
+        drop(turn);
+        if let Err(payload) = ticked {
             panics += 1;
             let _ = panic::catch_unwind(AssertUnwindSafe(|| {
                 let message = crate::common::panic_message(&*payload);

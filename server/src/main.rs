@@ -39,11 +39,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => init_logging(&cli.log, "info")
             .and_then(|()| enable_fips(fips))
-            .and_then(|()| load_providers(&providers, fips))
+            .and_then(|()| load_providers(&providers))
             .and_then(|()| serve::run(*args)),
         Command::Check(args) => init_logging(&cli.log, "warn")
             .and_then(|()| enable_fips(fips))
-            .and_then(|()| load_providers(&providers, fips))
+            .and_then(|()| load_providers(&providers))
             .and_then(|()| check::run(&args)),
     };
     match result {
@@ -139,30 +139,17 @@ fn enable_fips(requested: bool) -> Result<(), Failure> {
     result
 }
 
-/// `--provider`: loads OpenSSL providers (tpm2, pkcs11) for keys named by a
-/// URI. Loading one stops OpenSSL from loading its default provider on its
-/// own, so the default is loaded first, unless FIPS mode loaded fips and base.
-/// They stay loaded for the life of the process.
-fn load_providers(names: &[String], fips: bool) -> Result<(), Failure> {
-    if names.is_empty() {
-        return Ok(());
-    }
-    let defaults: &[&str] = if fips { &[] } else { &["default"] };
-    for name in defaults
-        .iter()
-        .copied()
-        .chain(names.iter().map(String::as_str))
-    {
-        let provider = openssl::provider::Provider::load(None, name).map_err(|e| {
-            Failure::config(format!(
-                "--provider {name}: cannot load the OpenSSL provider (is its package installed, OPENSSL_MODULES right?): {e}"
-            ))
-        })?;
-        tracing::info!(provider = name, "OpenSSL provider loaded");
-        // Unloading would free the provider under the keys it serves.
-        std::mem::forget(provider);
-    }
-    Ok(())
+/// `--provider`: loads OpenSSL providers (tpm2) for keys named by a URI, in
+/// the order their keys need (`openssl_reload::load_key_providers`).
+fn load_providers(names: &[String]) -> Result<(), Failure> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    openssl_reload::load_key_providers(&names).map_err(|e| {
+        Failure::config(format!(
+            "--provider {}: {} (is its package installed, OPENSSL_MODULES right?)",
+            names.join(","),
+            e.report()
+        ))
+    })
 }
 
 /// Whether OpenSSL fetches algorithms with `fips=yes` by default, for /status and

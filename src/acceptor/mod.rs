@@ -197,7 +197,12 @@ impl ReloadingAcceptor {
     {
         let ssl = Ssl::new(self.acceptor().context()).map_err(io::Error::other)?;
         let mut stream = SslStream::new(ssl, stream).map_err(io::Error::other)?;
-        let handshake = std::pin::Pin::new(&mut stream).accept();
+        // Each step of the handshake takes its turn with other handshakes when
+        // a hardware key's provider is not thread-safe (tpm2); otherwise no lock.
+        let handshake = std::future::poll_fn(|cx| {
+            let _turn = crate::hardware_key_lock();
+            std::pin::Pin::new(&mut stream).poll_accept(cx)
+        });
         let result = if self.inner.handshake_timeout == Duration::MAX {
             handshake.await
         } else {

@@ -51,7 +51,10 @@ impl Polling {
         }
         // One tick here first: a hardware key opened before a fork (PKCS#11
         // sessions are the parent's) is opened again before this process serves.
-        sites.poll();
+        {
+            let _turn = crate::hardware_key_lock();
+            sites.poll();
+        }
         let (sites, tickets) = (Arc::clone(sites), Arc::clone(tickets));
         let poller = Poller::spawn(interval, move || {
             sites.poll();

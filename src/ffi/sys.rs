@@ -229,4 +229,11 @@ extern "C" {
         ui_method: *mut UI_METHOD,
         callback_data: *mut c_void,
     ) -> *mut EVP_PKEY;
+
+    /// Sets the default property query of a library context: every fetch
+    /// without a query of its own uses it (`EVP_set_default_properties(3)`).
+    pub(crate) fn EVP_set_default_properties(
+        libctx: *mut OSSL_LIB_CTX,
+        propq: *const c_char,
+    ) -> c_int;
 }

@@ -28,8 +28,10 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use self::crl::{chain_stale_rule, CrlOptions};
 pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
+pub use self::hardware::{
+    hardware_key_lock, load_key_providers, HardwareKeyProblem, KeyRoute, KeyStatus, KeyTurn, KeyUri,
+};
 pub(crate) use self::hardware::{key_status, needs_open};
-pub use self::hardware::{HardwareKeyProblem, KeyRoute, KeyStatus, KeyUri};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
 pub use self::ocsp::OcspInfo;

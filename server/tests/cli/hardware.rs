@@ -5,6 +5,7 @@
 //! `OPENSSL_RELOAD_HSM_DIR`.
 
 mod token;
+mod tpm;
 
 use std::collections::HashMap;
 use std::fs;

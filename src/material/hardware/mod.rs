@@ -9,13 +9,16 @@
 
 mod held;
 mod problem;
+mod providers;
 mod uri;
 
 use std::fmt;
 use std::time::SystemTime;
 
+pub use self::held::{hardware_key_lock, KeyTurn};
 pub(crate) use self::held::{needs_open, open, status as key_status, HeldKey};
 pub use self::problem::HardwareKeyProblem;
+pub use self::providers::load_key_providers;
 pub use self::uri::KeyUri;
 
 /// How a hardware key was opened.

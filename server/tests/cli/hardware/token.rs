@@ -198,7 +198,7 @@ fn eight_parallel_clients_sign_through_one_token_key() {
 }
 
 /// Whether one new connection's `GET /` succeeds with `serial`.
-fn serves(server: &Server, ca: &Path, serial: &str) -> bool {
+pub(super) fn serves(server: &Server, ca: &Path, serial: &str) -> bool {
     let out = curl(&server.curl_args(ca), &[&server.url("/")]);
     out.status.success() && serial_in(&String::from_utf8_lossy(&out.stdout)) == serial
 }

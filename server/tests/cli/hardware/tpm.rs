@@ -1,0 +1,77 @@
+//! Keys in a TPM 2.0 (swtpm behind tpm2-abrmd) through the tpm2-openssl
+//! provider's `OSSL_STORE` loader: rotation around the key, a refused
+//! certificate, and parallel clients, whose signatures take turns
+//! (tpm2-openssl 1.1 shares one ESYS context between threads).
+
+use std::thread;
+
+use super::token::serves;
+use super::{Fixture, Site};
+use crate::harness::eventually;
+use crate::support::write_atomic;
+
+const PROVIDER: [&str; 2] = ["--provider", "tpm2"];
+
+#[test]
+#[ignore = "needs a software TPM: run by ci/hardware-keys.sh"]
+fn tpm_keys_serve_through_the_provider_and_certificates_rotate_around_them() {
+    let tpm = Fixture::load("tpm-env");
+    for (serial, (uri, cert)) in [
+        (7000, ("TPM_EC_URI", "TPM_EC_CERT")),
+        (8000, ("TPM_RSA_URI", "TPM_RSA_CERT")),
+    ] {
+        let site = Site::new("");
+        let key = tpm.public_key(cert);
+        let first = site.certify(&key, serial + 1);
+        let uri = format!("store:{}", tpm.var(uri));
+        let server = site.serve(&tpm, &uri, &PROVIDER);
+        assert_eq!(server.served_serial(&site.ca_pem), first);
+        let status = server.status(&site.ca_pem);
+        let held = &status["sites"][0]["key"];
+        assert_eq!(held["route"], "provider", "{held}");
+        assert_eq!(held["by"], "tpm2");
+        assert_eq!(held["available"], true);
+
+        let next = site.certify(&key, serial + 2);
+        eventually("the certificate rotated around the TPM key", || {
+            (server.served_serial(&site.ca_pem) == next).then_some(())
+        });
+        write_atomic(&site.cert, &site.ca.leaf("localhost").cert_pem());
+        eventually("the mismatch in /status", || {
+            let status = server.status(&site.ca_pem);
+            let message = status["last_error"]["message"].as_str()?.to_owned();
+            message.contains("does not match certificate").then_some(())
+        });
+        assert_eq!(server.served_serial(&site.ca_pem), next);
+        assert_eq!(server.status(&site.ca_pem)["sites"][0]["key"]["opened"], 1);
+    }
+}
+
+#[test]
+#[ignore = "needs a software TPM: run by ci/hardware-keys.sh"]
+fn eight_parallel_clients_make_two_hundred_handshakes_each_with_a_tpm_key() {
+    let tpm = Fixture::load("tpm-env");
+    let site = Site::new("");
+    let serial = site.certify(&tpm.public_key("TPM_EC_CERT"), 9001);
+    let uri = format!("store:{}", tpm.var("TPM_EC_URI"));
+    let server = site.serve(&tpm, &uri, &PROVIDER);
+    let started = std::time::Instant::now();
+    let failures: usize = thread::scope(|s| {
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..200)
+                        .filter(|_| !serves(&server, &site.ca_pem, &serial))
+                        .count()
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).sum()
+    });
+    eprintln!(
+        "1600 handshakes from 8 parallel clients with the TPM key in {:?}: {failures} failed",
+        started.elapsed()
+    );
+    assert_eq!(failures, 0);
+    assert_eq!(server.log_count("ERROR:esys"), 0, "the TPM stack reported errors");
+}
