@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Keys that stay in hardware (docs/hardware-keys.md): provisions a SoftHSM2
 # token and a software TPM with ci/hsm-fixtures.sh in a temp directory, then
-# runs the binary against them: server/tests/cli/hardware/ (`--ignored`,
-# OPENSSL_RELOAD_HSM_DIR naming the fixtures). Everything it starts is stopped
+# runs the binary and a forking C server (tests/c/forking.c) against them:
+# server/tests/cli/hardware/ (`--ignored`, OPENSSL_RELOAD_HSM_DIR naming the
+# fixtures). Everything it starts is stopped
 # on exit, also on failure.
 #
 #   ci/hardware-keys.sh
+#   KEEP=1 ci/hardware-keys.sh    keep the fixture directory (for a look after a failure)
 #
 # Under CI (CI=true) a missing prerequisite is an error; the fixture script
 # installs the Debian packages it needs when run as root (ci/apt.sh).
@@ -23,13 +25,27 @@ if [ "$(id -u)" -ne 0 ] && [ "${CI:-}" != true ]; then
 fi
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/openssl-reload-hsm.XXXXXX")"
-cleanup() { ci/hsm-fixtures.sh down "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }
+cleanup() { ci/hsm-fixtures.sh down "$dir" >/dev/null 2>&1 || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"; }
 trap cleanup EXIT
 
 echo "--- ci/hardware-keys.sh: a SoftHSM2 token and a software TPM in $dir"
 ci/hsm-fixtures.sh softhsm "$dir" || die "the SoftHSM2 fixture failed"
 ci/hsm-fixtures.sh tpm "$dir" || die "the TPM fixture failed"
 
-echo "--- ci/hardware-keys.sh: the binary with keys in hardware"
-OPENSSL_RELOAD_HSM_DIR="$dir" cargo test --locked -p openssl-reload-server --test cli \
+echo "--- ci/hardware-keys.sh: the forking C server (tests/c/forking.c)"
+cargo build --locked -p openssl-reload-capi
+capi/install.sh --destdir "$dir/stage" --prefix /usr --from "${CARGO_TARGET_DIR:-target}/debug"
+mkdir "$dir/bin"
+# As ci/capi.sh builds it: the staged library, through pkg-config.
+cflags="$(PKG_CONFIG_PATH="$dir/stage/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$dir/stage" \
+  pkg-config --cflags openssl-reload)"
+libs="$(PKG_CONFIG_PATH="$dir/stage/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$dir/stage" \
+  pkg-config --libs openssl-reload libssl libcrypto) -Wl,-rpath,$dir/stage/usr/lib"
+# shellcheck disable=SC2086 # word splitting of the flags is intended
+gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags tests/c/forking.c $libs -o "$dir/bin/forking"
+
+echo "--- ci/hardware-keys.sh: the binary and the C server with keys in hardware"
+# The C server finds the token as the binary does (the tests set these for it).
+export SOFTHSM2_CONF="$dir/softhsm2.conf" PKCS11_MODULE_PATH=/usr/lib/softhsm/libsofthsm2.so
+OPENSSL_RELOAD_HSM_DIR="$dir" OPENSSL_RELOAD_C_PROGRAMS="$dir/bin" cargo test --locked -p openssl-reload-server --test cli \
   -- --ignored --test-threads 1 hardware::

@@ -4,7 +4,11 @@
  * children that serve. Driven by server/tests/cli/capi/forking.rs, under
  * valgrind (which follows the children).
  *
- *   forking [--children N] [--poll-ms N] [--no-defer] CERT KEY
+ *   forking [--children N] [--poll-ms N] [--no-defer] [--pin-file FILE] CERT KEY
+ *
+ * KEY may be a pkcs11: URI (its PIN in --pin-file): the key is opened in the
+ * parent to check the configuration and again in each child, whose
+ * openssl_reload_server_start_polling runs one tick before it returns.
  *
  * By default the reloader is built with openssl_reload_server_builder_set_defer_polling:
  * no thread in the parent. Each child calls openssl_reload_server_start_polling,
@@ -175,11 +179,13 @@ static int reap(const pid_t *children, int count) {
 
 int main(int argc, char **argv) {
   int children_wanted = 2, defer = 1, i = 1;
+  const char *pin_file = NULL;
   unsigned long poll_ms = 1000;
   for (; i < argc - 2 && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--no-defer") == 0) defer = 0;
     else if (strcmp(argv[i], "--children") == 0 && i + 1 < argc - 2) children_wanted = atoi(argv[++i]);
     else if (strcmp(argv[i], "--poll-ms") == 0 && i + 1 < argc - 2) poll_ms = strtoul(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--pin-file") == 0 && i + 1 < argc - 2) pin_file = argv[++i];
     else goto usage;
   }
   if (argc - i != 2 || children_wanted < 1 || children_wanted > MAX_CHILDREN) goto usage;
@@ -189,6 +195,8 @@ int main(int argc, char **argv) {
   if (openssl_reload_server_builder_new(&builder) != OPENSSL_RELOAD_OK ||
       openssl_reload_server_builder_set_identity(builder, argv[i], argv[i + 1]) !=
           OPENSSL_RELOAD_OK ||
+      (pin_file != NULL &&
+       openssl_reload_server_builder_set_passphrase_file(builder, pin_file) != OPENSSL_RELOAD_OK) ||
       openssl_reload_server_builder_set_poll_interval_ms(builder, poll_ms) != OPENSSL_RELOAD_OK ||
       openssl_reload_server_builder_set_defer_polling(builder, defer) != OPENSSL_RELOAD_OK)
     die("builder");
@@ -226,6 +234,7 @@ int main(int argc, char **argv) {
   return failed;
 
 usage:
-  fprintf(stderr, "usage: %s [--children N] [--poll-ms N] [--no-defer] CERT KEY\n", argv[0]);
+  fprintf(stderr, "usage: %s [--children N] [--poll-ms N] [--no-defer] [--pin-file FILE] CERT KEY\n",
+          argv[0]);
   return 64;
 }

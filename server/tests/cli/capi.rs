@@ -29,7 +29,7 @@ use crate::support::{serial_hex, write_atomic, write_in_place, Leaf};
 /// the children of a parent that polled.
 mod forking;
 /// A C program under valgrind, fed commands on its standard input.
-mod program;
+pub(crate) mod program;
 /// Session resumption: contexts attached to one reloader, a servername switch
 /// to another, install after a CA drop.
 mod sessions;
@@ -45,18 +45,18 @@ fn c_server(args: &[&str]) -> (CProgram, SocketAddr) {
 }
 
 /// What one `openssl s_client` connection saw.
-struct Seen {
+pub(crate) struct Seen {
     /// The serial of the server's certificate, if it sent one.
-    serial: Option<String>,
-    alpn: Option<String>,
+    pub(crate) serial: Option<String>,
+    pub(crate) alpn: Option<String>,
     /// Whether the C server's `hello` line arrived: its `SSL_accept` succeeded.
-    served: bool,
-    text: String,
+    pub(crate) served: bool,
+    pub(crate) text: String,
 }
 
 /// Connects with `openssl s_client`, verifying the server against the CA;
 /// `-ign_eof` reads until the server closes, so its line arrives.
-fn connect(addr: SocketAddr, ca: &Path, extra: &[&str]) -> Seen {
+pub(crate) fn connect(addr: SocketAddr, ca: &Path, extra: &[&str]) -> Seen {
     let mut cmd = Command::new("openssl");
     cmd.args(["s_client", "-connect", &addr.to_string(), "-servername"])
         .args(["localhost", "-verify_hostname", "localhost", "-ign_eof"])

@@ -21,7 +21,7 @@ fn programs() -> PathBuf {
 }
 
 /// A C program under valgrind, fed commands on its standard input.
-pub(super) struct CProgram {
+pub(crate) struct CProgram {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Lines,
@@ -45,15 +45,26 @@ impl CProgram {
 
     /// Under valgrind with `flags`.
     pub(super) fn under(flags: &[&str], name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new("valgrind")
-            .args(flags)
-            .arg(programs().join(name))
-            .args(args)
+        let mut cmd = Command::new("valgrind");
+        cmd.args(flags).arg(programs().join(name)).args(args);
+        Self::spawn(cmd)
+    }
+
+    /// Without valgrind: for programs whose libraries (a PKCS#11 module)
+    /// valgrind would report on, not ours.
+    pub(crate) fn native(name: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new(programs().join(name));
+        cmd.args(args);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run valgrind (apt-get install valgrind)");
+            .expect("run the C program (under valgrind: apt-get install valgrind)");
         let stdout = crate::harness::collect(child.stdout.take().unwrap(), "c out");
         crate::harness::collect(child.stderr.take().unwrap(), "c err");
         Self {
@@ -64,14 +75,14 @@ impl CProgram {
         }
     }
 
-    pub(super) fn send(&mut self, command: &str) {
+    pub(crate) fn send(&mut self, command: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         writeln!(stdin, "{command}").unwrap();
         stdin.flush().unwrap();
     }
 
     /// The next line of output after those seen that satisfies `wanted`.
-    pub(super) fn wait_line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             {
@@ -100,7 +111,7 @@ impl CProgram {
     }
 
     /// Ends the input and requires a clean exit (valgrind's status included).
-    pub(super) fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         drop(self.stdin.take());
         let start = Instant::now();
         let status = loop {

@@ -73,5 +73,9 @@ fn eight_parallel_clients_make_two_hundred_handshakes_each_with_a_tpm_key() {
         started.elapsed()
     );
     assert_eq!(failures, 0);
-    assert_eq!(server.log_count("ERROR:esys"), 0, "the TPM stack reported errors");
+    assert_eq!(
+        server.log_count("ERROR:esys"),
+        0,
+        "the TPM stack reported errors"
+    );
 }
