@@ -5,6 +5,7 @@
 //! `OPENSSL_RELOAD_HSM_DIR`.
 
 mod fork;
+mod outage;
 mod token;
 mod tpm;
 

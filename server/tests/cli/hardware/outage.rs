@@ -1,0 +1,88 @@
+//! The token goes away (SoftHSM2's token deleted, swtpm stopped): handshakes
+//! fail as OpenSSL reports them, the poller's probe sees it within the
+//! interval and `/status` shows the outage, while the certificate in service
+//! stays. (Opening the key again in the same process after the device is back
+//! does not work with libp11 0.4.12 and tpm2-openssl 1.1.1: docs/hardware-keys.md,
+//! "Outages".)
+
+use std::process::Command;
+
+use super::token::serves;
+use super::{Fixture, Site};
+use crate::harness::{eventually, Server};
+
+/// Runs `ci/hsm-fixtures.sh SUBCOMMAND DIR`.
+fn fixtures(subcommand: &str, dir: &str) {
+    let ok = Command::new("ci/hsm-fixtures.sh")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args([subcommand, dir])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ci/hsm-fixtures.sh {subcommand}");
+}
+
+/// Handshakes fail and `/status` (read over the admin port, plain HTTP)
+/// reports the outage of the key in service.
+fn outage_is_reported(server: &Server, site: &Site, serial: &str) {
+    eventually("handshakes failing", || {
+        (!serves(server, &site.ca_pem, serial)).then_some(())
+    });
+    let status = eventually("the outage in /status", || {
+        let body = crate::clients::curl(&[], &[&format!("http://{}/status", server.admin_addr())]);
+        let status: serde_json::Value = serde_json::from_slice(&body.stdout).ok()?;
+        (status["sites"][0]["key"]["available"] == false).then_some(status)
+    });
+    let key = &status["sites"][0]["key"];
+    assert_eq!(key["outages"], 1, "{key}");
+    assert!(key["unavailable_since"].is_string(), "{key}");
+    assert!(
+        key["last_error"].as_str().unwrap().starts_with("private key "),
+        "{key}"
+    );
+    assert_eq!(
+        status["certificate"]["serial"], serial,
+        "the certificate in service stays"
+    );
+}
+
+#[test]
+#[ignore = "needs a SoftHSM2 token: run by ci/hardware-keys.sh"]
+fn a_deleted_token_fails_handshakes_and_shows_in_status() {
+    let hsm = Fixture::load("env");
+    let site = Site::new(hsm.var("HSM_PIN"));
+    let serial = site.certify(&hsm.public_key("HSM_EC_CERT"), 11_001);
+    let admin = ["--admin-listen", "127.0.0.1:0"];
+    let server = site.serve(&hsm, hsm.var("HSM_EC_URI"), &admin);
+    assert!(serves(&server, &site.ca_pem, &serial));
+    fixtures("softhsm-outage", hsm.var("HSM_DIR"));
+    let restore = Restore("softhsm-restore", hsm.var("HSM_DIR").to_owned());
+    outage_is_reported(&server, &site, &serial);
+    drop(restore);
+}
+
+#[test]
+#[ignore = "needs a software TPM: run by ci/hardware-keys.sh"]
+fn a_stopped_tpm_fails_handshakes_and_shows_in_status() {
+    let tpm = Fixture::load("tpm-env");
+    let site = Site::new("");
+    let serial = site.certify(&tpm.public_key("TPM_EC_CERT"), 12_001);
+    let uri = format!("store:{}", tpm.var("TPM_EC_URI"));
+    let args = ["--provider", "tpm2", "--admin-listen", "127.0.0.1:0"];
+    let server = site.serve(&tpm, &uri, &args);
+    assert!(serves(&server, &site.ca_pem, &serial));
+    fixtures("tpm-stop", tpm.var("TPM_DIR"));
+    let restart = Restore("tpm-start", tpm.var("TPM_DIR").to_owned());
+    outage_is_reported(&server, &site, &serial);
+    drop(restart);
+}
+
+/// Brings the device back when dropped, also when the test fails, so that
+/// the tests after it find it.
+struct Restore(&'static str, String);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        fixtures(self.0, &self.1);
+    }
+}
