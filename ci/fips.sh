@@ -196,6 +196,18 @@ grep -q 'alert handshake failure' <<<"$chacha" \
     || fail "a ChaCha20-only client was not refused with a handshake failure: $chacha"
 echo "ok: a ChaCha20-only TLS 1.3 client is refused (handshake failure)"
 
+step "a pkcs11: key through the libp11 engine is refused in FIPS mode"
+# The engine would bypass the FIPS provider: only a provider may serve a
+# hardware key in FIPS mode. Refused before any token is opened, so no token
+# is needed here (ci/hardware-keys.sh tests the keys themselves).
+status=0
+env OPENSSL_CONF="$fips_conf" "$bin" --fips check --cert "$f/cert.pem" \
+    --key 'pkcs11:token=web;object=tls-key;type=private' >"$work/out" 2>"$work/err" || status=$?
+[[ $status -eq 1 ]] || fail "check --fips with a pkcs11: key: exit $status: $(cat "$work/err")"
+grep -q 'in FIPS mode a pkcs11: key is opened only through a provider' "$work/err" \
+    || fail "check --fips with a pkcs11: key does not say why: $(cat "$work/err")"
+echo "ok: $(cat "$work/err")"
+
 step "a renewal whose key needs MD5 is refused; the old certificate stays in service"
 # Traditional PEM encryption derives its key with MD5 (made outside FIPS).
 plain openssl ec -in "$f/second.plain.pem" -aes128 -passout "file:$f/pass.txt" \
