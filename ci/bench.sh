@@ -14,7 +14,9 @@
 #      reloading (ci/bench-instructions.sh): a ratio machine noise does not move;
 #   7. nginx with the module against stock nginx: s_time handshakes, h2load,
 #      instructions per handshake under callgrind (ci/bench-nginx-module.sh);
-#   8. 10,000 sites behind one acceptor (benches/sites.rs).
+#   8. 10,000 sites behind one acceptor (benches/sites.rs);
+#   9. keys in hardware: handshakes with a SoftHSM2 and a TPM key against a
+#      file key (ci/bench-hardware-keys.sh; BENCHMARKS.md "Keys in hardware").
 #
 # Benchmarks report; they do not pass or fail on the clock. This script fails only
 # when a benchmark cannot run. OPENSSL_RELOAD_BENCH_QUICK=1 makes a smoke run of
@@ -60,6 +62,9 @@ ci/bench-instructions.sh
 
 step "nginx with the module against stock nginx (ci/bench-nginx-module.sh)"
 ci/bench-nginx-module.sh
+
+step "keys in hardware (ci/bench-hardware-keys.sh)"
+ci/bench-hardware-keys.sh
 
 step "many sites (cargo bench --bench sites)"
 cargo bench --locked --bench sites
