@@ -4,6 +4,7 @@
 //! these with `--ignored`, naming the fixture directory in
 //! `OPENSSL_RELOAD_HSM_DIR`.
 
+mod client;
 mod fork;
 mod outage;
 mod token;

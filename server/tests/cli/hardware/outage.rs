@@ -37,7 +37,10 @@ fn outage_is_reported(server: &Server, site: &Site, serial: &str) {
     assert_eq!(key["outages"], 1, "{key}");
     assert!(key["unavailable_since"].is_string(), "{key}");
     assert!(
-        key["last_error"].as_str().unwrap().starts_with("private key "),
+        key["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("private key "),
         "{key}"
     );
     assert_eq!(

@@ -7,6 +7,7 @@ use std::thread;
 
 use super::token::serves;
 use super::{Fixture, Site};
+use crate::fixture::replace_private;
 use crate::harness::eventually;
 use crate::support::write_atomic;
 
@@ -77,5 +78,29 @@ fn eight_parallel_clients_make_two_hundred_handshakes_each_with_a_tpm_key() {
         server.log_count("ERROR:esys"),
         0,
         "the TPM stack reported errors"
+    );
+}
+
+#[test]
+#[ignore = "needs a software TPM: run by ci/hardware-keys.sh"]
+fn a_key_file_naming_another_tpm_handle_is_adopted_with_its_certificate() {
+    let tpm = Fixture::load("tpm-env");
+    let site = Site::new("");
+    let key_file = site.path("tls.key");
+    let line = |var: &str| format!("store:{}\n", tpm.var(var));
+    replace_private(&key_file, line("TPM_EC_URI").as_bytes());
+    let first = site.certify(&tpm.public_key("TPM_EC_CERT"), 14_001);
+    let server = site.serve(&tpm, key_file.to_str().unwrap(), &PROVIDER);
+    assert_eq!(server.served_serial(&site.ca_pem), first);
+
+    replace_private(&key_file, line("TPM_RSA_URI").as_bytes());
+    let next = site.certify(&tpm.public_key("TPM_RSA_CERT"), 14_002);
+    eventually("the other handle and its certificate", || {
+        (server.served_serial(&site.ca_pem) == next).then_some(())
+    });
+    let status = server.status(&site.ca_pem);
+    assert_eq!(
+        status["sites"][0]["key"]["uri"],
+        line("TPM_RSA_URI").trim_end()
     );
 }
