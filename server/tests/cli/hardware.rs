@@ -19,7 +19,7 @@ use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 
 use crate::fixture::private;
-use crate::harness::{command, Server};
+use crate::harness::{command, eventually, Server};
 use crate::support::{write_atomic, Ca, LeafSpec};
 
 /// The variables of a fixture's env file (`NAME='value'` lines).
@@ -133,5 +133,44 @@ impl Site {
 
     pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Serves `first`, checks the key's route (`route`, `by`), then rotates
+    /// the certificate around `key` (served within the interval) and writes
+    /// one for another key (refused, the pair in service stays); the key is
+    /// opened once throughout.
+    pub(crate) fn rotates_around(
+        &self,
+        server: &Server,
+        key: &PKey<Public>,
+        (first, next_serial): (String, u32),
+        (route, by): (&str, &str),
+    ) {
+        assert_eq!(server.served_serial(&self.ca_pem), first);
+        let status = server.status(&self.ca_pem);
+        let held = &status["sites"][0]["key"];
+        assert_eq!(
+            (held["route"].as_str(), held["by"].as_str()),
+            (Some(route), Some(by)),
+            "{held}"
+        );
+        assert_eq!(held["available"], true);
+
+        let next = self.certify(key, next_serial);
+        eventually("the certificate rotated around the key", || {
+            (server.served_serial(&self.ca_pem) == next).then_some(())
+        });
+        write_atomic(&self.cert, &self.ca.leaf("localhost").cert_pem());
+        eventually("the mismatch in /status", || {
+            let status = server.status(&self.ca_pem);
+            let message = status["last_error"]["message"].as_str()?.to_owned();
+            message.contains("does not match certificate").then_some(())
+        });
+        assert_eq!(server.served_serial(&self.ca_pem), next);
+        let status = server.status(&self.ca_pem);
+        assert_eq!(
+            status["sites"][0]["key"]["opened"], 1,
+            "opened once, not per reload"
+        );
     }
 }

@@ -9,7 +9,6 @@ use super::{Fixture, Site};
 use crate::clients::curl;
 use crate::fixture::replace_private;
 use crate::harness::{eventually, serial_in, Server};
-use crate::support::write_atomic;
 
 const EC: (&str, &str) = ("HSM_EC_URI", "HSM_EC_CERT");
 const RSA: (&str, &str) = ("HSM_RSA_URI", "HSM_RSA_CERT");
@@ -23,31 +22,7 @@ fn ec_and_rsa_token_keys_serve_and_certificates_rotate_around_them() {
         let key = hsm.public_key(cert);
         let first = site.certify(&key, serial + 1);
         let server = site.serve(&hsm, hsm.var(uri), &[]);
-        assert_eq!(server.served_serial(&site.ca_pem), first);
-        let status = server.status(&site.ca_pem);
-        let held = &status["sites"][0]["key"];
-        assert_eq!(held["route"], "engine", "{held}");
-        assert_eq!(held["by"], "pkcs11");
-        assert_eq!(held["available"], true);
-        assert_eq!(held["opened"], 1);
-
-        let next = site.certify(&key, serial + 2);
-        eventually("the certificate rotated around the key", || {
-            (server.served_serial(&site.ca_pem) == next).then_some(())
-        });
-        // A certificate for another key is refused; the pair in service stays.
-        write_atomic(&site.cert, &site.ca.leaf("localhost").cert_pem());
-        eventually("the mismatch in /status", || {
-            let status = server.status(&site.ca_pem);
-            let message = status["last_error"]["message"].as_str()?.to_owned();
-            message.contains("does not match certificate").then_some(())
-        });
-        assert_eq!(server.served_serial(&site.ca_pem), next);
-        let status = server.status(&site.ca_pem);
-        assert_eq!(
-            status["sites"][0]["key"]["opened"], 1,
-            "opened once, not per reload"
-        );
+        site.rotates_around(&server, &key, (first, serial + 2), ("engine", "pkcs11"));
     }
 }
 

@@ -9,7 +9,6 @@ use super::token::serves;
 use super::{Fixture, Site};
 use crate::fixture::replace_private;
 use crate::harness::eventually;
-use crate::support::write_atomic;
 
 const PROVIDER: [&str; 2] = ["--provider", "tpm2"];
 
@@ -26,25 +25,7 @@ fn tpm_keys_serve_through_the_provider_and_certificates_rotate_around_them() {
         let first = site.certify(&key, serial + 1);
         let uri = format!("store:{}", tpm.var(uri));
         let server = site.serve(&tpm, &uri, &PROVIDER);
-        assert_eq!(server.served_serial(&site.ca_pem), first);
-        let status = server.status(&site.ca_pem);
-        let held = &status["sites"][0]["key"];
-        assert_eq!(held["route"], "provider", "{held}");
-        assert_eq!(held["by"], "tpm2");
-        assert_eq!(held["available"], true);
-
-        let next = site.certify(&key, serial + 2);
-        eventually("the certificate rotated around the TPM key", || {
-            (server.served_serial(&site.ca_pem) == next).then_some(())
-        });
-        write_atomic(&site.cert, &site.ca.leaf("localhost").cert_pem());
-        eventually("the mismatch in /status", || {
-            let status = server.status(&site.ca_pem);
-            let message = status["last_error"]["message"].as_str()?.to_owned();
-            message.contains("does not match certificate").then_some(())
-        });
-        assert_eq!(server.served_serial(&site.ca_pem), next);
-        assert_eq!(server.status(&site.ca_pem)["sites"][0]["key"]["opened"], 1);
+        site.rotates_around(&server, &key, (first, serial + 2), ("provider", "tpm2"));
     }
 }
 
