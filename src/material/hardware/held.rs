@@ -1,11 +1,10 @@
 //! The keys a process holds: each URI opened once per process (again after a
 //! fork, an outage or a PIN change), never per reload or handshake; probed
-//! on the poller thread so that an outage is seen and ended without a restart.
+//! on the poller thread so that an outage is seen, and the key opened again
+//! once it can be (docs/hardware-keys.md, "Outages", has the limits).
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,6 +13,7 @@ use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 
+use super::turn::{hardware_key_lock, serialise};
 use super::uri::without_module_path;
 use super::{HardwareKeyProblem, KeyRoute, KeyStatus, KeyUri};
 use crate::ffi::provider::fips_properties_enabled;
@@ -41,56 +41,6 @@ struct Slot {
 }
 
 static SLOTS: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
-/// Set once a key of a provider that is not thread-safe is held: from then
-/// on handshakes, probes and opens take [`HANDSHAKES`] in turn.
-static SERIALISE: AtomicBool = AtomicBool::new(false);
-static HANDSHAKES: Mutex<()> = Mutex::new(());
-
-/// Providers whose key operations must not run on two threads at once:
-/// tpm2-openssl shares one ESYS context per provider (tpm2-openssl #61).
-const NOT_THREAD_SAFE: &[&str] = &["tpm2"];
-
-/// The lock that serialises every use of a hardware key whose provider is not
-/// thread-safe (tpm2-openssl): `Some` once such a key is held in this
-/// process, `None` (nothing to hold) otherwise.
-///
-/// [`ReloadingAcceptor::accept`](crate::ReloadingAcceptor::accept) holds it
-/// around each step of a handshake, and the poller around its probes. A
-/// server that drives handshakes itself (`SSL_do_handshake`, a framework's
-/// acceptor) must hold it around each call too; docs/hardware-keys.md says how.
-///
-/// A thread that holds it already gets `None`: the poller holds it for a
-/// whole tick, whose opens and probes would otherwise wait on themselves.
-pub fn hardware_key_lock() -> Option<KeyTurn> {
-    if !SERIALISE.load(Ordering::Acquire) || HOLDING.get() {
-        return None;
-    }
-    let guard = HANDSHAKES.lock().unwrap_or_else(PoisonError::into_inner);
-    HOLDING.set(true);
-    Some(KeyTurn(guard))
-}
-
-thread_local! {
-    /// Whether this thread holds [`HANDSHAKES`].
-    static HOLDING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// This thread's turn with a hardware key that is not thread-safe
-/// ([`hardware_key_lock`]); the next thread's comes when it drops.
-#[must_use = "the turn ends when it is dropped"]
-pub struct KeyTurn(#[allow(dead_code)] MutexGuard<'static, ()>);
-
-impl Drop for KeyTurn {
-    fn drop(&mut self) {
-        HOLDING.set(false);
-    }
-}
-
-impl std::fmt::Debug for KeyTurn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyTurn")
-    }
-}
 static GENERATION: Mutex<u64> = Mutex::new(0);
 /// The libp11 engine, loaded once per process and bound to one module.
 static ENGINE: Mutex<Option<(Option<String>, Arc<Engine>)>> = Mutex::new(None);
@@ -117,6 +67,9 @@ fn pin_digest(pin: Option<&[u8]>) -> [u8; 32] {
 pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
     let digest = pin_digest(pin);
     let pid = std::process::id();
+    // Always the turn first, then the slots: the poller's tick holds its turn
+    // when it asks for the slots.
+    let turn = hardware_key_lock();
     let mut slots = slots();
     let slot = slots
         .entry(uri.secret_text().to_owned())
@@ -150,21 +103,16 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
     slot.pin = digest;
     slot.key = None;
     // A handle that opens but cannot sign (a token half gone) is no key.
-    let opened = {
-        let _turn = hardware_key_lock();
-        load(uri, pin).and_then(|(key, route)| {
-            if let KeyRoute::Provider { name } = &route {
-                if NOT_THREAD_SAFE.contains(&name.as_str()) && !SERIALISE.swap(true, Ordering::AcqRel) {
-                    tracing::info!(provider = %name, "this provider's keys are not thread-safe: handshakes take turns");
-                }
-            }
-            // The lock, if needed, is held already.
-            match probe(&key) {
-                Ok(()) => Ok((key, route)),
-                Err(source) => Err(HardwareKeyProblem::Unusable(source)),
-            }
-        })
-    };
+    let opened = load(uri, pin).and_then(|(key, route)| {
+        if let KeyRoute::Provider { name } = &route {
+            serialise(name);
+        }
+        match probe(&key) {
+            Ok(()) => Ok((key, route)),
+            Err(source) => Err(HardwareKeyProblem::Unusable(source)),
+        }
+    });
+    drop(turn);
     let problem = match opened {
         Ok((key, route)) => return Ok(slot.hold(uri, key, route)),
         Err(problem) => problem,
@@ -183,6 +131,7 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
 /// probe, a signature at most every `interval`. A PIN the token refused is
 /// not offered again: the PIN must change first (its file is watched).
 pub(crate) fn needs_open(uri: &KeyUri, interval: Duration) -> bool {
+    let _turn = hardware_key_lock();
     let mut slots = slots();
     let Some(slot) = slots.get_mut(uri.secret_text()) else {
         return true;
@@ -197,11 +146,7 @@ pub(crate) fn needs_open(uri: &KeyUri, interval: Duration) -> bool {
         return false;
     }
     slot.probed = Some(Instant::now());
-    let probed = {
-        let _turn = hardware_key_lock();
-        probe(key)
-    };
-    match probed {
+    match probe(key) {
         Ok(()) => false,
         Err(source) => {
             let error = Error::HardwareKey {

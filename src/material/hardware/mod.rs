@@ -1,7 +1,8 @@
 //! Private keys that stay in hardware (an HSM, a TPM, a smart card), named by
 //! a URI instead of a file: what a URI is (`uri.rs`), how a key is opened,
 //! held once per process, probed and opened again after an outage
-//! (`held.rs`), and what can go wrong (`problem.rs`).
+//! (`held.rs`), taking turns where the provider needs it (`turn.rs`), the
+//! providers' order (`providers.rs`), and what can go wrong (`problem.rs`).
 //!
 //! docs/hardware-keys.md describes the routes (a provider's `OSSL_STORE`
 //! loader, or the libp11 engine for `pkcs11:` where no provider serves it)
@@ -10,15 +11,16 @@
 mod held;
 mod problem;
 mod providers;
+mod turn;
 mod uri;
 
 use std::fmt;
 use std::time::SystemTime;
 
-pub use self::held::{hardware_key_lock, KeyTurn};
 pub(crate) use self::held::{needs_open, open, status as key_status, HeldKey};
 pub use self::problem::HardwareKeyProblem;
 pub use self::providers::load_key_providers;
+pub use self::turn::{hardware_key_lock, KeyTurn};
 pub use self::uri::KeyUri;
 
 /// How a hardware key was opened.
