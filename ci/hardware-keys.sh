@@ -48,4 +48,4 @@ echo "--- ci/hardware-keys.sh: the binary and the C server with keys in hardware
 # The C server finds the token as the binary does (the tests set these for it).
 export SOFTHSM2_CONF="$dir/softhsm2.conf" PKCS11_MODULE_PATH=/usr/lib/softhsm/libsofthsm2.so
 OPENSSL_RELOAD_HSM_DIR="$dir" OPENSSL_RELOAD_C_PROGRAMS="$dir/bin" cargo test --locked -p openssl-reload-server --test cli \
-  -- --ignored --test-threads 1 hardware::
+  -- --ignored --test-threads 1 --show-output hardware::
