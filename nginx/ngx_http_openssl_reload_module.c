@@ -173,8 +173,15 @@ ngx_http_openssl_reload_setup(ngx_conf_t *cf, ngx_http_ssl_srv_conf_t *sscf,
         goto failed;
     }
 
+    /*
+     * A worker makes and handshakes its connections on one thread, so the
+     * block's own context may carry the certificates in service: then the
+     * certificate callback has nothing to install on each connection.
+     */
     if (openssl_reload_server_builder_set_defer_polling(builder, 1)
             != OPENSSL_RELOAD_OK
+        || openssl_reload_server_builder_set_update_attached_contexts(builder,
+               1) != OPENSSL_RELOAD_OK
         || openssl_reload_server_builder_set_poll_interval_ms(builder,
                conf->interval) != OPENSSL_RELOAD_OK
         || ngx_http_openssl_reload_pairs(cf, sscf, builder) != NGX_OK

@@ -415,6 +415,21 @@ openssl_reload_result openssl_reload_server_builder_set_defer_polling(openssl_re
                                                                       bool defer);
 
 /*
+ Whether attached contexts' own certificates follow the reloads (default
+ false): `_attach` puts the default site's certificates on the context, and
+ after a publish the first full handshake on it puts the new ones there, so
+ that later connections start with them and the certificate callback has
+ nothing to install. Only for contexts whose connections are all made and
+ handshaken on one thread at a time, as in an nginx worker.
+
+ # Safety
+
+ `builder` is live and not used by another thread during the call.
+ */
+openssl_reload_result openssl_reload_server_builder_set_update_attached_contexts(openssl_reload_server_builder *builder,
+                                                                                 bool update);
+
+/*
  What to do with a certificate outside its validity period.
 
  # Safety

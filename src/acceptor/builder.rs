@@ -221,6 +221,25 @@ impl Builder<ServerSide> {
         self
     }
 
+    /// Lets [attached](ReloadingAcceptor::attach) contexts' own certificates
+    /// follow the reloads (default `false`): `attach` puts the default site's
+    /// certificates on the context, and after a publish the first full
+    /// handshake on the context puts the new ones there. Connections made on
+    /// it then start with the certificates they are to serve, and the
+    /// certificate callback, finding the very same objects on the
+    /// connection, installs nothing: a handshake costs what it costs on an
+    /// unattached context (nginx: 1.7 % fewer instructions per handshake).
+    ///
+    /// Only for contexts whose connections are all made and handshaken on one
+    /// thread at a time, as in an nginx worker: the callback writes what
+    /// `SSL_new` on another thread would read. Everything else (the binding
+    /// of sessions, the client CA store and verify mode) is done on every
+    /// handshake as before.
+    pub fn update_attached_contexts(mut self, update: bool) -> Self {
+        self.side.update_contexts = update;
+        self
+    }
+
     /// Loads and validates the files once, as [`build`](Self::build) would, and builds
     /// a context from them with the policy; starts nothing. For offline checks
     /// (`openssl-reload check`) and for configuration tests.
@@ -342,6 +361,7 @@ impl Builder<ServerSide> {
                 handshake_timeout: self.side.handshake_timeout,
                 poll_interval: self.poll_interval,
                 polling: Polling::default(),
+                update_contexts: self.side.update_contexts,
             }),
         };
         if !self.side.defer_polling {

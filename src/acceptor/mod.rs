@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     poll_interval: Duration,
     /// The poller, started by `build` or by `start_polling`.
     polling: polling::Polling,
+    /// Attached contexts' own certificates follow the reloads
+    /// ([`update_attached_contexts`](crate::ReloadingAcceptorBuilder::update_attached_contexts)).
+    pub(crate) update_contexts: bool,
 }
 
 impl ReloadingAcceptor {
@@ -234,6 +237,7 @@ pub struct ServerSide {
     ocsp_staple: Option<PathBuf>,
     ocsp_issuer: Option<PathBuf>,
     defer_polling: bool,
+    update_contexts: bool,
 }
 
 impl Default for ServerSide {
@@ -246,6 +250,7 @@ impl Default for ServerSide {
             ocsp_staple: None,
             ocsp_issuer: None,
             defer_polling: false,
+            update_contexts: false,
         }
     }
 }

@@ -74,6 +74,13 @@ impl ReloadingAcceptor {
         })
         .map_err(Error::openssl("install the OCSP status callback"))?;
         let current = Arc::clone(self.inner.sites.current());
+        if self.inner.update_contexts {
+            if let Some(served) = current.load().table.default_served() {
+                served
+                    .put_on_context(ffi::ssl::context_of(ctx))
+                    .map_err(Error::openssl("put the certificates on the context"))?;
+            }
+        }
         let auth = self.inner.auth;
         ctx.set_client_hello_callback(move |ssl, alert| {
             let snapshot = current.load_full();
@@ -200,8 +207,15 @@ pub(super) fn install(
             Err(Refused::Resumed(lossy()))
         };
     }
-    ffi::ssl::certs_clear(ssl);
-    served.install_certs(ssl)?;
+    // A connection made on a context that holds these very certificates
+    // (`update_attached_contexts`) has nothing to install.
+    if !served.carried_by(ssl) {
+        ffi::ssl::certs_clear(ssl);
+        served.install_certs(ssl)?;
+        if acceptor.inner.update_contexts {
+            update_context(acceptor, ssl, &snapshot, served);
+        }
+    }
     if let Some(auth) = acceptor.inner.auth {
         set_trust(ssl, &snapshot.ctx, auth.verify_mode())?;
         chain_stale_rule(ssl, &snapshot.ctx)?;
@@ -225,4 +239,32 @@ fn set_trust(
     }
     ssl.set_verify(mode);
     Ok(())
+}
+
+/// After a publish, the first full handshake on an attached context puts the
+/// default site's new certificates on the context itself, so that later
+/// connections start with them (`update_attached_contexts`). Only a context
+/// attached to this acceptor, and only its default site: another name's
+/// handshake does not take the context away from the name most connections ask for.
+fn update_context(
+    acceptor: &ReloadingAcceptor,
+    ssl: &SslRef,
+    snapshot: &Snapshot,
+    served: &Served,
+) {
+    let ctx = ssl.ssl_context();
+    let ours = callback::attached(ctx)
+        .ok()
+        .flatten()
+        .is_some_and(|a| Arc::ptr_eq(&a.acceptor.inner, &acceptor.inner));
+    let default = snapshot
+        .table
+        .default_served()
+        .is_some_and(|d| std::ptr::eq(&**d, served));
+    if ours && default {
+        if let Err(error) = served.put_on_context(ctx) {
+            // The connection has its certificates; the next one installs them too.
+            tracing::debug!(%error, "could not update the attached context's certificates");
+        }
+    }
 }

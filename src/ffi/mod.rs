@@ -15,6 +15,7 @@
 pub(crate) mod decoder;
 pub(crate) mod provider;
 pub(crate) mod session;
+pub(crate) mod slots;
 pub(crate) mod ssl;
 pub(crate) mod store;
 pub(crate) mod sys;

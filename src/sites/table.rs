@@ -10,6 +10,8 @@ use openssl::error::ErrorStack;
 use openssl::ssl::{SslContext, SslContextBuilder, SslContextRef, SslRef, SslVerifyMode};
 
 use super::SiteCert;
+use crate::ffi::{self, slots::Slot};
+use crate::material::Identity;
 use crate::session::{self, SidCtx, SiteBinding, TrustId};
 
 /// What a handshake switches to: the context with the policy and the client CA
@@ -43,8 +45,8 @@ pub(crate) fn share_trust(
     builder: &mut SslContextBuilder,
     trust: &SslContextRef,
 ) -> Result<(), ErrorStack> {
-    crate::ffi::ssl::share_cert_store(builder, trust);
-    if let Some(names) = crate::ffi::ssl::client_ca_names(trust)? {
+    ffi::ssl::share_cert_store(builder, trust);
+    if let Some(names) = ffi::ssl::client_ca_names(trust)? {
         builder.set_client_ca_list(names);
     }
     Ok(())
@@ -121,6 +123,29 @@ impl Served {
             [one] => Some(one),
             _ => None,
         }
+    }
+
+    /// Each certificate of this name with its key and chain.
+    fn slots(&self) -> impl Iterator<Item = Slot<'_>> + Clone {
+        self.certs.iter().map(|c| {
+            let Identity {
+                cert, key, chain, ..
+            } = &c.identity;
+            (&**cert, &**key, chain.as_slice())
+        })
+    }
+
+    /// Whether `ssl` holds exactly these certificates, keys and chains
+    /// already, from its context ([`put_on_context`](Self::put_on_context)):
+    /// installing them would change nothing.
+    pub(crate) fn carried_by(&self, ssl: &mut SslRef) -> bool {
+        ffi::slots::carries_exactly(ssl, self.slots())
+    }
+
+    /// Makes these certificates the context's own, so that connections made
+    /// on it start with them. Only for a context no other thread uses meanwhile.
+    pub(crate) fn put_on_context(&self, ctx: &SslContextRef) -> Result<(), ErrorStack> {
+        ffi::slots::set_context_slots(ctx, self.slots())
     }
 
     /// Puts every certificate of this name on the connection.
@@ -297,7 +322,7 @@ pub(crate) fn normalize_into<'b>(raw: &[u8], buf: &'b mut [u8; 255]) -> Option<&
 /// client hello callback, before OpenSSL parses it.
 pub(crate) fn client_hello_sni(ssl: &SslRef) -> Option<&[u8]> {
     const TLSEXT_TYPE_SERVER_NAME: u32 = 0;
-    let ext = crate::ffi::ssl::client_hello_ext(ssl, TLSEXT_TYPE_SERVER_NAME)?;
+    let ext = ffi::ssl::client_hello_ext(ssl, TLSEXT_TYPE_SERVER_NAME)?;
     let (list_len, mut rest) = split_u16(ext)?;
     if usize::from(list_len) != rest.len() {
         return None;

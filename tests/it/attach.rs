@@ -453,3 +453,51 @@ fn install_refuses_a_session_resumed_under_another_binding() {
     assert!(!resumed);
     assert_eq!(serial, other_leaf.serial);
 }
+
+/// `update_attached_contexts`: the context's own certificate is the one in
+/// service, from `attach` on and again after a rotation (put there by the
+/// first handshake that sees it); connections are served the same either way.
+#[test]
+fn an_updated_context_carries_the_certificate_in_service() {
+    let dir = TempDir::new().unwrap();
+    let ca = Ca::new("attach update CA");
+    let first = leaf(&ca);
+    first.write(dir.path());
+    let own = |ctx: &SslContext| ctx.certificate().map(support::serial_hex);
+    for update in [true, false] {
+        first.write(dir.path());
+        let tls = ReloadingAcceptor::builder()
+            .identity(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+            .poll_interval(INTERVAL)
+            .update_attached_contexts(update)
+            .build()
+            .unwrap();
+        let mut app = app_context();
+        tls.attach(&mut app).unwrap();
+        let ctx = app.build().into_context();
+        assert_eq!(
+            own(&ctx),
+            update.then(|| first.serial.clone()),
+            "after attach"
+        );
+        let addr = serve(ctx.clone());
+        let connector = client(&ca, None);
+        assert_eq!(connect(&connector, addr).unwrap().serial, first.serial);
+
+        let second = leaf(&ca);
+        second.write(dir.path());
+        eventually("the rotated certificate", || {
+            connect(&connector, addr)
+                .ok()
+                .filter(|s| s.serial == second.serial)
+        });
+        assert_eq!(
+            own(&ctx),
+            update.then(|| second.serial.clone()),
+            "after a rotation"
+        );
+        for _ in 0..3 {
+            assert_eq!(connect(&connector, addr).unwrap().serial, second.serial);
+        }
+    }
+}

@@ -354,6 +354,9 @@ fn write_pem_site(dir: &Path, name: &str, leaf: &Leaf) {
 enum Mode {
     Front,
     Attach,
+    /// Attached with `update_attached_contexts`: the context carries the
+    /// certificates in service and the callback installs none.
+    AttachUpdating,
     Install,
 }
 
@@ -362,8 +365,16 @@ impl Mode {
         match self {
             Self::Front => "front",
             Self::Attach => "attach",
+            Self::AttachUpdating => "attach-updating",
             Self::Install => "install",
         }
+    }
+
+    /// Builds `b` as this mode needs.
+    fn build(self, b: ReloadingAcceptorBuilder) -> ReloadingAcceptor {
+        b.update_attached_contexts(matches!(self, Self::AttachUpdating))
+            .build()
+            .unwrap()
     }
 
     /// Whether sessions of this mode must resume when nothing changed.
@@ -378,7 +389,7 @@ impl Mode {
 fn serve_as(mode: Mode, tls: &ReloadingAcceptor) -> Server {
     match mode {
         Mode::Front => serve(tls.acceptor().context().to_owned()),
-        Mode::Attach => {
+        Mode::Attach | Mode::AttachUpdating => {
             let mut app = app_context(b"app");
             tls.attach(&mut app).unwrap();
             serve(app.build().into_context())
@@ -471,7 +482,7 @@ struct MtlsCell {
 impl MtlsCell {
     fn new(srv: &Ca, mode: Mode, change: &str, kind: Kind, crl: bool) -> Self {
         let f = Mtls::new(srv, "a.example", crl);
-        let tls = f.builder().build().unwrap();
+        let tls = mode.build(f.builder());
         let server = serve_as(mode, &tls);
         let client = client(kind, srv, Some(&f.client));
         Self {
@@ -597,11 +608,11 @@ fn sni_moved(report: &mut Report, srv: &Ca, mode: Mode, kind: Kind) {
         &server_leaf(srv, &["a.example", "b.example"]),
     );
     write_pem_site(dir.path(), "y", &server_leaf(srv, &["c.example"]));
-    let tls = ReloadingAcceptor::builder()
-        .site_dir(dir.path())
-        .poll_interval(INTERVAL)
-        .build()
-        .unwrap();
+    let tls = mode.build(
+        ReloadingAcceptor::builder()
+            .site_dir(dir.path())
+            .poll_interval(INTERVAL),
+    );
     let server = serve_as(mode, &tls);
     let client = client(kind, srv, None);
     let at = Target {
@@ -665,11 +676,11 @@ fn same_stem(report: &mut Report, srv: &Ca, mode: Mode, kind: Kind) {
     std::fs::create_dir(&sub).unwrap();
     write_atomic(&sub.join("tls.crt"), &b.cert_pem());
     write_atomic(&sub.join("tls.key"), &b.key_pem());
-    let tls = ReloadingAcceptor::builder()
-        .site_dir(dir.path())
-        .poll_interval(INTERVAL)
-        .build()
-        .unwrap();
+    let tls = mode.build(
+        ReloadingAcceptor::builder()
+            .site_dir(dir.path())
+            .poll_interval(INTERVAL),
+    );
     let serving = tls.sites().iter().filter(|s| s.serving).count();
     report.check(serving == 2, &cell, || {
         format!(
@@ -885,6 +896,21 @@ fn attach() {
         sni_moved(&mut report, &srv, Mode::Attach, kind);
         same_stem(&mut report, &srv, Mode::Attach, kind);
         other_context_verify_mode(&mut report, &srv, kind);
+    }
+    report.finish();
+}
+
+/// An attached context that carries the certificates in service itself
+/// (`update_attached_contexts`, as the nginx module attaches).
+#[test]
+fn attach_updating() {
+    let (srv, mut report) = (server_ca(), Report::default());
+    for kind in KINDS {
+        control(&mut report, &srv, Mode::AttachUpdating, kind);
+        ca_dropped(&mut report, &srv, Mode::AttachUpdating, kind);
+        crl_revoked(&mut report, &srv, Mode::AttachUpdating, kind);
+        sni_moved(&mut report, &srv, Mode::AttachUpdating, kind);
+        same_stem(&mut report, &srv, Mode::AttachUpdating, kind);
     }
     report.finish();
 }

@@ -274,6 +274,27 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_defer_polling(
     unsafe { modify(builder, || Ok(defer), Builder::defer_polling) }
 }
 
+/// Whether attached contexts' own certificates follow the reloads (default
+/// false): `_attach` puts the default site's certificates on the context, and
+/// after a publish the first full handshake on it puts the new ones there, so
+/// that later connections start with them and the certificate callback has
+/// nothing to install. Only for contexts whose connections are all made and
+/// handshaken on one thread at a time, as in an nginx worker.
+///
+/// # Safety
+///
+/// `builder` is live and not used by another thread during the call.
+// SAFETY: unsafe because it trusts `builder`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_builder_set_update_attached_contexts(
+    builder: *mut openssl_reload_server_builder,
+    update: bool,
+) -> openssl_reload_result {
+    // SAFETY: the caller keeps this function's contract, which is `modify`'s.
+    unsafe { modify(builder, || Ok(update), Builder::update_attached_contexts) }
+}
+
 /// What to do with a certificate outside its validity period.
 ///
 /// # Safety
