@@ -101,7 +101,7 @@ impl CProgram {
     }
 
     /// Lines of output from the start that satisfy `wanted`.
-    pub(super) fn count(&self, wanted: impl Fn(&str) -> bool) -> usize {
+    pub(crate) fn count(&self, wanted: impl Fn(&str) -> bool) -> usize {
         self.stdout
             .lock()
             .unwrap()

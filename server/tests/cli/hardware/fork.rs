@@ -49,9 +49,12 @@ fn forked_children_open_the_token_key_again_and_serve() {
     // Generation 2 is the child's own opening of the key (start_polling's
     // first tick), so the rotation is generation 3 in every child; with a
     // key file it would be 2.
+    // (The children print in any order: counted, not waited for in turn.)
     for pid in &children {
         let wanted = format!("change pid={pid} generation=3 ");
-        server.wait_line("the rotation in the child", |l| l.starts_with(&wanted));
+        eventually("the rotation as generation 3 in each child", || {
+            (server.count(|l| l.starts_with(&wanted)) == 1).then_some(())
+        });
     }
     server.send("quit");
     for pid in &children {
