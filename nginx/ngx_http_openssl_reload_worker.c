@@ -1,8 +1,11 @@
 /*
- * ngx_http_openssl_reload_module in the workers: each starts polling every
- * server block's reloader after the fork (init_process, after nginx dropped
- * privileges), and a timer on the worker's own event loop logs each publish
- * and, in the first worker, each new failure once, naming the file.
+ * ngx_http_openssl_reload_module in the workers: a timer on the worker's own
+ * event loop polls every server block's reloader (openssl_reload_server_poll:
+ * one stat per file; a reload reads and parses there), first in init_process
+ * (after nginx dropped privileges, so the worker reads the files as its user),
+ * then every interval, and logs each publish and, in the first worker, each
+ * new failure once, naming the file. No thread: the worker stays a
+ * single-threaded process.
  */
 
 #include <ngx_config.h>
@@ -91,9 +94,8 @@ ngx_http_openssl_reload_each(ngx_cycle_t *cycle, ngx_uint_t start)
             continue;
         }
 
-        if (start
-            && openssl_reload_server_start_polling(conf->reloader)
-               != OPENSSL_RELOAD_OK)
+        if (openssl_reload_server_poll(conf->reloader) != OPENSSL_RELOAD_OK
+            && start)
         {
             ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                           "openssl_reload: %s", ngx_http_openssl_reload_error());
@@ -121,7 +123,7 @@ ngx_http_openssl_reload_tick(ngx_event_t *ev)
 
     every = ngx_http_openssl_reload_each((ngx_cycle_t *) ngx_cycle, 0);
     if (every) {
-        ngx_add_timer(ev, ngx_max(every, 100));
+        ngx_add_timer(ev, every);
     }
 }
 
@@ -145,7 +147,7 @@ ngx_http_openssl_reload_init_process(ngx_cycle_t *cycle)
     ngx_http_openssl_reload_timer.log = cycle->log;
     ngx_http_openssl_reload_timer.data = cycle;
     ngx_http_openssl_reload_timer.cancelable = 1;
-    ngx_add_timer(&ngx_http_openssl_reload_timer, ngx_max(every, 100));
+    ngx_add_timer(&ngx_http_openssl_reload_timer, every);
 
     return NGX_OK;
 }

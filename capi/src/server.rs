@@ -147,6 +147,33 @@ pub unsafe extern "C" fn openssl_reload_server_start_polling(
     })
 }
 
+/// Runs one poller tick on the calling thread, for a server that polls from
+/// its own event loop every poll interval instead of running the poller
+/// thread (an nginx worker's timer): build with `_set_defer_polling` and do
+/// not call `_start_polling`. It `stat`s the files, reloads what changed (a
+/// reload reads and parses here) and rotates in-memory ticket keys when due.
+/// `OPENSSL_RELOAD_FORKED` in a process forked from one where the poller
+/// thread runs.
+///
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `server` is live.
+// SAFETY: unsafe because it trusts `server`, a raw pointer from C that Rust cannot check; the
+// `# Safety` section says what it must be.
+#[no_mangle]
+pub unsafe extern "C" fn openssl_reload_server_poll(
+    server: *const openssl_reload_server,
+) -> openssl_reload_result {
+    guard(|| {
+        // SAFETY: the caller keeps this function's contract, which is `arg`'s.
+        let server = unsafe { arg(server, "server") }?;
+        server.acceptor.poll()?;
+        Ok(())
+    })
+}
+
 /// Reads the files now, on the calling thread (for a SIGHUP handler's thread,
 /// not the handler itself), and publishes them if they changed. `*changed`
 /// (if not NULL) says whether anything new was published. On failure the

@@ -186,6 +186,27 @@ impl ReloadingAcceptor {
             .start(inner.poll_interval, &inner.sites, &inner.tickets)
     }
 
+    /// Runs one poller tick on the calling thread: looks at the files (one
+    /// `stat` each), reloads what changed, rotates in-memory ticket keys when
+    /// due. For a server that polls from its own event loop every
+    /// [poll interval](crate::Builder::poll_interval) instead of running the
+    /// poller thread, as an nginx worker does from a timer: build with
+    /// [`defer_polling`](crate::ReloadingAcceptorBuilder::defer_polling) and
+    /// never call [`start_polling`](Self::start_polling). A reload reads and
+    /// parses on this thread (a few milliseconds, longer to open a hardware
+    /// key); most ticks are the `stat`s.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Forked`] in a process forked from one where the poller thread runs.
+    pub fn poll(&self) -> Result<(), Error> {
+        self.inner.polling.here()?;
+        let _turn = crate::hardware_key_lock();
+        self.inner.sites.poll();
+        self.inner.tickets.poll();
+        Ok(())
+    }
+
     /// Performs a server handshake on `stream` with tokio-openssl (`SSL_accept`),
     /// giving up after the [handshake timeout](Builder::handshake_timeout). The
     /// timeout needs a runtime with the time driver (`#[tokio::main]` has it).

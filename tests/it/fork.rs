@@ -57,3 +57,33 @@ async fn deferred_polling_serves_what_it_loaded_and_follows_the_files_once_start
     assert!(status.last_poll.is_some(), "{status:?}");
     assert_eq!(status.reloads, 1, "{status:?}");
 }
+
+/// `poll` from the application's own event loop: with deferred polling and no
+/// poller thread, each call is one tick on the calling thread, and a
+/// rotation is served after the call that sees it, never before.
+#[tokio::test]
+async fn poll_from_the_applications_loop_is_one_tick_on_its_thread() {
+    let ca = Ca::new("event loop CA");
+    let first = ca.leaf("first");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = first.write(dir.path());
+    let tls = ReloadingAcceptor::builder()
+        .identity(&cert, &key)
+        .poll_interval(INTERVAL)
+        .defer_polling(true)
+        .build()
+        .unwrap();
+    tls.poll().unwrap();
+    assert!(tls.status().last_poll.is_some(), "a tick marks the poll");
+    let second = ca.leaf("second");
+    second.write(dir.path());
+    let start = Instant::now();
+    while start.elapsed() < INTERVAL * 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cert_serial = |tls: &ReloadingAcceptor| tls.status().certificate.unwrap().serial;
+    assert_eq!(cert_serial(&tls), first.serial, "reloaded without a tick");
+    tls.poll().unwrap();
+    assert_eq!(cert_serial(&tls), second.serial, "the tick reloads");
+    assert_eq!(tls.status().reloads, 1);
+}
