@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use self::run::{assert_serves, get, test_config, Nginx};
 use crate::fixture::{private, replace_private, Files};
-use crate::support::{write_atomic, Ca, CliCa, Leaf, LeafSpec};
+use crate::support::{write_atomic, write_in_place, Ca, CliCa, Leaf, LeafSpec};
 
 /// How long a rotation may take to reach every worker (20 ms interval).
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -104,6 +104,15 @@ fn every_worker_serves_a_rotated_certificate_without_a_reload_and_h2_still_negot
     );
     assert_eq!(h2.alpn.as_deref(), Some("h2"), "{}", h2.text);
     assert_eq!(h2.serial.as_deref(), Some(&*next.serial));
+
+    // Rewritten in place (an editor, `cp` over the files): the same.
+    let third = f.ca.leaf("localhost");
+    write_in_place(&f.key, &third.key_pem());
+    write_in_place(&f.cert, &third.cert_pem());
+    every_worker_serves(&nginx, &f.ca_pem, "localhost", &workers, &third.serial);
+    assert_eq!(nginx.workers(), workers, "new worker processes");
+    let http1 = get(nginx.addr, &f.ca_pem, "localhost", &["-alpn", "http/1.1"]);
+    assert_eq!(http1.alpn.as_deref(), Some("http/1.1"), "{}", http1.text);
 }
 
 #[test]
