@@ -117,6 +117,23 @@ fn every_worker_serves_a_rotated_certificate_without_a_reload_and_h2_still_negot
 
 #[test]
 #[ignore = "needs the nginx module: run by ci/nginx.sh"]
+fn nginx_t_refuses_certificate_paths_with_variables() {
+    let f = Files::new();
+    // nginx loads such a pair per connection; the module reloads files.
+    let dir = f.dir.path().display().to_string();
+    let cert = Path::new(&dir).join("$ssl_server_name.pem");
+    let key = Path::new(&dir).join("$ssl_server_name.key");
+    let out = test_config(f.dir.path(), &block("localhost", &cert, &key, ""));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nginx -t passed: {text}");
+    assert!(
+        text.contains("openssl_reload: an ssl_certificate or ssl_certificate_key with variables"),
+        "{text}"
+    );
+}
+
+#[test]
+#[ignore = "needs the nginx module: run by ci/nginx.sh"]
 fn nginx_t_names_a_bad_file_and_a_bad_file_at_run_time_is_logged_once_and_kept_out() {
     let f = Files::new();
     // An expired certificate, which nginx itself would serve: the module's
