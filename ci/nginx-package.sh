@@ -53,24 +53,8 @@ case "${1:-}" in
     *) echo "usage: ci/nginx-package.sh [--build]" >&2; exit 64 ;;
 esac
 
-t0=$SECONDS
-step_no=0
-step_t=$SECONDS
-timings=()
-step() {
-    if ((step_no > 0)); then
-        timings+=("$(printf '%4ss  %s' $((SECONDS - step_t)) "$step_name")")
-    fi
-    step_no=$((step_no + 1))
-    step_name="$*"
-    step_t=$SECONDS
-    printf '\n==> [%d] %s  (at %ds)\n' "$step_no" "$*" $((SECONDS - t0))
-}
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-ok() { echo "  ok: $*"; }
+# shellcheck source=ci/steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 # A missing prerequisite: a failure under CI, a skip elsewhere.
 unmet() {
     if [[ ${CI:-} == true ]]; then fail "$*"; fi
@@ -444,8 +428,7 @@ done
 ok "package, module, load file, enable link and docs are gone"
 
 step "Summary"
-timings+=("$(printf '%4ss  %s' $((SECONDS - step_t)) "$step_name")")
-printf '%s\n' "${timings[@]}"
+step_timings
 echo "lintian:  $(grep -c '^E:' "$work/lintian.txt") errors, $(grep -c '^W:' "$work/lintian.txt") warnings," \
     "$(grep -c '^O:' "$work/lintian.txt") overridden"
 echo "rotation: serial $serial1 -> $serial2 in ${took_ms} ms, no reload"

@@ -62,24 +62,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-t0=$SECONDS
-step_no=0
-step_t=$SECONDS
-timings=()
-step() {
-    if ((step_no > 0)); then
-        timings+=("$(printf '%4ss  %s' $((SECONDS - step_t)) "$step_name")")
-    fi
-    step_no=$((step_no + 1))
-    step_name="$*"
-    step_t=$SECONDS
-    printf '\n==> [%d] %s  (at %ds)\n' "$step_no" "$*" $((SECONDS - t0))
-}
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-ok() { echo "  ok: $*"; }
+# shellcheck source=ci/steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 trap 'echo "FAIL: command failed (exit $?) at ci/package.sh line $LINENO: $BASH_COMMAND" >&2' ERR
 
 [[ $(id -u) -eq 0 ]] || fail "run as root (it installs and purges the package)"
@@ -734,8 +718,7 @@ if pkg-config --exists openssl-reload; then fail "pkg-config still finds openssl
 ok "packages, library, links, header, .pc, docs and the ldconfig cache entry are gone"
 
 step "Summary"
-timings+=("$(printf '%4ss  %s' $((SECONDS - step_t)) "$step_name")")
-printf '%s\n' "${timings[@]}"
+step_timings
 echo "lintian:  $(grep -c '^E:' "$work/lintian.txt") errors, $(grep -c '^W:' "$work/lintian.txt") warnings: $(grep '^W:' "$work/lintian.txt" | awk '{print $3}' | tr '\n' ' ')"
 echo "security: $score_line"
 echo "reload:   serial $serial1 -> $serial2 on SIGHUP"
