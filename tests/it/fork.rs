@@ -8,20 +8,46 @@ use std::time::{Duration, Instant};
 use openssl::ssl::{SslAcceptor, SslMethod};
 use openssl_reload::ReloadingAcceptor;
 
-use crate::support::{self, eventually, exchange, Ca, INTERVAL};
+use crate::support::{self, eventually, exchange, Ca, Leaf, INTERVAL};
+
+/// A CA, its first leaf written in a temp dir, and an acceptor built on it
+/// with deferred polling: nothing reads the files until the test says so.
+struct Deferred {
+    ca: Ca,
+    first: Leaf,
+    dir: tempfile::TempDir,
+    tls: ReloadingAcceptor,
+}
+
+impl Deferred {
+    fn new(ca_name: &str) -> Self {
+        let ca = Ca::new(ca_name);
+        let first = ca.leaf("first");
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = first.write(dir.path());
+        let tls = ReloadingAcceptor::builder()
+            .identity(&cert, &key)
+            .poll_interval(INTERVAL)
+            .defer_polling(true)
+            .build()
+            .unwrap();
+        Self {
+            ca,
+            first,
+            dir,
+            tls,
+        }
+    }
+}
 
 #[tokio::test]
 async fn deferred_polling_serves_what_it_loaded_and_follows_the_files_once_started() {
-    let ca = Ca::new("fork test CA");
-    let first = ca.leaf("first");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = first.write(dir.path());
-    let tls = ReloadingAcceptor::builder()
-        .identity(&cert, &key)
-        .poll_interval(INTERVAL)
-        .defer_polling(true)
-        .build()
-        .unwrap();
+    let Deferred {
+        ca,
+        first,
+        dir,
+        tls,
+    } = Deferred::new("fork test CA");
     // Attached before polling starts, as a forking parent does.
     let mut ctx = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
     tls.attach(&mut ctx).unwrap();
@@ -63,16 +89,12 @@ async fn deferred_polling_serves_what_it_loaded_and_follows_the_files_once_start
 /// rotation is served after the call that sees it, never before.
 #[tokio::test]
 async fn poll_from_the_applications_loop_is_one_tick_on_its_thread() {
-    let ca = Ca::new("event loop CA");
-    let first = ca.leaf("first");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = first.write(dir.path());
-    let tls = ReloadingAcceptor::builder()
-        .identity(&cert, &key)
-        .poll_interval(INTERVAL)
-        .defer_polling(true)
-        .build()
-        .unwrap();
+    let Deferred {
+        ca,
+        first,
+        dir,
+        tls,
+    } = Deferred::new("event loop CA");
     tls.poll().unwrap();
     assert!(tls.status().last_poll.is_some(), "a tick marks the poll");
     let second = ca.leaf("second");
