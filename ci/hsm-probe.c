@@ -15,6 +15,10 @@
  *   engine-outage URI delete|move    key open across softhsm-outage/restore
  *   store-outage URI                 tpm2-openssl key (OSSL_STORE) across
  *                                    tpm-stop/tpm-start
+ *   store-reinstance URI CERT CA     the same, then a second tpm2 instance in the
+ *                                    default library context (PROBE_NAME, default
+ *                                    "#2 tpm2") serves handshakes; PROBE_PROPQ: the
+ *                                    default properties, set first
  *   threads engine|store URI CERT CA THREADS N [lock] [rand-default]
  *                                    THREADS threads x N in-memory TLS 1.3
  *                                    handshakes on one SSL_CTX holding the key;
@@ -24,6 +28,8 @@
  *                                    libctx-per-thread: (store) each thread its own
  *                                    OSSL_LIB_CTX with tpm2+default, key, SSL_CTX
  */
+#include <dlfcn.h>
+#include <openssl/core.h>
 #include <openssl/engine.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -385,7 +391,82 @@ static int store_outage(const char *uri)
 
 /* ------------------------------------------------------------------ threads */
 
-static SSL_CTX *sctx, *cctx;
+static int handshake(SSL_CTX *server_ctx);
+static SSL_CTX *cctx;
+
+static SSL_CTX *server_with(EVP_PKEY *k, const char *cert)
+{
+    SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+    if (c == NULL || SSL_CTX_use_certificate_chain_file(c, cert) != 1 || SSL_CTX_use_PrivateKey(c, k) != 1) {
+        errs("server_with");
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    SSL_CTX_set_num_tickets(c, 0);
+    return c;
+}
+
+/* After an outage: the wedged tpm2 instance deactivated, a second instance of
+ * the same module added under a new name in the default library context. */
+static int store_reinstance(const char *uri, const char *cert, const char *ca)
+{
+    EVP_PKEY *k, *k2;
+    SSL_CTX *before, *after;
+    OSSL_LIB_CTX *clc = OSSL_LIB_CTX_new();
+    void *so;
+    OSSL_provider_init_fn *init;
+    OSSL_PROVIDER *p2;
+    const char *name = getenv("PROBE_NAME") ? getenv("PROBE_NAME") : "#2 tpm2";
+    if (!load_tpm2() || clc == NULL || OSSL_PROVIDER_load(clc, "default") == NULL)
+        return 1;
+    if (getenv("PROBE_PROPQ"))
+        say("EVP_set_default_properties%s", "", EVP_set_default_properties(NULL, getenv("PROBE_PROPQ")));
+    cctx = SSL_CTX_new_ex(clc, NULL, TLS_client_method());
+    SSL_CTX_load_verify_locations(cctx, ca, NULL);
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
+    k = store_load(uri);
+    before = server_with(k, cert);
+    say("handshake before the outage%s", "", before && handshake(before));
+    fixture("tpm-stop", NULL);
+    say("TPM gone: handshake%s", "", handshake(before));
+    fixture("tpm-start", NULL);
+    say("TPM back: handshake with the old instance%s", "", handshake(before));
+    /* The sequence of src/material/hardware/providers.rs `replace`. OpenSSL
+     * 3.0 asks its providers for an operation in the order of its provider
+     * stack, which is sorted by name once it has looked one up, and the first
+     * provider with the operation gets it, key or no key: "#2 tpm2" sorts
+     * before "default" ("tpm2#2", PROBE_NAME=tpm2#2, does not, and the default
+     * ECDSA gets the TPM key: "missing private key"). The default provider is
+     * unloaded and loaded again after the new instance so that its operations
+     * come second again; the old instance is unloaded once the new one runs. */
+    so = dlopen("/usr/lib/x86_64-linux-gnu/ossl-modules/tpm2.so", RTLD_NOW | RTLD_NOLOAD);
+    init = so ? (OSSL_provider_init_fn *)dlsym(so, "OSSL_provider_init") : NULL;
+    say("dlsym OSSL_provider_init of the loaded module%s", "", init != NULL);
+    say("OSSL_PROVIDER_add_builtin(%s)", name, init && OSSL_PROVIDER_add_builtin(NULL, name, init));
+    say("OSSL_PROVIDER_unload(default)%s", "", OSSL_PROVIDER_unload(default_prov));
+    p2 = OSSL_PROVIDER_load(NULL, name);
+    say("OSSL_PROVIDER_load(%s)", name, p2 != NULL);
+    say("OSSL_PROVIDER_unload(old tpm2)%s", "", OSSL_PROVIDER_unload(tpm2_prov));
+    say("OSSL_PROVIDER_load(default) again%s", "", OSSL_PROVIDER_load(NULL, "default") != NULL);
+    k2 = store_load(uri);
+    say("OSSL_STORE load through the new instance%s", "", k2 != NULL);
+    if (k2 == NULL)
+        return 1;
+    say("sign with it%s", "", sign_verify(k2));
+    after = server_with(k2, cert);
+    say("handshake, new SSL_CTX, default library context%s", "", after && handshake(after));
+    say("handshake, the SSL_CTX from before with the new key%s", "", SSL_CTX_use_PrivateKey(before, k2) && handshake(before));
+    {
+        int i, ok = 1;
+        for (i = 0; i < 20; i++)
+            ok &= handshake(before) && handshake(after);
+        say("and again, 20 times each%s", "", ok);
+    }
+    say("sign with the key of the old instance (expected to fail)%s", "", sign_verify(k));
+    return 0;
+}
+
+static SSL_CTX *sctx;
 static int per_thread, serialise, own_libctx;
 static const char *key_uri, *cert_file, *propq;
 static pthread_mutex_t big = PTHREAD_MUTEX_INITIALIZER;
@@ -594,6 +675,8 @@ int main(int argc, char **argv)
         return engine_fork(argv[2]);
     if (!strcmp(m, "engine-outage") && argc == 4)
         return engine_outage(argv[2], argv[3]);
+    if (!strcmp(m, "store-reinstance") && argc == 5)
+        return store_reinstance(argv[2], argv[3], argv[4]);
     if (!strcmp(m, "store-outage") && argc == 3)
         return store_outage(argv[2]);
     if (!strcmp(m, "threads") && argc >= 8)
