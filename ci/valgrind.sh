@@ -8,6 +8,10 @@
 # It takes about 25 s on two cores (plus the example's debug build); whether CI
 # runs it is ci/test.sh's choice.
 #
+# Then the one library test that replaces a provider instance (a fresh instance
+# of OpenSSL's legacy module, as after a TPM outage: dladdr, dlopen, dlsym and
+# OSSL_PROVIDER_add_builtin in src/ffi/provider.rs) runs alone under memcheck.
+#
 # Usage: ci/valgrind.sh [CYCLES]
 # Needs: valgrind (apt-get install valgrind).
 set -euo pipefail
@@ -24,25 +28,39 @@ cargo build --locked --example reload_cycle
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
+# memcheck LABEL COMMAND...: fails on a memory error or a definite leak.
+memcheck() {
+    local label="$1" status=0 definitely_lost
+    shift
+    valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite \
+        --error-exitcode=1 --log-file="$log" "$@" || status=$?
+    cat "$log"
+    definitely_lost="$(sed -n 's/.*definitely lost: \([0-9,]*\) bytes.*/\1/p' "$log" | tr -d ,)"
+    if [ "$status" -ne 0 ]; then
+        echo "valgrind.sh: FAILED: $label: memcheck reported errors (exit $status)" >&2
+        exit 1
+    fi
+    if [ -n "$definitely_lost" ] && [ "$definitely_lost" != 0 ]; then
+        echo "valgrind.sh: FAILED: $label: ${definitely_lost} bytes definitely lost" >&2
+        exit 1
+    fi
+    if ! grep -q "ERROR SUMMARY: 0 errors" "$log"; then
+        echo "valgrind.sh: FAILED: $label: no clean error summary" >&2
+        exit 1
+    fi
+    echo "valgrind.sh: $label: OK, definitely lost: ${definitely_lost:-0} bytes"
+}
+
 start=$SECONDS
-status=0
-valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite \
-    --error-exitcode=1 --log-file="$log" \
-    target/debug/examples/reload_cycle "$cycles" || status=$?
-cat "$log"
+memcheck "reload_cycle" target/debug/examples/reload_cycle "$cycles"
 echo "valgrind.sh: ${cycles} cycles in $((SECONDS - start)) s under memcheck"
 
-definitely_lost="$(sed -n 's/.*definitely lost: \([0-9,]*\) bytes.*/\1/p' "$log" | tr -d ,)"
-if [ "$status" -ne 0 ]; then
-    echo "valgrind.sh: FAILED: memcheck reported errors (exit $status)" >&2
-    exit 1
-fi
-if [ -n "$definitely_lost" ] && [ "$definitely_lost" != 0 ]; then
-    echo "valgrind.sh: FAILED: ${definitely_lost} bytes definitely lost" >&2
-    exit 1
-fi
-if ! grep -q "ERROR SUMMARY: 0 errors" "$log"; then
-    echo "valgrind.sh: FAILED: no clean error summary" >&2
-    exit 1
-fi
-echo "valgrind.sh: OK, definitely lost: ${definitely_lost:-0} bytes"
+tests="$(cargo test --locked --lib --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
+        print(m["executable"])')"
+[ -n "$tests" ] || { echo "valgrind.sh: FAILED: no library test binary" >&2; exit 1; }
+memcheck "provider instance replaced" "$tests" --ignored --exact --test-threads 1 \
+    material::hardware::providers::tests::a_module_provider_is_replaced_by_a_fresh_instance_that_serves

@@ -22,6 +22,24 @@ pub(crate) enum OSSL_STORE_LOADER {}
 /// A user-interface method: how a loader asks for a PIN or passphrase.
 pub(crate) enum UI_METHOD {}
 
+/// One entry of a provider's function table (`OSSL_DISPATCH`); a zero
+/// `function_id` ends the table.
+#[repr(C)]
+pub(crate) struct OSSL_DISPATCH {
+    pub(crate) function_id: c_int,
+    pub(crate) function: Option<unsafe extern "C" fn()>,
+}
+
+/// A provider module's entry point (`OSSL_provider_init_fn`).
+// SAFETY: only the signature; OpenSSL calls it with the core's handle and
+// function table and two places for the provider's table and context.
+pub(crate) type ProviderInit = unsafe extern "C" fn(
+    handle: *const c_void,
+    input: *const OSSL_DISPATCH,
+    out: *mut *const OSSL_DISPATCH,
+    provctx: *mut *mut c_void,
+) -> c_int;
+
 /// `OSSL_STORE_INFO_get_type`'s value for a private key.
 pub(crate) const OSSL_STORE_INFO_PKEY: c_int = 4;
 
@@ -186,6 +204,18 @@ extern "C" {
     pub(crate) fn OSSL_STORE_LOADER_get0_provider(
         loader: *const OSSL_STORE_LOADER,
     ) -> *const OSSL_PROVIDER;
+
+    /// Registers `init_fn` as the entry point of a provider named `name`, to
+    /// be loaded by that name (`OSSL_PROVIDER_add_builtin(3)`).
+    pub(crate) fn OSSL_PROVIDER_add_builtin(
+        libctx: *mut OSSL_LIB_CTX,
+        name: *const c_char,
+        init_fn: ProviderInit,
+    ) -> c_int;
+
+    /// The function table a provider's entry point returned (owned by the
+    /// provider).
+    pub(crate) fn OSSL_PROVIDER_get0_dispatch(prov: *const OSSL_PROVIDER) -> *const OSSL_DISPATCH;
 
     /// A provider's name, e.g. "tpm2" (owned by the provider).
     pub(crate) fn OSSL_PROVIDER_get0_name(prov: *const OSSL_PROVIDER) -> *const c_char;

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,6 +14,7 @@ use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 
+use super::providers::{self, NotReplaced};
 use super::turn::{hardware_key_lock, serialise};
 use super::uri::without_module_path;
 use super::{HardwareKeyProblem, KeyRoute, KeyStatus, KeyUri};
@@ -36,12 +38,16 @@ struct Slot {
     generation: u64,
     /// The PIN `pin` was refused: not offered again.
     pin_refused: bool,
+    /// The provider instance the key was last opened (or tried) through.
+    instance: Option<String>,
     probed: Option<Instant>,
     status: KeyStatus,
 }
 
 static SLOTS: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
 static GENERATION: Mutex<u64> = Mutex::new(0);
+/// A provider instance could not be replaced for a reason that stays.
+static NOT_REPLACED_TOLD: AtomicBool = AtomicBool::new(false);
 /// The libp11 engine, loaded once per process and bound to one module.
 static ENGINE: Mutex<Option<(Option<String>, Arc<Engine>)>> = Mutex::new(None);
 
@@ -71,6 +77,7 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
     // when it asks for the slots.
     let turn = hardware_key_lock();
     let mut slots = slots();
+    let serving = renewed_instance(&slots, uri);
     let slot = slots
         .entry(uri.secret_text().to_owned())
         .or_insert_with(|| Slot {
@@ -79,6 +86,7 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
             key: None,
             generation: 0,
             pin_refused: false,
+            instance: None,
             probed: None,
             status: KeyStatus {
                 uri: uri.to_string(),
@@ -102,8 +110,9 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
     slot.pid = pid;
     slot.pin = digest;
     slot.key = None;
+    slot.instance.clone_from(&serving);
     // A handle that opens but cannot sign (a token half gone) is no key.
-    let opened = load(uri, pin).and_then(|(key, route)| {
+    let opened = load(uri, pin, serving).and_then(|(key, route)| {
         if let KeyRoute::Provider { name } = &route {
             serialise(name);
         }
@@ -218,13 +227,64 @@ fn probe(key: &PKey<Private>) -> Result<(), ErrorStack> {
         .map(drop)
 }
 
-/// Opens the key by its route: the provider whose store loader serves the
-/// scheme; for `pkcs11:` without one, the libp11 engine (never in FIPS mode).
-fn load(uri: &KeyUri, pin: Option<&[u8]>) -> Result<(PKey<Private>, KeyRoute), HardwareKeyProblem> {
+/// The provider instance whose store loader serves `uri`'s scheme, if one does.
+fn serving_instance(uri: &KeyUri) -> Option<String> {
+    CString::new(uri.scheme().0)
+        .ok()
+        .and_then(|scheme| store_provider(&scheme))
+}
+
+/// The provider instance to replace before `uri` is opened again: the one
+/// serving it, if this process held `uri`'s key through it, the key is now
+/// down, and no key opened through that instance is available. A key that
+/// never opened (a wrong handle) is no sign of a wedged instance.
+fn wedged(slots: &HashMap<String, Slot>, uri: &KeyUri, serving: Option<&str>) -> Option<String> {
+    let serving = serving?;
+    let slot = slots.get(uri.secret_text())?;
+    let down = slot.status.opened > 0 && !slot.status.available;
+    let healthy = slots
+        .values()
+        .any(|s| s.instance.as_deref() == Some(serving) && s.key.is_some() && s.status.available);
+    (down && slot.instance.as_deref() == Some(serving) && !healthy).then(|| serving.to_owned())
+}
+
+/// The provider instance serving `uri`, a fresh one if an outage may have
+/// left the one serving it unusable ([`wedged`]); logs the replacement
+/// (docs/hardware-keys.md, "Outages").
+fn renewed_instance(slots: &HashMap<String, Slot>, uri: &KeyUri) -> Option<String> {
+    let serving = serving_instance(uri);
+    let Some(instance) = wedged(slots, uri, serving.as_deref()) else {
+        return serving;
+    };
+    match providers::replace(&instance) {
+        Ok(fresh) => {
+            tracing::info!(uri = %uri, old = %instance, new = %fresh, "provider instance replaced to open the key again after an outage");
+        }
+        // Expected at every poll while the device is away.
+        Err(why @ NotReplaced::CannotStart(_)) => {
+            tracing::debug!(uri = %uri, %instance, why = %why, "provider instance not replaced yet");
+        }
+        // Once per process: it stays so.
+        Err(why) if !NOT_REPLACED_TOLD.swap(true, Ordering::Relaxed) => {
+            tracing::warn!(uri = %uri, %instance, why = %why, "provider instance not replaced: the key is opened again through the one in place");
+        }
+        Err(_) => {}
+    }
+    serving_instance(uri)
+}
+
+/// Opens the key by its route: the provider instance `serving` the scheme
+/// through its store loader; for `pkcs11:` without one, the libp11 engine
+/// (never in FIPS mode).
+fn load(
+    uri: &KeyUri,
+    pin: Option<&[u8]>,
+    serving: Option<String>,
+) -> Result<(PKey<Private>, KeyRoute), HardwareKeyProblem> {
     let (scheme, forced) = uri.scheme();
     let (text, module) = uri.for_loader();
-    let scheme_c = CString::new(scheme).map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
-    if let Some(name) = store_provider(&scheme_c) {
+    if let Some(instance) = serving {
+        let name = providers::configured_name(&instance).to_owned();
         let route = KeyRoute::Provider { name };
         let text = CString::new(text).map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
         return match store_private_key(&text, pin) {

@@ -1,10 +1,27 @@
 //! Loading the providers that serve keys in hardware, in the order their keys
-//! need on OpenSSL 3.0.
+//! need on OpenSSL 3.0, and starting a fresh instance of one that an outage
+//! left unusable.
 
+use std::ffi::CString;
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+use openssl::error::ErrorStack;
 use openssl::provider::Provider;
 
-use crate::ffi::provider::{fips_properties_enabled, set_default_properties};
+use crate::ffi::provider::{
+    add_provider_entry, fips_properties_enabled, module_entry, set_default_properties,
+};
 use crate::Error;
+
+/// The providers this crate loaded, by name, kept loaded for the life of the
+/// process (unloading one would free it under the keys it serves), except an
+/// instance that [`replace`] replaced.
+static LOADED: Mutex<Vec<(String, Provider)>> = Mutex::new(Vec::new());
+
+/// The instances [`replace`] registered (`#2 tpm2` is the second), and a
+/// registered name that did not load yet, to be tried again.
+static MADE: Mutex<(u32, Option<String>)> = Mutex::new((1, None));
 
 /// Loads the OpenSSL providers that serve hardware keys (`tpm2`, `pkcs11`),
 /// then the default provider unless FIPS mode is on, and keeps them loaded for
@@ -36,8 +53,8 @@ pub fn load_key_providers(names: &[&str]) -> Result<(), Error> {
         let provider = Provider::load(None, name)
             .map_err(Error::openssl("load an OpenSSL provider for hardware keys"))?;
         tracing::info!(provider = name, "OpenSSL provider loaded");
-        // Unloading it would free the provider under the keys it serves.
-        std::mem::forget(provider);
+        let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+        loaded.push(((*name).to_owned(), provider));
     }
     if !fips {
         set_default_properties(c"?tpm2.digest=no,?tpm2.cipher=no,?tpm2.rand=no").map_err(
@@ -45,4 +62,147 @@ pub fn load_key_providers(names: &[&str]) -> Result<(), Error> {
         )?;
     }
     Ok(())
+}
+
+/// The name a provider was configured by: `tpm2` for the instance `#2 tpm2`
+/// that [`replace`] made.
+pub(crate) fn configured_name(instance: &str) -> &str {
+    match instance
+        .strip_prefix('#')
+        .and_then(|rest| rest.split_once(' '))
+    {
+        Some((n, name)) if n.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => instance,
+    }
+}
+
+/// Replaces the provider instance `instance`, one [`load_key_providers`]
+/// loaded or an earlier replacement made, with a fresh instance of the same
+/// module, and returns its name (`#2 tpm2`). When the fresh one cannot start
+/// (tpm2-openssl's does not while the TPM is away), `instance` stays and the
+/// next call tries the same name again.
+///
+/// tpm2-openssl 1.1 keeps one ESYS context per instance, and a command that
+/// fails while the TPM is away leaves it failing every later one ("Esys called
+/// in bad sequence"); only a new instance has a working one. Keys of the old
+/// instance stop working: the caller opens them again through the new one.
+///
+/// On OpenSSL 3.0 a key's operations come from the first provider that has
+/// them, in the order the providers are asked, which is by name once the
+/// library has looked one up. So the new instance's name sorts before
+/// `default` (`#` does), and the default provider is unloaded and loaded again
+/// after it, so that its operations come second again (`ci/hsm-probe.c
+/// store-reinstance` shows each step). In FIPS mode the default provider is
+/// not ours and is left alone.
+pub(crate) fn replace(instance: &str) -> Result<String, NotReplaced> {
+    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    let at = loaded
+        .iter()
+        .position(|(name, _)| name == instance)
+        .ok_or(NotReplaced::NotOurs)?;
+    let name =
+        registered(&loaded[at].1, configured_name(instance)).map_err(NotReplaced::NoEntry)?;
+    let default = loaded.iter().position(|(name, _)| name == "default");
+    if let Some(at) = default {
+        drop(loaded.remove(at));
+    }
+    // Only this start's reasons: earlier failures may have left theirs.
+    let _ = ErrorStack::get();
+    let result = match Provider::load(None, &name) {
+        Ok(fresh) => {
+            MADE.lock().unwrap_or_else(PoisonError::into_inner).1 = None;
+            // Unloaded: its operations are fetched no more.
+            let at = loaded.iter().position(|(name, _)| name == instance);
+            drop(at.map(|at| loaded.remove(at)));
+            loaded.push((name.clone(), fresh));
+            Ok(name)
+        }
+        Err(e) => Err(NotReplaced::CannotStart(e)),
+    };
+    // Loaded again in every case: the default provider goes back, after.
+    if default.is_some() {
+        match Provider::load(None, "default") {
+            Ok(provider) => loaded.push(("default".to_owned(), provider)),
+            Err(e) => tracing::error!(error = %e, "the default provider could not be loaded again"),
+        }
+    }
+    result
+}
+
+/// Why [`replace`] left an instance in place.
+#[derive(Debug)]
+pub(crate) enum NotReplaced {
+    /// It was loaded by a configuration file or the application, not by
+    /// [`load_key_providers`]: not this crate's to unload.
+    NotOurs,
+    /// Its module's entry point cannot be found or registered.
+    NoEntry(String),
+    /// The fresh instance did not start: for a TPM, while it is still away.
+    CannotStart(ErrorStack),
+}
+
+impl fmt::Display for NotReplaced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotOurs => f.write_str("it was not loaded by load_key_providers"),
+            Self::NoEntry(why) => f.write_str(why),
+            Self::CannotStart(e) => write!(f, "a fresh instance did not start: {e}"),
+        }
+    }
+}
+
+/// The name of a fresh instance of `provider`'s module, registered as a
+/// built-in provider: the one registered before if it did not load yet.
+fn registered(provider: &Provider, configured: &str) -> Result<String, String> {
+    let mut made = MADE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(name) = made.1.clone().filter(|n| configured_name(n) == configured) {
+        return Ok(name);
+    }
+    let init = module_entry(provider)?;
+    let name = format!("#{} {configured}", made.0 + 1);
+    let name_c = CString::new(name.clone()).map_err(|_| "a NUL byte in its name")?;
+    add_provider_entry(&name_c, init).map_err(|e| e.to_string())?;
+    made.0 += 1;
+    made.1 = Some(name.clone());
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use openssl::hash::{hash, MessageDigest};
+
+    use super::{configured_name, load_key_providers, replace, NotReplaced};
+
+    /// OpenSSL's legacy provider is a module like tpm2-openssl (ossl-modules/
+    /// legacy.so) and needs no device. Ignored in `cargo test`: it unloads
+    /// and loads the default provider, which other tests on other threads
+    /// use; ci/valgrind.sh runs it alone, under memcheck.
+    #[test]
+    #[ignore = "changes the process's providers: run alone by ci/valgrind.sh"]
+    fn a_module_provider_is_replaced_by_a_fresh_instance_that_serves() {
+        load_key_providers(&["legacy"]).unwrap();
+        let md4 = || MessageDigest::from_name("MD4").map(|md| hash(md, b"abc"));
+        assert!(md4().is_some_and(|h| h.is_ok()));
+        let fresh = replace("legacy").unwrap();
+        assert_eq!(fresh, "#2 legacy");
+        assert!(
+            md4().is_some_and(|h| h.is_ok()),
+            "MD4 from the fresh instance"
+        );
+        assert!(matches!(replace("legacy"), Err(NotReplaced::NotOurs)));
+        assert_eq!(replace(&fresh).unwrap(), "#3 legacy");
+        assert!(md4().is_some_and(|h| h.is_ok()));
+        assert!(matches!(replace("default"), Err(NotReplaced::NoEntry(_))));
+        assert!(hash(MessageDigest::sha256(), b"abc").is_ok());
+    }
+
+    #[test]
+    fn an_instance_is_named_after_its_provider() {
+        assert_eq!(configured_name("#2 tpm2"), "tpm2");
+        assert_eq!(configured_name("#17 pkcs11"), "pkcs11");
+        assert_eq!(configured_name("tpm2"), "tpm2");
+        assert_eq!(configured_name("#two tpm2"), "#two tpm2");
+        // Sorted before "default": OpenSSL 3.0 fetches in name order.
+        assert!("#2 tpm2" < "default");
+    }
 }
