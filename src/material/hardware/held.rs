@@ -164,6 +164,9 @@ pub(crate) fn needs_open(uri: &KeyUri, interval: Duration) -> bool {
             };
             if slot.status.available {
                 tracing::warn!(uri = %uri, error = %error.report(), "hardware key unavailable; handshakes fail until it is opened again, tried every poll");
+                if matches!(slot.status.route, Some(KeyRoute::Engine { .. })) {
+                    tracing::warn!(uri = %uri, "the libp11 engine does not open a key again in the process that used it while its token was away (docs/hardware-keys.md, Outages): restart the server once the token is back");
+                }
             }
             mark_down(&mut slot.status, &error);
             slot.key = None;
