@@ -77,35 +77,16 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
     // when it asks for the slots.
     let turn = hardware_key_lock();
     let mut slots = slots();
+    let held = slots
+        .get(uri.secret_text())
+        .and_then(|s| s.held(pid, digest));
+    if let Some(held) = held {
+        return Ok(held);
+    }
     let serving = renewed_instance(&slots, uri);
     let slot = slots
         .entry(uri.secret_text().to_owned())
-        .or_insert_with(|| Slot {
-            pid,
-            pin: digest,
-            key: None,
-            generation: 0,
-            pin_refused: false,
-            instance: None,
-            probed: None,
-            status: KeyStatus {
-                uri: uri.to_string(),
-                route: None,
-                available: false,
-                unavailable_since: None,
-                outages: 0,
-                opened: 0,
-                last_error: None,
-            },
-        });
-    if slot.pid == pid && slot.pin == digest {
-        if let Some(key) = &slot.key {
-            return Ok(HeldKey {
-                key: key.clone(),
-                generation: slot.generation,
-            });
-        }
-    }
+        .or_insert_with(|| Slot::new(uri, pid, digest));
     // Opened in the parent of a fork: a PKCS#11 session is not the child's.
     slot.pid = pid;
     slot.pin = digest;
@@ -181,6 +162,40 @@ pub(crate) fn status(uri: &KeyUri) -> Option<KeyStatus> {
 }
 
 impl Slot {
+    /// A URI's record before its first opening.
+    fn new(uri: &KeyUri, pid: u32, pin: [u8; 32]) -> Self {
+        Self {
+            pid,
+            pin,
+            key: None,
+            generation: 0,
+            pin_refused: false,
+            instance: None,
+            probed: None,
+            status: KeyStatus {
+                uri: uri.to_string(),
+                route: None,
+                available: false,
+                unavailable_since: None,
+                outages: 0,
+                opened: 0,
+                last_error: None,
+            },
+        }
+    }
+
+    /// The key this process holds, opened with the PIN whose digest is `pin`.
+    fn held(&self, pid: u32, pin: [u8; 32]) -> Option<HeldKey> {
+        let key = self
+            .key
+            .as_ref()
+            .filter(|_| self.pid == pid && self.pin == pin)?;
+        Some(HeldKey {
+            key: key.clone(),
+            generation: self.generation,
+        })
+    }
+
     /// Records a key just opened, logging it and the end of an outage.
     fn hold(&mut self, uri: &KeyUri, key: PKey<Private>, route: KeyRoute) -> HeldKey {
         self.generation = next_generation();
