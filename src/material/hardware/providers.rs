@@ -14,14 +14,23 @@ use crate::ffi::provider::{
 };
 use crate::Error;
 
-/// The providers this crate loaded, by name, kept loaded for the life of the
-/// process (unloading one would free it under the keys it serves), except an
-/// instance that [`replace`] replaced.
-static LOADED: Mutex<Vec<(String, Provider)>> = Mutex::new(Vec::new());
+/// The providers this crate loaded, under one lock.
+static LOADED: Mutex<Loaded> = Mutex::new(Loaded {
+    providers: Vec::new(),
+    made: 1,
+    pending: None,
+});
 
-/// The instances [`replace`] registered (`#2 tpm2` is the second), and a
-/// registered name that did not load yet, to be tried again.
-static MADE: Mutex<(u32, Option<String>)> = Mutex::new((1, None));
+struct Loaded {
+    /// By name, kept loaded for the life of the process (unloading one would
+    /// free it under the keys it serves), except an instance that [`replace`]
+    /// replaced.
+    providers: Vec<(String, Provider)>,
+    /// How many instances of a module there have been (`#2 tpm2` is the second).
+    made: u32,
+    /// A name [`replace`] registered that did not load yet, to be tried again.
+    pending: Option<String>,
+}
 
 /// Loads the OpenSSL providers that serve hardware keys (`tpm2`, `pkcs11`),
 /// then the default provider unless FIPS mode is on, and keeps them loaded for
@@ -54,7 +63,7 @@ pub fn load_key_providers(names: &[&str]) -> Result<(), Error> {
             .map_err(Error::openssl("load an OpenSSL provider for hardware keys"))?;
         tracing::info!(provider = name, "OpenSSL provider loaded");
         let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
-        loaded.push(((*name).to_owned(), provider));
+        loaded.providers.push(((*name).to_owned(), provider));
     }
     if !fips {
         set_default_properties(c"?tpm2.digest=no,?tpm2.cipher=no,?tpm2.rand=no").map_err(
@@ -95,26 +104,38 @@ pub(crate) fn configured_name(instance: &str) -> &str {
 /// store-reinstance` shows each step). In FIPS mode the default provider is
 /// not ours and is left alone.
 pub(crate) fn replace(instance: &str) -> Result<String, NotReplaced> {
-    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
-    let at = loaded
+    let mut guard = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    let loaded = &mut *guard;
+    let providers = &mut loaded.providers;
+    let at = providers
         .iter()
         .position(|(name, _)| name == instance)
         .ok_or(NotReplaced::NotOurs)?;
-    let name =
-        registered(&loaded[at].1, configured_name(instance)).map_err(NotReplaced::NoEntry)?;
-    let default = loaded.iter().position(|(name, _)| name == "default");
+    let configured = configured_name(instance);
+    let name = match loaded.pending.clone() {
+        Some(name) if configured_name(&name) == configured => name,
+        _ => {
+            let number = loaded.made + 1;
+            let name =
+                register(&providers[at].1, configured, number).map_err(NotReplaced::NoEntry)?;
+            loaded.made = number;
+            loaded.pending = Some(name.clone());
+            name
+        }
+    };
+    let default = providers.iter().position(|(name, _)| name == "default");
     if let Some(at) = default {
-        drop(loaded.remove(at));
+        drop(providers.remove(at));
     }
     // Only this start's reasons: earlier failures may have left theirs.
     let _ = ErrorStack::get();
     let result = match Provider::load(None, &name) {
         Ok(fresh) => {
-            MADE.lock().unwrap_or_else(PoisonError::into_inner).1 = None;
+            loaded.pending = None;
             // Unloaded: its operations are fetched no more.
-            let at = loaded.iter().position(|(name, _)| name == instance);
-            drop(at.map(|at| loaded.remove(at)));
-            loaded.push((name.clone(), fresh));
+            let at = providers.iter().position(|(name, _)| name == instance);
+            drop(at.map(|at| providers.remove(at)));
+            providers.push((name.clone(), fresh));
             Ok(name)
         }
         Err(e) => Err(NotReplaced::CannotStart(e)),
@@ -122,7 +143,7 @@ pub(crate) fn replace(instance: &str) -> Result<String, NotReplaced> {
     // Loaded again in every case: the default provider goes back, after.
     if default.is_some() {
         match Provider::load(None, "default") {
-            Ok(provider) => loaded.push(("default".to_owned(), provider)),
+            Ok(provider) => providers.push(("default".to_owned(), provider)),
             Err(e) => tracing::error!(error = %e, "the default provider could not be loaded again"),
         }
     }
@@ -151,19 +172,13 @@ impl fmt::Display for NotReplaced {
     }
 }
 
-/// The name of a fresh instance of `provider`'s module, registered as a
-/// built-in provider: the one registered before if it did not load yet.
-fn registered(provider: &Provider, configured: &str) -> Result<String, String> {
-    let mut made = MADE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(name) = made.1.clone().filter(|n| configured_name(n) == configured) {
-        return Ok(name);
-    }
+/// Registers the module `provider` was loaded from as the built-in provider
+/// `#number configured`, and returns that name.
+fn register(provider: &Provider, configured: &str, number: u32) -> Result<String, String> {
     let init = module_entry(provider)?;
-    let name = format!("#{} {configured}", made.0 + 1);
+    let name = format!("#{number} {configured}");
     let name_c = CString::new(name.clone()).map_err(|_| "a NUL byte in its name")?;
     add_provider_entry(&name_c, init).map_err(|e| e.to_string())?;
-    made.0 += 1;
-    made.1 = Some(name.clone());
     Ok(name)
 }
 
