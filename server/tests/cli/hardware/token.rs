@@ -156,20 +156,20 @@ fn eight_parallel_clients_sign_through_one_token_key() {
     let site = Site::new(hsm.var("HSM_PIN"));
     let serial = site.certify(&hsm.public_key("HSM_EC_CERT"), 6001);
     let server = site.serve(&hsm, hsm.var("HSM_EC_URI"), &[]);
-    let failures: usize = thread::scope(|s| {
-        let clients: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    (0..50)
-                        .filter(|_| !serves(&server, &site.ca_pem, &serial))
-                        .count()
-                })
-            })
-            .collect();
-        clients.into_iter().map(|c| c.join().unwrap()).sum()
-    });
+    let failures = parallel_failures(&server, &site.ca_pem, &serial, 50);
     eprintln!("400 handshakes from 8 parallel clients with the token key: {failures} failed");
     assert_eq!(failures, 0);
+}
+
+/// How many of `each` new connections from each of 8 parallel clients fail
+/// to get `GET /` served with `serial`.
+pub(super) fn parallel_failures(server: &Server, ca: &Path, serial: &str, each: usize) -> usize {
+    thread::scope(|s| {
+        let clients: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| (0..each).filter(|_| !serves(server, ca, serial)).count()))
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).sum()
+    })
 }
 
 /// Whether one new connection's `GET /` succeeds with `serial`.

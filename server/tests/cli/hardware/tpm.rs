@@ -3,9 +3,7 @@
 //! certificate, and parallel clients, whose signatures take turns
 //! (tpm2-openssl 1.1 shares one ESYS context between threads).
 
-use std::thread;
-
-use super::token::serves;
+use super::token::parallel_failures;
 use super::{Fixture, Site};
 use crate::fixture::replace_private;
 use crate::harness::eventually;
@@ -38,18 +36,7 @@ fn eight_parallel_clients_make_two_hundred_handshakes_each_with_a_tpm_key() {
     let uri = format!("store:{}", tpm.var("TPM_EC_URI"));
     let server = site.serve(&tpm, &uri, &PROVIDER);
     let started = std::time::Instant::now();
-    let failures: usize = thread::scope(|s| {
-        let clients: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    (0..200)
-                        .filter(|_| !serves(&server, &site.ca_pem, &serial))
-                        .count()
-                })
-            })
-            .collect();
-        clients.into_iter().map(|c| c.join().unwrap()).sum()
-    });
+    let failures = parallel_failures(&server, &site.ca_pem, &serial, 200);
     eprintln!(
         "1600 handshakes from 8 parallel clients with the TPM key in {:?}: {failures} failed",
         started.elapsed()
