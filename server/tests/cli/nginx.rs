@@ -156,24 +156,11 @@ fn nginx_t_names_a_bad_file_and_a_bad_file_at_run_time_is_logged_once_and_kept_o
     let workers = nginx.workers();
     write_atomic(&f.cert, b"-----BEGIN CERTIFICATE-----\ngarbage\n");
     let cert = f.cert.display().to_string();
-    let logged = |log: &str| {
-        log.lines()
-            .filter(|l| l.contains("openssl_reload:") && l.contains(&cert) && l.contains("[error]"))
-            .count()
-    };
-    let start = Instant::now();
-    while logged(&nginx.error_log()) == 0 {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no error logged:\n{}",
-            nginx.error_log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    nginx.wait_error_naming(&cert);
     // Both workers keep the certificate in service, over many more intervals.
     every_worker_serves(&nginx, &f.ca_pem, "localhost", &workers, &f.leaf.serial);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(logged(&nginx.error_log()), 1, "{}", nginx.error_log());
+    assert_eq!(nginx.errors_naming(&cert), 1, "{}", nginx.error_log());
 }
 
 #[test]

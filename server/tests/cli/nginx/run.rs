@@ -129,6 +129,36 @@ impl Nginx {
         fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
     }
 
+    /// The module's `[error]` lines that name `path`.
+    fn errors_about(&self, path: &str) -> Vec<String> {
+        let log = self.error_log();
+        let about =
+            |l: &&str| l.contains("[error]") && l.contains("openssl_reload:") && l.contains(path);
+        log.lines().filter(about).map(str::to_owned).collect()
+    }
+
+    /// How many `[error]` lines of the module's name `path`.
+    pub(crate) fn errors_naming(&self, path: &str) -> usize {
+        self.errors_about(path).len()
+    }
+
+    /// Waits, with a deadline, until the module has logged an `[error]` line
+    /// naming `path`, and returns that line.
+    pub(crate) fn wait_error_naming(&self, path: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.errors_about(path).into_iter().next() {
+                return line;
+            }
+            assert!(
+                start.elapsed() < SLOW,
+                "no error naming {path}:\n{}",
+                self.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The master's children that are workers, by pid.
     pub(crate) fn workers(&self) -> Vec<i32> {
         let mut workers = Vec::new();

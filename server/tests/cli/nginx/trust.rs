@@ -119,15 +119,6 @@ fn an_encrypted_key_under_ssl_password_file_rotates_with_its_certificate() {
     // A key under another passphrase: logged, naming the key; the pair in
     // service stays in every worker.
     put(&f.ca.leaf("localhost"), b"another passphrase");
-    let key_path = key.display().to_string();
-    let start = Instant::now();
-    while !nginx
-        .error_log()
-        .lines()
-        .any(|l| l.contains("[error]") && l.contains("openssl_reload:") && l.contains(&key_path))
-    {
-        assert!(start.elapsed() < DEADLINE, "{}", nginx.error_log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    nginx.wait_error_naming(&key.display().to_string());
     every_worker_serves(&nginx, &f.ca_pem, "localhost", &workers, &next.serial);
 }

@@ -7,10 +7,9 @@
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use super::run::{is_root, Nginx};
-use super::{block, every_worker_serves, DEADLINE};
+use super::{block, every_worker_serves};
 use crate::fixture::Files;
 use crate::support::{write_atomic, Leaf};
 
@@ -79,17 +78,7 @@ fn workers_as_nobody_rotate_a_key_they_can_read_and_keep_the_old_pair_for_one_th
     let unreadable = f.ca.leaf("localhost");
     rotate_owned(&f.cert, &f.key, &unreadable, None);
     let key = f.key.display().to_string();
-    let start = Instant::now();
-    while !nginx
-        .error_log()
-        .lines()
-        .any(|l| l.contains("[error]") && l.contains("openssl_reload:") && l.contains(&key))
-    {
-        assert!(start.elapsed() < DEADLINE, "{}", nginx.error_log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let logged = nginx.error_log();
-    let line = logged.lines().find(|l| l.contains(&key)).unwrap();
+    let line = nginx.wait_error_naming(&key);
     assert!(line.contains("ermission denied"), "{line}");
     println!("nginx as nobody, logged: {line}");
     every_worker_serves(&nginx, &f.ca_pem, "localhost", &workers, &next.serial);
