@@ -26,6 +26,8 @@ mod status;
 
 use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwapOption;
+
 use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
 use openssl::ssl::{
@@ -51,6 +53,22 @@ const INSTALLED: &[u8] = b"openssl-reload install";
 struct Attached {
     acceptor: ReloadingAcceptor,
     session_id: Arc<[u8]>,
+    /// The default site's certificates last put on the context
+    /// (`update_attached_contexts`): each publish is put there once.
+    written: ArcSwapOption<Served>,
+}
+
+impl Attached {
+    /// Makes `served` the context's own certificates, unless they were made
+    /// so already: a context that also holds a slot the site lacks never
+    /// carries it exactly, and would otherwise be written at every handshake.
+    fn put_once(&self, ctx: &SslContextRef, served: &Arc<Served>) -> Result<(), ErrorStack> {
+        let last = self.written.swap(Some(Arc::clone(served)));
+        if last.is_some_and(|last| Arc::ptr_eq(&last, served)) {
+            return Ok(());
+        }
+        served.put_on_context(ctx)
+    }
 }
 
 /// The snapshot a handshake's client hello callback chose from, so that the

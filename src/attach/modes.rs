@@ -61,6 +61,7 @@ impl ReloadingAcceptor {
         let attached = Attached {
             acceptor: self.clone(),
             session_id: Arc::clone(&session_id),
+            written: ArcSwapOption::empty(),
         };
         callback::set_cert_callback(ctx, attached)
             .map_err(Error::openssl("attach to the context"))?;
@@ -76,8 +77,12 @@ impl ReloadingAcceptor {
         let current = Arc::clone(self.inner.sites.current());
         if self.inner.update_contexts {
             if let Some(served) = current.load().table.default_served() {
-                served
-                    .put_on_context(ffi::ssl::context_of(ctx))
+                let ctx = ffi::ssl::context_of(ctx);
+                callback::attached(ctx)
+                    .and_then(|attached| match attached {
+                        Some(attached) => attached.put_once(ctx, served),
+                        None => Ok(()),
+                    })
                     .map_err(Error::openssl("put the certificates on the context"))?;
             }
         }
@@ -208,8 +213,9 @@ pub(super) fn install(
         };
     }
     // A connection made on a context that holds these very certificates
-    // (`update_attached_contexts`) has nothing to install.
-    if !served.carried_by(ssl) {
+    // (`update_attached_contexts`) has nothing to install; without that
+    // option the context never holds them, and nothing is compared.
+    if !(acceptor.inner.update_contexts && served.carried_by(ssl)) {
         ffi::ssl::certs_clear(ssl);
         served.install_certs(ssl)?;
         if acceptor.inner.update_contexts {
@@ -252,17 +258,19 @@ fn update_context(
     snapshot: &Snapshot,
     served: &Served,
 ) {
+    let Some(default) = snapshot.table.default_served() else {
+        return;
+    };
+    if !std::ptr::eq(&**default, served) {
+        return;
+    }
     let ctx = ssl.ssl_context();
     let ours = callback::attached(ctx)
         .ok()
         .flatten()
-        .is_some_and(|a| Arc::ptr_eq(&a.acceptor.inner, &acceptor.inner));
-    let default = snapshot
-        .table
-        .default_served()
-        .is_some_and(|d| std::ptr::eq(&**d, served));
-    if ours && default {
-        if let Err(error) = served.put_on_context(ctx) {
+        .filter(|a| Arc::ptr_eq(&a.acceptor.inner, &acceptor.inner));
+    if let Some(attached) = ours {
+        if let Err(error) = attached.put_once(ctx, default) {
             // The connection has its certificates; the next one installs them too.
             tracing::debug!(%error, "could not update the attached context's certificates");
         }
