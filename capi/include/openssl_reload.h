@@ -310,12 +310,14 @@ openssl_reload_result openssl_reload_server_builder_set_pkcs12(openssl_reload_se
 
 /*
  One more site: a chain and key chosen by the client's SNI name for the
- certificate's DNS names. Each site reloads on its own.
+ certificate's DNS names. Each site reloads on its own. `key` is a file, or
+ a key in hardware named by a `pkcs11:` or `store:` URI, as for
+ `_set_identity`.
 
  # Safety
 
  `builder` is live and not used by another thread during the call; `cert` and
- `key` are NUL-terminated paths.
+ `key` are NUL-terminated.
  */
 openssl_reload_result openssl_reload_server_builder_add_site(openssl_reload_server_builder *builder,
                                                              const char *cert,

@@ -214,8 +214,13 @@ pub(crate) fn acceptor_builder(
     }
     let mut builder = ReloadingAcceptor::builder();
     for (cert, key) in identity.cert.iter().zip(&identity.key) {
-        builder = match key.to_str().filter(|k| KeyUri::is_uri(k)) {
-            Some(uri) => builder.site_uri(cert, KeyUri::new(uri)?),
+        builder = match key
+            .to_str()
+            .map(KeyUri::from_key_arg)
+            .transpose()?
+            .flatten()
+        {
+            Some(uri) => builder.site_uri(cert, uri),
             None => builder.site(cert, key),
         };
     }

@@ -261,10 +261,10 @@ fn key_reference(bytes: &[u8]) -> Result<Option<KeyUri>, Error> {
         return Ok(None);
     };
     let line = text.trim_end_matches(['\n', '\r']);
-    if !KeyUri::is_uri(line) || line.contains('\n') {
+    if line.contains('\n') {
         return Ok(None);
     }
-    KeyUri::new(line).map(Some)
+    KeyUri::from_key_arg(line)
 }
 
 /// The bytes of every file, read but not yet parsed.

@@ -108,12 +108,14 @@ pub unsafe extern "C" fn openssl_reload_server_builder_set_pkcs12(
 }
 
 /// One more site: a chain and key chosen by the client's SNI name for the
-/// certificate's DNS names. Each site reloads on its own.
+/// certificate's DNS names. Each site reloads on its own. `key` is a file, or
+/// a key in hardware named by a `pkcs11:` or `store:` URI, as for
+/// `_set_identity`.
 ///
 /// # Safety
 ///
 /// `builder` is live and not used by another thread during the call; `cert` and
-/// `key` are NUL-terminated paths.
+/// `key` are NUL-terminated.
 // SAFETY: unsafe because it trusts `builder`, `cert` and `key`, raw pointers from C that Rust
 // cannot check; the `# Safety` section says what they must be.
 #[no_mangle]
@@ -126,8 +128,11 @@ pub unsafe extern "C" fn openssl_reload_server_builder_add_site(
     unsafe {
         modify(
             builder,
-            || Ok((path_arg(cert, "cert")?, path_arg(key, "key")?)),
-            |b, (cert, key)| b.site(cert, key),
+            || Ok((path_arg(cert, "cert")?, key_arg(key)?)),
+            |b, (cert, key)| match key {
+                Ok(uri) => b.site_uri(cert, uri),
+                Err(path) => b.site(cert, path),
+            },
         )
     }
 }

@@ -141,11 +141,16 @@ pub(crate) unsafe fn set_identity<H: BuilderHandle>(
 ///
 /// `key` is NULL or NUL-terminated.
 // SAFETY: unsafe because it trusts `key`, a raw pointer from C that Rust cannot check.
-unsafe fn key_arg(key: *const c_char) -> Result<Result<KeyUri, PathBuf>, Failure> {
+pub(crate) unsafe fn key_arg(key: *const c_char) -> Result<Result<KeyUri, PathBuf>, Failure> {
     // SAFETY: the caller's contract, which is `path_arg`'s.
     let path = unsafe { path_arg(key, "key") }?;
-    match path.to_str().filter(|text| KeyUri::is_uri(text)) {
-        Some(text) => Ok(Ok(KeyUri::new(text)?)),
+    match path
+        .to_str()
+        .map(KeyUri::from_key_arg)
+        .transpose()?
+        .flatten()
+    {
+        Some(uri) => Ok(Ok(uri)),
         None => Ok(Err(path)),
     }
 }

@@ -63,6 +63,20 @@ impl KeyUri {
         text.starts_with("pkcs11:") || text.starts_with("store:")
     }
 
+    /// A key argument (`--key`, a C caller's key, a key file's one line): a
+    /// URI if it [is one](Self::is_uri), `None` if it is a path or PEM.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HardwareKey`] when it starts like a URI but is malformed.
+    pub fn from_key_arg(text: &str) -> Result<Option<Self>, Error> {
+        if Self::is_uri(text) {
+            Self::new(text).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// The URI as given, `pin-value` included: for OpenSSL only.
     pub(crate) fn secret_text(&self) -> &str {
         &self.0
