@@ -49,9 +49,10 @@ impl Polling {
         if self.here()? {
             return Ok(());
         }
-        // One tick here first: a hardware key opened before a fork (PKCS#11
-        // sessions are the parent's) is opened again before this process serves.
-        {
+        // A hardware key opened before a fork (PKCS#11 sessions are the
+        // parent's) is opened again before this process serves: one tick here
+        // first. Without one, the poller's first tick is soon enough.
+        if crate::material::opened_elsewhere() {
             let _turn = crate::hardware_key_lock();
             sites.poll();
         }

@@ -31,7 +31,7 @@ pub use self::crl::{CrlCheck, CrlInfo, StaleCrl};
 pub use self::hardware::{
     hardware_key_lock, load_key_providers, HardwareKeyProblem, KeyRoute, KeyStatus, KeyTurn, KeyUri,
 };
-pub(crate) use self::hardware::{key_status, needs_open};
+pub(crate) use self::hardware::{key_status, needs_open, opened_elsewhere};
 pub(crate) use self::identity::Identity;
 pub use self::info::CertificateInfo;
 pub use self::ocsp::OcspInfo;

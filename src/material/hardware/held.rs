@@ -156,6 +156,15 @@ pub(crate) fn needs_open(uri: &KeyUri, interval: Duration) -> bool {
     }
 }
 
+/// Whether a key was opened by another process, the one this process was
+/// forked from: it must be opened again here before this process signs.
+pub(crate) fn opened_elsewhere() -> bool {
+    let pid = std::process::id();
+    SLOTS
+        .get()
+        .is_some_and(|_| slots().values().any(|s| s.pid != pid))
+}
+
 /// The status of `uri`'s key in this process, if it was ever asked for.
 pub(crate) fn status(uri: &KeyUri) -> Option<KeyStatus> {
     slots().get(uri.secret_text()).map(|s| s.status.clone())

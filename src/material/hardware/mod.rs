@@ -17,7 +17,7 @@ mod uri;
 use std::fmt;
 use std::time::SystemTime;
 
-pub(crate) use self::held::{needs_open, open, status as key_status, HeldKey};
+pub(crate) use self::held::{needs_open, open, opened_elsewhere, status as key_status, HeldKey};
 pub use self::problem::HardwareKeyProblem;
 pub use self::providers::load_key_providers;
 pub use self::turn::{hardware_key_lock, KeyTurn};
