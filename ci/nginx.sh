@@ -3,7 +3,8 @@
 # out-of-tree dynamic modules are built, with libopenssl_reload linked in
 # statically (pkg-config openssl-reload-static), then loaded into Debian's own
 # nginx by server/tests/cli/nginx.rs: rotations in every worker without a
-# reload, nginx -t, bad files at run time, SNI, h2, nginx -s reload, mutual TLS
+# reload, nginx -t, bad files at run time, SNI (each block at its own
+# interval), h2, nginx -s reload, mutual TLS
 # with nginx's session cache and ticket keys, 500 rotations under curl and
 # h2load traffic, an RSA and an ECDSA pair, workers as nobody, and the module
 # under valgrind.

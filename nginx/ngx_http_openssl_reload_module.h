@@ -28,9 +28,11 @@ typedef struct {
     SSL_CTX                  *ctx;
     int                     (*status)(ngx_ssl_conn_t *ssl_conn, void *data);
     void                     *status_arg;
-    /* Per worker: what the log timer has seen. */
+    /* Per worker: what the log timer has seen, and when the block is
+     * polled next (ngx_current_msec). */
     uint64_t                  generation;
     uint32_t                  logged;
+    ngx_msec_t                next;
 } ngx_http_openssl_reload_srv_conf_t;
 
 

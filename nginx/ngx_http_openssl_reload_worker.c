@@ -3,9 +3,9 @@
  * event loop polls every server block's reloader (openssl_reload_server_poll:
  * one stat per file; a reload reads and parses there), first in init_process
  * (after nginx dropped privileges, so the worker reads the files as its user),
- * then every interval, and logs each publish and, in the first worker, each
- * new failure once, naming the file. No thread: the worker stays a
- * single-threaded process.
+ * then each block every openssl_reload_interval of its own, and logs each
+ * publish and, in the first worker, each new failure once, naming the file.
+ * No thread: the worker stays a single-threaded process.
  */
 
 #include <ngx_config.h>
@@ -69,10 +69,13 @@ ngx_http_openssl_reload_look(ngx_cycle_t *cycle,
 }
 
 
+/* Polls each block whose interval has passed (every block at the start),
+ * and returns how long until the next one is due. */
 static ngx_msec_t
 ngx_http_openssl_reload_each(ngx_cycle_t *cycle, ngx_uint_t start)
 {
-    ngx_msec_t                           every;
+    ngx_msec_t                           every, now;
+    ngx_msec_int_t                       left;
     ngx_uint_t                           s;
     ngx_http_conf_ctx_t                 *ctx;
     ngx_http_core_srv_conf_t           **cscfp;
@@ -80,6 +83,7 @@ ngx_http_openssl_reload_each(ngx_cycle_t *cycle, ngx_uint_t start)
     ngx_http_openssl_reload_srv_conf_t  *conf;
 
     every = 0;
+    now = ngx_current_msec;
     cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
     if (cmcf == NULL) {
         return 0;
@@ -94,17 +98,25 @@ ngx_http_openssl_reload_each(ngx_cycle_t *cycle, ngx_uint_t start)
             continue;
         }
 
-        if (openssl_reload_server_poll(conf->reloader) != OPENSSL_RELOAD_OK
-            && start)
-        {
-            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                          "openssl_reload: %s", ngx_http_openssl_reload_error());
+        if (start || (ngx_msec_int_t) (now - conf->next) >= 0) {
+            if (openssl_reload_server_poll(conf->reloader) != OPENSSL_RELOAD_OK
+                && start)
+            {
+                ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "openssl_reload: %s",
+                              ngx_http_openssl_reload_error());
+            }
+
+            ngx_http_openssl_reload_look(cycle, conf);
+            conf->next = now + conf->interval;
         }
 
-        ngx_http_openssl_reload_look(cycle, conf);
+        left = (ngx_msec_int_t) (conf->next - now);
+        if (left < 1) {
+            left = 1;
+        }
 
-        if (every == 0 || conf->interval < every) {
-            every = conf->interval;
+        if (every == 0 || (ngx_msec_t) left < every) {
+            every = (ngx_msec_t) left;
         }
     }
 

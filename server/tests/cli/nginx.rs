@@ -189,6 +189,34 @@ fn two_server_blocks_chosen_by_sni_rotate_independently() {
     assert_eq!(serial("other.example"), b2.serial);
 }
 
+#[test]
+#[ignore = "needs the nginx module: run by ci/nginx.sh"]
+fn each_block_is_polled_at_its_own_interval() {
+    let f = Files::new();
+    let b =
+        f.ca.leaf_with(LeafSpec::new("other.example").dns(&["other.example"]));
+    let (b_cert, b_key) = (f.path("b.pem"), f.path("b-key.pem"));
+    rotate(&b_cert, &b_key, &b);
+    let hourly = block("other.example", &b_cert, &b_key, "").replace(
+        "openssl_reload_interval 20ms;",
+        "openssl_reload_interval 1h;",
+    );
+    let nginx = Nginx::start(
+        f.dir.path(),
+        &(block("localhost", &f.cert, &f.key, "") + &hourly),
+    );
+    let workers = nginx.workers();
+    let b2 =
+        f.ca.leaf_with(LeafSpec::new("other.example").dns(&["other.example"]));
+    rotate(&b_cert, &b_key, &b2);
+    let a2 = f.ca.leaf("localhost");
+    rotate(&f.cert, &f.key, &a2);
+    // The 20 ms block's rotation reaches every worker; the hourly block,
+    // rotated before it, is not polled meanwhile.
+    every_worker_serves(&nginx, &f.ca_pem, "localhost", &workers, &a2.serial);
+    every_worker_serves(&nginx, &f.ca_pem, "other.example", &workers, &b.serial);
+}
+
 /// Threads and open descriptors of a process.
 fn counts(pid: i32) -> (usize, usize) {
     let n = |what: &str| fs::read_dir(format!("/proc/{pid}/{what}")).unwrap().count();
