@@ -2,10 +2,11 @@
 //! (`read`), then parse and validate them into [`Material`] (`parse`).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
+use openssl::x509::X509;
 use zeroize::Zeroizing;
 
 use super::hardware::{open as hardware_open, HeldKey, KeyUri};
@@ -159,11 +160,9 @@ impl WatchedFiles {
             } => {
                 let cert = files.cert_path();
                 let key = files.key_path().unwrap_or(cert);
-                let mut certs = parse::parse_certificates(cert, &cert_bytes, "certificate chain")?;
-                validate::check_chain_order(cert, &certs)?;
-                let leaf = certs.remove(0);
+                let (leaf, chain) = parse_chain(cert, &cert_bytes)?;
                 let pkey = parse::parse_key(key, &key_bytes, pass)?;
-                Identity::new(cert, leaf, certs, pkey)?
+                Identity::new(cert, leaf, chain, pkey)?
             }
             RawIdentity::Pkcs12(bytes) => parse::parse_pkcs12(files.cert_path(), &bytes, pass)?,
             RawIdentity::Hardware {
@@ -172,10 +171,8 @@ impl WatchedFiles {
                 held,
             } => {
                 let cert = files.cert_path();
-                let mut certs = parse::parse_certificates(cert, &cert_bytes, "certificate chain")?;
-                validate::check_chain_order(cert, &certs)?;
-                let leaf = certs.remove(0);
-                let mut identity = Identity::new(cert, leaf, certs, held.key)?;
+                let (leaf, chain) = parse_chain(cert, &cert_bytes)?;
+                let mut identity = Identity::new(cert, leaf, chain, held.key)?;
                 identity.key_uri = Some(uri);
                 identity
             }
@@ -183,6 +180,14 @@ impl WatchedFiles {
         validate::validate(files, &identity, checks.validity)?;
         Ok(identity)
     }
+}
+
+/// A certificate file's leaf and the rest of its chain, in order.
+fn parse_chain(cert: &Path, bytes: &[u8]) -> Result<(X509, Vec<X509>), Error> {
+    let mut certs = parse::parse_certificates(cert, bytes, "certificate chain")?;
+    validate::check_chain_order(cert, &certs)?;
+    let leaf = certs.remove(0);
+    Ok((leaf, certs))
 }
 
 /// SHA-256 over the length-prefixed bytes of every file.
