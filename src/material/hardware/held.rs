@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -45,7 +45,7 @@ struct Slot {
 }
 
 static SLOTS: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
-static GENERATION: Mutex<u64> = Mutex::new(0);
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// A provider instance could not be replaced for a reason that stays.
 static NOT_REPLACED_TOLD: AtomicBool = AtomicBool::new(false);
 /// The libp11 engine, loaded once per process and bound to one module.
@@ -241,9 +241,7 @@ fn mark_down(status: &mut KeyStatus, error: &Error) {
 }
 
 fn next_generation() -> u64 {
-    let mut g = GENERATION.lock().unwrap_or_else(PoisonError::into_inner);
-    *g += 1;
-    *g
+    GENERATION.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 /// A signature over a fixed message: what a handshake asks of the key.
