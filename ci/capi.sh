@@ -38,11 +38,11 @@ echo "--- ci/capi.sh: the header compiles as C++"
 g++ -std=c++17 -Wall -Wextra -Werror -Icapi/include -fsyntax-only tests/c/header.cpp
 
 echo "--- ci/capi.sh: the library, installed as a distribution lays it out"
-cargo build --locked -p openssl-reload-capi
-lib="${CARGO_TARGET_DIR:-target}/debug"
-readelf -d "$lib/libopenssl_reload.so" | grep -q 'SONAME.*libopenssl_reload.so.0' ||
+# shellcheck source=ci/c-programs.sh
+. ci/c-programs.sh
+stage_capi "$out"
+readelf -d "${CARGO_TARGET_DIR:-target}/debug/libopenssl_reload.so" | grep -q 'SONAME.*libopenssl_reload.so.0' ||
   { echo "libopenssl_reload.so lacks the SONAME libopenssl_reload.so.0" >&2; exit 1; }
-capi/install.sh --destdir "$out/stage" --prefix /usr --from "$lib"
 # As docs/c-api.md says for a staged install: the .pc files name the installed
 # paths (/usr/...), and PKG_CONFIG_SYSROOT_DIR puts the staging directory in
 # front of them.
@@ -52,21 +52,16 @@ pkg-config --exists --print-errors openssl-reload openssl-reload-static
   { echo "pkg-config --cflags openssl-reload does not name the staged headers" >&2; exit 1; }
 
 echo "--- ci/capi.sh: the C programs, with the flags of pkg-config openssl-reload"
-mkdir "$out/bin"
 # The programs call OpenSSL themselves, hence libssl and libcrypto (which
 # openssl-reload.pc lists as Requires.private: the library's own dependency).
-cflags="$(pkg-config --cflags openssl-reload)"
-libs="$(pkg-config --libs openssl-reload libssl libcrypto) -Wl,-rpath,$out/stage/usr/lib"
 for program in smoke server client sessions forking; do
-  # shellcheck disable=SC2086 # word splitting of the flags is intended
-  gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "tests/c/$program.c" $libs -o "$out/bin/$program"
+  compile_c "$out" "tests/c/$program.c" "$program"
 done
 # The 40-line server of docs/c-api.md compiles as printed.
 awk '/<!-- example: server.c -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
   docs/c-api.md >"$out/example.c"
 [[ $(wc -l <"$out/example.c") -ge 30 ]] || { echo "no example found in docs/c-api.md" >&2; exit 1; }
-# shellcheck disable=SC2086
-gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags "$out/example.c" $libs -o "$out/bin/example"
+compile_c "$out" "$out/example.c" example
 # The static library, linked as docs/c-api.md says (openssl-reload-static: the
 # archive and Rust's native libraries), makes a program that does not need the
 # shared library: the .so beside the .a is not picked up.

@@ -33,16 +33,11 @@ ci/hsm-fixtures.sh softhsm "$dir" || die "the SoftHSM2 fixture failed"
 ci/hsm-fixtures.sh tpm "$dir" || die "the TPM fixture failed"
 
 echo "--- ci/hardware-keys.sh: the forking C server (tests/c/forking.c)"
-cargo build --locked -p openssl-reload-capi
-capi/install.sh --destdir "$dir/stage" --prefix /usr --from "${CARGO_TARGET_DIR:-target}/debug"
-mkdir "$dir/bin"
 # As ci/capi.sh builds it: the staged library, through pkg-config.
-cflags="$(PKG_CONFIG_PATH="$dir/stage/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$dir/stage" \
-  pkg-config --cflags openssl-reload)"
-libs="$(PKG_CONFIG_PATH="$dir/stage/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$dir/stage" \
-  pkg-config --libs openssl-reload libssl libcrypto) -Wl,-rpath,$dir/stage/usr/lib"
-# shellcheck disable=SC2086 # word splitting of the flags is intended
-gcc -std=c11 -Wall -Wextra -Werror -pedantic $cflags tests/c/forking.c $libs -o "$dir/bin/forking"
+# shellcheck source=ci/c-programs.sh
+. ci/c-programs.sh
+stage_capi "$dir"
+compile_c "$dir" tests/c/forking.c forking
 
 echo "--- ci/hardware-keys.sh: the binary and the C server with keys in hardware"
 # The C server finds the token as the binary does (the tests set these for it).
