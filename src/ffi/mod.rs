@@ -2,7 +2,8 @@
 //! (`sys.rs`), and the safe wrappers of every raw call the rest of the crate
 //! makes outside an `extern "C"` callback, grouped by topic: connections and
 //! contexts (`ssl.rs`), sessions (`session.rs`), certificates, CRLs and stores
-//! (`x509.rs`), key decoders (`decoder.rs`) and providers (`provider.rs`).
+//! (`x509.rs`), key decoders (`decoder.rs`), key stores (`store.rs`), engines
+//! (`engine.rs`) and providers (`provider.rs`).
 //!
 //! Each wrapper takes the openssl crate's safe types and returns a value or a
 //! `Result<_, ErrorStack>`; its `// SAFETY:` note says why the call is sound.
@@ -13,6 +14,7 @@
 #![allow(unsafe_code)] // The foreign declarations and the unsafe blocks of their safe wrappers.
 
 pub(crate) mod decoder;
+pub(crate) mod engine;
 pub(crate) mod provider;
 pub(crate) mod session;
 pub(crate) mod slots;

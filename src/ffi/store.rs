@@ -1,16 +1,16 @@
-//! Private keys named by a URI: through `OSSL_STORE` (a provider's store
-//! loader, e.g. tpm2-openssl's `handle:`) or an engine (libp11's `pkcs11`),
-//! with the PIN handed over by a UI method that never prompts.
+//! Private keys named by a URI through `OSSL_STORE` (a provider's store
+//! loader, e.g. tpm2-openssl's `handle:`), with the PIN handed over by a UI
+//! method that never prompts (also the engine's, `engine.rs`).
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::{self, NonNull};
 
 use foreign_types::ForeignType;
 use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
 
+use super::cvt_p;
 use super::sys::{self, UI_METHOD};
-use super::{cvt, cvt_p};
 
 /// The PIN a loader or engine asks for, and how often it asked.
 struct PinData<'a> {
@@ -52,7 +52,7 @@ unsafe extern "C" fn answer_pin(
 }
 
 /// A UI method over [`answer_pin`], freed on drop.
-struct PinUi(NonNull<UI_METHOD>);
+pub(super) struct PinUi(NonNull<UI_METHOD>);
 
 impl PinUi {
     fn new() -> Result<Self, ErrorStack> {
@@ -62,7 +62,7 @@ impl PinUi {
     }
 
     /// Runs `load` with the method and the user data that answers with `pin`.
-    fn with<T>(
+    pub(super) fn with<T>(
         pin: Option<&[u8]>,
         load: impl FnOnce(*mut UI_METHOD, *mut c_void) -> T,
     ) -> Result<T, ErrorStack> {
@@ -171,66 +171,4 @@ pub(crate) fn store_provider(scheme: &CStr) -> Option<String> {
     // SAFETY: fetched above, freed once.
     unsafe { sys::OSSL_STORE_LOADER_free(loader) };
     name
-}
-
-/// An initialised engine: a functional and a structural reference, both
-/// released on drop.
-pub(crate) struct Engine(NonNull<openssl_sys::ENGINE>);
-
-// SAFETY: OpenSSL's ENGINE functions lock internally; the engine's own key
-// operations are as thread-safe as the engine (libp11 locks its sessions).
-unsafe impl Send for Engine {}
-// SAFETY: as above; `&Engine` only loads keys, which libp11 serialises.
-unsafe impl Sync for Engine {}
-
-impl Engine {
-    /// The engine `id`, with `MODULE_PATH` set to `module_path` if given,
-    /// initialised.
-    pub(crate) fn open(id: &CStr, module_path: Option<&CString>) -> Result<Self, ErrorStack> {
-        // SAFETY: `id` is NUL-terminated; a structural reference is returned.
-        let e = cvt_p(unsafe { sys::ENGINE_by_id(id.as_ptr()) })?;
-        let init = || -> Result<(), ErrorStack> {
-            if let Some(path) = module_path {
-                // SAFETY: `e` is live; both strings are NUL-terminated.
-                cvt(unsafe {
-                    sys::ENGINE_ctrl_cmd_string(e, c"MODULE_PATH".as_ptr(), path.as_ptr(), 0)
-                })?;
-            }
-            // SAFETY: `e` is live; on success we hold a functional reference.
-            cvt(unsafe { sys::ENGINE_init(e) }).map(drop)
-        };
-        if let Err(error) = init() {
-            // SAFETY: the structural reference from ENGINE_by_id, released once.
-            unsafe { sys::ENGINE_free(e) };
-            return Err(error);
-        }
-        Ok(Self(NonNull::new(e).ok_or_else(ErrorStack::get)?))
-    }
-
-    /// The private key `key_id` (a `pkcs11:` URI for libp11).
-    pub(crate) fn private_key(
-        &self,
-        key_id: &CStr,
-        pin: Option<&[u8]>,
-    ) -> Result<PKey<Private>, ErrorStack> {
-        PinUi::with(pin, |ui, data| {
-            // SAFETY: the engine is initialised; `key_id` is NUL-terminated;
-            // `ui`/`data` live until `with` returns; the key is ours.
-            let pkey = cvt_p(unsafe {
-                sys::ENGINE_load_private_key(self.0.as_ptr(), key_id.as_ptr(), ui, data)
-            })?;
-            // SAFETY: one reference of ours, which `PKey` now owns.
-            Ok(unsafe { PKey::from_ptr(pkey) })
-        })?
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        // SAFETY: the functional then the structural reference, each released once.
-        unsafe {
-            sys::ENGINE_finish(self.0.as_ptr());
-            sys::ENGINE_free(self.0.as_ptr());
-        }
-    }
 }

@@ -251,6 +251,13 @@ extern "C" {
     /// Releases a structural reference.
     pub(crate) fn ENGINE_free(e: *mut ENGINE) -> c_int;
 
+    /// The engine's private-key loader, an address in the engine's library
+    /// (`ENGINE_LOAD_KEY_PTR`, declared here as a plain function pointer:
+    /// only its address is used).
+    pub(crate) fn ENGINE_get_load_privkey_function(
+        e: *const ENGINE,
+    ) -> Option<unsafe extern "C" fn()>;
+
     /// Loads the private key `key_id` from an initialised engine; `ui_method`
     /// with `callback_data` is how the engine asks for a PIN.
     pub(crate) fn ENGINE_load_private_key(

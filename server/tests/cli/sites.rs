@@ -26,7 +26,7 @@ fn site(ca: &Ca, dir: &Path, name: &str, dns: &[&str]) -> Leaf {
 
 /// `openssl s_client` with `-servername name` (or none), verifying the chain to
 /// `ca`: the serial served, or the whole output of a failed handshake.
-fn served(addr: SocketAddr, ca: &Path, name: Option<&str>) -> Result<String, String> {
+pub(crate) fn served(addr: SocketAddr, ca: &Path, name: Option<&str>) -> Result<String, String> {
     let mut cmd = Command::new("openssl");
     cmd.args(["s_client", "-connect", &addr.to_string(), "-CAfile"])
         .arg(ca)

@@ -6,20 +6,20 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use openssl::error::ErrorStack;
 use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{PKey, Private};
-use openssl::sign::Signer;
 
+use super::engine;
+use super::probe::{probe, refused_or_open};
 use super::providers::{self, NotReplaced};
 use super::turn::{hardware_key_lock, serialise};
 use super::uri::without_module_path;
 use super::{HardwareKeyProblem, KeyRoute, KeyStatus, KeyUri};
 use crate::ffi::provider::fips_properties_enabled;
-use crate::ffi::store::{store_private_key, store_provider, Engine};
+use crate::ffi::store::{store_private_key, store_provider};
 use crate::Error;
 
 /// An open key and the number that tells its opening from any other.
@@ -48,8 +48,6 @@ static SLOTS: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// A provider instance could not be replaced for a reason that stays.
 static NOT_REPLACED_TOLD: AtomicBool = AtomicBool::new(false);
-/// The libp11 engine, loaded once per process and bound to one module.
-static ENGINE: Mutex<Option<(Option<String>, Arc<Engine>)>> = Mutex::new(None);
 
 fn slots() -> MutexGuard<'static, HashMap<String, Slot>> {
     SLOTS
@@ -84,6 +82,19 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
         return Ok(held);
     }
     let serving = renewed_instance(&slots, uri);
+    // No provider: the engine, or its standby if this key, opened before,
+    // failed through the instance in service. Unlike a provider's, that
+    // instance may still serve other keys: libp11 caches what it found of a
+    // token, so a token it saw half restored stays so for it.
+    let renew_engine = serving.is_none() && {
+        let in_service = engine::in_service();
+        slots.get(uri.secret_text()).is_some_and(|s| {
+            s.status.opened > 0
+                && !s.status.available
+                && s.instance.is_some()
+                && s.instance == in_service
+        })
+    };
     let slot = slots
         .entry(uri.secret_text().to_owned())
         .or_insert_with(|| Slot::new(uri, pid, digest));
@@ -91,22 +102,34 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
     slot.pid = pid;
     slot.pin = digest;
     slot.key = None;
-    slot.instance.clone_from(&serving);
+    slot.instance = serving.clone().or_else(engine::in_service);
     // A handle that opens but cannot sign (a token half gone) is no key.
-    let opened = load(uri, pin, serving).and_then(|(key, route)| {
-        if let KeyRoute::Provider { name } = &route {
+    let opened = load(uri, pin, serving, renew_engine).and_then(|opened| {
+        if let KeyRoute::Provider { name } = &opened.route {
             serialise(name);
         }
-        match probe(&key) {
-            Ok(()) => Ok((key, route)),
-            Err(source) => Err(HardwareKeyProblem::Unusable(source)),
+        if let Err(problem) = probe(&opened.key) {
+            // Its module cannot start afresh while libp11 caches that key.
+            if let Some(through) = &opened.engine {
+                engine::discard(through);
+            }
+            return Err(problem);
         }
+        Ok(opened)
     });
-    drop(turn);
     let problem = match opened {
-        Ok((key, route)) => return Ok(slot.hold(uri, key, route)),
+        Ok(opened) => {
+            // A standby engine goes in service once a key of it passed the probe.
+            if let Some(through) = &opened.engine {
+                engine::adopt(through, uri);
+            }
+            drop(turn);
+            slot.instance = Some(opened.instance);
+            return Ok(slot.hold(uri, opened.key, opened.route));
+        }
         Err(problem) => problem,
     };
+    drop(turn);
     slot.pin_refused = matches!(problem, HardwareKeyProblem::PinRefused { .. });
     let error = Error::HardwareKey {
         uri: uri.to_string(),
@@ -138,16 +161,13 @@ pub(crate) fn needs_open(uri: &KeyUri, interval: Duration) -> bool {
     slot.probed = Some(Instant::now());
     match probe(key) {
         Ok(()) => false,
-        Err(source) => {
+        Err(reason) => {
             let error = Error::HardwareKey {
                 uri: uri.to_string(),
-                reason: HardwareKeyProblem::Unusable(source),
+                reason,
             };
             if slot.status.available {
                 tracing::warn!(uri = %uri, error = %error.report(), "hardware key unavailable; handshakes fail until it is opened again, tried every poll");
-                if matches!(slot.status.route, Some(KeyRoute::Engine { .. })) {
-                    tracing::warn!(uri = %uri, "the libp11 engine does not open a key again in the process that used it while its token was away (docs/hardware-keys.md, Outages): restart the server once the token is back");
-                }
             }
             mark_down(&mut slot.status, &error);
             slot.key = None;
@@ -244,14 +264,6 @@ fn next_generation() -> u64 {
     GENERATION.fetch_add(1, Ordering::Relaxed) + 1
 }
 
-/// A signature over a fixed message: what a handshake asks of the key.
-fn probe(key: &PKey<Private>) -> Result<(), ErrorStack> {
-    let mut signer = Signer::new(MessageDigest::sha256(), key)?;
-    signer
-        .sign_oneshot_to_vec(b"openssl-reload key probe")
-        .map(drop)
-}
-
 /// The provider instance whose store loader serves `uri`'s scheme, if one does.
 fn serving_instance(uri: &KeyUri) -> Option<String> {
     CString::new(uri.scheme().0)
@@ -298,14 +310,25 @@ fn renewed_instance(slots: &HashMap<String, Slot>, uri: &KeyUri) -> Option<Strin
     serving_instance(uri)
 }
 
+/// A key just opened, before its probe.
+struct Opened {
+    key: PKey<Private>,
+    route: KeyRoute,
+    /// The provider or engine instance that opened it.
+    instance: String,
+    /// The engine that opened it, if one did.
+    engine: Option<engine::Through>,
+}
+
 /// Opens the key by its route: the provider instance `serving` the scheme
 /// through its store loader; for `pkcs11:` without one, the libp11 engine
-/// (never in FIPS mode).
+/// (never in FIPS mode), its standby with `renew_engine`.
 fn load(
     uri: &KeyUri,
     pin: Option<&[u8]>,
     serving: Option<String>,
-) -> Result<(PKey<Private>, KeyRoute), HardwareKeyProblem> {
+    renew_engine: bool,
+) -> Result<Opened, HardwareKeyProblem> {
     let (scheme, forced) = uri.scheme();
     let (text, module) = uri.for_loader();
     if let Some(instance) = serving {
@@ -313,7 +336,12 @@ fn load(
         let route = KeyRoute::Provider { name };
         let text = CString::new(text).map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
         return match store_private_key(&text, pin) {
-            Ok(Some(key)) => Ok((key, route)),
+            Ok(Some(key)) => Ok(Opened {
+                key,
+                route,
+                instance,
+                engine: None,
+            }),
             Ok(None) => Err(HardwareKeyProblem::NotFound { route }),
             Err(source) => Err(refused_or_open(route, source)),
         };
@@ -326,52 +354,20 @@ fn load(
     if fips_properties_enabled() {
         return Err(HardwareKeyProblem::FipsNeedsProvider);
     }
-    let engine = pkcs11_engine(module)?;
+    let through = engine::through(module, renew_engine, uri)?;
     let route = KeyRoute::Engine {
         id: "pkcs11".into(),
     };
     let text = CString::new(without_module_path(text))
         .map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
-    engine
+    let key = through
+        .engine
         .private_key(&text, pin)
-        .map(|key| (key, route.clone()))
-        .map_err(|source| refused_or_open(route, source))
-}
-
-/// A failure whose reason names the PIN (libp11: "PIN incorrect", "PIN
-/// locked") is a refusal; anything else a failure to open.
-fn refused_or_open(route: KeyRoute, source: ErrorStack) -> HardwareKeyProblem {
-    let pin = source.errors().iter().any(|e| {
-        let reason = e.reason().unwrap_or_default().to_ascii_lowercase();
-        reason.contains("pin") && !reason.contains("pin len")
-    });
-    if pin {
-        HardwareKeyProblem::PinRefused { route, source }
-    } else {
-        HardwareKeyProblem::Open { route, source }
-    }
-}
-
-/// The process's libp11 engine, loaded on first use with `module`
-/// (`MODULE_PATH`; without one, libp11's default, p11-kit's proxy).
-fn pkcs11_engine(module: Option<&str>) -> Result<Arc<Engine>, HardwareKeyProblem> {
-    let mut engine = ENGINE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((bound, engine)) = &*engine {
-        return match (module, bound) {
-            (Some(asked), Some(bound)) if asked != bound => {
-                Err(HardwareKeyProblem::ModuleConflict {
-                    bound: bound.clone(),
-                })
-            }
-            _ => Ok(Arc::clone(engine)),
-        };
-    }
-    let path = module
-        .map(CString::new)
-        .transpose()
-        .map_err(|_| HardwareKeyProblem::Malformed("a NUL byte"))?;
-    let opened =
-        Arc::new(Engine::open(c"pkcs11", path.as_ref()).map_err(HardwareKeyProblem::Engine)?);
-    *engine = Some((module.map(str::to_owned), Arc::clone(&opened)));
-    Ok(opened)
+        .map_err(|source| refused_or_open(route.clone(), source))?;
+    Ok(Opened {
+        key,
+        route,
+        instance: through.name.clone(),
+        engine: Some(through),
+    })
 }

@@ -2,13 +2,17 @@
 //! a URI instead of a file: what a URI is (`uri.rs`), how a key is opened,
 //! held once per process, probed and opened again after an outage
 //! (`held.rs`), taking turns where the provider needs it (`turn.rs`), the
-//! providers' order (`providers.rs`), and what can go wrong (`problem.rs`).
+//! providers' order and fresh instances (`providers.rs`), the libp11 engine
+//! and its fresh instances (`engine.rs`), the probe a key must pass
+//! (`probe.rs`), and what can go wrong (`problem.rs`).
 //!
 //! docs/hardware-keys.md describes the routes (a provider's `OSSL_STORE`
 //! loader, or the libp11 engine for `pkcs11:` where no provider serves it)
 //! and the rotation rules; docs/design.md, "Keys in hardware", the reasons.
 
+mod engine;
 mod held;
+mod probe;
 mod problem;
 mod providers;
 mod turn;

@@ -53,6 +53,10 @@ pub enum HardwareKeyProblem {
     },
     /// The key in service failed its probe signature: the token went away.
     Unusable(ErrorStack),
+    /// The key signs, but its public half is missing or does not verify
+    /// what it signed: a token still being set up (its public key object
+    /// not there yet). Tried again at the next poll.
+    NoPublicHalf(ErrorStack),
 }
 
 impl fmt::Display for HardwareKeyProblem {
@@ -77,6 +81,9 @@ impl fmt::Display for HardwareKeyProblem {
                 "the token refused the PIN (through {route}); it is not tried again until the PIN changes"
             ),
             Self::Unusable(_) => f.write_str("the key in service cannot sign: the token is unavailable"),
+            Self::NoPublicHalf(_) => f.write_str(
+                "the key signs, but its public key is missing or does not verify the signature (a token still being set up?)",
+            ),
         }
     }
 }
@@ -87,7 +94,8 @@ impl std::error::Error for HardwareKeyProblem {
             Self::Engine(source)
             | Self::Open { source, .. }
             | Self::PinRefused { source, .. }
-            | Self::Unusable(source) => Some(source),
+            | Self::Unusable(source)
+            | Self::NoPublicHalf(source) => Some(source),
             Self::Malformed(_)
             | Self::NoLoader { .. }
             | Self::FipsNeedsProvider
