@@ -13,6 +13,12 @@
  *                                    PROBE_MODULE_FROM_ENV=1 (PKCS11_MODULE_PATH)
  *   engine-fork URI                  key loaded before fork(), used in the child
  *   engine-outage URI delete|move    key open across softhsm-outage/restore
+ *   engine-copy URI delete|move CERT CA
+ *                                    the same; while the token is away, a second
+ *                                    ENGINE from anonymous copies of the engine
+ *                                    and the module tries the key 200 times,
+ *                                    restarted in between; once it is back, it
+ *                                    opens, signs and serves handshakes
  *   store-outage URI                 tpm2-openssl key (OSSL_STORE) across
  *                                    tpm-stop/tpm-start
  *   store-reinstance URI CERT CA     the same, then a second tpm2 instance in the
@@ -28,7 +34,9 @@
  *                                    libctx-per-thread: (store) each thread its own
  *                                    OSSL_LIB_CTX with tpm2+default, key, SSL_CTX
  */
+#define _GNU_SOURCE
 #include <dlfcn.h>
+#include <sys/mman.h>
 #include <openssl/core.h>
 #include <openssl/engine.h>
 #include <openssl/err.h>
@@ -294,6 +302,7 @@ static int engine_outage(const char *uri, const char *mode)
 }
 
 /* ------------------------------------------------------------------ store */
+
 
 static EVP_PKEY *store_load_ex(OSSL_LIB_CTX *libctx, const char *uri)
 {
@@ -663,6 +672,102 @@ static int threads(int argc, char **argv)
     return fail_count != 0;
 }
 
+/* A copy of FILE in an anonymous file (memfd): its path, /proc/self/fd/N, loads as
+ * a library of its own, with its own globals, next to FILE already loaded. */
+static const char *anonymous_copy(const char *file, char *path, size_t n)
+{
+    FILE *in = fopen(file, "rb");
+    int fd = memfd_create("hsm-probe-copy", MFD_CLOEXEC);
+    char buf[65536];
+    size_t got;
+    if (in == NULL || fd < 0)
+        return NULL;
+    while ((got = fread(buf, 1, sizeof buf, in)) > 0)
+        if (write(fd, buf, got) != (ssize_t)got)
+            return NULL;
+    fclose(in);
+    snprintf(path, n, "/proc/self/fd/%d", fd);
+    return path;
+}
+
+/* engine-copy URI delete|move CERT CA: the key across an outage. While the token
+ * is away, a second pkcs11 ENGINE from an anonymous copy of the engine library,
+ * with MODULE_PATH an anonymous copy of the PKCS#11 module (fresh libp11 and
+ * fresh module state in the same process), tries the key and is restarted
+ * (ENGINE_finish, ENGINE_init: libp11 finalises its module) 200 times; once the
+ * token is back, it opens the key, which signs and serves handshakes, also from
+ * the SSL_CTX made before the outage. */
+static const char *rss(void)
+{
+    static char line[128];
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            break;
+    if (f)
+        fclose(f);
+    line[strcspn(line, "\n")] = 0;
+    return line + 6;
+}
+
+static int engine_copy(const char *uri, const char *mode, const char *cert, const char *ca)
+{
+    ENGINE *e = engine(1), *d;
+    EVP_PKEY *k, *k2;
+    char so[64], mod[64];
+    int okd, i, ok;
+    SSL_CTX *before;
+    if (e == NULL)
+        return 1;
+    ENGINE_ctrl_cmd_string(e, "PIN", PIN, 0);
+    k = load(e, uri, NULL, NULL);
+    say("load%s", "", k != NULL);
+    say("sign%s", "", sign_verify(k));
+    before = server_with(k, cert);
+    cctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_load_verify_locations(cctx, ca, NULL);
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
+    say("handshake before the outage%s", "", handshake(before));
+    fixture("softhsm-outage", mode);
+    say("token gone: sign with the open key%s", "", sign_verify(k));
+    d = ENGINE_by_id("dynamic");
+    okd = d != NULL && anonymous_copy(getenv("HSM_ENGINE_SO"), so, sizeof so) &&
+          anonymous_copy(MODULE, mod, sizeof mod) && ENGINE_ctrl_cmd_string(d, "SO_PATH", so, 0) &&
+          ENGINE_ctrl_cmd_string(d, "ID", "pkcs11", 0) && ENGINE_ctrl_cmd_string(d, "LIST_ADD", "0", 0) &&
+          ENGINE_ctrl_cmd_string(d, "LOAD", NULL, 0) && ENGINE_ctrl_cmd_string(d, "MODULE_PATH", mod, 0) &&
+          ENGINE_ctrl_cmd_string(d, "PIN", PIN, 0) && ENGINE_init(d);
+    if (!okd)
+        errs("copy");
+    say("token gone: ENGINE from an anonymous copy, module from an anonymous copy%s", "", okd);
+    if (!okd)
+        return 1;
+    for (i = 0, ok = 1; i < 200; i++) {
+        k2 = load(d, uri, NULL, NULL);
+        ok = ok && k2 == NULL;
+        if (i == 0 || i == 199) {
+            errs("token gone: ENGINE_load_private_key through the copy");
+            printf("    rss after %d tries: %s\n", i + 1, rss());
+        }
+        ERR_clear_error();
+        ok = ok && ENGINE_finish(d) && ENGINE_init(d);
+    }
+    say("token gone: 200 times load (fails), ENGINE_finish, ENGINE_init%s", "", ok);
+    fixture("softhsm-restore", NULL);
+    say("token back: sign with the key opened before the outage%s", "", sign_verify(k));
+    k2 = load(d, uri, NULL, NULL);
+    say("copy: ENGINE_load_private_key%s", "", k2 != NULL);
+    if (k2 == NULL)
+        return 1;
+    say("copy: sign%s", "", sign_verify(k2));
+    say("copy: handshake, new SSL_CTX%s", "", handshake(server_with(k2, cert)));
+    ok = SSL_CTX_use_PrivateKey(before, k2);
+    for (i = 0; ok && i < 20; i++)
+        ok = handshake(before);
+    say("copy: the SSL_CTX from before with the new key, 20 handshakes%s", "", ok);
+    say("old key still fails%s", "", !sign_verify(k));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -675,6 +780,8 @@ int main(int argc, char **argv)
         return engine_fork(argv[2]);
     if (!strcmp(m, "engine-outage") && argc == 4)
         return engine_outage(argv[2], argv[3]);
+    if (!strcmp(m, "engine-copy") && argc == 6)
+        return engine_copy(argv[2], argv[3], argv[4], argv[5]);
     if (!strcmp(m, "store-reinstance") && argc == 5)
         return store_reinstance(argv[2], argv[3], argv[4]);
     if (!strcmp(m, "store-outage") && argc == 3)

@@ -70,7 +70,8 @@ step "cargo doc"
 RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p openssl-reload --features fips
 
 # capi: the C header against cbindgen, as C and C++, a C program under valgrind.
-# valgrind: 200 reload cycles under memcheck, 0 bytes definitely lost (~25 s).
+# valgrind: 200 reload cycles under memcheck, 0 bytes definitely lost (~25 s), then
+# a provider instance replaced and a standby libp11 engine (a SoftHSM2 token).
 # ci/fuzz.sh (cargo-fuzz) is not run here: building the instrumented target takes
 # minutes; the proptest properties in tests/it/props.rs run instead.
 # nginx: the dynamic module (nginx/) built against Debian's nginx-dev and loaded

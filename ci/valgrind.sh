@@ -8,12 +8,17 @@
 # It takes about 25 s on two cores (plus the example's debug build); whether CI
 # runs it is ci/test.sh's choice.
 #
-# Then the one library test that replaces a provider instance (a fresh instance
-# of OpenSSL's legacy module, as after a TPM outage: dladdr, dlopen, dlsym and
-# OSSL_PROVIDER_add_builtin in src/ffi/provider.rs) runs alone under memcheck.
+# Then two library tests run alone under memcheck:
+# - the one that replaces a provider instance (a fresh instance of OpenSSL's
+#   legacy module, as after a TPM outage: dladdr, dlopen, dlsym and
+#   OSSL_PROVIDER_add_builtin in src/ffi/provider.rs);
+# - the one that makes standby instances of the libp11 engine from anonymous
+#   copies, as after a token outage (memfd_create, dladdr, the dynamic engine
+#   and restarts in src/ffi/engine.rs), with a SoftHSM2 token of its own.
 #
 # Usage: ci/valgrind.sh [CYCLES]
-# Needs: valgrind (apt-get install valgrind).
+# Needs: valgrind; softhsm2 and libengine-pkcs11-openssl (installed by
+# ci/apt.sh when run as root).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,6 +29,7 @@ if ! command -v valgrind >/dev/null; then
     exit 2
 fi
 
+ci/apt.sh softhsm2 libengine-pkcs11-openssl
 cargo build --locked --example reload_cycle
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -64,3 +70,5 @@ for line in sys.stdin:
 [ -n "$tests" ] || { echo "valgrind.sh: FAILED: no library test binary" >&2; exit 1; }
 memcheck "provider instance replaced" "$tests" --ignored --exact --test-threads 1 \
     material::hardware::providers::tests::a_module_provider_is_replaced_by_a_fresh_instance_that_serves
+memcheck "engine standby from copies" "$tests" --ignored --exact --test-threads 1 \
+    material::hardware::engine::tests::a_standby_from_copies_opens_the_key_restarts_and_goes_in_service
