@@ -108,7 +108,7 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
         if let KeyRoute::Provider { name } = &opened.route {
             serialise(name);
         }
-        if let Err(problem) = probe(&opened.key) {
+        if let Err(problem) = probe(&opened.key, Some(&opened.route)) {
             // Its module cannot start afresh while libp11 caches that key.
             if let Some(through) = &opened.engine {
                 engine::discard(through);
@@ -159,7 +159,7 @@ pub(crate) fn needs_open(uri: &KeyUri, interval: Duration) -> bool {
         return false;
     }
     slot.probed = Some(Instant::now());
-    match probe(key) {
+    match probe(key, slot.status.route.as_ref()) {
         Ok(()) => false,
         Err(reason) => {
             let error = Error::HardwareKey {

@@ -53,9 +53,9 @@ pub enum HardwareKeyProblem {
     },
     /// The key in service failed its probe signature: the token went away.
     Unusable(ErrorStack),
-    /// The key signs, but its public half is missing or does not verify
-    /// what it signed: a token still being set up (its public key object
-    /// not there yet). Tried again at the next poll.
+    /// The key signs, but its public half is missing: a token still being
+    /// set up (its public key object not there yet). Tried again at the next
+    /// poll.
     NoPublicHalf(ErrorStack),
 }
 
@@ -82,7 +82,7 @@ impl fmt::Display for HardwareKeyProblem {
             ),
             Self::Unusable(_) => f.write_str("the key in service cannot sign: the token is unavailable"),
             Self::NoPublicHalf(_) => f.write_str(
-                "the key signs, but its public key is missing or does not verify the signature (a token still being set up?)",
+                "the key signs, but its public key is missing (a token still being set up?)",
             ),
         }
     }
