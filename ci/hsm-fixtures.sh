@@ -213,7 +213,9 @@ handshake() {
 
 # ---------------------------------------------------------------- SoftHSM2
 
-softhsm_env() { env SOFTHSM2_CONF="$D/softhsm2.conf" "$@"; }
+# SOFTHSM_CONF: the SoftHSM2 config the commands below use (a staging one while a
+# token is made, see softhsm_fill_token).
+softhsm_env() { env SOFTHSM2_CONF="${SOFTHSM_CONF:-$D/softhsm2.conf}" "$@"; }
 p11() { softhsm_env GNUTLS_PIN="$PIN" p11tool --provider "$SOFTHSM_MODULE" "$@"; }
 
 token_present() {
@@ -293,11 +295,31 @@ make_pkcs8() { # FILE ec|rsa
 }
 
 token_pubkey() { # LABEL -> PEM SubjectPublicKeyInfo of the token's public key object
-  # (--outfile: without it p11tool warns and sleeps 3 s)
-  rm -f "$D/tmp/$1.pub"
-  if p11 --login --export-pubkey "pkcs11:token=$TOKEN;object=$1;type=public" --outfile "$D/tmp/$1.pub" >/dev/null 2>&1; then
-    ossl pkey -pubin -in "$D/tmp/$1.pub" -pubout 2>/dev/null || true
-  fi
+  # (--outfile: without it p11tool warns and sleeps 3 s). Tried for up to 3 s: a
+  # server under test that holds the token (its workers, a standby engine) can
+  # keep SoftHSM2's files busy for a moment right after a restore.
+  local try
+  for try in $(seq 30); do
+    rm -f "$D/tmp/$1.pub"
+    if p11 --login --export-pubkey "pkcs11:token=$TOKEN;object=$1;type=public" --outfile "$D/tmp/$1.pub" >/dev/null 2>&1; then
+      ossl pkey -pubin -in "$D/tmp/$1.pub" -pubout 2>/dev/null || true
+      return
+    fi
+    sleep 0.1
+  done
+}
+
+# Imports every key the token lacks (SOFTHSM_CONF: which token directory).
+softhsm_import_missing() {
+  local entry label id alg cert have
+  have=$(p11 --login --list-privkeys "pkcs11:token=$TOKEN" 2>/dev/null | sed -n 's/.*;object=\([^;]*\);.*/\1/p') || true
+  for entry in "${SOFTHSM_KEYS[@]}"; do
+    IFS=: read -r label id alg cert <<<"$entry"
+    grep -qx -- "$label" <<<"$have" && continue
+    log "importing $label.pem as $label (id $id)"
+    softhsm_env softhsm2-util --import "$D/$label.pem" --token "$TOKEN" --label "$label" \
+      --id "$id" --pin "$PIN" >/dev/null
+  done
 }
 
 # Creates the token if it is missing and imports every key it lacks. A token whose
@@ -316,18 +338,24 @@ softhsm_fill_token() {
       fi
     done
   fi
-  if ! token_present; then
+  if token_present; then
+    softhsm_import_missing
+  else
+    # Made in a staging directory and moved into place whole: a server polling
+    # the token (a test of an outage) never finds it half set up, and its
+    # SoftHSM2 never writes into a token being set up (a failed login of a
+    # server's, racing softhsm2-util, has left the token without its user PIN).
+    rm -rf "$D/tokens.staging"
+    mkdir -p "$D/tokens.staging"
+    sed "s|^directories.tokendir = .*|directories.tokendir = $D/tokens.staging|" \
+      "$D/softhsm2.conf" >"$D/softhsm2-staging.conf"
     log "initialising token $TOKEN"
-    softhsm_env softhsm2-util --init-token --free --label "$TOKEN" --pin "$PIN" --so-pin "$SO_PIN" >/dev/null
+    SOFTHSM_CONF="$D/softhsm2-staging.conf" softhsm_env softhsm2-util --init-token --free \
+      --label "$TOKEN" --pin "$PIN" --so-pin "$SO_PIN" >/dev/null
+    SOFTHSM_CONF="$D/softhsm2-staging.conf" softhsm_import_missing
+    find "$D/tokens.staging" -mindepth 1 -maxdepth 1 -type d -exec mv -t "$D/tokens/" {} +
+    rm -rf "$D/tokens.staging" "$D/softhsm2-staging.conf"
   fi
-  have=$(p11 --login --list-privkeys "pkcs11:token=$TOKEN" 2>/dev/null | sed -n 's/.*;object=\([^;]*\);.*/\1/p') || true
-  for entry in "${SOFTHSM_KEYS[@]}"; do
-    IFS=: read -r label id alg cert <<<"$entry"
-    grep -qx -- "$label" <<<"$have" && continue
-    log "importing $label.pem as $label (id $id)"
-    softhsm_env softhsm2-util --import "$D/$label.pem" --token "$TOKEN" --label "$label" \
-      --id "$id" --pin "$PIN" >/dev/null
-  done
   for entry in "${SOFTHSM_KEYS[@]}"; do
     IFS=: read -r label id alg cert <<<"$entry"
     [ "$(token_pubkey "$label")" = "$(ossl pkey -in "$D/$label.pem" -pubout)" ] ||
@@ -694,9 +722,16 @@ cmd_tpm_start() {
   tpm_wait_answers
   tpm_clear_lockout
   local entry handle alg cert
+  local i
   for entry in "${TPM_KEYS[@]}"; do
     IFS=: read -r handle alg cert <<<"$entry"
-    tpm_key_ok "$handle" "$alg" || die "persistent key $handle did not come back"
+    # Tried for up to 3 s: a server under test polling the TPM through
+    # tpm2-abrmd as it comes back can make one read fail.
+    for i in $(seq 30); do
+      tpm_key_ok "$handle" "$alg" && continue 2
+      sleep 0.1
+    done
+    die "persistent key $handle did not come back: $(tpm_env tpm2_readpublic -c "$handle" 2>&1 | tail -n 3)"
   done
   log "the TPM is back with persistent keys ${TPM_KEYS[*]%%:*}"
 }
