@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Keys that stay in hardware (docs/hardware-keys.md): provisions a SoftHSM2
 # token and a software TPM with ci/hsm-fixtures.sh in a temp directory, then
-# runs the binary and a forking C server (tests/c/forking.c) against them:
+# runs the binary, a forking C server (tests/c/forking.c) and Debian's nginx
+# with the module (built by ci/nginx.sh --build) against them:
 # server/tests/cli/hardware/ (`--ignored`, OPENSSL_RELOAD_HSM_DIR naming the
-# fixtures). Everything it starts is stopped
-# on exit, also on failure.
+# fixtures). Everything it starts is stopped on exit, also on failure.
 #
 #   ci/hardware-keys.sh
 #   KEEP=1 ci/hardware-keys.sh    keep the fixture directory (for a look after a failure)
@@ -39,7 +39,12 @@ echo "--- ci/hardware-keys.sh: the forking C server (tests/c/forking.c)"
 stage_capi "$dir"
 compile_c "$dir" tests/c/forking.c forking
 
-echo "--- ci/hardware-keys.sh: the binary and the C server with keys in hardware"
+echo "--- ci/hardware-keys.sh: the nginx module (ci/nginx.sh --build)"
+module="$(ci/nginx.sh --build | tail -n 1)"
+[[ $module == "built "* ]] || die "ci/nginx.sh --build did not build the module"
+export OPENSSL_RELOAD_NGINX_MODULE="${module#built }"
+
+echo "--- ci/hardware-keys.sh: the binary, the C server and nginx with keys in hardware"
 # The C server finds the token as the binary does (the tests set these for it).
 export SOFTHSM2_CONF="$dir/softhsm2.conf" PKCS11_MODULE_PATH=/usr/lib/softhsm/libsofthsm2.so
 OPENSSL_RELOAD_HSM_DIR="$dir" OPENSSL_RELOAD_C_PROGRAMS="$dir/bin" cargo test --locked -p openssl-reload-server --test cli \

@@ -36,6 +36,44 @@ ngx_http_openssl_reload_path(ngx_conf_t *cf, ngx_str_t *name)
 }
 
 
+/*
+ * A key of ssl_certificate_key: a full path, or for nginx's
+ * "engine:pkcs11:URI" the pkcs11: URI, which the library opens itself (once
+ * per process: in each worker, and again after a token outage). NULL, logged,
+ * for a key of another engine.
+ */
+static char *
+ngx_http_openssl_reload_key(ngx_conf_t *cf, ngx_str_t *key)
+{
+    u_char      *uri;
+    size_t       len;
+    static char  pkcs11[] = "engine:pkcs11:";
+
+    if (key->len < 7 || ngx_strncmp(key->data, "engine:", 7) != 0) {
+        return ngx_http_openssl_reload_path(cf, key);
+    }
+
+    len = sizeof(pkcs11) - 1;
+
+    if (key->len <= len || ngx_strncmp(key->data, pkcs11, len) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "openssl_reload: \"%V\": of engine keys, "
+                           "openssl_reload takes \"engine:pkcs11:\" followed "
+                           "by a pkcs11: URI", key);
+        return NULL;
+    }
+
+    uri = ngx_pnalloc(cf->pool, key->len - len + 1);
+    if (uri == NULL) {
+        return NULL;
+    }
+
+    ngx_cpystrn(uri, key->data + len, key->len - len + 1);
+
+    return (char *) uri;
+}
+
+
 static int
 ngx_http_openssl_reload_passphrase(void *userdata, char *buf, size_t len,
     size_t *out_len)
@@ -88,7 +126,7 @@ ngx_http_openssl_reload_pairs(ngx_conf_t *cf, ngx_http_ssl_srv_conf_t *sscf,
         }
 
         cert = ngx_http_openssl_reload_path(cf, &certs[i]);
-        key = ngx_http_openssl_reload_path(cf, &keys[i]);
+        key = ngx_http_openssl_reload_key(cf, &keys[i]);
         if (cert == NULL || key == NULL) {
             return NGX_ERROR;
         }

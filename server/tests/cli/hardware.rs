@@ -6,6 +6,7 @@
 
 mod client;
 mod fork;
+mod nginx;
 mod outage;
 mod token;
 mod tpm;

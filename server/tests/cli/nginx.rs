@@ -8,7 +8,7 @@ mod churn;
 /// An RSA and an ECDSA pair in one server block.
 mod keytypes;
 /// The harness: nginx in a prefix of its own, one request over s_client.
-mod run;
+pub(crate) mod run;
 /// `ssl_session_ticket_key` files with mutual TLS.
 mod ticket_keys;
 /// `ssl_crl` and `ssl_password_file`.
@@ -56,7 +56,7 @@ fn every_worker_serves(nginx: &Nginx, ca: &Path, name: &str, workers: &[i32], se
 }
 
 /// `every_worker_serves` for a client with `flags` (`-sigalgs`, `-cipher`).
-fn every_worker_serves_with(
+pub(crate) fn every_worker_serves_with(
     nginx: &Nginx,
     ca: &Path,
     name: &str,

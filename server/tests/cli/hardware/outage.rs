@@ -15,14 +15,19 @@ use crate::sites::served;
 use crate::support::{serial_hex, write_atomic, LeafSpec};
 
 /// Runs `ci/hsm-fixtures.sh SUBCOMMAND DIR`.
-fn fixtures(subcommand: &str, dir: &str) {
+pub(super) fn fixtures(subcommand: &str, dir: &str) {
+    fixtures_args(&[subcommand, dir]);
+}
+
+/// Runs `ci/hsm-fixtures.sh ARGS...`.
+pub(super) fn fixtures_args(args: &[&str]) {
     let ok = Command::new("ci/hsm-fixtures.sh")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args([subcommand, dir])
+        .args(args)
         .status()
         .unwrap()
         .success();
-    assert!(ok, "ci/hsm-fixtures.sh {subcommand}");
+    assert!(ok, "ci/hsm-fixtures.sh {args:?}");
 }
 
 /// Handshakes fail and `/status` (read over the admin port, plain HTTP)
@@ -179,7 +184,7 @@ fn admin_status(server: &Server) -> Option<serde_json::Value> {
 
 /// Brings the device back when dropped, also when the test fails, so that
 /// the tests after it find it.
-struct Restore(&'static str, String);
+pub(super) struct Restore(pub(super) &'static str, pub(super) String);
 
 impl Drop for Restore {
     fn drop(&mut self) {

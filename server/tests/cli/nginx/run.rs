@@ -38,7 +38,7 @@ pub(crate) fn is_root() -> bool {
 /// The `user` directive of most tests: workers run as root when the tests do
 /// (CI runs as root, and the test files are in a private temporary
 /// directory); docs/nginx.md says what the user needs.
-fn default_user() -> &'static str {
+pub(crate) fn default_user() -> &'static str {
     if is_root() {
         "user root;"
     } else {
@@ -46,12 +46,13 @@ fn default_user() -> &'static str {
     }
 }
 
-/// `nginx.conf` with `user` (a `user` directive or nothing) and `servers`
-/// (whose `PORT` becomes the port) inside `http`.
-fn conf(prefix: &Path, port: u16, user: &str, servers: &str) -> String {
+/// `nginx.conf` with `main` (directives of the main context: a `user`
+/// directive, `env`, or nothing) and `servers` (whose `PORT` becomes the port)
+/// inside `http`.
+fn conf(prefix: &Path, port: u16, main: &str, servers: &str) -> String {
     let p = prefix.display();
     format!(
-        "load_module {module};\n{user}\nworker_processes 2;\npid {p}/nginx.pid;\n\
+        "load_module {module};\n{main}\nworker_processes 2;\npid {p}/nginx.pid;\n\
          error_log {p}/error.log notice;\nevents {{ worker_connections 64; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
          fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
@@ -70,7 +71,13 @@ pub(crate) struct Nginx {
 
 /// `nginx -p PREFIX -c PREFIX/nginx.conf` with `extra` arguments.
 fn nginx(prefix: &Path, extra: &[&str]) -> Output {
+    nginx_in(prefix, extra, &[])
+}
+
+/// [`nginx`] with the variables `env` set.
+fn nginx_in(prefix: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("nginx");
+    cmd.envs(env.iter().copied());
     cmd.arg("-p")
         .arg(prefix)
         .arg("-c")
@@ -79,11 +86,11 @@ fn nginx(prefix: &Path, extra: &[&str]) -> Output {
     output_within_deadline(&mut cmd, b"")
 }
 
-/// Writes `prefix/nginx.conf` with `user` and `servers` on a free port: the
+/// Writes `prefix/nginx.conf` with `main` and `servers` on a free port: the
 /// address nginx will listen on.
-pub(crate) fn write_conf(prefix: &Path, user: &str, servers: &str) -> SocketAddr {
+pub(crate) fn write_conf(prefix: &Path, main: &str, servers: &str) -> SocketAddr {
     let port = free_port();
-    fs::write(prefix.join("nginx.conf"), conf(prefix, port, user, servers)).unwrap();
+    fs::write(prefix.join("nginx.conf"), conf(prefix, port, main, servers)).unwrap();
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
@@ -100,8 +107,14 @@ impl Nginx {
 
     /// Starts nginx with `user` (a `user` directive) for its workers.
     pub(crate) fn start_as(prefix: &Path, user: &str, servers: &str) -> Self {
-        let addr = write_conf(prefix, user, servers);
-        let out = nginx(prefix, &[]);
+        Self::start_in(prefix, user, &[], servers)
+    }
+
+    /// Starts nginx with `main` (directives of the main context: `user`,
+    /// `env`) and the variables `env` set for it.
+    pub(crate) fn start_in(prefix: &Path, main: &str, env: &[(&str, &str)], servers: &str) -> Self {
+        let addr = write_conf(prefix, main, servers);
+        let out = nginx_in(prefix, &[], env);
         assert!(
             out.status.success(),
             "nginx: {}",
