@@ -59,4 +59,4 @@ echo "built $module"
 
 echo "--- ci/nginx.sh: Debian's nginx with the module, driven over real sockets"
 OPENSSL_RELOAD_NGINX_MODULE="$module" cargo test --locked -p openssl-reload-server --test cli \
-  -- --ignored --test-threads 1 --show-output nginx::
+  -- --ignored --test-threads 1 --show-output nginx:: --skip hardware::

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::{HardwareKeyProblem, KeyUri};
 use crate::ffi::engine::Engine;
 
-/// The engine's id, and the name of the first instance in `/status` terms.
+/// The engine's id.
 const ID: &CStr = c"pkcs11";
 
 struct InService {
