@@ -152,6 +152,17 @@ static EVP_PKEY *load(ENGINE *e, const char *uri, UI_METHOD *ui, void *data)
     return ENGINE_load_private_key(e, uri, ui, data);
 }
 
+/* The PIN set on the engine, the key loaded and a signature made with it. */
+static EVP_PKEY *load_and_sign(ENGINE *e, const char *uri)
+{
+    EVP_PKEY *k;
+    ENGINE_ctrl_cmd_string(e, "PIN", PIN, 0);
+    k = load(e, uri, NULL, NULL);
+    say("load%s", "", k != NULL);
+    say("sign%s", "", sign_verify(k));
+    return k;
+}
+
 static int engine_info(void)
 {
     ENGINE *e = ENGINE_by_id("pkcs11");
@@ -241,10 +252,7 @@ static int engine_outage(const char *uri, const char *mode)
     int ok;
     if (e == NULL)
         return 1;
-    ENGINE_ctrl_cmd_string(e, "PIN", PIN, 0);
-    k = load(e, uri, NULL, NULL);
-    say("load%s", "", k != NULL);
-    say("sign%s", "", sign_verify(k));
+    k = load_and_sign(e, uri);
     fixture("softhsm-outage", mode);
     if (getenv("PROBE_UNUSED_DURING_OUTAGE") == NULL) {
         say("token gone: sign with the open key%s", "", sign_verify(k));
@@ -719,10 +727,7 @@ static int engine_copy(const char *uri, const char *mode, const char *cert, cons
     SSL_CTX *before;
     if (e == NULL)
         return 1;
-    ENGINE_ctrl_cmd_string(e, "PIN", PIN, 0);
-    k = load(e, uri, NULL, NULL);
-    say("load%s", "", k != NULL);
-    say("sign%s", "", sign_verify(k));
+    k = load_and_sign(e, uri);
     before = server_with(k, cert);
     cctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_load_verify_locations(cctx, ca, NULL);

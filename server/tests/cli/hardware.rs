@@ -56,6 +56,20 @@ impl Fixture {
             .unwrap()
     }
 
+    /// `serve` on a free loopback port, polling every 20 ms, with the
+    /// fixture's variables.
+    pub(crate) fn serve_command(&self) -> Command {
+        let mut cmd = self.command();
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-interval",
+            "20ms",
+        ]);
+        cmd
+    }
+
     /// The binary with the fixture's variables that OpenSSL, libp11 and the
     /// TPM stack read.
     pub(crate) fn command(&self) -> Command {
@@ -115,20 +129,13 @@ impl Site {
     /// `serve` on the certificate file with `key` (a URI or a key file), the
     /// PIN file, polling every 20 ms, and `extra`.
     pub(crate) fn serve(&self, fixture: &Fixture, key: &str, extra: &[&str]) -> Server {
-        let mut cmd = fixture.command();
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--poll-interval",
-            "20ms",
-        ])
-        .arg("--cert")
-        .arg(&self.cert)
-        .args(["--key", key])
-        .arg("--key-passphrase-file")
-        .arg(&self.pin)
-        .args(extra);
+        let mut cmd = fixture.serve_command();
+        cmd.arg("--cert")
+            .arg(&self.cert)
+            .args(["--key", key])
+            .arg("--key-passphrase-file")
+            .arg(&self.pin)
+            .args(extra);
         Server::spawn(cmd)
     }
 

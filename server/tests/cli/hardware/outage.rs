@@ -119,18 +119,11 @@ fn two_token_keys_come_back_after_an_outage_through_fresh_engine_instances() {
         private(&key);
         serials.push((format!("{name}.test"), serial_hex(&leaf)));
     }
-    let mut cmd = hsm.command();
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--poll-interval",
-        "20ms",
-        "--cert-dir",
-    ])
-    .arg(&sites)
-    .arg("--key-passphrase-file")
-    .arg(&site.pin);
+    let mut cmd = hsm.serve_command();
+    cmd.arg("--cert-dir")
+        .arg(&sites)
+        .arg("--key-passphrase-file")
+        .arg(&site.pin);
     let server = Server::spawn(cmd);
     let each_served = || {
         serials.iter().all(|(name, serial)| {
