@@ -82,19 +82,7 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
         return Ok(held);
     }
     let serving = renewed_instance(&slots, uri);
-    // No provider: the engine, or its standby if this key, opened before,
-    // failed through the instance in service. Unlike a provider's, that
-    // instance may still serve other keys: libp11 caches what it found of a
-    // token, so a token it saw half restored stays so for it.
-    let renew_engine = serving.is_none() && {
-        let in_service = engine::in_service();
-        slots.get(uri.secret_text()).is_some_and(|s| {
-            s.status.opened > 0
-                && !s.status.available
-                && s.instance.is_some()
-                && s.instance == in_service
-        })
-    };
+    let renew_engine = serving.is_none() && engine_wedged(&slots, uri);
     let slot = slots
         .entry(uri.secret_text().to_owned())
         .or_insert_with(|| Slot::new(uri, pid, digest));
@@ -110,7 +98,7 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
         }
         if let Err(problem) = probe(&opened.key, Some(&opened.route)) {
             // Its module cannot start afresh while libp11 caches that key.
-            if let Some(through) = &opened.engine {
+            if let Via::Engine(through) = &opened.via {
                 engine::discard(through);
             }
             return Err(problem);
@@ -120,11 +108,11 @@ pub(crate) fn open(uri: &KeyUri, pin: Option<&[u8]>) -> Result<HeldKey, Error> {
     let problem = match opened {
         Ok(opened) => {
             // A standby engine goes in service once a key of it passed the probe.
-            if let Some(through) = &opened.engine {
+            if let Via::Engine(through) = &opened.via {
                 engine::adopt(through, uri);
             }
             drop(turn);
-            slot.instance = Some(opened.instance);
+            slot.instance = Some(opened.via.into_name());
             return Ok(slot.hold(uri, opened.key, opened.route));
         }
         Err(problem) => problem,
@@ -285,6 +273,21 @@ fn wedged(slots: &HashMap<String, Slot>, uri: &KeyUri, serving: Option<&str>) ->
     (down && slot.instance.as_deref() == Some(serving) && !healthy).then(|| serving.to_owned())
 }
 
+/// Whether `uri`'s key, opened before, is down and was last tried through
+/// the engine instance in service: then the engine's standby tries it.
+/// Unlike a provider's, that instance may still serve other keys: libp11
+/// caches what it found of a token, so a token it saw half restored stays
+/// so for it.
+fn engine_wedged(slots: &HashMap<String, Slot>, uri: &KeyUri) -> bool {
+    let in_service = engine::in_service();
+    slots.get(uri.secret_text()).is_some_and(|s| {
+        s.status.opened > 0
+            && !s.status.available
+            && s.instance.is_some()
+            && s.instance == in_service
+    })
+}
+
 /// The provider instance serving `uri`, a fresh one if an outage may have
 /// left the one serving it unusable ([`wedged`]); logs the replacement
 /// (docs/hardware-keys.md, "Outages").
@@ -314,10 +317,24 @@ fn renewed_instance(slots: &HashMap<String, Slot>, uri: &KeyUri) -> Option<Strin
 struct Opened {
     key: PKey<Private>,
     route: KeyRoute,
-    /// The provider or engine instance that opened it.
-    instance: String,
-    /// The engine that opened it, if one did.
-    engine: Option<engine::Through>,
+    via: Via,
+}
+
+/// The instance that opened a key.
+enum Via {
+    /// A provider instance, by name.
+    Provider(String),
+    /// An engine instance (the one in service or its standby).
+    Engine(engine::Through),
+}
+
+impl Via {
+    fn into_name(self) -> String {
+        match self {
+            Self::Provider(name) => name,
+            Self::Engine(through) => through.name,
+        }
+    }
 }
 
 /// Opens the key by its route: the provider instance `serving` the scheme
@@ -339,8 +356,7 @@ fn load(
             Ok(Some(key)) => Ok(Opened {
                 key,
                 route,
-                instance,
-                engine: None,
+                via: Via::Provider(instance),
             }),
             Ok(None) => Err(HardwareKeyProblem::NotFound { route }),
             Err(source) => Err(refused_or_open(route, source)),
@@ -367,7 +383,6 @@ fn load(
     Ok(Opened {
         key,
         route,
-        instance: through.name.clone(),
-        engine: Some(through),
+        via: Via::Engine(through),
     })
 }
